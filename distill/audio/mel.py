@@ -1,0 +1,267 @@
+"""Log-mel features for the models, and a way back to audio for listening.
+
+Pure torch (no torchaudio, which is unavailable here) so the same code runs in
+data preparation, training and on whatever device a model lives on. The
+filterbank follows librosa's defaults so features can be checked against it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+# Bump when the feature computation changes in a way that invalidates caches
+# even though no config field changed.
+_FINGERPRINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    """Everything that determines a log-mel feature; hashable so it can key caches."""
+
+    sample_rate: int = 22050
+    n_fft: int = 1024
+    hop_length: int = 256
+    n_mels: int = 80
+    f_min: float = 0.0
+    f_max: float | None = None  # None = sample_rate / 2
+    log_floor: float = 1e-5  # log(max(mel, floor))
+
+    def __post_init__(self) -> None:
+        # Normalise types so MelConfig(f_min=0) and MelConfig(f_min=0.0) are equal
+        # and share a fingerprint; catch nonsense early rather than as NaNs later.
+        for name in ("sample_rate", "n_fft", "hop_length", "n_mels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        object.__setattr__(self, "f_min", float(self.f_min))
+        object.__setattr__(self, "log_floor", float(self.log_floor))
+        if self.f_max is not None:
+            object.__setattr__(self, "f_max", float(self.f_max))
+        nyquist = self.sample_rate / 2
+        if not 0.0 <= self.f_min < self.effective_f_max <= nyquist:
+            raise ValueError(
+                f"need 0 <= f_min < f_max <= {nyquist}, got f_min={self.f_min}, f_max={self.f_max}"
+            )
+        if not self.log_floor > 0.0:
+            raise ValueError(f"log_floor must be > 0, got {self.log_floor}")
+
+    @property
+    def effective_f_max(self) -> float:
+        """f_max with None resolved to Nyquist."""
+        return self.sample_rate / 2 if self.f_max is None else self.f_max
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict, for checkpoints and cache manifests."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MelConfig:
+        """Inverse of to_dict; unknown keys are an error so typos do not pass silently."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown MelConfig fields: {', '.join(unknown)}")
+        return cls(**d)
+
+    def fingerprint(self) -> str:
+        """Short stable hex digest of all fields, used as a feature-cache key."""
+        payload = json.dumps(
+            {"version": _FINGERPRINT_VERSION, **self.to_dict()}, sort_keys=True
+        ).encode()
+        return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def _hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
+    """Slaney's mel scale: linear below 1 kHz, logarithmic above (librosa htk=False)."""
+    f_sp = 200.0 / 3
+    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, math.log(6.4) / 27.0
+    linear = hz / f_sp
+    log = min_log_mel + torch.log(hz.clamp(min=min_log_hz) / min_log_hz) / logstep
+    return torch.where(hz >= min_log_hz, log, linear)
+
+
+def _mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
+    """Inverse of _hz_to_mel."""
+    f_sp = 200.0 / 3
+    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, math.log(6.4) / 27.0
+    linear = mel * f_sp
+    log = min_log_hz * torch.exp(logstep * (mel - min_log_mel))
+    return torch.where(mel >= min_log_mel, log, linear)
+
+
+def mel_filterbank(
+    sample_rate: int,
+    n_fft: int,
+    n_mels: int,
+    f_min: float = 0.0,
+    f_max: float | None = None,
+) -> torch.Tensor:
+    """(n_mels, n_fft // 2 + 1), Slaney mel scale and Slaney area normalisation, same as librosa.filters.mel defaults."""
+    if f_max is None:
+        f_max = sample_rate / 2
+    f64 = torch.float64  # build in double, like librosa, then hand out float32
+    fft_freqs = torch.linspace(0.0, sample_rate / 2, n_fft // 2 + 1, dtype=f64)
+    mel_edges = torch.linspace(
+        float(_hz_to_mel(torch.tensor(f_min, dtype=f64))),
+        float(_hz_to_mel(torch.tensor(f_max, dtype=f64))),
+        n_mels + 2,
+        dtype=f64,
+    )
+    hz_edges = _mel_to_hz(mel_edges)
+    widths = hz_edges.diff()
+    ramps = hz_edges[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = torch.clamp(torch.minimum(lower, upper), min=0.0)
+    # Area normalisation keeps each band's energy comparable regardless of width.
+    weights = weights * (2.0 / (hz_edges[2:] - hz_edges[:-2]))[:, None]
+    return weights.to(torch.float32)
+
+
+def _center_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """Reflect-pad the last axis like numpy's 'reflect', even when pad >= length.
+
+    torch's reflect padding refuses pads longer than the signal, which would make
+    very short clips (e.g. 20 ms at n_fft=1024) crash; repeating the reflection is
+    what librosa/numpy do, so results still match them.
+    """
+    length = x.shape[-1]
+    if length < 2:
+        mode = "constant" if length == 0 else "replicate"
+        return F.pad(x.unsqueeze(1), (pad, pad), mode=mode).squeeze(1)
+    while pad > 0:
+        step = min(pad, x.shape[-1] - 1)
+        x = F.pad(x.unsqueeze(1), (step, step), mode="reflect").squeeze(1)
+        pad -= step
+    return x
+
+
+def _stft(x: torch.Tensor, n_fft: int, hop_length: int, window: torch.Tensor) -> torch.Tensor:
+    """Complex STFT of (batch, samples), equivalent to center=True, pad_mode='reflect'."""
+    padded = _center_pad(x, n_fft // 2)
+    return torch.stft(
+        padded, n_fft, hop_length, window=window, center=False, return_complex=True
+    )
+
+
+class MelSpectrogram(torch.nn.Module):
+    """audio (..., samples) float -> log-mel (..., n_mels, frames).
+
+    torch.stft with a periodic Hann window, center=True, pad_mode='reflect', magnitude (power 1),
+    mel filterbank as a registered buffer, natural log of clamp(min=log_floor).
+    Frames = 1 + samples // hop_length.
+    """
+
+    window: torch.Tensor
+    filterbank: torch.Tensor
+
+    def __init__(self, config: MelConfig) -> None:
+        super().__init__()
+        self.config = config
+        fb = mel_filterbank(
+            config.sample_rate, config.n_fft, config.n_mels, config.f_min, config.f_max
+        )
+        # Non-persistent: both are derived from `config`, so storing them in model
+        # checkpoints would only add bulk and a chance of disagreeing with it.
+        self.register_buffer("filterbank", fb, persistent=False)
+        self.register_buffer(
+            "window", torch.hann_window(config.n_fft, periodic=True), persistent=False
+        )
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        lead, samples = audio.shape[:-1], audio.shape[-1]
+        flat = audio.reshape(math.prod(lead), samples)  # explicit: -1 fails for 0 samples
+        window = self.window.to(flat.dtype)
+        magnitude = _stft(flat, self.config.n_fft, self.config.hop_length, window).abs()
+        mel = torch.matmul(self.filterbank.to(magnitude.dtype), magnitude)
+        log_mel = torch.log(torch.clamp(mel, min=self.config.log_floor))
+        return log_mel.reshape(*lead, self.config.n_mels, log_mel.shape[-1])
+
+
+@functools.lru_cache(maxsize=16)
+def _filterbank_pinv(config: MelConfig) -> torch.Tensor:
+    """Least-squares inverse of the filterbank; cached because pinv is an SVD."""
+    fb = mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.f_min, config.f_max)
+    return torch.linalg.pinv(fb.to(torch.float64)).to(torch.float32)
+
+
+def mel_to_audio(
+    log_mel: torch.Tensor,
+    config: MelConfig,
+    n_iter: int = 32,
+    momentum: float = 0.99,
+    length: int | None = None,
+    seed: int = 0,
+) -> torch.Tensor:
+    """(n_mels, frames) or (batch, n_mels, frames) -> audio (samples) or (batch, samples).
+
+    A rough inversion meant for auditioning model output, not for fidelity: the
+    pseudo-inverse spreads energy within each mel band and Griffin-Lim guesses phase.
+    """
+    if log_mel.dim() not in (2, 3) or log_mel.shape[-2] != config.n_mels:
+        raise ValueError(
+            f"expected (n_mels={config.n_mels}, frames) or (batch, n_mels, frames), "
+            f"got {tuple(log_mel.shape)}"
+        )
+    mel = torch.exp(log_mel.to(torch.float32))
+    pinv = _filterbank_pinv(config).to(mel.device)
+    magnitude = torch.clamp(torch.matmul(pinv, mel), min=0.0)
+    return griffin_lim(
+        magnitude, config.n_fft, config.hop_length, n_iter, momentum, length, seed
+    )
+
+
+def griffin_lim(
+    magnitude: torch.Tensor,
+    n_fft: int,
+    hop_length: int,
+    n_iter: int = 32,
+    momentum: float = 0.99,
+    length: int | None = None,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Fast Griffin-Lim (Perraudin et al. 2013) with momentum; (..., n_fft//2+1, frames) -> (..., samples).
+
+    Deterministic given seed: the random initial phase comes from a CPU
+    torch.Generator, so results do not depend on global RNG state or device.
+    """
+    if magnitude.shape[-2] != n_fft // 2 + 1:
+        raise ValueError(f"expected {n_fft // 2 + 1} frequency bins, got {magnitude.shape[-2]}")
+    if n_iter < 0 or not 0.0 <= momentum < 1.0:
+        raise ValueError("need n_iter >= 0 and 0 <= momentum < 1")
+    lead, (n_bins, n_frames) = magnitude.shape[:-2], magnitude.shape[-2:]
+    mag = magnitude.reshape(-1, n_bins, n_frames)
+    window = torch.hann_window(n_fft, periodic=True, dtype=mag.dtype, device=mag.device)
+
+    generator = torch.Generator().manual_seed(seed)
+    phase = torch.rand(mag.shape, generator=generator, dtype=mag.dtype).to(mag.device)
+    angles = torch.polar(torch.ones_like(mag), 2 * math.pi * phase)
+
+    def inverse(spec: torch.Tensor, out_length: int) -> torch.Tensor:
+        return torch.istft(spec, n_fft, hop_length, window=window, center=True, length=out_length)
+
+    # Inner iterations use a length whose re-analysis has exactly n_frames (istft's
+    # natural length, or 1 sample for a single frame); only the final synthesis
+    # honours `length`.
+    inner_length = max(hop_length * (n_frames - 1), 1)
+    previous = torch.zeros_like(angles)
+    for _ in range(n_iter):
+        rebuilt = _stft(inverse(mag * angles, inner_length), n_fft, hop_length, window)
+        accelerated = rebuilt - (momentum / (1 + momentum)) * previous
+        angles = accelerated / accelerated.abs().clamp(min=1e-16)
+        previous = rebuilt
+    out_length = hop_length * (n_frames - 1) if length is None else length
+    if out_length == 0:  # istft cannot produce an empty signal
+        return mag.new_zeros((*lead, 0))
+    audio = inverse(mag * angles, out_length)
+    return audio.reshape(*lead, audio.shape[-1])

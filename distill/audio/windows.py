@@ -1,0 +1,89 @@
+"""Fixed-length training windows cut from variable-length log-mels.
+
+Files shorter than a window are padded with silence (the log of the mel floor), never
+dropped: a 20 ms click is as much a part of a drum kit as a 3 s crash. Training draws
+random crops each epoch, so a small set still gives varied batches; validation uses
+fixed, non-overlapping windows so its numbers are comparable from epoch to epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from typing import TypeVar
+
+import torch
+from torch import Tensor
+
+T = TypeVar("T")
+
+
+def split_files(items: Sequence[T], val_fraction: float, seed: int) -> tuple[list[T], list[T]]:
+    """Split by file, not by window, so no validation window overlaps a training one.
+
+    A single file is used for both (there is nothing else to validate on); otherwise at
+    least one file is held out and at least one kept for training.
+    """
+    if len(items) == 1:
+        return list(items), list(items)
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    n_val = min(len(items) - 1, max(1, round(len(items) * val_fraction)))
+    val_idx = set(order[:n_val])
+    train = [x for i, x in enumerate(items) if i not in val_idx]
+    val = [x for i, x in enumerate(items) if i in val_idx]
+    return train, val
+
+
+def window_count(frames: int, window: int) -> int:
+    """Non-overlapping windows a file of `frames` gives; at least one (padded)."""
+    return max(1, math.ceil(frames / window))
+
+
+def crop(mel: Tensor, start: int, window: int, pad_value: float) -> Tensor:
+    """(m, t) -> (m, window) from `start`, padded with `pad_value` past the end."""
+    piece = mel[:, start : start + window]
+    if piece.shape[1] < window:
+        pad = piece.new_full((mel.shape[0], window - piece.shape[1]), pad_value)
+        piece = torch.cat([piece, pad], dim=1)
+    return piece
+
+
+def fixed_windows(
+    mels: Sequence[Tensor], window: int, pad_value: float, max_per_file: int | None = None
+) -> Tensor:
+    """(N, m, window): each file's non-overlapping windows in order, the last one padded."""
+    pieces = []
+    for mel in mels:
+        count = window_count(mel.shape[1], window)
+        if max_per_file is not None:
+            count = min(count, max_per_file)
+        pieces += [crop(mel, i * window, window, pad_value) for i in range(count)]
+    return torch.stack(pieces)
+
+
+class CropSampler:
+    """Random training crops; files are drawn in proportion to their length in windows."""
+
+    def __init__(
+        self, mels: Sequence[Tensor], window: int, pad_value: float, generator: torch.Generator
+    ):
+        self.mels = list(mels)
+        self.window = window
+        self.pad_value = pad_value
+        self.generator = generator
+        counts = [window_count(m.shape[1], window) for m in self.mels]
+        self.natural_windows = sum(counts)
+        self.weights = torch.tensor(counts, dtype=torch.float)
+
+    def batch(self, size: int) -> Tensor:
+        """(size, m, window)."""
+        files = torch.multinomial(self.weights, size, replacement=True, generator=self.generator)
+        pieces = []
+        for f in files.tolist():
+            mel = self.mels[f]
+            slack = max(0, mel.shape[1] - self.window)
+            start = int(torch.randint(0, slack + 1, (1,), generator=self.generator))
+            pieces.append(crop(mel, start, self.window, self.pad_value))
+        return torch.stack(pieces)

@@ -1,0 +1,24 @@
+"""The `distill` command. Thin: parse arguments, call the core, render.
+
+Exit codes: 0 success, 1 the job failed, 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from distill.cli import models, train
+
+app = typer.Typer(
+    name="distill",
+    help="Train small generative audio models on your own sounds.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("train")(train.train)
+app.add_typer(models.app, name="models")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,117 @@
+"""`distill models`: the model library."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from distill.cli.render import health_table
+from distill.core.events import LevelHealth
+from distill.models.library import list_models, read_card, resolve_model
+from distill.models.model_file import ModelFileError
+
+app = typer.Typer(help="The model library.", no_args_is_help=True)
+console = Console()
+
+
+@app.command("show")
+def show(
+    model: Annotated[
+        str, typer.Argument(help="A model name in the library, or a path to a .distill file.")
+    ],
+    json_output: Annotated[bool, typer.Option("--json", help="Print the card as JSON.")] = False,
+) -> None:
+    """Print a model's card (config, dataset, codebook health, loss curves) without loading weights."""
+    try:
+        path = resolve_model(model)
+        card = read_card(path)
+    except ModelFileError as error:
+        console.print(f"[bold red]error:[/] {error}")
+        raise typer.Exit(2) from error
+    if json_output:
+        print(json.dumps({"path": str(path), **card}, indent=2))
+        return
+    print_card(str(path), card)
+
+
+@app.command("list")
+def list_command(json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The models in the library."""
+    rows = []
+    for path in list_models():
+        try:
+            card = read_card(path)
+        except ModelFileError as error:
+            rows.append({"name": path.stem, "path": str(path), "error": str(error)})
+            continue
+        rows.append({"name": path.stem, "path": str(path), **_summary(card)})
+    if json_output:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("name", "created", "levels", "codebook size", "worst utilization", "val loss")
+    for row in rows:
+        if "error" in row:
+            table.add_row(row["name"], f"[red]{row['error']}[/]", "", "", "", "")
+        else:
+            table.add_row(
+                row["name"],
+                row["created"],
+                str(row["levels"]),
+                str(row["codebook_size"]),
+                f"{row['worst_utilization']:.0%}",
+                f"{row['final_val_loss']:.4f}",
+            )
+    console.print(table)
+
+
+def _summary(card: dict[str, Any]) -> dict[str, Any]:
+    health = card.get("health", [])
+    return {
+        "created": card.get("created", ""),
+        "levels": card["config"]["rvq_levels"],
+        "codebook_size": card["config"]["codebook_size"],
+        "worst_utilization": min((h["utilization"] for h in health), default=0.0),
+        "final_val_loss": card.get("training", {}).get("final_val_loss", float("nan")),
+    }
+
+
+def print_card(path: str, card: dict[str, Any]) -> None:
+    config = card["config"]
+    dataset = card.get("dataset", {})
+    training = card.get("training", {})
+    console.rule(f"[bold]{card.get('name', path)}")
+    console.print(f"file      {path}")
+    console.print(f"created   {card.get('created', '?')}  (run {card.get('run_id') or '-'})")
+    console.print(
+        f"dataset   {dataset.get('path', '?')}: {dataset.get('files', '?')} files, {dataset.get('seconds', 0):.1f} s, fingerprint {dataset.get('fingerprint', '?')}"
+    )
+    console.print(
+        f"model     {config['rvq_levels']} RVQ levels x {config['codebook_size']} codes (dim {config['codebook_dim']}), "
+        f"latent {config['latent_dim']}, hidden {config['hidden_channels']}, commitment weight {config['commitment_weight']}"
+    )
+    mel = config["mel"]
+    console.print(
+        f"audio     {mel['sample_rate']} Hz, {mel['n_mels']} mels, hop {mel['hop_length']}, window {config['window_frames']} frames"
+    )
+    console.print(
+        f"training  {training.get('epochs', '?')} epochs, best epoch {training.get('best_epoch', -1) + 1}, validation loss {training.get('final_val_loss', float('nan')):.4f}"
+    )
+    curves = card.get("curves", {})
+    if curves.get("val_loss"):
+        console.print(
+            f"val loss  {_sparkline(curves['val_loss'])}  {curves['val_loss'][0]:.3f} -> {curves['val_loss'][-1]:.3f}"
+        )
+    health = [LevelHealth(**h) for h in card.get("health", [])]
+    if health:
+        console.print(health_table(health, title="codebook health (best epoch, validation)"))
+
+
+def _sparkline(values: list[float]) -> str:
+    bars = "▁▂▃▄▅▆▇█"
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    return "".join(bars[int((v - low) / span * (len(bars) - 1))] for v in values)

@@ -1,0 +1,209 @@
+"""Render a run's events in the terminal: progress, per-level health, warnings, report.
+
+One renderer for every source of events: a run trained in this process, and (later) a
+run followed over the server's stream. It reads the payloads' own field names.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from distill.core.events import (
+    CodebookWarning,
+    DatasetScanned,
+    EpochMetrics,
+    LevelHealth,
+    ModelSaved,
+    Payload,
+    PreviewReady,
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+    RunStarted,
+    StepMetrics,
+)
+from distill.models.health import LOW_UTILIZATION
+
+
+def health_table(levels: list[LevelHealth], title: str | None = None) -> Table:
+    """The per-level codebook table; levels under the warning threshold in red."""
+    table = Table(title=title, title_justify="left")
+    for column in ("level", "utilization", "perplexity", "dead codes", "error reduction"):
+        table.add_column(column, justify="right")
+    for h in levels:
+        style = "bold red" if h.utilization < LOW_UTILIZATION else None
+        table.add_row(
+            str(h.level),
+            f"{h.utilization:.0%}",
+            f"{h.perplexity:.1f} / {h.codebook_size}",
+            str(h.dead_codes),
+            f"{h.error_reduction:+.4f}",
+            style=style,
+        )
+    return table
+
+
+def health_inline(levels: list[LevelHealth]) -> str:
+    """One line of per-level health, for each epoch."""
+    parts = []
+    for h in levels:
+        color = "red" if h.utilization < LOW_UTILIZATION else "green"
+        parts.append(
+            f"L{h.level} [{color}]{h.utilization:.0%}[/] ppl {h.perplexity:.1f} dead {h.dead_codes}"
+        )
+    return " | ".join(parts)
+
+
+def preflight_table(scan: DatasetScanned) -> Table:
+    table = Table(show_header=False, title="dataset", title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("folder", scan.dataset)
+    table.add_row(
+        "usable files",
+        f"{len(scan.files_used)} ({scan.train_files} train, {scan.val_files} validation)",
+    )
+    table.add_row("skipped files", str(len(scan.files_skipped)))
+    table.add_row("audio", f"{scan.total_seconds:.1f} s")
+    codes = scan.codebook_size * scan.rvq_levels
+    table.add_row(
+        "latent vectors / epoch",
+        f"{scan.latent_vectors} for {scan.rvq_levels} levels x {scan.codebook_size} codes = {codes} codes",
+    )
+    enough = scan.latent_vectors >= scan.codebook_size
+    verdict = (
+        "[green]enough for k-means[/]"
+        if enough
+        else "[red]fewer vectors than codes: k-means will duplicate codes[/]"
+    )
+    table.add_row("k-means init", verdict)
+    table.add_row("suggested codebook size", str(scan.suggested_codebook_size))
+    return table
+
+
+class RunRenderer:
+    """Feeds on payloads in order; owns the progress bar while a run is live."""
+
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console()
+        self.progress: Progress | None = None
+        self.task = None
+        self.last_epoch: EpochMetrics | None = None
+        self.warnings: list[CodebookWarning] = []
+        self.model_path: str | None = None
+        self.run_dir: Path | None = None
+
+    def __call__(self, payload: Payload) -> None:
+        handler = getattr(self, f"on_{payload.kind}", None)
+        if handler:
+            handler(payload)
+
+    def on_dataset_scanned(self, scan: DatasetScanned) -> None:
+        self.console.print(preflight_table(scan))
+        for skipped in scan.files_skipped:
+            self.console.print(f"[yellow]skipped[/] {skipped.path}: {skipped.reason}")
+
+    def on_run_started(self, started: RunStarted) -> None:
+        resumed = f", resuming at epoch {started.start_epoch + 1}" if started.start_epoch else ""
+        self.console.print(
+            f"training {started.epochs} epochs of {started.steps_per_epoch} steps{resumed}"
+        )
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.progress.start()
+
+    def on_step_metrics(self, step: StepMetrics) -> None:
+        if self.progress is None:
+            return
+        description = f"epoch {step.epoch + 1}"
+        if self.task is None or self.progress.tasks[0].description != description:
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+            self.task = self.progress.add_task(description, total=step.steps_per_epoch, loss="-")
+        self.progress.update(self.task, completed=step.step + 1, loss=f"{step.loss:.4f}")
+
+    def on_epoch_metrics(self, m: EpochMetrics) -> None:
+        self.last_epoch = m
+        best = " [bold]best[/]" if m.best_epoch == m.epoch else ""
+        self.console.print(
+            f"epoch {m.epoch + 1}/{m.epochs}  train {m.train_loss:.4f}  val {m.val_loss:.4f}  "
+            f"commit {m.val_commit_loss:.4f}{best}  {m.seconds:.1f}s"
+        )
+        self.console.print(f"  {health_inline(m.levels)}")
+
+    def on_codebook_warning(self, warning: CodebookWarning) -> None:
+        self.warnings.append(warning)
+        self.console.print(f"  [bold red]warning[/] epoch {warning.epoch + 1}: {warning.message}")
+
+    def on_preview_ready(self, preview: PreviewReady) -> None:
+        if preview.clips:
+            folder = Path(preview.clips[0].reconstruction_wav).parent
+            self.console.print(f"  previews: {folder}/ ({len(preview.clips)} clips)")
+
+    def on_model_saved(self, saved: ModelSaved) -> None:
+        self.model_path = saved.path
+
+    def on_run_completed(self, done: RunCompleted) -> None:
+        self._stop_progress()
+        self.console.rule("training complete")
+        if self.last_epoch:
+            m = self.last_epoch
+            self.console.print(
+                f"final epoch: train loss {m.train_loss:.4f}, validation loss {m.val_loss:.4f}, commitment {m.val_commit_loss:.4f}"
+            )
+        self.console.print(
+            f"best epoch: {done.best_epoch + 1} (validation loss {done.final_val_loss:.4f}), {done.seconds:.0f} s in all"
+        )
+        if self.last_epoch:
+            self.console.print(
+                health_table(
+                    self.last_epoch.levels, title="codebook health (last epoch, validation)"
+                )
+            )
+        if self.warnings:
+            self.console.print(f"[bold red]{len(self.warnings)} warning(s)[/]:")
+            for w in self.warnings:
+                self.console.print(f"  epoch {w.epoch + 1}: {w.message}")
+        else:
+            self.console.print("no warnings")
+        self.console.print(f"model: [bold]{done.model_path}[/]")
+
+    def on_run_cancelled(self, cancelled: RunCancelled) -> None:
+        self._stop_progress()
+        self.console.print(
+            f"[yellow]stopped[/] during epoch {cancelled.epoch + 1}; checkpoint kept at {cancelled.checkpoint_path}"
+        )
+
+    def on_run_failed(self, failed: RunFailed) -> None:
+        self._stop_progress()
+        self.console.print(f"[bold red]training failed[/]: {failed.error}")
+        if failed.checkpoint_path:
+            self.console.print(f"last checkpoint: {failed.checkpoint_path}")
+
+    def _stop_progress(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+            self.task = None
+
+
+class JsonLinesRenderer:
+    """`--json`: one JSON object per event, for scripts."""
+
+    def __init__(self, console: Console | None = None):
+        self.console = console
+
+    def __call__(self, payload: Payload) -> None:
+        print(json.dumps({"kind": payload.kind, "payload": payload.to_dict()}), flush=True)

@@ -1,0 +1,248 @@
+"""The one schema for everything a run reports.
+
+Training loops emit *payloads*: small frozen dataclasses, one per kind, each with the
+kind name it travels under. The core wraps a payload in an `Event` that adds `run_id`,
+`seq` and `ts`. The store, the dashboard and the CLI all read these field names, so a
+quantity has exactly one name everywhere (`dead_codes`, never `dead_code_count`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class LevelHealth:
+    """Codebook health of one RVQ level over a whole validation pass."""
+
+    level: int  # 1-based: level 1 quantizes the encoder output, level k its residual
+    codebook_size: int
+    utilization: float  # share of codes used at least once, 0..1
+    perplexity: float  # exp(entropy of code usage); codebook_size when use is uniform
+    dead_codes: int  # codes never used in the pass
+    error_reduction: float  # reconstruction loss with levels 1..k-1 minus with 1..k
+
+
+@dataclass(frozen=True)
+class Payload:
+    """Base of every event payload; `kind` names it on the wire and in SQLite."""
+
+    kind: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class RunQueued(Payload):
+    """A run was accepted and waits for a worker."""
+
+    kind: ClassVar[str] = "run_queued"
+    run_type: str  # "vqvae" or "prior"
+    dataset: str
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunStarted(Payload):
+    """A worker began the run (or resumed it from `start_epoch`)."""
+
+    kind: ClassVar[str] = "run_started"
+    run_type: str
+    dataset: str
+    epochs: int
+    start_epoch: int
+    steps_per_epoch: int
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file the scan could not use, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DatasetScanned(Payload):
+    """The preflight: what the folder holds and what training will see."""
+
+    kind: ClassVar[str] = "dataset_scanned"
+    dataset: str
+    files_used: list[str]
+    files_skipped: list[SkippedFile]
+    total_seconds: float
+    train_files: int
+    val_files: int
+    latent_vectors: int  # encoder output vectors in one pass over the training windows
+    codebook_size: int
+    rvq_levels: int
+    suggested_codebook_size: int
+
+
+@dataclass(frozen=True)
+class StepMetrics(Payload):
+    """One optimizer step. May be coalesced for slow followers (latest wins)."""
+
+    kind: ClassVar[str] = "step_metrics"
+    epoch: int  # 0-based
+    step: int  # 0-based within the epoch
+    steps_per_epoch: int
+    loss: float
+    recon_loss: float
+    commit_loss: float
+
+
+@dataclass(frozen=True)
+class EpochMetrics(Payload):
+    """The end of an epoch: losses and per-level codebook health on validation."""
+
+    kind: ClassVar[str] = "epoch_metrics"
+    epoch: int
+    epochs: int
+    train_loss: float
+    train_recon_loss: float
+    train_commit_loss: float
+    val_loss: float
+    val_recon_loss: float
+    val_commit_loss: float
+    levels: list[LevelHealth]
+    best_epoch: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CodebookWarning(Payload):
+    """A level uses too few of its codes (under the warning threshold)."""
+
+    kind: ClassVar[str] = "codebook_warning"
+    epoch: int
+    level: int
+    utilization: float
+    threshold: float
+    message: str
+
+
+@dataclass(frozen=True)
+class PreviewClip:
+    """One validation clip's preview files, relative to the run folder."""
+
+    name: str
+    original_wav: str
+    ceiling_wav: str  # the original's own mel through Griffin-Lim
+    reconstruction_wav: str
+    level_wavs: list[str]  # reconstruction from levels 1..k, k = 1..levels
+    original_png: str
+    reconstruction_png: str
+
+
+@dataclass(frozen=True)
+class PreviewReady(Payload):
+    """Reconstruction previews were written for this epoch."""
+
+    kind: ClassVar[str] = "preview_ready"
+    epoch: int
+    clips: list[PreviewClip]
+
+
+@dataclass(frozen=True)
+class CheckpointSaved(Payload):
+    """A resumable checkpoint was written atomically."""
+
+    kind: ClassVar[str] = "checkpoint_saved"
+    next_epoch: int  # the epoch a resume starts from
+    path: str
+
+
+@dataclass(frozen=True)
+class ModelSaved(Payload):
+    """The trained model landed in the library."""
+
+    kind: ClassVar[str] = "model_saved"
+    name: str
+    path: str
+
+
+@dataclass(frozen=True)
+class RunCompleted(Payload):
+    """The run finished every epoch."""
+
+    kind: ClassVar[str] = "run_completed"
+    best_epoch: int
+    final_val_loss: float
+    model_path: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RunFailed(Payload):
+    """The run stopped on an error; its last checkpoint stays resumable."""
+
+    kind: ClassVar[str] = "run_failed"
+    error: str
+    checkpoint_path: str | None = None
+
+
+@dataclass(frozen=True)
+class RunCancelled(Payload):
+    """The run was stopped on request after writing a checkpoint."""
+
+    kind: ClassVar[str] = "run_cancelled"
+    epoch: int
+    checkpoint_path: str | None = None
+
+
+PAYLOAD_TYPES: dict[str, type[Payload]] = {
+    cls.kind: cls
+    for cls in (
+        RunQueued,
+        RunStarted,
+        DatasetScanned,
+        StepMetrics,
+        EpochMetrics,
+        CodebookWarning,
+        PreviewReady,
+        CheckpointSaved,
+        ModelSaved,
+        RunCompleted,
+        RunFailed,
+        RunCancelled,
+    )
+}
+TERMINAL_KINDS = frozenset({RunCompleted.kind, RunFailed.kind, RunCancelled.kind})
+_NESTED = {"levels": LevelHealth, "files_skipped": SkippedFile, "clips": PreviewClip}
+
+
+def payload_from_dict(kind: str, data: dict[str, Any]) -> Payload:
+    """Rebuild a typed payload from its JSON form (the inverse of `Payload.to_dict`)."""
+    cls = PAYLOAD_TYPES[kind]
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if f.name in _NESTED:
+            value = [_NESTED[f.name](**item) for item in value]
+        values[f.name] = value
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A payload stamped with its place in one run's stream."""
+
+    run_id: str
+    seq: int  # 1, 2, 3 ... per run, no gaps
+    kind: str
+    payload: dict[str, Any]
+    ts: float = field(default_factory=time.time)
+
+    def typed(self) -> Payload:
+        return payload_from_dict(self.kind, self.payload)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

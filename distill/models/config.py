@@ -1,0 +1,77 @@
+"""The RVQ-VAE's configuration: one dataclass, sized from the number of files."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from distill.audio.mel import MelConfig
+
+MIN_RVQ_LEVELS = 2
+MAX_RVQ_LEVELS = 4
+
+
+def codebook_size_for(file_count: int) -> int:
+    """64 codes for up to 20 files, 128 up to 100, 256 above: a small set cannot fill more."""
+    if file_count <= 20:
+        return 64
+    if file_count <= 100:
+        return 128
+    return 256
+
+
+@dataclass(frozen=True)
+class VQVAEConfig:
+    """Everything needed to rebuild a ConvVQVAE, stored inside every `.distill` file."""
+
+    mel: MelConfig = field(default_factory=MelConfig)
+    window_frames: int = 128  # mel frames per training window (~1.5 s at 22.05 kHz / hop 256)
+    hidden_channels: int = 128  # width of the convolutional encoder and decoder
+    latent_dim: int = 64  # encoder output channels, the space the RVQ quantizes
+    downsample: int = 4  # mel frames per latent vector (a power of two)
+    rvq_levels: int = 3  # residual quantizer levels, 2..4
+    codebook_size: int = 64  # codes per level
+    codebook_dim: int = 32  # codes live in this projected space
+    commitment_weight: float = 0.25  # weight of the commitment loss against reconstruction
+    ema_decay: float = 0.9  # EMA decay of codebook updates (small sets need fast updates)
+    dead_code_threshold: float = 1.0  # EMA usage under which a code is reset to a data vector
+    kmeans_iters: int = 10  # k-means iterations of the codebook initialisation
+
+    def __post_init__(self) -> None:
+        if not MIN_RVQ_LEVELS <= self.rvq_levels <= MAX_RVQ_LEVELS:
+            raise ValueError(
+                f"rvq_levels must be {MIN_RVQ_LEVELS} to {MAX_RVQ_LEVELS}, got {self.rvq_levels}"
+            )
+        if self.codebook_size < 2:
+            raise ValueError(f"codebook_size must be at least 2, got {self.codebook_size}")
+        if self.downsample < 1 or self.downsample & (self.downsample - 1):
+            raise ValueError(f"downsample must be a power of two, got {self.downsample}")
+        if self.window_frames % self.downsample:
+            raise ValueError("window_frames must be a multiple of downsample")
+        if self.commitment_weight < 0:
+            raise ValueError("commitment_weight must not be negative")
+
+    @property
+    def latent_frames(self) -> int:
+        """Latent vectors per training window."""
+        return self.window_frames // self.downsample
+
+    @classmethod
+    def from_file_count(cls, file_count: int, **overrides: Any) -> VQVAEConfig:
+        """Defaults sized for a dataset of `file_count` usable files; None overrides are ignored."""
+        chosen = {k: v for k, v in overrides.items() if v is not None}
+        chosen.setdefault("codebook_size", codebook_size_for(file_count))
+        return cls(**chosen)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["mel"] = self.mel.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VQVAEConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["mel"] = MelConfig.from_dict(data.get("mel", {}))
+        return cls(**values)

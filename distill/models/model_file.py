@@ -1,0 +1,374 @@
+"""The `.distill` model file: one self-describing file per trained model.
+
+Layout (all integers little-endian; total size is exactly 60 + M + W bytes):
+
+    offset   size  field
+    0        8     MAGIC b"DISTILL\\x00"
+    8        4     format version, u32 (FORMAT_VERSION)
+    12       8     metadata length M, u64 (at most MAX_METADATA_BYTES)
+    20       M     metadata: one JSON object, UTF-8 (config, dataset fingerprint, health, curves)
+    20+M     8     weights length W, u64
+    28+M     W     weights: a safetensors blob
+    28+M+W   32    SHA-256 of every byte before it
+
+Files are recognised by MAGIC and version, never by extension, so a renamed or foreign file
+gets a clear refusal instead of a confusing crash. Nothing on the load path unpickles: model
+files get shared, and a pickle would run whatever code its author chose. Every length is
+checked against the bytes actually present before anything is read or allocated, the
+checksum is verified before any JSON is parsed, and the safetensors header is validated here
+rather than trusted to the safetensors library, so every malformed file ends in one
+ModelFileError that says what is wrong.
+
+Metadata goes through Python's json module: tuples come back as lists, non-str keys as strs,
+and NaN/Infinity (a diverged loss curve) are kept rather than refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import io
+import json
+import os
+import secrets
+import stat
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import safetensors.torch
+import torch
+
+MAGIC = b"DISTILL\x00"
+FORMAT_VERSION = 1
+FILE_EXTENSION = ".distill"
+
+MAX_METADATA_BYTES = 16 * 1024 * 1024
+MAX_SAFETENSORS_HEADER_BYTES = 16 * 1024 * 1024  # a small model's header is a few KiB
+MAX_RANK = 32
+MAX_ELEMENTS = 2**48  # cap on the product of a shape's non-zero dims, even for empty tensors
+
+# safetensors dtype name -> bytes per element; anything else is refused.
+DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}  # fmt: skip
+_TORCH_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+    torch.uint8: "U8", torch.bool: "BOOL",
+}  # fmt: skip
+
+_PRELUDE = struct.Struct("<8sIQ")  # magic, version, metadata length
+_U64 = struct.Struct("<Q")
+_CHECKSUM_BYTES = 32
+_CHUNK = 1024 * 1024
+
+
+class ModelFileError(ValueError):
+    """A file that is not a readable .distill model; the message is meant for the user."""
+
+
+def save_model_file(path: Path | str, tensors: dict[str, torch.Tensor], metadata: dict) -> Path:
+    """Write atomically: readers see the old file or the new one, never half of either.
+
+    Everything that can fail on bad input (serialising metadata and weights) happens before
+    the disk is touched. Tensors are copied to fresh contiguous CPU storage, because
+    safetensors refuses tensors that share storage (tied weights).
+    """
+    path = Path(path)
+    if not isinstance(metadata, dict):
+        raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
+    try:
+        meta_raw = json.dumps(metadata).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"metadata is not JSON-serialisable: {exc}") from exc
+    if len(meta_raw) > MAX_METADATA_BYTES:
+        raise ValueError(
+            f"metadata is {len(meta_raw)} bytes as JSON; the limit is {MAX_METADATA_BYTES}"
+        )
+    cpu: dict[str, torch.Tensor] = {}
+    for name, tensor in tensors.items():
+        if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"tensors must map str names to torch.Tensor, got {name!r}")
+        if tensor.dtype not in _TORCH_DTYPES:
+            raise TypeError(
+                f"tensor {name!r} has dtype {tensor.dtype}, which .distill files do not store"
+            )
+        cpu[name] = tensor.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+    blob = safetensors.torch.save(cpu)
+    _validate_safetensors_header(blob)  # never write a file this module would refuse to read
+
+    _atomic_write(path, _container_parts(meta_raw, blob))
+    return path
+
+
+def read_model_metadata(path: Path | str) -> dict:
+    """The model card, for listing and inspecting models without building any tensors.
+
+    The whole file is still checksummed (streamed in chunks), so a card is never shown for a
+    file that would then fail to load.
+    """
+    with _open_model(path) as (f, size):
+        metadata, _ = _read_container(f, size, keep_weights=False)
+    return metadata
+
+
+def load_model_file(path: Path | str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(metadata, tensors) from a fully validated file."""
+    with _open_model(path) as (f, size):
+        return _load_stream(f, size)
+
+
+def is_model_file(path: Path | str) -> bool:
+    """A cheap magic-byte sniff for listing a folder; says nothing about integrity."""
+    try:
+        with open(path, "rb") as f:
+            return stat.S_ISREG(os.fstat(f.fileno()).st_mode) and f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
+def _load_bytes(data: bytes) -> tuple[dict, dict[str, torch.Tensor]]:
+    """load_model_file on an in-memory file; lets the fuzz tests skip the disk."""
+    return _load_stream(io.BytesIO(data), len(data))
+
+
+def _load_stream(f: BinaryIO, size: int) -> tuple[dict, dict[str, torch.Tensor]]:
+    metadata, blob = _read_container(f, size, keep_weights=True)
+    assert blob is not None
+    _validate_safetensors_header(blob)
+    try:
+        tensors = safetensors.torch.load(blob)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # pyo3 panics are BaseException, not Exception
+        raise ModelFileError(f"the weights could not be read: {exc}") from exc
+    return metadata, tensors
+
+
+@contextlib.contextmanager
+def _open_model(path: Path | str) -> Iterator[tuple[BinaryIO, int]]:
+    """Open a model for reading; every refusal names the file it is about."""
+    path = Path(path)
+    try:
+        f = open(path, "rb")  # closed by the with below
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise ModelFileError(f"no such model file: {path}") from exc
+    except IsADirectoryError as exc:
+        raise ModelFileError(f"{path} is a folder, not a model file") from exc
+    with f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ModelFileError(f"{path} is not a regular file")
+        try:
+            yield f, info.st_size
+        except ModelFileError as exc:
+            raise ModelFileError(f"{path}: {exc}") from exc
+
+
+def _read_container(f: BinaryIO, size: int, *, keep_weights: bool) -> tuple[dict, bytes | None]:
+    """Check magic, version, lengths and checksum; return the metadata (and the weights blob)."""
+    if size == 0:
+        raise ModelFileError("empty file: not a distill model file")
+    head = f.read(_PRELUDE.size)
+    if head[: len(MAGIC)] != MAGIC:
+        if len(head) < len(MAGIC) and MAGIC.startswith(head):
+            raise ModelFileError(f"truncated: file has only {len(head)} bytes")
+        raise ModelFileError("not a distill model file (bad magic bytes)")
+    _need(_PRELUDE.size, len(head), "header")
+    _, version, meta_len = _PRELUDE.unpack(head)
+    if version != FORMAT_VERSION:
+        raise ModelFileError(
+            f"unsupported format version {version} (this distill reads version {FORMAT_VERSION})"
+        )
+    if meta_len > MAX_METADATA_BYTES:
+        raise ModelFileError(f"metadata length {meta_len} is over the {MAX_METADATA_BYTES} limit")
+    remaining = size - _PRELUDE.size
+    _need(meta_len, remaining, "metadata")
+    meta_raw = _read_exact(f, meta_len, "metadata")
+    remaining -= meta_len
+    _need(_U64.size, remaining, "weights length")
+    weights_len_raw = _read_exact(f, _U64.size, "weights length")
+    (weights_len,) = _U64.unpack(weights_len_raw)
+    remaining -= _U64.size
+    _need(weights_len + _CHECKSUM_BYTES, remaining, "weights and checksum")
+    if weights_len + _CHECKSUM_BYTES < remaining:
+        extra = remaining - weights_len - _CHECKSUM_BYTES
+        raise ModelFileError(f"trailing bytes after checksum ({extra} bytes)")
+
+    digest = hashlib.sha256(head + meta_raw + weights_len_raw)
+    blob = _read_exact(f, weights_len, "weights") if keep_weights else None
+    if blob is not None:
+        digest.update(blob)
+    else:
+        for start in range(0, weights_len, _CHUNK):
+            digest.update(_read_exact(f, min(_CHUNK, weights_len - start), "weights"))
+    if not hmac.compare_digest(digest.digest(), _read_exact(f, _CHECKSUM_BYTES, "checksum")):
+        raise ModelFileError("checksum mismatch: the file is corrupted")
+
+    metadata = _parse_json(meta_raw, "metadata", allow_nan=True)
+    if not isinstance(metadata, dict):
+        raise ModelFileError(f"metadata is a JSON {type(metadata).__name__}, not an object")
+    return metadata, blob
+
+
+def _validate_safetensors_header(blob: bytes) -> None:
+    """Refuse any safetensors blob whose header is not exactly what our writer produces.
+
+    Mirrors (and tightens) safetensors' own rules: known dtypes, sane shapes whose byte size
+    matches their offsets, and offsets that tile the data section with no gap or overlap.
+    """
+    _need(_U64.size, len(blob), "weights header length")
+    (header_len,) = _U64.unpack_from(blob)
+    if header_len > MAX_SAFETENSORS_HEADER_BYTES:
+        raise ModelFileError(
+            f"weights header length {header_len} is over the {MAX_SAFETENSORS_HEADER_BYTES} limit"
+        )
+    _need(header_len, len(blob) - _U64.size, "weights header")
+    header_raw = blob[_U64.size : _U64.size + header_len]
+    header = _parse_json(header_raw, "weights header", allow_nan=False)
+    if not header_raw.startswith(b"{") or not isinstance(header, dict):
+        raise ModelFileError("weights header is not a JSON object")
+    data_len = len(blob) - _U64.size - header_len
+
+    spans: list[tuple[int, int, str]] = []
+    for name, info in header.items():
+        if not _is_text(name):
+            raise ModelFileError(f"tensor name {name!r} is not valid Unicode")
+        if name == "__metadata__":
+            if not isinstance(info, dict) or not all(map(_is_text, [*info, *info.values()])):
+                raise ModelFileError("weights header __metadata__ must map strings to strings")
+        else:
+            spans.append((*_validate_tensor_entry(name, info, data_len), name))
+
+    cursor = 0
+    for begin, end, name in sorted(spans):
+        if begin != cursor:
+            problem = "overlaps the previous tensor" if begin < cursor else "leaves a gap before it"
+            raise ModelFileError(f"tensor {name!r} {problem} in the data section")
+        cursor = end
+    if cursor != data_len:
+        raise ModelFileError(f"{data_len - cursor} unused bytes at the end of the weights data")
+
+
+def _validate_tensor_entry(name: str, info: object, data_len: int) -> tuple[int, int]:
+    """One header entry's dtype, shape and offsets; returns its (begin, end) in the data."""
+    if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+        raise ModelFileError(f"tensor {name!r} needs exactly dtype, shape and data_offsets")
+    dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+    if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
+        raise ModelFileError(f"tensor {name!r} has unknown dtype {dtype!r}")
+    if not _is_count_list(shape) or len(shape) > MAX_RANK:
+        raise ModelFileError(f"tensor {name!r} has an invalid shape {shape!r}")
+    nonzero = 1
+    for dim in shape:
+        nonzero *= dim or 1
+        if nonzero > MAX_ELEMENTS:
+            raise ModelFileError(f"tensor {name!r} has an absurdly large shape {shape!r}")
+    nbytes = (0 if 0 in shape else nonzero) * DTYPE_SIZES[dtype]
+    if not _is_count_list(offsets) or len(offsets) != 2:
+        raise ModelFileError(f"tensor {name!r} has invalid data offsets {offsets!r}")
+    begin, end = offsets
+    if not begin <= end <= data_len:
+        raise ModelFileError(
+            f"tensor {name!r} offsets {offsets} are outside the {data_len}-byte data"
+        )
+    if nbytes != end - begin:
+        raise ModelFileError(
+            f"tensor {name!r} ({dtype}, shape {shape}) needs {nbytes} bytes, offsets give {end - begin}"
+        )
+    return begin, end
+
+
+def _parse_json(raw: bytes, what: str, *, allow_nan: bool) -> Any:
+    """Strict JSON: UTF-8, no duplicate keys, NaN only where we write it, bounded nesting."""
+
+    def refuse_constant(token: str) -> Any:
+        raise ModelFileError(f"{what} contains {token}, which is not valid here")
+
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result = dict(pairs)
+        if len(result) != len(pairs):
+            raise ModelFileError(f"{what} has a duplicate key")
+        return result
+
+    try:
+        text = raw.decode("utf-8")
+        return json.loads(
+            text,
+            object_pairs_hook=unique_keys,
+            **({} if allow_nan else {"parse_constant": refuse_constant}),
+        )
+    except ModelFileError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise ModelFileError(f"{what} is not valid JSON: {exc}") from exc
+
+
+def _is_count_list(value: object) -> bool:
+    """A JSON list of non-negative ints; `type is int` because JSON true/false arrive as bool."""
+    return isinstance(value, list) and all(type(v) is int and v >= 0 for v in value)
+
+
+def _need(n: int, have: int, what: str) -> None:
+    """Compare a length against the bytes actually present before reading or allocating."""
+    if n > have:
+        raise ModelFileError(f"truncated: expected {n} bytes of {what}, file has {have}")
+
+
+def _is_text(value: object) -> bool:
+    """A str that UTF-8 can encode: JSON \\ud800 escapes smuggle in lone surrogates."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _read_exact(f: BinaryIO, n: int, what: str) -> bytes:
+    """Read n bytes that the length checks promised are there; the file may shrink meanwhile."""
+    data = f.read(n)
+    if len(data) != n:
+        raise ModelFileError(f"truncated: expected {n} bytes of {what}, file has {len(data)}")
+    return data
+
+
+def _container_parts(
+    meta_raw: bytes, blob: bytes, version: int = FORMAT_VERSION
+) -> tuple[bytes, bytes, bytes]:
+    """(head, weights, checksum): the file is their concatenation, kept apart to spare a copy."""
+    head = _PRELUDE.pack(MAGIC, version, len(meta_raw)) + meta_raw + _U64.pack(len(blob))
+    digest = hashlib.sha256(head)
+    digest.update(blob)
+    return head, blob, digest.digest()
+
+
+def _atomic_write(path: Path, chunks: tuple[bytes, ...]) -> None:
+    """Temp file in the same folder, fsync, rename over the target, fsync the folder."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    # os.open with 0o666 lets the umask decide permissions, as for any normally written file.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable; some platforms/filesystems cannot fsync a folder, so best effort."""
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

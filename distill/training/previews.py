@@ -1,0 +1,119 @@
+"""Reconstruction previews: what a user listens to while a model learns.
+
+The same validation clips every time, each as three sounds: the original, the
+original's own mel through Griffin-Lim (the ceiling this pipeline can reach; anything
+worse than it is the model), and the model's reconstruction, plus the reconstruction
+from levels 1..k for every k so a user hears what each level adds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from distill.audio.dataset import SoundFile, prepare_audio
+from distill.audio.decode import AudioDecodeError, load_audio, write_wav
+from distill.audio.images import write_mel_png
+from distill.audio.mel import MelSpectrogram, mel_to_audio
+from distill.audio.windows import crop
+from distill.core.events import PreviewClip
+from distill.models.config import VQVAEConfig
+from distill.models.rvqvae import ConvVQVAE
+
+PREVIEW_CLIPS = 3
+GRIFFIN_LIM_ITERS = 32
+
+
+@dataclass(frozen=True)
+class PreviewSource:
+    """One validation clip: its audio, its log-mel window and its ceiling rendering."""
+
+    name: str
+    audio: np.ndarray
+    mel: Tensor  # (m, window)
+
+
+def preview_sources(sounds: list[SoundFile], config: VQVAEConfig) -> list[PreviewSource]:
+    """The first window of up to PREVIEW_CLIPS validation files, decoded once."""
+    mel = MelSpectrogram(config.mel)
+    pad = math.log(config.mel.log_floor)
+    samples = config.window_frames * config.mel.hop_length
+    sources = []
+    for index, sound in enumerate(sounds[:PREVIEW_CLIPS]):
+        try:
+            prepared, _ = prepare_audio(
+                load_audio(sound.path, config.mel.sample_rate), config.mel.sample_rate
+            )
+        except AudioDecodeError:
+            continue  # the file changed since the scan: no preview for it, training goes on
+        if prepared is None:
+            continue
+        clip = prepared[:samples]
+        with torch.no_grad():
+            window = crop(mel(torch.from_numpy(clip)), 0, config.window_frames, pad)
+        sources.append(PreviewSource(f"clip{index + 1}", clip, window))
+    return sources
+
+
+def write_ceiling(sources: list[PreviewSource], config: VQVAEConfig, folder: Path) -> None:
+    """Originals and their Griffin-Lim ceilings do not change: written once per run."""
+    for source in sources:
+        write_wav(folder / f"{source.name}_original.wav", source.audio, config.mel.sample_rate)
+        ceiling = mel_to_audio(
+            source.mel, config.mel, n_iter=GRIFFIN_LIM_ITERS, length=len(source.audio)
+        )
+        write_wav(folder / f"{source.name}_ceiling.wav", ceiling, config.mel.sample_rate)
+        low, high = _png_range(source.mel, config)
+        write_mel_png(folder / f"{source.name}_original.png", source.mel.numpy(), low, high)
+
+
+@torch.no_grad()
+def write_previews(
+    model: ConvVQVAE, sources: list[PreviewSource], run_dir: Path, epoch: int
+) -> list[PreviewClip]:
+    """Reconstructions for this epoch under run_dir/previews/epoch_NNN; paths relative to run_dir."""
+    config = model.config
+    base = run_dir / "previews"
+    if sources and not (base / f"{sources[0].name}_ceiling.wav").exists():
+        write_ceiling(sources, config, base)
+    folder = base / f"epoch_{epoch:03d}"
+    was_training = model.training
+    model.eval()
+    clips = []
+    for source in sources:
+        length = len(source.audio)
+        indices = model(source.mel.unsqueeze(0)).indices  # (1, n, q)
+        level_wavs = []
+        for levels in range(1, config.rvq_levels + 1):
+            mel = model.decode_indices(indices, levels)[0]
+            path = folder / f"{source.name}_levels_{levels}.wav"
+            write_wav(
+                path,
+                mel_to_audio(mel, config.mel, n_iter=GRIFFIN_LIM_ITERS, length=length),
+                config.mel.sample_rate,
+            )
+            level_wavs.append(str(path.relative_to(run_dir)))
+        reconstruction_png = folder / f"{source.name}_reconstruction.png"
+        write_mel_png(reconstruction_png, mel.numpy(), *_png_range(source.mel, config))
+        clips.append(
+            PreviewClip(
+                name=source.name,
+                original_wav=f"previews/{source.name}_original.wav",
+                ceiling_wav=f"previews/{source.name}_ceiling.wav",
+                reconstruction_wav=level_wavs[-1],  # all levels: the model's full reconstruction
+                level_wavs=level_wavs,
+                original_png=f"previews/{source.name}_original.png",
+                reconstruction_png=str(reconstruction_png.relative_to(run_dir)),
+            )
+        )
+    model.train(was_training)
+    return clips
+
+
+def _png_range(mel: Tensor, config: VQVAEConfig) -> tuple[float, float]:
+    return math.log(config.mel.log_floor), max(float(mel.max()), math.log(config.mel.log_floor) + 1)

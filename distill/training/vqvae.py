@@ -1,0 +1,400 @@
+"""Train a ConvVQVAE on a folder of sounds: `train_vqvae(spec, emit)`.
+
+Read it top to bottom: scan, split, model, optimizer, k-means initialisation, the loop
+(steps, evaluation, health, warnings, previews, checkpoint), then the best epoch goes
+into the model library. The loop reports through `emit` and knows nothing of asyncio,
+SQLite or HTTP: a test passes `list.append`, a worker passes a queue's `put`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from distill.audio.dataset import ScanReport, SoundFile, require_usable, scan_dataset
+from distill.audio.mel import MelConfig
+from distill.audio.windows import CropSampler, fixed_windows, split_files, window_count
+from distill.core.events import (
+    CheckpointSaved,
+    CodebookWarning,
+    DatasetScanned,
+    EpochMetrics,
+    LevelHealth,
+    ModelSaved,
+    Payload,
+    PreviewReady,
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+    RunStarted,
+    StepMetrics,
+)
+from distill.models.config import VQVAEConfig, codebook_size_for
+from distill.models.health import LOW_UTILIZATION, count_codes, level_health, low_utilization_levels
+from distill.models.library import save_vqvae
+from distill.models.rvqvae import ConvVQVAE, multiscale_mel_loss
+from distill.training.checkpoint import (
+    CHECKPOINT_NAME,
+    TrainingState,
+    load_checkpoint,
+    save_checkpoint,
+)
+from distill.training.previews import preview_sources, write_previews
+
+Emit = Callable[[Payload], None]
+
+KMEANS_INIT_WINDOWS = 512  # windows fed to the k-means initialisation, at most
+MAX_VAL_WINDOWS_PER_FILE = 8
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How to train, as opposed to what to build (VQVAEConfig)."""
+
+    epochs: int = 30
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    val_fraction: float = 0.15  # share of files held out for validation (at least one)
+    min_steps_per_epoch: int = 8  # tiny sets still get a few steps per epoch
+    preview_every: int = 5  # epochs between reconstruction previews (and always the last)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """One training run: the data, what to build, how, and where things go."""
+
+    dataset: Path
+    run_dir: Path  # checkpoints and previews
+    model_path: Path  # where the finished model lands in the library
+    cache_dir: Path  # the mel cache
+    settings: TrainSettings = field(default_factory=TrainSettings)
+    overrides: dict[str, Any] = field(default_factory=dict)  # VQVAEConfig fields set by the user
+    mel: MelConfig = field(default_factory=MelConfig)
+    run_id: str = ""
+    resume: bool = False  # go on from run_dir's checkpoint when there is one
+
+
+class Evaluation(NamedTuple):
+    recon_loss: float
+    commit_loss: float
+    loss: float
+    levels: list[LevelHealth]
+
+
+class TrainResult(NamedTuple):
+    status: str  # "completed" or "cancelled"
+    model_path: Path | None
+    history: list[dict[str, Any]]
+
+
+def never() -> bool:
+    return False
+
+
+def train_vqvae(
+    spec: TrainSpec, emit: Emit, should_stop: Callable[[], bool] = never
+) -> TrainResult:
+    """Run the whole training; on an error emit RunFailed, then re-raise."""
+    checkpoint_path = spec.run_dir / CHECKPOINT_NAME
+    try:
+        return _train(spec, emit, should_stop, checkpoint_path)
+    except Exception as error:
+        emit(
+            RunFailed(
+                error=f"{type(error).__name__}: {error}", checkpoint_path=_existing(checkpoint_path)
+            )
+        )
+        raise
+
+
+def _train(
+    spec: TrainSpec, emit: Emit, should_stop: Callable[[], bool], checkpoint_path: Path
+) -> TrainResult:
+    started = time.monotonic()
+    settings = spec.settings
+    torch.manual_seed(settings.seed)
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+
+    # data: scan (cached), split by file, load mels
+    data = prepare_data(spec)
+    config = data.config
+    train_mels = [torch.from_numpy(s.load_mel()) for s in data.train_files]
+    pad = math.log(config.mel.log_floor)
+    generator = torch.Generator().manual_seed(settings.seed)
+    sampler = CropSampler(train_mels, config.window_frames, pad, generator)
+    val_mels = [torch.from_numpy(s.load_mel()) for s in data.val_files]
+    val_windows = fixed_windows(val_mels, config.window_frames, pad, MAX_VAL_WINDOWS_PER_FILE)
+    emit(preflight_event(data))
+
+    # model and optimizer
+    model = ConvVQVAE(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate)
+    steps_per_epoch = max(
+        settings.min_steps_per_epoch, math.ceil(sampler.natural_windows / settings.batch_size)
+    )
+    history: list[dict[str, Any]] = []
+    best_epoch, best_loss = -1, math.inf
+    start_epoch = 0
+    if spec.resume and checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path)
+        model.load_state_dict(state.model)
+        optimizer.load_state_dict(state.optimizer)
+        generator.set_state(state.generator)
+        best_state = state.best
+        history = state.info.get("history", [])
+        best_epoch, best_loss = (
+            state.info.get("best_epoch", -1),
+            state.info.get("best_loss", math.inf),
+        )
+        start_epoch = state.next_epoch
+    else:
+        all_frames = torch.cat([m.flatten() for m in train_mels])
+        model.set_normalization(all_frames.mean().item(), all_frames.std().item())
+        initialise_codebooks(model, train_mels, config, pad)
+        best_state = _copy_state(model)
+
+    def checkpoint(next_epoch: int) -> None:
+        info = {
+            "history": history,
+            "best_epoch": best_epoch,
+            "best_loss": best_loss,
+            **_run_config(config, settings),
+        }
+        state = TrainingState(
+            next_epoch,
+            model.state_dict(),
+            best_state,
+            optimizer.state_dict(),
+            generator.get_state(),
+            info,
+        )
+        save_checkpoint(checkpoint_path, state)
+        emit(CheckpointSaved(next_epoch, str(checkpoint_path)))
+
+    previews = preview_sources(data.val_files, config)
+    emit(
+        RunStarted(
+            "vqvae",
+            str(data.report.root),
+            settings.epochs,
+            start_epoch,
+            steps_per_epoch,
+            _run_config(config, settings),
+        )
+    )
+
+    for epoch in range(start_epoch, settings.epochs):
+        epoch_started = time.monotonic()
+        model.train()
+        sums = torch.zeros(3)
+        for step in range(steps_per_epoch):
+            if should_stop():  # checkpoint the current weights; a resume restarts this epoch
+                checkpoint(epoch)
+                emit(RunCancelled(epoch, str(checkpoint_path)))
+                return TrainResult("cancelled", None, history)
+            batch = sampler.batch(settings.batch_size)
+            out = model(batch)
+            recon = multiscale_mel_loss(out.reconstruction, batch)
+            loss = recon + config.commitment_weight * out.commit_loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            values = torch.stack([loss.detach(), recon.detach(), out.commit_loss.detach()])
+            sums += values
+            loss_value, recon_value, commit_value = values.tolist()
+            emit(StepMetrics(epoch, step, steps_per_epoch, loss_value, recon_value, commit_value))
+
+        evaluation = evaluate(model, val_windows, settings.batch_size)
+        if evaluation.loss < best_loss:
+            best_epoch, best_loss, best_state = epoch, evaluation.loss, _copy_state(model)
+        train_loss, train_recon, train_commit = (sums / steps_per_epoch).tolist()
+        metrics = EpochMetrics(
+            epoch=epoch,
+            epochs=settings.epochs,
+            train_loss=train_loss,
+            train_recon_loss=train_recon,
+            train_commit_loss=train_commit,
+            val_loss=evaluation.loss,
+            val_recon_loss=evaluation.recon_loss,
+            val_commit_loss=evaluation.commit_loss,
+            levels=evaluation.levels,
+            best_epoch=best_epoch,
+            seconds=time.monotonic() - epoch_started,
+        )
+        history.append(metrics.to_dict())
+        emit(metrics)
+        if epoch >= 1:  # k-means leaves epoch 0's usage unrepresentative
+            for weak in low_utilization_levels(evaluation.levels):
+                emit(_low_utilization_warning(epoch, weak))
+
+        last = epoch == settings.epochs - 1
+        if previews and (last or (epoch + 1) % settings.preview_every == 0):
+            emit(PreviewReady(epoch, write_previews(model, previews, spec.run_dir, epoch)))
+        checkpoint(epoch + 1)
+
+    # the best epoch goes into the library
+    model.load_state_dict(best_state)
+    best = history[best_epoch] if 0 <= best_epoch < len(history) else history[-1]
+    card = _model_card(spec, data.report, config, settings, history, best)
+    save_vqvae(spec.model_path, model, card)
+    emit(ModelSaved(spec.model_path.stem, str(spec.model_path)))
+    emit(
+        RunCompleted(
+            best["epoch"], best["val_loss"], str(spec.model_path), time.monotonic() - started
+        )
+    )
+    return TrainResult("completed", spec.model_path, history)
+
+
+def initialise_codebooks(
+    model: ConvVQVAE, mels: list[Tensor], config: VQVAEConfig, pad: float
+) -> None:
+    """Run k-means on many windows at once, not on the first small batch.
+
+    vector-quantize-pytorch initialises each level's codebook by k-means on the first
+    batch it sees in training mode; a batch of 16 windows may hold fewer vectors than a
+    codebook has codes, which duplicates codes and lets a level collapse at once.
+    """
+    windows = fixed_windows(mels, config.window_frames, pad)[:KMEANS_INIT_WINDOWS]
+    model.train()
+    with torch.no_grad():
+        model.quantize(model.encode(windows))
+
+
+@torch.no_grad()
+def evaluate(model: ConvVQVAE, windows: Tensor, batch_size: int) -> Evaluation:
+    """Losses and per-level health over the whole validation set, in one pass.
+
+    Also decodes with levels 1..k for every k, so health can say how much each level
+    lowers the reconstruction loss.
+    """
+    model.eval()
+    levels = model.config.rvq_levels
+    recon_sum = commit_sum = 0.0
+    partial_sums = [0.0] * (levels + 1)  # loss decoding levels 1..k, k = 0..levels
+    indices_seen = []
+    for start in range(0, len(windows), batch_size):
+        batch = windows[start : start + batch_size]
+        out = model(batch)
+        weight = len(batch) / len(windows)
+        recon_sum += multiscale_mel_loss(out.reconstruction, batch).item() * weight
+        commit_sum += out.commit_loss.item() * weight
+        for k in range(levels + 1):
+            partial_sums[k] += (
+                multiscale_mel_loss(model.decode_indices(out.indices, k), batch).item() * weight
+            )
+        indices_seen.append(out.indices)
+    counts = count_codes(torch.cat(indices_seen), model.config.codebook_size)
+    reductions = [partial_sums[k - 1] - partial_sums[k] for k in range(1, levels + 1)]
+    loss = recon_sum + model.config.commitment_weight * commit_sum
+    return Evaluation(recon_sum, commit_sum, loss, level_health(counts, reductions))
+
+
+def _low_utilization_warning(epoch: int, health: LevelHealth) -> CodebookWarning:
+    message = (
+        f"level {health.level} uses {health.utilization:.0%} of its {health.codebook_size} codes "
+        f"(under {LOW_UTILIZATION:.0%}): try a smaller --codebook-size or fewer --rvq-levels"
+    )
+    return CodebookWarning(epoch, health.level, health.utilization, LOW_UTILIZATION, message)
+
+
+class PreparedData(NamedTuple):
+    report: ScanReport
+    config: VQVAEConfig
+    train_files: list[SoundFile]
+    val_files: list[SoundFile]
+    train_windows: int  # non-overlapping windows in the training files
+
+
+def prepare_data(spec: TrainSpec) -> PreparedData:
+    """Scan (through the mel cache), size the model for the file count, split by file."""
+    spec.cache_dir.mkdir(parents=True, exist_ok=True)
+    report = scan_dataset(spec.dataset, spec.mel, spec.cache_dir)
+    require_usable(report)
+    config = VQVAEConfig.from_file_count(len(report.usable), mel=spec.mel, **spec.overrides)
+    train_files, val_files = split_files(
+        report.usable, spec.settings.val_fraction, spec.settings.seed
+    )
+    train_windows = sum(window_count(s.frames, config.window_frames) for s in train_files)
+    return PreparedData(report, config, train_files, val_files, train_windows)
+
+
+def preflight_event(data: PreparedData) -> DatasetScanned:
+    """What `distill train --check` prints: usable files, seconds, vectors against codes."""
+    latent_vectors = data.train_windows * data.config.latent_frames
+    report = data.report
+    return DatasetScanned(
+        dataset=str(report.root),
+        files_used=[str(s.path) for s in report.usable],
+        files_skipped=list(report.skipped),
+        total_seconds=report.total_seconds,
+        train_files=len(data.train_files),
+        val_files=len(data.val_files),
+        latent_vectors=latent_vectors,
+        codebook_size=data.config.codebook_size,
+        rvq_levels=data.config.rvq_levels,
+        suggested_codebook_size=suggest_codebook_size(len(report.usable), latent_vectors),
+    )
+
+
+def suggest_codebook_size(file_count: int, latent_vectors: int) -> int:
+    """The size for this many files, halved until k-means has a codebook's worth of vectors."""
+    size = codebook_size_for(file_count)
+    while size > 8 and latent_vectors < size:
+        size //= 2
+    return size
+
+
+def _copy_state(model: torch.nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _run_config(config: VQVAEConfig, settings: TrainSettings) -> dict[str, Any]:
+    return {"model": config.to_dict(), "training": dataclasses.asdict(settings)}
+
+
+def _model_card(
+    spec: TrainSpec,
+    report: ScanReport,
+    config: VQVAEConfig,
+    settings: TrainSettings,
+    history: list[dict[str, Any]],
+    best: dict[str, Any],
+) -> dict[str, Any]:
+    curves = {
+        key: [h[key] for h in history]
+        for key in ("train_loss", "val_loss", "train_commit_loss", "val_commit_loss")
+    }
+    return {
+        "name": spec.model_path.stem,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "run_id": spec.run_id,
+        "dataset": {
+            "path": str(report.root),
+            "fingerprint": report.fingerprint(),
+            "files": len(report.usable),
+            "skipped": len(report.skipped),
+            "seconds": round(report.total_seconds, 3),
+        },
+        "health": best["levels"],
+        "curves": curves,
+        "training": {
+            **dataclasses.asdict(settings),
+            "best_epoch": best["epoch"],
+            "final_val_loss": best["val_loss"],
+        },
+    }
+
+
+def _existing(path: Path) -> str | None:
+    return str(path) if path.exists() else None
