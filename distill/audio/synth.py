@@ -36,8 +36,9 @@ def click(sr: int, seconds: float = 0.02) -> np.ndarray:
     return (0.9 * np.sin(2 * np.pi * 3000 * t) * np.exp(-t / (seconds / 8))).astype(np.float32)
 
 
-def make_demo_set(folder: Path, count: int = 12, seed: int = 0) -> list[Path]:
+def make_demo_set(folder: Path | str, count: int = 12, seed: int = 0) -> list[Path]:
     """Write `count` varied sounds as WAV/FLAC/OGG into `folder`; returns their paths."""
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     rates = (16000, 22050, 44100, 48000)

@@ -94,6 +94,7 @@ class RunRenderer:
         self.progress: Progress | None = None
         self.task = None
         self.last_epoch: EpochMetrics | None = None
+        self.epochs: dict[int, EpochMetrics] = {}
         self.warnings: list[CodebookWarning] = []
         self.model_path: str | None = None
         self.run_dir: Path | None = None
@@ -136,6 +137,7 @@ class RunRenderer:
 
     def on_epoch_metrics(self, m: EpochMetrics) -> None:
         self.last_epoch = m
+        self.epochs[m.epoch] = m
         best = " [bold]best[/]" if m.best_epoch == m.epoch else ""
         self.console.print(
             f"epoch {m.epoch + 1}/{m.epochs}  train {m.train_loss:.4f}  val {m.val_loss:.4f}  "
@@ -161,24 +163,35 @@ class RunRenderer:
         if self.last_epoch:
             m = self.last_epoch
             self.console.print(
-                f"final epoch: train loss {m.train_loss:.4f}, validation loss {m.val_loss:.4f}, commitment {m.val_commit_loss:.4f}"
+                f"final epoch: train loss {m.train_loss:.4f}, validation loss {m.val_loss:.4f}, "
+                f"commitment {m.val_commit_loss:.4f}"
             )
         self.console.print(
-            f"best epoch: {done.best_epoch + 1} (validation loss {done.final_val_loss:.4f}), {done.seconds:.0f} s in all"
+            f"best epoch: {done.best_epoch + 1} (validation loss {done.final_val_loss:.4f}), "
+            f"{done.seconds:.0f} s in all; the model keeps the best epoch"
         )
-        if self.last_epoch:
-            self.console.print(
-                health_table(
-                    self.last_epoch.levels, title="codebook health (last epoch, validation)"
-                )
-            )
-        if self.warnings:
-            self.console.print(f"[bold red]{len(self.warnings)} warning(s)[/]:")
-            for w in self.warnings:
-                self.console.print(f"  epoch {w.epoch + 1}: {w.message}")
-        else:
-            self.console.print("no warnings")
+        best = self.epochs.get(done.best_epoch, self.last_epoch)
+        if best:
+            title = f"codebook health (epoch {best.epoch + 1}, validation)"
+            self.console.print(health_table(best.levels, title=title))
+        self._print_warning_summary()
         self.console.print(f"model: [bold]{done.model_path}[/]")
+
+    def _print_warning_summary(self) -> None:
+        """One line per level that warned, not one per warning: 30 epochs x 4 levels is noise."""
+        if not self.warnings:
+            self.console.print("no warnings")
+            return
+        by_level: dict[int, list[CodebookWarning]] = {}
+        for w in self.warnings:
+            by_level.setdefault(w.level, []).append(w)
+        self.console.print(f"[bold red]{len(self.warnings)} warning(s)[/]:")
+        for level, warnings in sorted(by_level.items()):
+            epochs = ", ".join(str(w.epoch + 1) for w in warnings)
+            self.console.print(
+                f"  level {level}: under {warnings[-1].threshold:.0%} utilization in "
+                f"{len(warnings)} epoch(s) ({epochs}); latest: {warnings[-1].message}"
+            )
 
     def on_run_cancelled(self, cancelled: RunCancelled) -> None:
         self._stop_progress()

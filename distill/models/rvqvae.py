@@ -111,7 +111,23 @@ class ConvVQVAE(nn.Module):
 
     def quantize(self, latent: Tensor) -> QuantizeOutput:
         quantized, indices, commit_losses = self.quantizer(latent)
+        if not self.training:  # the library only computes the loss while training
+            commit_losses = self.commit_losses(latent, indices)
         return QuantizeOutput(quantized, indices, commit_losses.reshape(-1))
+
+    def commit_losses(self, latent: Tensor, indices: Tensor) -> Tensor:
+        """(q,) per-level MSE between each level's residual and its chosen code.
+
+        The same quantity ResidualVQ reports in training, so validation and training
+        commitment losses can be read on one chart.
+        """
+        codes = self.quantizer.get_codes_from_indices(indices)  # (q, b, n, c)
+        residual = self.quantizer.project_in(latent)
+        losses = []
+        for code in codes:
+            losses.append(F.mse_loss(code, residual))
+            residual = residual - code
+        return torch.stack(losses)
 
     def decode(self, quantized: Tensor) -> Tensor:
         """(b, n, d) quantized latents -> (b, m, t) log-mel."""

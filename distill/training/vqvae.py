@@ -301,9 +301,11 @@ def evaluate(model: ConvVQVAE, windows: Tensor, batch_size: int) -> Evaluation:
 
 
 def _low_utilization_warning(epoch: int, health: LevelHealth) -> CodebookWarning:
+    used = health.codebook_size - health.dead_codes
     message = (
-        f"level {health.level} uses {health.utilization:.0%} of its {health.codebook_size} codes "
-        f"(under {LOW_UTILIZATION:.0%}): try a smaller --codebook-size or fewer --rvq-levels"
+        f"level {health.level} uses {used} of its {health.codebook_size} codes "
+        f"({health.utilization:.1%}, under {LOW_UTILIZATION:.0%}): "
+        "try a smaller --codebook-size or fewer --rvq-levels"
     )
     return CodebookWarning(epoch, health.level, health.utilization, LOW_UTILIZATION, message)
 
