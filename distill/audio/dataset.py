@@ -85,6 +85,7 @@ def scan_dataset(root: Path | str, mel_config: MelConfig, cache_dir: Path) -> Sc
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder")
+    cache_dir.mkdir(parents=True, exist_ok=True)
     report = ScanReport(root=root)
     mel = MelSpectrogram(mel_config)
     for path in find_audio_files(root):

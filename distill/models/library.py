@@ -60,6 +60,7 @@ def list_models(home: Path | None = None) -> list[Path]:
 def save_vqvae(path: Path, model: ConvVQVAE, card: dict[str, Any]) -> Path:
     tensors = {f"vqvae.{k}": v for k, v in model.state_dict().items()}
     metadata = {"type": MODEL_TYPE, **card, "config": model.config.to_dict()}
+    path.parent.mkdir(parents=True, exist_ok=True)
     return save_model_file(path, tensors, metadata)
 
 

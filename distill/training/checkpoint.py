@@ -1,8 +1,8 @@
 """Resumable checkpoints, in the same pickle-free format as model files.
 
 A checkpoint holds everything a run needs to go on as if it never stopped: the model,
-the best epoch's weights, the optimizer's state, the sampler's RNG, the epoch to start
-from, the history of epoch metrics and the settings. Optimizer state is flattened to
+the best epoch's weights, the optimizer's state, the crop sampler's RNG and torch's
+global RNG (k-means and dead-code resets draw from it), the epoch to start from, the history of epoch metrics and the settings. Optimizer state is flattened to
 named tensors plus JSON, so loading it never unpickles anything.
 """
 
@@ -28,14 +28,16 @@ class TrainingState:
     model: dict[str, torch.Tensor]
     best: dict[str, torch.Tensor]
     optimizer: dict[str, Any]
-    generator: torch.Tensor
+    sampler_rng: torch.Tensor
+    global_rng: torch.Tensor
     info: dict[str, Any] = field(default_factory=dict)  # history, best epoch, config, settings
 
 
 def save_checkpoint(path: Path, state: TrainingState) -> Path:
     tensors = {f"model.{k}": v for k, v in state.model.items()}
     tensors |= {f"best.{k}": v for k, v in state.best.items()}
-    tensors["rng.generator"] = state.generator
+    tensors["rng.sampler"] = state.sampler_rng
+    tensors["rng.global"] = state.global_rng
     optimizer_tensors, optimizer_json = _flatten_optimizer(state.optimizer)
     tensors |= optimizer_tensors
     metadata = {
@@ -57,7 +59,8 @@ def load_checkpoint(path: Path) -> TrainingState:
         model=_with_prefix(tensors, "model."),
         best=_with_prefix(tensors, "best."),
         optimizer=_unflatten_optimizer(metadata["optimizer"], tensors),
-        generator=tensors["rng.generator"],
+        sampler_rng=tensors["rng.sampler"],
+        global_rng=tensors["rng.global"],
         info=info,
     )
 

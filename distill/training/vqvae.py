@@ -149,7 +149,8 @@ def _train(
         state = load_checkpoint(checkpoint_path)
         model.load_state_dict(state.model)
         optimizer.load_state_dict(state.optimizer)
-        generator.set_state(state.generator)
+        generator.set_state(state.sampler_rng)
+        torch.set_rng_state(state.global_rng)
         best_state = state.best
         history = state.info.get("history", [])
         best_epoch, best_loss = (
@@ -176,6 +177,7 @@ def _train(
             best_state,
             optimizer.state_dict(),
             generator.get_state(),
+            torch.get_rng_state(),
             info,
         )
         save_checkpoint(checkpoint_path, state)

@@ -1,0 +1,103 @@
+"""Shared fixtures: tiny generated datasets and a tiny model, so the suite stays fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from distill.audio.mel import MelConfig
+from distill.audio.synth import chirp, click, noise_burst, tone
+from distill.training.vqvae import TrainSettings, TrainSpec
+
+# A small front-end and model: seconds of CPU per test, not minutes.
+TINY_MEL = MelConfig(sample_rate=8000, n_fft=256, hop_length=64, n_mels=24)
+TINY_MODEL = {
+    "window_frames": 32,
+    "hidden_channels": 16,
+    "latent_dim": 8,
+    "codebook_size": 8,
+    "codebook_dim": 4,
+    "rvq_levels": 2,
+    "kmeans_iters": 2,
+}
+
+
+def write_good_sounds(folder: Path, count: int = 6, seed: int = 0) -> list[Path]:
+    """Tones, chirps, noise and clicks at mixed rates and channel counts."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    makers = [
+        lambda sr: tone(220 * (1 + rng.integers(0, 8)), 0.6, sr),
+        lambda sr: chirp(200, 2000, 0.8, sr),
+        lambda sr: noise_burst(0.4, sr, rng),
+        lambda sr: click(sr, 0.05),
+    ]
+    rates = (8000, 16000, 44100, 96000)
+    paths = []
+    for i in range(count):
+        sr = rates[i % len(rates)]
+        audio = makers[i % len(makers)](sr)
+        if i % 3 == 2:  # stereo
+            audio = np.stack([audio, 0.5 * audio], axis=1)
+        ext = (".wav", ".flac", ".ogg")[i % 3]
+        path = folder / f"good_{i:02d}{ext}"
+        sf.write(path, audio, sr)
+        paths.append(path)
+    return paths
+
+
+def write_bad_sounds(folder: Path) -> dict[str, str]:
+    """Files distill must skip, by name, with a word their reason must contain."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sf.write(folder / "silence.wav", np.zeros(8000, dtype=np.float32), 8000)
+    sf.write(folder / "empty.wav", np.zeros(0, dtype=np.float32), 8000)
+    (folder / "notes.txt").write_text("not audio")
+    (folder / "garbage.wav").write_bytes(b"RIFF\x00\x00garbage" * 10)
+    full = folder / "full.wav"
+    sf.write(full, tone(440, 1.0, 8000), 8000)
+    (folder / "truncated.flac").write_bytes(_flac_bytes(tone(440, 1.0, 8000))[:200])
+    full.unlink()
+    blip = np.zeros(8000, dtype=np.float32)
+    blip[4000] = 0.9  # one sample: nothing left after trimming
+    sf.write(folder / "blip.wav", blip, 8000)
+    return {
+        "silence.wav": "silent",
+        "empty.wav": "empty",
+        "notes.txt": "unsupported",
+        "garbage.wav": "unreadable",
+        "truncated.flac": "unreadable",
+        "blip.wav": "too short",
+    }
+
+
+def _flac_bytes(audio: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, 8000, format="FLAC")
+    return buffer.getvalue()
+
+
+def tiny_spec(
+    dataset: Path, tmp_path: Path, epochs: int = 2, name: str = "tiny", **overrides
+) -> TrainSpec:
+    return TrainSpec(
+        dataset=dataset,
+        run_dir=tmp_path / "runs" / name,
+        model_path=tmp_path / "models" / f"{name}.distill",
+        cache_dir=tmp_path / "cache",
+        settings=TrainSettings(epochs=epochs, batch_size=4, min_steps_per_epoch=2, preview_every=1),
+        overrides={**TINY_MODEL, **overrides},
+        mel=TINY_MEL,
+        run_id=name,
+    )
+
+
+@pytest.fixture
+def sounds(tmp_path: Path) -> Path:
+    folder = tmp_path / "sounds"
+    write_good_sounds(folder)
+    return folder
