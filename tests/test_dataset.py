@@ -42,7 +42,7 @@ def test_second_scan_reads_the_cache_without_decoding(sounds: Path, tmp_path: Pa
     def no_decoding(*args, **kwargs):
         raise AssertionError("audio decoded on a cached scan")
 
-    monkeypatch.setattr("distill.audio.dataset.load_audio", no_decoding)
+    monkeypatch.setattr("distill.audio.dataset.decode_audio", no_decoding)
     second = scan_dataset(sounds, TINY_MEL, tmp_path / "cache")
     assert second.cache_hits == len(first.usable)
     assert [s.frames for s in second.usable] == [s.frames for s in first.usable]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill.audio.decode import SUPPORTED_EXTENSIONS, AudioDecodeError, load_audio
+from distill.audio.decode import SUPPORTED_EXTENSIONS, AudioDecodeError, decode_audio, resample
 from distill.audio.mel import MelConfig, MelSpectrogram
 from distill.core.events import SkippedFile
 
@@ -147,8 +147,10 @@ def _prepare(
     path: Path, config: MelConfig, mel: MelSpectrogram, meta_path: Path, mel_path: Path
 ) -> dict:
     try:
-        audio = load_audio(path, config.sample_rate)
-        prepared, reason = prepare_audio(audio, config.sample_rate)
+        audio, source_rate = decode_audio(path)
+        prepared, reason = prepare_audio(audio, source_rate)  # judged before resampling
+        if prepared is not None:
+            prepared = resample(prepared, source_rate, config.sample_rate, path)
     except AudioDecodeError as error:
         prepared, reason = None, error.reason
     if prepared is None:

@@ -46,11 +46,22 @@ def _soundfile_message(exc: Exception) -> str:
 def load_audio(path: Path | str, sample_rate: int) -> np.ndarray:
     """Decode any supported file to float32 mono in [-1, 1] at `sample_rate`.
 
-    Channels are averaged and soxr ('HQ') does the resampling. Truncated files whose header is intact yield the frames that are present:
-    for a training set a slightly short clip is more useful than a rejection.
+    Channels are averaged and soxr ('HQ') does the resampling. Truncated files whose
+    header is intact yield the frames that are present: for a training set a slightly
+    short clip is more useful than a rejection.
     """
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    mono, source_rate = decode_audio(path)
+    return resample(mono, source_rate, sample_rate, path)
+
+
+def decode_audio(path: Path | str) -> tuple[np.ndarray, int]:
+    """float32 mono at the file's own rate, and that rate.
+
+    Kept apart from resampling so a caller can judge a sound (silence, length) before a
+    resampler's ringing smears a one-sample click over milliseconds.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_EXTENSIONS:
@@ -66,15 +77,20 @@ def load_audio(path: Path | str, sample_rate: int) -> np.ndarray:
 
     # Clean before resampling: one NaN would smear across the whole filter length.
     mono = np.nan_to_num(data.mean(axis=1), nan=0.0, posinf=0.0, neginf=0.0)
-    mono = np.ascontiguousarray(mono, dtype=np.float32)
+    return np.ascontiguousarray(mono, dtype=np.float32), int(source_rate)
 
+
+def resample(
+    mono: np.ndarray, source_rate: int, sample_rate: int, path: Path | str = "audio"
+) -> np.ndarray:
+    """soxr HQ resampling, clipped to [-1, 1]; `path` only names the file in errors."""
     if source_rate != sample_rate:
         try:
             mono = soxr.resample(mono, source_rate, sample_rate, quality="HQ")
         except (RuntimeError, ValueError, TypeError) as exc:
-            raise AudioDecodeError(path, f"resampling failed: {exc}") from exc
+            raise AudioDecodeError(Path(path), f"resampling failed: {exc}") from exc
         if mono.shape[0] == 0:
-            raise AudioDecodeError(path, "empty (no samples)")
+            raise AudioDecodeError(Path(path), "empty (no samples)")
 
     # Float files may exceed full scale and resampling can overshoot slightly;
     # downstream code relies on [-1, 1].

@@ -105,8 +105,8 @@ def save_model_file(path: Path | str, tensors: dict[str, torch.Tensor], metadata
 def read_model_metadata(path: Path | str) -> dict:
     """The model card, for listing and inspecting models without building any tensors.
 
-    The whole file is still checksummed (streamed in chunks), so a card is never shown for a
-    file that would then fail to load.
+    The whole file is still checksummed (streamed in chunks) and the weights header validated,
+    so a card is never shown for a file that would then fail to load.
     """
     with _open_model(path) as (f, size):
         metadata, _ = _read_container(f, size, keep_weights=False)
@@ -198,38 +198,55 @@ def _read_container(f: BinaryIO, size: int, *, keep_weights: bool) -> tuple[dict
 
     digest = hashlib.sha256(head + meta_raw + weights_len_raw)
     blob = _read_exact(f, weights_len, "weights") if keep_weights else None
+    prefix = b""  # the start of the weights, kept while streaming until it holds their header
     if blob is not None:
         digest.update(blob)
     else:
         for start in range(0, weights_len, _CHUNK):
-            digest.update(_read_exact(f, min(_CHUNK, weights_len - start), "weights"))
+            chunk = _read_exact(f, min(_CHUNK, weights_len - start), "weights")
+            digest.update(chunk)
+            if len(prefix) < _safetensors_header_end(prefix):
+                prefix += chunk
     if not hmac.compare_digest(digest.digest(), _read_exact(f, _CHECKSUM_BYTES, "checksum")):
         raise ModelFileError("checksum mismatch: the file is corrupted")
 
     metadata = _parse_json(meta_raw, "metadata", allow_nan=True)
     if not isinstance(metadata, dict):
         raise ModelFileError(f"metadata is a JSON {type(metadata).__name__}, not an object")
+    if blob is None:  # refuse exactly what load_model_file would refuse
+        _validate_safetensors_header(prefix, weights_len)
     return metadata, blob
 
 
-def _validate_safetensors_header(blob: bytes) -> None:
+def _safetensors_header_end(prefix: bytes) -> int:
+    """How many bytes from the start of the weights the header check needs (capped)."""
+    if len(prefix) < _U64.size:
+        return _U64.size
+    (header_len,) = _U64.unpack_from(prefix)
+    return _U64.size + min(header_len, MAX_SAFETENSORS_HEADER_BYTES)
+
+
+def _validate_safetensors_header(blob: bytes, blob_len: int | None = None) -> None:
     """Refuse any safetensors blob whose header is not exactly what our writer produces.
 
     Mirrors (and tightens) safetensors' own rules: known dtypes, sane shapes whose byte size
     matches their offsets, and offsets that tile the data section with no gap or overlap.
+    `blob` may be just a prefix holding the header when `blob_len` gives the full length.
     """
-    _need(_U64.size, len(blob), "weights header length")
+    if blob_len is None:
+        blob_len = len(blob)
+    _need(_U64.size, blob_len, "weights header length")
     (header_len,) = _U64.unpack_from(blob)
     if header_len > MAX_SAFETENSORS_HEADER_BYTES:
         raise ModelFileError(
             f"weights header length {header_len} is over the {MAX_SAFETENSORS_HEADER_BYTES} limit"
         )
-    _need(header_len, len(blob) - _U64.size, "weights header")
+    _need(header_len, blob_len - _U64.size, "weights header")
     header_raw = blob[_U64.size : _U64.size + header_len]
     header = _parse_json(header_raw, "weights header", allow_nan=False)
     if not header_raw.startswith(b"{") or not isinstance(header, dict):
         raise ModelFileError("weights header is not a JSON object")
-    data_len = len(blob) - _U64.size - header_len
+    data_len = blob_len - _U64.size - header_len
 
     spans: list[tuple[int, int, str]] = []
     for name, info in header.items():

@@ -1,0 +1,122 @@
+"""The `distill` command as a user runs it: real subprocesses, a real data directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import write_bad_sounds, write_good_sounds
+
+DEADLINE = 240  # seconds: a guard against a hung process, not a speed check
+
+
+def distill(home: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "distill.cli.main", *args],
+        env={**os.environ, "DISTILL_HOME": str(home), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    folder = tmp_path / "sounds"
+    write_good_sounds(folder)
+    write_bad_sounds(folder / "bad")
+    return folder
+
+
+def test_check_prints_the_preflight_and_trains_nothing(dataset: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    result = distill(home, "train", str(dataset), "--check")
+    assert result.returncode == 0, result.stderr
+    assert "usable files" in result.stdout and "6 (" in result.stdout
+    assert "silence.wav: silent" in result.stdout
+    assert "suggested codebook size" in result.stdout
+    assert not (home / "models").exists() or not any((home / "models").iterdir())
+
+
+def test_train_then_show_the_model(dataset: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    result = distill(
+        home, "train", str(dataset), "--epochs", "1", "--rvq-levels", "2",
+        "--codebook-size", "16", "--model-name", "kicks", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    events = json_lines(result.stdout)
+    assert events[-1]["kind"] == "run_completed"
+    assert (home / "models" / "kicks.distill").is_file()
+
+    card = json.loads(distill(home, "models", "show", "kicks", "--json").stdout)
+    assert card["name"] == "kicks"
+    assert card["config"]["rvq_levels"] == 2 and card["config"]["codebook_size"] == 16
+    assert [h["level"] for h in card["health"]] == [1, 2]
+
+    shown = distill(home, "models", "show", "kicks")
+    assert shown.returncode == 0 and "codebook" in shown.stdout
+    listed = json.loads(distill(home, "models", "list", "--json").stdout)
+    assert [m["name"] for m in listed] == ["kicks"]
+
+    again = distill(home, "train", str(dataset), "--model-name", "kicks")
+    assert again.returncode == 2 and "already exists" in again.stdout
+
+
+def test_the_human_report_has_health_and_the_model_path(dataset: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    result = distill(home, "train", str(dataset), "--epochs", "2", "--model-name", "report")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "training complete" in out
+    assert "utilization" in out and "perplexity" in out and "dead codes" in out
+    assert str(home / "models" / "report.distill") in out.replace("\n", "")
+
+
+def test_bad_input_is_a_message_not_a_traceback(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    write_bad_sounds(tmp_path / "bad")
+    no_audio = distill(home, "train", str(tmp_path / "bad"), "--epochs", "1")
+    assert no_audio.returncode == 2
+    assert "no usable audio" in no_audio.stdout
+    assert "Traceback" not in no_audio.stdout + no_audio.stderr
+
+    (tmp_path / "foreign.distill").write_bytes(b"PK\x03\x04 not a model")
+    refused = distill(home, "models", "show", str(tmp_path / "foreign.distill"))
+    assert refused.returncode == 2
+    assert "not a distill" in refused.stdout.lower()
+    assert "Traceback" not in refused.stdout + refused.stderr
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_the_checkpoint(dataset: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "distill.cli.main", "train", str(dataset), "--epochs", "500",
+         "--json"],
+        env={**os.environ, "DISTILL_HOME": str(home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        for line in process.stdout:  # wait on the event, not on a clock
+            if json.loads(line)["kind"] == "checkpoint_saved":
+                break
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=DEADLINE)
+    finally:
+        process.kill()
+    kinds = [e["kind"] for e in json_lines(rest)]
+    assert kinds[-1] == "run_cancelled"
+    assert process.returncode == 1
+    cancelled = json_lines(rest)[-1]["payload"]
+    assert Path(cancelled["checkpoint_path"]).is_file()
