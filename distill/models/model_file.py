@@ -34,7 +34,7 @@ import os
 import secrets
 import stat
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -122,10 +122,22 @@ def load_model_file(path: Path | str) -> tuple[dict, dict[str, torch.Tensor]]:
 def is_model_file(path: Path | str) -> bool:
     """A cheap magic-byte sniff for listing a folder; says nothing about integrity."""
     try:
-        with open(path, "rb") as f:
+        with _open_for_reading(path) as f:
             return stat.S_ISREG(os.fstat(f.fileno()).st_mode) and f.read(len(MAGIC)) == MAGIC
     except OSError:
         return False
+
+
+def _open_for_reading(path: Path | str) -> BinaryIO:
+    """open(path, "rb") that cannot block: a FIFO would hang a plain open() before the
+    regular-file check could refuse it. O_NONBLOCK changes nothing for regular files."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        return os.fdopen(fd, "rb")  # raises IsADirectoryError for a folder
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _load_bytes(data: bytes) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -151,7 +163,7 @@ def _open_model(path: Path | str) -> Iterator[tuple[BinaryIO, int]]:
     """Open a model for reading; every refusal names the file it is about."""
     path = Path(path)
     try:
-        f = open(path, "rb")  # closed by the with below
+        f = _open_for_reading(path)  # closed by the with below
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise ModelFileError(f"no such model file: {path}") from exc
     except IsADirectoryError as exc:
@@ -243,7 +255,7 @@ def _validate_safetensors_header(blob: bytes, blob_len: int | None = None) -> No
         )
     _need(header_len, blob_len - _U64.size, "weights header")
     header_raw = blob[_U64.size : _U64.size + header_len]
-    header = _parse_json(header_raw, "weights header", allow_nan=False)
+    header = _parse_json(header_raw, "weights header", allow_nan=False, parse_int=_serde_int)
     if not header_raw.startswith(b"{") or not isinstance(header, dict):
         raise ModelFileError("weights header is not a JSON object")
     data_len = blob_len - _U64.size - header_len
@@ -297,7 +309,9 @@ def _validate_tensor_entry(name: str, info: object, data_len: int) -> tuple[int,
     return begin, end
 
 
-def _parse_json(raw: bytes, what: str, *, allow_nan: bool) -> Any:
+def _parse_json(
+    raw: bytes, what: str, *, allow_nan: bool, parse_int: Callable[[str], Any] = int
+) -> Any:
     """Strict JSON: UTF-8, no duplicate keys, NaN only where we write it, bounded nesting."""
 
     def refuse_constant(token: str) -> Any:
@@ -314,12 +328,18 @@ def _parse_json(raw: bytes, what: str, *, allow_nan: bool) -> Any:
         return json.loads(
             text,
             object_pairs_hook=unique_keys,
+            parse_int=parse_int,
             **({} if allow_nan else {"parse_constant": refuse_constant}),
         )
     except ModelFileError:
         raise
     except (ValueError, RecursionError) as exc:
         raise ModelFileError(f"{what} is not valid JSON: {exc}") from exc
+
+
+def _serde_int(token: str) -> int | float:
+    """A JSON integer as serde_json (safetensors' parser) reads it: `-0` is a float there."""
+    return -0.0 if token == "-0" else int(token)
 
 
 def _is_count_list(value: object) -> bool:

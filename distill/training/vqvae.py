@@ -64,7 +64,7 @@ class TrainSettings:
     batch_size: int = 16
     learning_rate: float = 1e-3
     val_fraction: float = 0.15  # share of files held out for validation (at least one)
-    min_steps_per_epoch: int = 8  # tiny sets still get a few steps per epoch
+    min_steps_per_epoch: int = 32  # small sets still get enough steps per epoch to learn
     preview_every: int = 5  # epochs between reconstruction previews (and always the last)
     seed: int = 0
 
@@ -289,9 +289,11 @@ def evaluate(model: ConvVQVAE, windows: Tensor, batch_size: int) -> Evaluation:
         batch = windows[start : start + batch_size]
         out = model(batch)
         weight = len(batch) / len(windows)
-        recon_sum += multiscale_mel_loss(out.reconstruction, batch).item() * weight
         commit_sum += out.commit_loss.item() * weight
-        for k in range(levels + 1):
+        recon = multiscale_mel_loss(out.reconstruction, batch).item()
+        recon_sum += recon * weight
+        partial_sums[levels] += recon * weight  # all levels: the forward pass decoded it
+        for k in range(levels):
             partial_sums[k] += (
                 multiscale_mel_loss(model.decode_indices(out.indices, k), batch).item() * weight
             )

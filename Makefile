@@ -1,0 +1,39 @@
+# The README's commands. Every target installs what it needs first and is idempotent:
+# a second `make install` on a set-up machine only compares timestamps.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO := demo/sounds
+export DISTILL_HOME ?= $(CURDIR)/.distill-home
+
+.PHONY: install run test lint bench clean
+
+install: $(STAMP)
+
+# torch is pinned in the install step itself: an unpinned resolve would pull CUDA wheels.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+# Until the dashboard lands: train on a small generated demo set, in the terminal.
+run: install
+	test -d $(DEMO) || $(BIN)/python -c "from distill.audio.synth import make_demo_set; make_demo_set('$(DEMO)')"
+	$(BIN)/distill train $(DEMO) --epochs 10
+
+lint: install
+	$(BIN)/ruff check distill tests bench
+
+test: lint
+	$(BIN)/pytest
+
+bench: install
+	test -d /usr/share/sounds/freedesktop/stereo || (apt-get update && apt-get install -y sound-theme-freedesktop)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) demo .distill-home bench/out

@@ -1,0 +1,15 @@
+"""Run every benchmark in turn: `make bench`. Each prints ratios against its own baseline."""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+BENCHMARKS = ["train_overhead.py", "mel_cache.py", "real_dataset.py"]
+
+for name in BENCHMARKS:
+    sys.argv = [name]
+    runpy.run_path(str(HERE / name), run_name="__main__")
+    print()
