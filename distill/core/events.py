@@ -196,6 +196,19 @@ class RunCancelled(Payload):
     checkpoint_path: str | None = None
 
 
+@dataclass(frozen=True)
+class RunInterrupted(Payload):
+    """The run's worker or core died before it finished; resumable from its checkpoint.
+
+    Written by the core, never by a training loop: on a worker's death, or at start-up
+    for runs a killed core left "running".
+    """
+
+    kind: ClassVar[str] = "run_interrupted"
+    reason: str
+    checkpoint_path: str | None = None
+
+
 PAYLOAD_TYPES: dict[str, type[Payload]] = {
     cls.kind: cls
     for cls in (
@@ -211,9 +224,12 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         RunCompleted,
         RunFailed,
         RunCancelled,
+        RunInterrupted,
     )
 }
-TERMINAL_KINDS = frozenset({RunCompleted.kind, RunFailed.kind, RunCancelled.kind})
+TERMINAL_KINDS = frozenset(
+    {RunCompleted.kind, RunFailed.kind, RunCancelled.kind, RunInterrupted.kind}
+)
 _NESTED = {"levels": LevelHealth, "files_skipped": SkippedFile, "clips": PreviewClip}
 
 
