@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import platformdirs
@@ -21,6 +22,29 @@ def data_home() -> Path:
 def models_dir(home: Path | None = None) -> Path:
     """The model library: one `.distill` file per model."""
     return _subdir(home, "models")
+
+
+MODEL_FILE_EXTENSION = ".distill"
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def check_model_name(name: str) -> str:
+    """Names become file names: letters, digits, '.', '_' and '-', at most 100."""
+    if not _MODEL_NAME.match(name) or name.endswith(MODEL_FILE_EXTENSION):
+        raise ValueError(
+            f"bad model name {name!r}: use letters, digits, '.', '_' or '-' (at most 100)"
+        )
+    return name
+
+
+def model_path(name: str, home: Path | None = None) -> Path:
+    """Where the model called `name` lives in the library (checked, never escapes it)."""
+    return models_dir(home) / f"{check_model_name(name)}{MODEL_FILE_EXTENSION}"
+
+
+def database_path(home: Path | None = None) -> Path:
+    """The SQLite file: every run's events and the tables the pages read."""
+    return (home or data_home()) / "distill.sqlite"
 
 
 def runs_dir(home: Path | None = None) -> Path:

@@ -7,7 +7,6 @@ without touching the weights (`read_card`).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +19,9 @@ from distill.models.model_file import (
     save_model_file,
 )
 from distill.models.rvqvae import ConvVQVAE
-from distill.paths import models_dir
+from distill.paths import model_path, models_dir
 
 MODEL_TYPE = "distill-model"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
-def check_model_name(name: str) -> str:
-    """Names become file names: letters, digits, '.', '_' and '-', at most 100."""
-    if not _NAME.match(name) or name.endswith(FILE_EXTENSION):
-        raise ValueError(
-            f"bad model name {name!r}: use letters, digits, '.', '_' or '-' (at most 100)"
-        )
-    return name
-
-
-def model_path(name: str, home: Path | None = None) -> Path:
-    return models_dir(home) / f"{check_model_name(name)}{FILE_EXTENSION}"
-
-
 def resolve_model(name_or_path: str, home: Path | None = None) -> Path:
     """An existing file path, else a model of that name in the library."""
     candidate = Path(name_or_path).expanduser()

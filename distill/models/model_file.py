@@ -41,9 +41,11 @@ from typing import Any, BinaryIO
 import safetensors.torch
 import torch
 
+from distill.paths import MODEL_FILE_EXTENSION
+
 MAGIC = b"DISTILL\x00"
 FORMAT_VERSION = 1
-FILE_EXTENSION = ".distill"
+FILE_EXTENSION = MODEL_FILE_EXTENSION
 
 MAX_METADATA_BYTES = 16 * 1024 * 1024
 MAX_SAFETENSORS_HEADER_BYTES = 16 * 1024 * 1024  # a small model's header is a few KiB

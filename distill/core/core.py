@@ -1,0 +1,243 @@
+"""The asyncio core: one per process. It owns the store, the bus and the runner.
+
+Every event of every run passes through `_emit`, which stamps it with the run's next
+`seq` and hands it to the recorder; the recorder commits batches to SQLite and only then
+publishes them on the bus. So anything a follower sees is already stored, and a follower
+that joins late reads the store first, then goes on live from the next seq.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distill.core.bus import EventBus, SubscriptionClosed
+from distill.core.events import (
+    TERMINAL_KINDS,
+    Event,
+    Payload,
+    RunCancelled,
+    RunFailed,
+    RunInterrupted,
+    RunQueued,
+)
+from distill.core.recorder import Recorder
+from distill.core.runner import WORKER_DIED, Job, JobRunner
+from distill.core.store import Store
+from distill.paths import data_home, database_path, mel_cache_dir, model_path, runs_dir
+
+CHECKPOINT_NAME = "checkpoint.distill"  # the name training/checkpoint.py writes
+
+
+class RunError(ValueError):
+    """A request the core refuses: unknown run, a run that cannot be resumed, a taken name."""
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What a user asks for; plain data so it travels over HTTP and into SQLite as is."""
+
+    dataset: str
+    model_name: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # TrainSettings fields
+    overrides: dict[str, Any] = field(default_factory=dict)  # VQVAEConfig fields
+    mel: dict[str, Any] = field(default_factory=dict)  # MelConfig fields (default: standard)
+
+
+def new_run_id() -> str:
+    """Sortable by start time, unique enough for one machine."""
+    import secrets
+    from datetime import datetime
+
+    return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+class Core:
+    def __init__(self, home: Path | None = None, concurrency: int = 1) -> None:
+        self.home = home or data_home()
+        self.bus = EventBus()
+        self.store: Store | None = None
+        self.recorder: Recorder | None = None
+        self.runner = JobRunner(self._on_worker_messages, self._cancelled_while_queued, concurrency)
+        self._seq: dict[str, int] = {}
+        self._finished: set[str] = set()  # runs whose current attempt reached a terminal event
+
+    async def start(self) -> None:
+        self.store = await Store.open(database_path(self.home))
+        self.recorder = Recorder(self.store, self.bus.publish_many, on_error=_report_write_error)
+        await self.recorder.start()
+        await self._interrupt_orphans()
+        self.runner.start()
+
+    async def stop(self) -> None:
+        """Running jobs checkpoint and stop; every acknowledged event is flushed first."""
+        await self.runner.stop()
+        if self.recorder is not None:
+            await self.recorder.stop()
+        if self.store is not None:
+            await self.store.close()
+
+    async def __aenter__(self) -> Core:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- runs ---------------------------------------------------------------------------
+
+    async def submit_training(self, request: TrainRequest) -> str:
+        run_id = new_run_id()
+        name = request.model_name or f"model-{run_id}"
+        model_file = model_path(name, self.home)
+        if model_file.exists():
+            raise RunError(f"a model named {name!r} already exists: {model_file}")
+        spec = {
+            "run_id": run_id,
+            "dataset": str(Path(request.dataset).expanduser().resolve()),
+            "run_dir": str(runs_dir(self.home) / run_id),
+            "model_path": str(model_file),
+            "cache_dir": str(mel_cache_dir(self.home)),
+            "settings": request.settings,
+            "overrides": request.overrides,
+            "mel": request.mel,
+            "core_pid": os.getpid(),
+        }
+        await self.store.create_run(run_id, "vqvae", spec["dataset"], spec, name)
+        self._seq[run_id] = 0
+        self._emit(run_id, RunQueued("vqvae", spec["dataset"], _public_config(spec)))
+        self.runner.submit(Job(run_id, spec))
+        return run_id
+
+    async def resume(self, run_id: str) -> None:
+        """Go on from the run's last checkpoint, same run id, seq continuing."""
+        run = await self._run(run_id)
+        if self.runner.is_active(run_id):
+            raise RunError(f"run {run_id} is already {run['status']}")
+        if run["status"] == "completed":
+            raise RunError(f"run {run_id} already completed")
+        spec = {**run["spec"], "resume": True, "core_pid": os.getpid()}
+        if not (Path(spec["run_dir"]) / CHECKPOINT_NAME).exists():
+            spec["resume"] = False  # it never finished an epoch: start over
+        self._seq[run_id] = await self.store.last_seq(run_id)
+        self._finished.discard(run_id)
+        self._emit(run_id, RunQueued("vqvae", spec["dataset"], _public_config(spec)))
+        self.runner.submit(Job(run_id, spec))
+
+    async def cancel(self, run_id: str) -> None:
+        run = await self._run(run_id)
+        if not self.runner.cancel(run_id):
+            if run["status"] in ("queued", "running"):
+                # Another process's core runs it: its worker watches the same cancel file.
+                from distill.core.worker import CANCEL_FILE
+
+                (Path(run["spec"]["run_dir"]) / CANCEL_FILE).touch()
+            else:
+                raise RunError(f"run {run_id} is not running (it is {run['status']})")
+
+    async def follow(self, run_id: str, after_seq: int = 0) -> AsyncIterator[Event]:
+        """Every event after `after_seq`, from the store then live; ends at the run's end.
+
+        Subscribes before reading the store, so an event committed in between is caught
+        live; duplicates are dropped by seq. A subscription that fell behind is reopened
+        and the gap re-read from the store.
+        """
+        await self._run(run_id)
+        last = after_seq
+        while True:
+            sub = self.bus.subscribe(run_id)
+            try:
+                stored = await self.store.events(run_id, after_seq=last)
+                for event in stored:
+                    yield event
+                    last = event.seq
+                if stored and stored[-1].kind in TERMINAL_KINDS:
+                    if not self.runner.is_active(run_id):
+                        return
+                if not stored and not self.runner.is_active(run_id):
+                    run = await self.store.run(run_id)
+                    if run["status"] not in ("queued", "running"):
+                        return
+                while True:
+                    try:
+                        event = await sub.get()
+                    except SubscriptionClosed:
+                        break  # fell behind: re-read from the store
+                    if event.seq <= last:
+                        continue
+                    yield event
+                    last = event.seq
+                    if event.kind in TERMINAL_KINDS and not self.runner.is_active(run_id):
+                        return
+            finally:
+                self.bus.unsubscribe(sub)
+
+    # -- events -------------------------------------------------------------------------
+
+    def _emit(self, run_id: str, payload: Payload) -> None:
+        self._emit_raw(run_id, payload.kind, payload.to_dict())
+
+    def _emit_raw(self, run_id: str, kind: str, payload: dict[str, Any]) -> None:
+        seq = self._seq.get(run_id, 0) + 1
+        self._seq[run_id] = seq
+        if kind in TERMINAL_KINDS:
+            self._finished.add(run_id)
+        self.recorder.submit(Event(run_id, seq, kind, payload, time.time()))
+
+    def _on_worker_messages(self, batch: list[tuple[str, str, dict]]) -> None:
+        for run_id, kind, payload in batch:
+            if kind == WORKER_DIED:
+                if run_id not in self._finished:
+                    checkpoint = self._checkpoint_of(run_id)
+                    self._emit(run_id, RunFailed(payload["error"], checkpoint))
+                continue
+            self._emit_raw(run_id, kind, payload)
+
+    def _cancelled_while_queued(self, run_id: str) -> None:
+        self._emit(run_id, RunCancelled(epoch=0, checkpoint_path=self._checkpoint_of(run_id)))
+
+    def _checkpoint_of(self, run_id: str) -> str | None:
+        path = runs_dir(self.home) / run_id / CHECKPOINT_NAME
+        return str(path) if path.exists() else None
+
+    async def _interrupt_orphans(self) -> None:
+        """Runs a killed core left "queued" or "running" become interrupted, resumable."""
+        for run in await self.store.unfinished_runs():
+            owner = run["spec"].get("core_pid")
+            if owner and owner != os.getpid() and _alive(owner):
+                continue  # another live process's core is running it
+            run_id = run["run_id"]
+            self._seq[run_id] = await self.store.last_seq(run_id)
+            reason = "distill stopped before the run finished; resume it to go on"
+            self._emit(run_id, RunInterrupted(reason, self._checkpoint_of(run_id)))
+        await self.recorder.flush()
+
+    async def _run(self, run_id: str) -> dict[str, Any]:
+        run = await self.store.run(run_id)
+        if run is None:
+            raise RunError(f"no run {run_id!r}")
+        return run
+
+
+def _public_config(spec: dict[str, Any]) -> dict[str, Any]:
+    return {k: spec[k] for k in ("settings", "overrides", "model_path")}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _report_write_error(error: BaseException) -> None:
+    print(f"distill: could not write events to SQLite, retrying: {error}", file=sys.stderr)
+

@@ -1,0 +1,71 @@
+"""What runs inside a spawned worker process: one training job, events out through a queue.
+
+Kept apart from the runner so the core never imports torch: heavy imports happen here,
+in the worker, after spawn. A job is plain data (a dict) so it pickles across the spawn.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+CANCEL_FILE = "CANCEL"  # touched in a run's folder to ask its worker to stop at the next step
+
+_events = None  # the multiprocessing queue, set once per worker by `init_worker`
+
+
+def init_worker(events_queue, threads: int) -> None:
+    """Pool initializer: keep the queue, and cap torch's threads so workers share the cores."""
+    global _events
+    _events = events_queue
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run_job(job: dict[str, Any]) -> str:
+    """Train one run; every payload goes to the core as (run_id, kind, payload dict).
+
+    Returns the outcome; a training error has already been emitted as run_failed.
+    """
+    from distill.training.vqvae import train_vqvae
+
+    run_id = job["run_id"]
+    cancel_file = Path(job["run_dir"]) / CANCEL_FILE
+
+    def emit(payload) -> None:
+        _events.put((run_id, payload.kind, payload.to_dict()))
+
+    try:
+        result = train_vqvae(spec_from_job(job), emit, should_stop=cancel_file.exists)
+    except Exception:
+        return "failed"
+    return result.status
+
+
+def thread_count() -> int:
+    """For tests and reports: what this worker process was given."""
+    import torch
+
+    return torch.get_num_threads()
+
+
+def spec_from_job(job: dict[str, Any]):
+    """Rebuild the TrainSpec from the job's plain data."""
+    from distill.audio.mel import MelConfig
+    from distill.training.vqvae import TrainSettings, TrainSpec
+
+    settings = TrainSettings(**job.get("settings", {}))
+    return TrainSpec(
+        mel=MelConfig.from_dict(job.get("mel", {})),
+        dataset=Path(job["dataset"]),
+        run_dir=Path(job["run_dir"]),
+        model_path=Path(job["model_path"]),
+        cache_dir=Path(job["cache_dir"]),
+        settings=settings,
+        overrides=job.get("overrides", {}),
+        run_id=job["run_id"],
+        resume=job.get("resume", False),
+    )
