@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from distill.cli import models, train
+from distill.cli import models, runs, train
 
 app = typer.Typer(
     name="distill",
@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 app.command("train")(train.train)
 app.add_typer(models.app, name="models")
+app.add_typer(runs.app, name="runs")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from distill.core.events import (
     RunCancelled,
     RunCompleted,
     RunFailed,
+    RunInterrupted,
+    RunQueued,
     RunStarted,
     StepMetrics,
 )
@@ -103,6 +105,15 @@ class RunRenderer:
         handler = getattr(self, f"on_{payload.kind}", None)
         if handler:
             handler(payload)
+
+    def on_run_queued(self, queued: RunQueued) -> None:
+        self.console.print("[dim]queued: waiting for a worker[/]")
+
+    def on_run_interrupted(self, interrupted: RunInterrupted) -> None:
+        self._stop_progress()
+        self.console.print(f"[yellow]interrupted[/]: {interrupted.reason}")
+        if interrupted.checkpoint_path:
+            self.console.print(f"last checkpoint: {interrupted.checkpoint_path}")
 
     def on_dataset_scanned(self, scan: DatasetScanned) -> None:
         self.console.print(preflight_table(scan))

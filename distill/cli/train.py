@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-import secrets
-import signal
-from datetime import datetime
+import asyncio
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from distill.audio.dataset import DatasetError
+from distill.cli.follow import EXIT_BAD_INPUT, exit_code, render_stream
 from distill.cli.render import JsonLinesRenderer, RunRenderer
+from distill.core.core import Core, RunError, TrainRequest
 from distill.models.config import MAX_RVQ_LEVELS, MIN_RVQ_LEVELS
-from distill.models.library import model_path
-from distill.paths import data_home, mel_cache_dir, runs_dir
-from distill.training.vqvae import (
-    TrainSettings,
-    TrainSpec,
-    preflight_event,
-    prepare_data,
-    train_vqvae,
-)
+from distill.paths import check_model_name, data_home, mel_cache_dir
+from distill.training.settings import TrainSettings
 
 console = Console()
-
-
-def new_run_id() -> str:
-    """Sortable by start time, unique enough for one machine."""
-    return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
 def train(
@@ -70,59 +57,71 @@ def train(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print events as JSON lines.")
     ] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow/--no-follow", help="Show the run live until it ends.")
+    ] = True,
 ) -> None:
     """Train an RVQ-VAE on a folder of sounds."""
     home = data_home()
-    run_id = new_run_id()
-    name = model_name or f"model-{run_id}"
-    try:
-        destination = model_path(name, home)
-    except ValueError as error:
-        _bad_input(str(error))
-    if destination.exists():
-        _bad_input(f"a model named {name!r} already exists: {destination}")
-    spec = TrainSpec(
-        dataset=dataset,
-        run_dir=runs_dir(home) / run_id,
-        model_path=destination,
-        cache_dir=mel_cache_dir(home),
-        settings=TrainSettings(epochs=epochs, batch_size=batch_size, seed=seed),
+    request = TrainRequest(
+        dataset=str(dataset),
+        model_name=model_name,
+        settings={"epochs": epochs, "batch_size": batch_size, "seed": seed},
         overrides={
             "rvq_levels": rvq_levels,
             "commitment_weight": commitment_weight,
             "codebook_size": codebook_size,
             "codebook_dim": codebook_dim,
         },
-        run_id=run_id,
     )
+    if model_name is not None:
+        try:
+            check_model_name(model_name)
+        except ValueError as error:
+            _bad_input(str(error))
     render = JsonLinesRenderer() if json_output else RunRenderer(console)
     if check:
-        try:
-            render(preflight_event(prepare_data(spec)))
-        except DatasetError as error:
-            _bad_input(str(error))
+        _preflight(request, home, render)
         return
+    if not follow:
+        _bad_input(
+            "--no-follow needs a running `distill serve` to keep the run going "
+            "after this command returns; start one, or follow the run here"
+        )
+    raise typer.Exit(asyncio.run(_train_in_process(home, request, render)))
 
-    stop_requested = False
 
-    def request_stop(signum, frame) -> None:
-        nonlocal stop_requested
-        if stop_requested:  # a second Ctrl-C means now
-            raise KeyboardInterrupt
-        stop_requested = True
-        console.print("[yellow]stopping after this step (Ctrl-C again to abort)...[/]")
+async def _train_in_process(home: Path, request: TrainRequest, render) -> int:
+    """No server running: start a core in this process, submit, follow to the end."""
+    async with Core(home) as core:
+        try:
+            run_id = await core.submit_training(request)
+        except (RunError, ValueError) as error:
+            console.print(f"[bold red]error:[/] {error}")
+            return EXIT_BAD_INPUT
+        terminal = await render_stream(
+            core.follow(run_id), render, lambda: core.cancel(run_id), console
+        )
+        return exit_code(terminal)
 
-    previous = signal.signal(signal.SIGINT, request_stop)
+
+def _preflight(request: TrainRequest, home: Path, render) -> None:
+    """`--check`: scan and size, in this process; nothing is trained or recorded."""
+    from distill.audio.dataset import DatasetError
+    from distill.training.vqvae import TrainSpec, preflight_event, prepare_data
+
+    spec = TrainSpec(
+        dataset=Path(request.dataset),
+        run_dir=home / "runs" / "check",
+        model_path=home / "models" / "check.distill",
+        cache_dir=mel_cache_dir(home),
+        settings=TrainSettings(**request.settings),
+        overrides=request.overrides,
+    )
     try:
-        train_vqvae(spec, render, should_stop=lambda: stop_requested)
+        render(preflight_event(prepare_data(spec)))
     except DatasetError as error:
-        raise typer.Exit(2) from error  # the renderer has shown RunFailed with the reason
-    except Exception as error:
-        raise typer.Exit(1) from error
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if stop_requested:
-        raise typer.Exit(1)
+        _bad_input(str(error))
 
 
 def _bad_input(message: str) -> None:

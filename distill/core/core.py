@@ -31,7 +31,8 @@ from distill.core.runner import WORKER_DIED, Job, JobRunner
 from distill.core.store import Store
 from distill.paths import data_home, database_path, mel_cache_dir, model_path, runs_dir
 
-CHECKPOINT_NAME = "checkpoint.distill"  # the name training/checkpoint.py writes
+CHECKPOINT_NAME = "checkpoint.distill"
+ACTIVE = ("queued", "running")  # run statuses that still produce events
 
 
 class RunError(ValueError):
@@ -111,6 +112,7 @@ class Core:
         await self.store.create_run(run_id, "vqvae", spec["dataset"], spec, name)
         self._seq[run_id] = 0
         self._emit(run_id, RunQueued("vqvae", spec["dataset"], _public_config(spec)))
+        await self.recorder.flush()  # once submit returns, the run is on record
         self.runner.submit(Job(run_id, spec))
         return run_id
 
@@ -127,12 +129,13 @@ class Core:
         self._seq[run_id] = await self.store.last_seq(run_id)
         self._finished.discard(run_id)
         self._emit(run_id, RunQueued("vqvae", spec["dataset"], _public_config(spec)))
+        await self.recorder.flush()
         self.runner.submit(Job(run_id, spec))
 
     async def cancel(self, run_id: str) -> None:
         run = await self._run(run_id)
         if not self.runner.cancel(run_id):
-            if run["status"] in ("queued", "running"):
+            if run["status"] in ACTIVE:
                 # Another process's core runs it: its worker watches the same cancel file.
                 from distill.core.worker import CANCEL_FILE
 
@@ -157,12 +160,9 @@ class Core:
                     yield event
                     last = event.seq
                 if stored and stored[-1].kind in TERMINAL_KINDS:
-                    if not self.runner.is_active(run_id):
-                        return
-                if not stored and not self.runner.is_active(run_id):
-                    run = await self.store.run(run_id)
-                    if run["status"] not in ("queued", "running"):
-                        return
+                    return  # the latest attempt ended; a resume would have queued after it
+                if not stored and (await self.store.run(run_id))["status"] not in ACTIVE:
+                    return
                 while True:
                     try:
                         event = await sub.get()
@@ -172,7 +172,7 @@ class Core:
                         continue
                     yield event
                     last = event.seq
-                    if event.kind in TERMINAL_KINDS and not self.runner.is_active(run_id):
+                    if event.kind in TERMINAL_KINDS:
                         return
             finally:
                 self.bus.unsubscribe(sub)

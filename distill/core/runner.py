@@ -107,6 +107,12 @@ class JobRunner:
         if job is not None:
             _cancel_file(job).touch()
 
+    def worker_pids(self) -> list[int]:
+        """The live worker processes (ProcessPoolExecutor keeps them in `_processes`)."""
+        if self._pool is None:
+            return []
+        return [p.pid for p in list(self._pool._processes.values()) if p.is_alive()]
+
     def is_active(self, run_id: str) -> bool:
         return run_id in self.running or any(j.run_id == run_id for j in self.waiting)
 

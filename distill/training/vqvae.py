@@ -49,24 +49,12 @@ from distill.training.checkpoint import (
     save_checkpoint,
 )
 from distill.training.previews import preview_sources, write_previews
+from distill.training.settings import TrainSettings
 
 Emit = Callable[[Payload], None]
 
 KMEANS_INIT_WINDOWS = 512  # windows fed to the k-means initialisation, at most
 MAX_VAL_WINDOWS_PER_FILE = 8
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """How to train, as opposed to what to build (VQVAEConfig)."""
-
-    epochs: int = 30
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    val_fraction: float = 0.15  # share of files held out for validation (at least one)
-    min_steps_per_epoch: int = 32  # small sets still get enough steps per epoch to learn
-    preview_every: int = 5  # epochs between reconstruction previews (and always the last)
-    seed: int = 0
 
 
 @dataclass(frozen=True)

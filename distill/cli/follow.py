@@ -1,0 +1,61 @@
+"""Follow one run's event stream in the terminal, and turn its end into an exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from rich.console import Console
+
+from distill.core.events import TERMINAL_KINDS, Event
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+async def render_stream(
+    events: AsyncIterator[Event],
+    render: Callable,
+    on_interrupt: Callable[[], Awaitable[None]] | None = None,
+    console: Console | None = None,
+) -> Event | None:
+    """Render every event; the first Ctrl-C asks the run to stop, the second leaves.
+
+    Returns the last terminal event seen (None if the stream ended without one).
+    """
+    loop = asyncio.get_running_loop()
+    interrupts = 0
+    follower = asyncio.current_task()
+
+    def interrupted() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1 and on_interrupt is not None:
+            if console is not None:
+                console.print("[yellow]stopping after this step (Ctrl-C again to leave)...[/]")
+            loop.create_task(on_interrupt())
+        else:
+            follower.cancel()
+
+    loop.add_signal_handler(signal.SIGINT, interrupted)
+    terminal = None
+    try:
+        async for event in events:
+            render(event.typed())
+            if event.kind in TERMINAL_KINDS:
+                terminal = event
+    except asyncio.CancelledError:
+        pass
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+    return terminal
+
+
+def exit_code(terminal: Event | None) -> int:
+    if terminal is None:
+        return EXIT_FAILED
+    if terminal.kind == "run_completed":
+        return EXIT_OK
+    if terminal.kind == "run_failed" and terminal.payload["error"].startswith("DatasetError"):
+        return EXIT_BAD_INPUT
+    return EXIT_FAILED

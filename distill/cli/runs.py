@@ -1,0 +1,172 @@
+"""`distill runs`: past and present runs, read from SQLite; follow, cancel, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from distill.cli.follow import EXIT_BAD_INPUT, exit_code, render_stream
+from distill.cli.render import JsonLinesRenderer, RunRenderer, health_table
+from distill.core.core import Core, RunError
+from distill.core.events import LevelHealth
+from distill.core.store import Store
+from distill.paths import data_home, database_path
+
+app = typer.Typer(help="Training runs, past and present.", invoke_without_command=True)
+console = Console()
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+@app.callback()
+def list_runs(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Only runs on this dataset folder.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List runs, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    rows = asyncio.run(_read(lambda store: store.runs(status=status, dataset=dataset)))
+    if json_output:
+        print(json.dumps([_public(r) for r in rows], indent=2, default=str))
+        return
+    table = Table("run", "status", "dataset", "epochs", "best val loss", "worst level", "model")
+    for r in rows:
+        table.add_row(
+            r["run_id"],
+            _status(r["status"]),
+            r["dataset"],
+            f"{(r['epoch'] + 1) if r['epoch'] is not None else 0}/{r['epochs'] or '?'}",
+            _num(r["final_val_loss"]),
+            f"{r['worst_utilization']:.0%}" if r["worst_utilization"] is not None else "-",
+            r["model_name"] or "-",
+        )
+    console.print(table)
+
+
+@app.command("show")
+def show(run_id: str, json_output: JsonOption = False) -> None:
+    """A run's full report, from SQLite: also for runs that ended long ago."""
+
+    async def report(store: Store) -> dict[str, Any]:
+        run = await store.run(run_id)
+        if run is None:
+            return {}
+        return {
+            **_public(run),
+            "epoch_metrics": await store.epoch_metrics(run_id),
+            "codebook_health": await store.codebook_health(run_id),
+            "warnings": await store.warnings(run_id),
+        }
+
+    data = asyncio.run(_read(report))
+    if not data:
+        _bad_input(f"no run {run_id!r}")
+    if json_output:
+        print(json.dumps(data, indent=2, default=str))
+        return
+    _print_report(data)
+
+
+@app.command("follow")
+def follow(run_id: str, json_output: JsonOption = False) -> None:
+    """Show a run from its first event, then live until it ends."""
+    render = JsonLinesRenderer() if json_output else RunRenderer(console)
+    raise typer.Exit(asyncio.run(_follow(run_id, render, resume=False)))
+
+
+@app.command("resume")
+def resume(run_id: str, json_output: JsonOption = False) -> None:
+    """Go on from the run's last checkpoint, and follow it."""
+    render = JsonLinesRenderer() if json_output else RunRenderer(console)
+    raise typer.Exit(asyncio.run(_follow(run_id, render, resume=True)))
+
+
+@app.command("cancel")
+def cancel(run_id: str) -> None:
+    """Stop a queued or running run; it keeps its last checkpoint."""
+
+    async def go() -> None:
+        async with Core(data_home()) as core:
+            await core.cancel(run_id)
+
+    try:
+        asyncio.run(go())
+    except RunError as error:
+        _bad_input(str(error))
+    console.print(f"asked run {run_id} to stop; it checkpoints at the next step")
+
+
+async def _follow(run_id: str, render, resume: bool) -> int:
+    async with Core(data_home()) as core:
+        try:
+            after = 0
+            if resume:
+                after = await core.store.last_seq(run_id)
+                await core.resume(run_id)
+            events = core.follow(run_id, after_seq=after)
+            terminal = await render_stream(events, render, lambda: core.cancel(run_id), console)
+        except RunError as error:
+            console.print(f"[bold red]error:[/] {error}")
+            return EXIT_BAD_INPUT
+        return exit_code(terminal)
+
+
+async def _read(query):
+    store = await Store.open(database_path(data_home()))
+    try:
+        return await query(store)
+    finally:
+        await store.close()
+
+
+def _print_report(data: dict[str, Any]) -> None:
+    console.rule(f"run {data['run_id']}")
+    console.print(f"status: {_status(data['status'])}" + (f" ({data['error']})" if data.get("error") else ""))
+    console.print(f"dataset: {data['dataset']}")
+    console.print(f"created {data['created']}, finished {data.get('finished') or '-'}")
+    metrics = data["epoch_metrics"]
+    if metrics:
+        table = Table("epoch", "train loss", "val loss", "val commit", "seconds", title="epochs")
+        for m in metrics:
+            best = " *" if m["epoch"] == data.get("best_epoch") else ""
+            table.add_row(
+                f"{m['epoch'] + 1}{best}", _num(m["train_loss"]), _num(m["val_loss"]),
+                _num(m["val_commit_loss"]), f"{m['seconds']:.1f}",
+            )  # fmt: skip
+        console.print(table)
+    best = data.get("best_epoch")
+    levels = [h for h in data["codebook_health"] if h["epoch"] == best]
+    if levels:
+        health = [LevelHealth(**{k: h[k] for k in LevelHealth.__dataclass_fields__}) for h in levels]
+        console.print(health_table(health, title=f"codebook health (epoch {best + 1}, validation)"))
+    for w in data["warnings"]:
+        console.print(f"[bold red]warning[/] epoch {w['epoch'] + 1}: {w['message']}")
+    if data.get("model_path"):
+        console.print(f"model: [bold]{data['model_path']}[/]")
+    elif data.get("checkpoint_path"):
+        console.print(f"checkpoint: {data['checkpoint_path']} (distill runs resume {data['run_id']})")
+
+
+def _public(run: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in run.items() if k != "spec"}
+
+
+def _status(status: str) -> str:
+    colour = {"completed": "green", "failed": "red", "running": "cyan", "interrupted": "yellow"}
+    return f"[{colour.get(status, 'white')}]{status}[/]"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _bad_input(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(EXIT_BAD_INPUT)
