@@ -106,12 +106,13 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_checkpoint(dataset: Path, tmp_path: 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )  # fmt: skip
     try:
         for line in process.stdout:  # wait on the event, not on a clock
             if json.loads(line)["kind"] == "checkpoint_saved":
                 break
-        process.send_signal(signal.SIGINT)
+        os.killpg(process.pid, signal.SIGINT)  # as a terminal does: the whole group
         rest, _ = process.communicate(timeout=DEADLINE)
     finally:
         process.kill()

@@ -213,12 +213,14 @@ def _wait_for_checkpoint(home: Path, process: subprocess.Popen) -> str:
 def test_workers_share_the_cores(tmp_path: Path) -> None:
     import torch
 
-    before = torch.get_num_threads()
+    before, handler = torch.get_num_threads(), signal.getsignal(signal.SIGINT)
     try:
         init_worker(None, 1)
         assert torch.get_num_threads() == 1
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         torch.set_num_threads(before)
+        signal.signal(signal.SIGINT, handler)
     from distill.core.runner import JobRunner
 
     runner = JobRunner(lambda batch: None, lambda run_id: None, concurrency=2)

@@ -138,9 +138,7 @@ def test_failed_writes_lose_nothing_and_publish_nothing_until_committed(tmp_path
             assert recorder.last_error is None and recorder.pending == 0
             assert check.published == first + late
             for run_id in RUNS:
-                assert await store.events(run_id) == [
-                    e for e in first + late if e.run_id == run_id
-                ]
+                assert await store.events(run_id) == [e for e in first + late if e.run_id == run_id]
         finally:
             check.db.close()
             await recorder.stop()

@@ -7,6 +7,7 @@ in the worker, after spawn. A job is plain data (a dict) so it pickles across th
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,14 @@ _events = None  # the multiprocessing queue, set once per worker by `init_worker
 
 
 def init_worker(events_queue, threads: int) -> None:
-    """Pool initializer: keep the queue, and cap torch's threads so workers share the cores."""
+    """Pool initializer: keep the queue, and cap torch's threads so workers share the cores.
+
+    Workers ignore Ctrl-C: a terminal sends SIGINT to the whole process group, and a
+    worker that died of it would lose the step in progress. The core asks a worker to
+    stop through the run's cancel file, and the worker checkpoints first.
+    """
     global _events
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _events = events_queue
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     import torch
