@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from distill.cli.follow import EXIT_BAD_INPUT, exit_code, render_stream
 from distill.cli.render import JsonLinesRenderer, RunRenderer, health_table
@@ -36,12 +38,13 @@ def list_runs(
     if json_output:
         print(json.dumps([_public(r) for r in rows], indent=2, default=str))
         return
-    table = Table("run", "status", "dataset", "epochs", "best val loss", "worst level", "model")
+    table = Table("status", "dataset", "epochs", "best val loss", "worst level", "model")
+    table.columns[0:0] = [Column("run", no_wrap=True)]
     for r in rows:
         table.add_row(
             r["run_id"],
             _status(r["status"]),
-            r["dataset"],
+            Path(r["dataset"]).name,
             f"{(r['epoch'] + 1) if r['epoch'] is not None else 0}/{r['epochs'] or '?'}",
             _num(r["final_val_loss"]),
             f"{r['worst_utilization']:.0%}" if r["worst_utilization"] is not None else "-",
@@ -130,7 +133,7 @@ def _print_report(data: dict[str, Any]) -> None:
     console.rule(f"run {data['run_id']}")
     console.print(f"status: {_status(data['status'])}" + (f" ({data['error']})" if data.get("error") else ""))
     console.print(f"dataset: {data['dataset']}")
-    console.print(f"created {data['created']}, finished {data.get('finished') or '-'}")
+    console.print(f"created {_when(data['created'])}, finished {_when(data.get('finished'))}")
     metrics = data["epoch_metrics"]
     if metrics:
         table = Table("epoch", "train loss", "val loss", "val commit", "seconds", title="epochs")
@@ -152,6 +155,10 @@ def _print_report(data: dict[str, Any]) -> None:
         console.print(f"model: [bold]{data['model_path']}[/]")
     elif data.get("checkpoint_path"):
         console.print(f"checkpoint: {data['checkpoint_path']} (distill runs resume {data['run_id']})")
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
 def _public(run: dict[str, Any]) -> dict[str, Any]:
