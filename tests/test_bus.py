@@ -18,8 +18,16 @@ CHECKPOINT = CheckpointSaved.kind
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """pytest-asyncio is not installed: each test drives its own loop."""
-    return asyncio.run(coro)
+    """pytest-asyncio is not installed: each test drives its own loop.
+
+    The deadline only turns a hang (a get that is never woken) into a failure.
+    """
+
+    async def with_deadline() -> T:
+        async with asyncio.timeout(10):
+            return await coro
+
+    return asyncio.run(with_deadline())
 
 
 class Stream:

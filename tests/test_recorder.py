@@ -160,7 +160,7 @@ def test_stop_flushes_everything_pending_then_refuses_more(tmp_path: Path) -> No
             recorder.submit(event)
         await recorder.stop()
         assert recorder.pending == 0 and published == events
-        assert sum(await store.last_seq(run_id) for run_id in RUNS) == len(events)
+        assert sum([await store.last_seq(run_id) for run_id in RUNS]) == len(events)
         with pytest.raises(RecorderClosed):
             recorder.submit(step_event(RUNS[0], 10_000))
         await store.close()
@@ -222,13 +222,13 @@ def test_stop_with_a_timeout_gives_up_on_a_disk_that_never_recovers(tmp_path: Pa
         with pytest.raises(TimeoutError, match="3 not stored.*disk I/O error"):
             await recorder.stop(timeout=0.2)
         assert published == []
-        assert all(await store.events(run_id) == [] for run_id in RUNS)
+        assert [await store.events(run_id) for run_id in RUNS] == [[]] * len(RUNS)
         await store.close()
 
     asyncio.run(main())
 
 
-def test_flush_before_start_says_the_writer_is_not_running(tmp_path: Path) -> None:
+def test_flush_before_start_refuses_and_stop_before_start_still_writes(tmp_path: Path) -> None:
     async def main() -> None:
         store = await open_store(tmp_path / "distill.sqlite")
         recorder = Recorder(store, lambda batch: None)
@@ -241,6 +241,11 @@ def test_flush_before_start_says_the_writer_is_not_running(tmp_path: Path) -> No
         await recorder.flush()
         assert await store.last_seq("run-a") == 1
         await recorder.stop()
+
+        never_started = Recorder(store, lambda batch: None)
+        never_started.submit(step_event("run-a", 2))
+        await never_started.stop()  # still writes what it was given
+        assert await store.last_seq("run-a") == 2
         await store.close()
 
     asyncio.run(main())

@@ -95,6 +95,7 @@ class Subscription:
             return
         self.closed = True
         self.reason = reason
+        self._wakeup.set()
         self._on_close(self)
 
     def __aiter__(self) -> Subscription:

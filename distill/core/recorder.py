@@ -125,7 +125,9 @@ class Recorder:
         """
         self._closed = True
         if self._task is None:
-            return
+            if not self._queue:
+                return
+            await self.start()  # never started: write what was submitted anyway
         try:
             await asyncio.wait_for(self.flush(), timeout)
         except TimeoutError:
@@ -147,12 +149,15 @@ class Recorder:
         except BaseException as exc:
             for _, future in self._waiters:
                 if not future.done():
-                    future.set_exception(exc if isinstance(exc, Exception) else RecorderClosed())
+                    future.set_exception(
+                        exc if isinstance(exc, Exception) else RecorderClosed("writer stopped")
+                    )
             self._waiters.clear()
             raise
 
     async def _write_forever(self) -> None:
         size = self._max_batch  # smaller while narrowing a refused batch down
+        suspects = 0  # head events among which a refused one hides
         delay = FIRST_RETRY_S
         while True:
             while not self._queue:
@@ -163,7 +168,7 @@ class Recorder:
                 await self._store.append(batch)
             except REJECTED as exc:
                 if len(batch) > 1:
-                    size = max(1, len(batch) // 2)
+                    suspects, size = len(batch), len(batch) // 2
                     continue
                 self._queue.popleft()
                 self.rejected += 1
@@ -172,7 +177,7 @@ class Recorder:
                 )
                 self._report(exc)
                 self._settle(1)
-                size = self._max_batch
+                suspects, size = 0, self._max_batch
                 continue
             except RETRIED as exc:
                 self.last_error = exc
@@ -185,6 +190,9 @@ class Recorder:
                 continue
             delay = FIRST_RETRY_S
             self.last_error = None
+            suspects -= len(batch)
+            if suspects <= 0:  # past the refused batch (it failed once, then went in)
+                size = self._max_batch
             for _ in batch:
                 self._queue.popleft()
             try:

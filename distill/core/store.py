@@ -297,8 +297,8 @@ class Store:
         async with self._write_lock:
             db = self._connection(self._writer)
             changed = 0
-            await db.execute("BEGIN IMMEDIATE")
             try:
+                await db.execute("BEGIN IMMEDIATE")  # inside: a cancelled BEGIN still runs
                 for sql, params in statements:
                     if isinstance(params, list):
                         cursor = await db.executemany(sql, params)
