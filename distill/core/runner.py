@@ -2,12 +2,14 @@
 
 The runner keeps its own queue of jobs and hands one to the pool only when a slot is
 free, so a worker that dies takes down one job, not everything queued behind it. Events
-come back through one multiprocessing queue, drained by a thread into the event loop.
+come back through a multiprocessing queue, drained by a thread into the event loop.
 
-A worker killed mid-job (SIGKILL, out of memory) breaks a ProcessPoolExecutor for every
-job in it; the runner reports those runs as died, builds a fresh pool and goes on. To
-keep a dead worker's last events ahead of the news of its death, the news travels
-through the same queue, after them.
+A worker killed mid-job (SIGKILL, out of memory) breaks a ProcessPoolExecutor, and may
+die holding the queue's shared write lock. So each pool gets its own queue (a
+"channel"); a broken pool's channel is drained of what the dead worker did send, then
+retired, and only after that is the run reported dead: its last events stay ahead of
+the news of its death. The parent never writes to a channel, so it can never block on a
+lock a dead worker left held.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 from distill.core.worker import CANCEL_FILE, init_worker, run_job
 
 WORKER_DIED = "__worker_died__"  # a kind only the runner sends, never stored
+DEATH_REASON = "the worker process died (killed, or out of memory) before the run finished"
 
 
 @dataclass
@@ -36,8 +39,43 @@ class Job:
     spec: dict[str, Any]  # plain data for distill.core.worker.run_job
 
 
-OnMessage = Callable[[list[tuple[str, str, dict]]], None]  # batches of (run_id, kind, payload)
+OnMessages = Callable[[list[tuple[str, str, dict]]], None]  # batches of (run_id, kind, payload)
 OnQueuedCancel = Callable[[str], None]
+
+
+class Channel:
+    """One pool's event queue and the thread that moves its messages to the loop."""
+
+    def __init__(self, context, loop: asyncio.AbstractEventLoop, deliver: OnMessages) -> None:
+        self.queue = context.Queue()
+        self._loop, self._deliver = loop, deliver
+        self._retiring = threading.Event()
+        self._thread = threading.Thread(target=self._drain, name="distill-drain", daemon=True)
+        self._thread.start()
+
+    async def retire(self) -> None:
+        """Deliver what is already in the queue, then stop the thread and drop the queue."""
+        self._retiring.set()
+        await asyncio.to_thread(self._thread.join)
+        self.queue.close()
+        self.queue.cancel_join_thread()  # never wait on a feeder at exit
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                batch = [self.queue.get(timeout=0.1)]
+            except queue.Empty:
+                if self._retiring.is_set():
+                    return
+                continue
+            except (EOFError, OSError):
+                return
+            while len(batch) < 1000:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._loop.call_soon_threadsafe(self._deliver, batch)
 
 
 class JobRunner:
@@ -45,7 +83,7 @@ class JobRunner:
 
     def __init__(
         self,
-        on_messages: OnMessage,
+        on_messages: OnMessages,
         on_cancelled_while_queued: OnQueuedCancel,
         concurrency: int = 1,
     ) -> None:
@@ -56,31 +94,29 @@ class JobRunner:
         self.waiting: deque[Job] = deque()
         self.running: dict[str, Future] = {}
         self._jobs: dict[str, Job] = {}  # the running jobs, by run id
+        self._channel_of: dict[str, Channel] = {}  # the channel each running job talks on
         self._context = multiprocessing.get_context("spawn")
-        self._queue = self._context.Queue()
         self._pool: ProcessPoolExecutor | None = None
+        self._channel: Channel | None = None
+        self._retiring: dict[int, asyncio.Task] = {}  # id(channel) -> its retirement
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping = threading.Event()
-        self._drainer: threading.Thread | None = None
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._drainer = threading.Thread(target=self._drain, name="distill-drain", daemon=True)
-        self._drainer.start()
 
     async def stop(self) -> None:
         """Ask running jobs to stop (they checkpoint), wait for them, then shut down."""
-        for job_id in list(self.running):
-            self.request_cancel(job_id)
+        for run_id in list(self.running):
+            self.request_cancel(run_id)
         self.waiting.clear()
         futures = list(self.running.values())
         if futures:
             await asyncio.gather(*(asyncio.wrap_future(f) for f in futures), return_exceptions=True)
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
-        self._stopping.set()
-        if self._drainer is not None:
-            await asyncio.to_thread(self._drainer.join)
+            await asyncio.to_thread(self._pool.shutdown, True)
+        if self._channel is not None:
+            await self._channel.retire()
+        await asyncio.gather(*self._retiring.values(), return_exceptions=True)
 
     # -- jobs -------------------------------------------------------------------------
 
@@ -120,68 +156,57 @@ class JobRunner:
         while self.waiting and len(self.running) < self.concurrency:
             job = self.waiting.popleft()
             pool = self._ensure_pool()
-            try:
-                future = pool.submit(run_job, job.spec)
-            except BrokenProcessPool:
-                self._pool = None
-                future = self._ensure_pool().submit(run_job, job.spec)
+            future = pool.submit(run_job, job.spec)
             self.running[job.run_id] = future
             self._jobs[job.run_id] = job
+            self._channel_of[job.run_id] = self._channel
             future.add_done_callback(lambda f, run_id=job.run_id: self._finished(run_id, f))
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
+            assert self._loop is not None, "start() the runner inside the event loop first"
+            self._channel = Channel(self._context, self._loop, self.on_messages)
             self._pool = ProcessPoolExecutor(
                 max_workers=self.concurrency,
                 mp_context=self._context,
                 initializer=init_worker,
-                initargs=(self._queue, self.threads),
+                initargs=(self._channel.queue, self.threads),
             )
         return self._pool
 
     def _finished(self, run_id: str, future: Future) -> None:
         """Runs in the pool's thread: hand over to the loop."""
-        error = future.exception()
-        if error is not None:
-            # After the dead worker's last events, through the same queue.
-            reason = _death_reason(error)
-            self._queue.put((run_id, WORKER_DIED, {"error": reason}))
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._release, run_id, error)
+        self._loop.call_soon_threadsafe(self._release, run_id, future.exception())
 
     def _release(self, run_id: str, error: BaseException | None) -> None:
         self.running.pop(run_id, None)
         self._jobs.pop(run_id, None)
-        if isinstance(error, BrokenProcessPool):
-            broken, self._pool = self._pool, None
+        channel = self._channel_of.pop(run_id, None)
+        if error is None:
+            self._fill_slots()
+            return
+        if isinstance(error, BrokenProcessPool) and channel is self._channel:
+            broken, self._pool, self._channel = self._pool, None, None
             if broken is not None:
                 broken.shutdown(wait=False, cancel_futures=True)
+        retirement = None
+        if isinstance(error, BrokenProcessPool) and channel is not None:
+            retirement = self._retiring.get(id(channel))
+            if retirement is None:
+                retirement = asyncio.ensure_future(channel.retire())
+                self._retiring[id(channel)] = retirement
+        reason = DEATH_REASON if isinstance(error, BrokenProcessPool) else repr(error)
+        asyncio.ensure_future(self._report_death(run_id, reason, retirement))
+
+    async def _report_death(
+        self, run_id: str, reason: str, retirement: asyncio.Future | None
+    ) -> None:
+        if retirement is not None:
+            await asyncio.shield(retirement)  # the dead worker's last events go first
+        self.on_messages([(run_id, WORKER_DIED, {"error": reason})])
         self._fill_slots()
-
-    # -- events -------------------------------------------------------------------------
-
-    def _drain(self) -> None:
-        """Thread: move messages from the process queue to the loop, in batches."""
-        while not self._stopping.is_set():
-            try:
-                first = self._queue.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            batch = [first]
-            while len(batch) < 1000:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(self.on_messages, batch)
 
 
 def _cancel_file(job: Job) -> Path:
     return Path(job.spec["run_dir"]) / CANCEL_FILE
-
-
-def _death_reason(error: BaseException) -> str:
-    if isinstance(error, BrokenProcessPool):
-        return "the worker process died (killed, or out of memory) before the run finished"
-    return f"{type(error).__name__}: {error}"
