@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill.core.bus import EventBus, SubscriptionClosed
+from distill.core.bus import FELL_BEHIND, EventBus, SubscriptionClosed
 from distill.core.events import (
     TERMINAL_KINDS,
     Event,
@@ -93,25 +93,41 @@ class Core:
     # -- runs ---------------------------------------------------------------------------
 
     async def submit_training(self, request: TrainRequest) -> str:
+        """Queue a VQ-VAE training run; returns its run id once the run is on record."""
         run_id = new_run_id()
         name = request.model_name or f"model-{run_id}"
         model_file = model_path(name, self.home)
         if model_file.exists():
             raise RunError(f"a model named {name!r} already exists: {model_file}")
         spec = {
-            "run_id": run_id,
             "dataset": str(Path(request.dataset).expanduser().resolve()),
-            "run_dir": str(runs_dir(self.home) / run_id),
             "model_path": str(model_file),
             "cache_dir": str(mel_cache_dir(self.home)),
             "settings": request.settings,
             "overrides": request.overrides,
             "mel": request.mel,
+        }
+        return await self._submit(run_id, "vqvae", spec, name)
+
+    async def submit_load(self, rate: float, seconds: float) -> str:
+        """Queue a synthetic run that emits `rate` events/s: the core's load test and bench."""
+        spec = {"dataset": "(synthetic)", "rate": rate, "seconds": seconds}
+        return await self._submit(new_run_id(), "load", spec, None)
+
+    async def _submit(
+        self, run_id: str, run_type: str, spec: dict[str, Any], model_name: str | None
+    ) -> str:
+        spec = {
+            **spec,
+            "run_id": run_id,
+            "run_type": run_type,
+            "run_dir": str(runs_dir(self.home) / run_id),
             "core_pid": os.getpid(),
         }
-        await self.store.create_run(run_id, "vqvae", spec["dataset"], spec, name)
+        Path(spec["run_dir"]).mkdir(parents=True, exist_ok=True)  # its cancel file goes here
+        await self.store.create_run(run_id, run_type, spec["dataset"], spec, model_name)
         self._seq[run_id] = 0
-        self._emit(run_id, RunQueued("vqvae", spec["dataset"], _public_config(spec)))
+        self._emit(run_id, RunQueued(run_type, spec["dataset"], _public_config(spec)))
         await self.recorder.flush()  # once submit returns, the run is on record
         self.runner.submit(Job(run_id, spec))
         return run_id
@@ -128,7 +144,8 @@ class Core:
             spec["resume"] = False  # it never finished an epoch: start over
         self._seq[run_id] = await self.store.last_seq(run_id)
         self._finished.discard(run_id)
-        self._emit(run_id, RunQueued("vqvae", spec["dataset"], _public_config(spec)))
+        run_type = spec.get("run_type", "vqvae")
+        self._emit(run_id, RunQueued(run_type, spec["dataset"], _public_config(spec)))
         await self.recorder.flush()
         self.runner.submit(Job(run_id, spec))
 
@@ -166,8 +183,10 @@ class Core:
                 while True:
                     try:
                         event = await sub.get()
-                    except SubscriptionClosed:
-                        break  # fell behind: re-read from the store
+                    except SubscriptionClosed as closed:
+                        if closed.reason != FELL_BEHIND:
+                            return  # the core is shutting the stream down
+                        break  # fell behind: re-read the gap from the store
                     if event.seq <= last:
                         continue
                     yield event
@@ -225,7 +244,7 @@ class Core:
 
 
 def _public_config(spec: dict[str, Any]) -> dict[str, Any]:
-    return {k: spec[k] for k in ("settings", "overrides", "model_path")}
+    return {k: spec[k] for k in ("settings", "overrides", "model_path", "rate", "seconds") if k in spec}
 
 
 def _alive(pid: int) -> bool:

@@ -198,10 +198,11 @@ class RunCancelled(Payload):
 
 @dataclass(frozen=True)
 class RunInterrupted(Payload):
-    """The run's worker or core died before it finished; resumable from its checkpoint.
+    """The core that ran it stopped before the run finished; resumable from its checkpoint.
 
-    Written by the core, never by a training loop: on a worker's death, or at start-up
-    for runs a killed core left "running".
+    Written by a core at start-up, never by a training loop, for runs that a killed core
+    left "queued" or "running". (A worker that dies under a live core is a `RunFailed`,
+    with the reason, and is just as resumable.)
     """
 
     kind: ClassVar[str] = "run_interrupted"

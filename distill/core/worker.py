@@ -11,6 +11,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from distill.core.events import TERMINAL_KINDS, RunFailed
+
 CANCEL_FILE = "CANCEL"  # touched in a run's folder to ask its worker to stop at the next step
 
 _events = None  # the multiprocessing queue, set once per worker by `init_worker`
@@ -33,23 +35,41 @@ def init_worker(events_queue, threads: int) -> None:
 
 
 def run_job(job: dict[str, Any]) -> str:
-    """Train one run; every payload goes to the core as (run_id, kind, payload dict).
+    """Run one job by its run type; every payload goes to the core as (run_id, kind, dict).
 
     Returns the outcome; a training error has already been emitted as run_failed.
     """
-    from distill.training.vqvae import train_vqvae
-
     run_id = job["run_id"]
     cancel_file = Path(job["run_dir"]) / CANCEL_FILE
 
+    ended = False
+
     def emit(payload) -> None:
+        nonlocal ended
+        ended = ended or payload.kind in TERMINAL_KINDS
         _events.put((run_id, payload.kind, payload.to_dict()))
 
     try:
-        result = train_vqvae(spec_from_job(job), emit, should_stop=cancel_file.exists)
-    except Exception:
+        return RUN_TYPES[job.get("run_type", "vqvae")](job, emit, cancel_file.exists)
+    except Exception as error:
+        if not ended:  # the loops report their own errors; this catches everything else
+            emit(RunFailed(f"{type(error).__name__}: {error}"))
         return "failed"
-    return result.status
+
+
+def _train_vqvae(job: dict[str, Any], emit, should_stop) -> str:
+    from distill.training.vqvae import train_vqvae
+
+    return train_vqvae(spec_from_job(job), emit, should_stop=should_stop).status
+
+
+def _emit_load(job: dict[str, Any], emit, should_stop) -> str:
+    from distill.core.loadgen import emit_load
+
+    return emit_load(job["rate"], job["seconds"], emit, should_stop)
+
+
+RUN_TYPES = {"vqvae": _train_vqvae, "load": _emit_load}
 
 
 def thread_count() -> int:
