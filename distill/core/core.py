@@ -33,6 +33,7 @@ from distill.paths import data_home, database_path, mel_cache_dir, model_path, r
 
 CHECKPOINT_NAME = "checkpoint.distill"
 ACTIVE = ("queued", "running")  # run statuses that still produce events
+FOLLOW_PAGE = 500  # events read from the store at a time by a catching-up follower
 
 
 class RunError(ValueError):
@@ -164,21 +165,25 @@ class Core:
         """Every event after `after_seq`, from the store then live; ends at the run's end.
 
         Subscribes before reading the store, so an event committed in between is caught
-        live; duplicates are dropped by seq. A subscription that fell behind is reopened
-        and the gap re-read from the store.
+        live; duplicates are dropped by seq. The store is read a page at a time, so a
+        follower far behind holds one page, not the run's history. A subscription that
+        fell behind is reopened and the gap re-read from the store.
         """
         await self._run(run_id)
-        last = after_seq
+        last, last_kind = after_seq, None
         while True:
             sub = self.bus.subscribe(run_id)
             try:
-                stored = await self.store.events(run_id, after_seq=last)
-                for event in stored:
-                    yield event
-                    last = event.seq
-                if stored and stored[-1].kind in TERMINAL_KINDS:
+                while True:
+                    page = await self.store.events(run_id, after_seq=last, limit=FOLLOW_PAGE)
+                    for event in page:
+                        yield event
+                        last, last_kind = event.seq, event.kind
+                    if len(page) < FOLLOW_PAGE:
+                        break
+                if last_kind in TERMINAL_KINDS:
                     return  # the latest attempt ended; a resume would have queued after it
-                if not stored and (await self.store.run(run_id))["status"] not in ACTIVE:
+                if last_kind is None and (await self.store.run(run_id))["status"] not in ACTIVE:
                     return
                 while True:
                     try:
@@ -190,7 +195,7 @@ class Core:
                     if event.seq <= last:
                         continue
                     yield event
-                    last = event.seq
+                    last, last_kind = event.seq, event.kind
                     if event.kind in TERMINAL_KINDS:
                         return
             finally:
