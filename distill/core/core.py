@@ -68,10 +68,13 @@ class Core:
         self.runner = JobRunner(self._on_worker_messages, self._cancelled_while_queued, concurrency)
         self._seq: dict[str, int] = {}
         self._finished: set[str] = set()  # runs whose current attempt reached a terminal event
+        # The last failed SQLite write (disk full, I/O error); the recorder keeps the events
+        # and retries, so this is news for a status line, not a loss.
+        self.last_write_error: str | None = None
 
     async def start(self) -> None:
         self.store = await Store.open(database_path(self.home))
-        self.recorder = Recorder(self.store, self.bus.publish_many, on_error=_report_write_error)
+        self.recorder = Recorder(self.store, self.bus.publish_many, on_error=self._on_write_error)
         await self.recorder.start()
         await self._interrupt_orphans()
         self.runner.start()
@@ -241,6 +244,10 @@ class Core:
             self._emit(run_id, RunInterrupted(reason, self._checkpoint_of(run_id)))
         await self.recorder.flush()
 
+    def _on_write_error(self, error: BaseException) -> None:
+        self.last_write_error = str(error)
+        print(f"distill: could not write events to SQLite, retrying: {error}", file=sys.stderr)
+
     async def _run(self, run_id: str) -> dict[str, Any]:
         run = await self.store.run(run_id)
         if run is None:
@@ -260,8 +267,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _report_write_error(error: BaseException) -> None:
-    print(f"distill: could not write events to SQLite, retrying: {error}", file=sys.stderr)
-

@@ -1,0 +1,136 @@
+"""A full disk, for real: a small tmpfs mounted where distill writes.
+
+Under the runs folder, a checkpoint write that runs out of space fails the run with the
+reason, leaves the previous checkpoint whole and no temporary file; once space is back
+the run resumes. Under the whole data directory, SQLite batch writes fail with "database
+or disk is full": the recorder keeps the events, reports the error, and stores every
+one of them, gapless, once space is back. The core keeps serving throughout.
+
+Mounting needs root with CAP_SYS_ADMIN; where that is missing the tests skip and say so
+(a mocked ENOSPC would test the mock, not the file system).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import TINY_MEL, TINY_MODEL, write_good_sounds
+
+from distill.core.core import CHECKPOINT_NAME, Core, TrainRequest
+from distill.paths import database_path, runs_dir
+from distill.training.checkpoint import load_checkpoint
+
+DEADLINE = 180.0  # seconds; a guard against hangs, never a speed check
+
+
+class Tmpfs:
+    def __init__(self, mount_point: Path) -> None:
+        self.mount_point = mount_point
+
+    def mount(self, size_bytes: int) -> None:
+        self.mount_point.mkdir(parents=True, exist_ok=True)
+        self._mount("-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(self.mount_point))
+
+    def grow(self, size_bytes: int) -> None:
+        self._mount("-o", f"remount,size={size_bytes}", str(self.mount_point))
+
+    def unmount(self) -> None:
+        subprocess.run(["umount", "-l", str(self.mount_point)], check=False)
+
+    @staticmethod
+    def _mount(*args: str) -> None:
+        done = subprocess.run(["mount", *args], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): {done.stderr}")
+
+
+@pytest.fixture
+def tmpfs_at(tmp_path: Path):
+    mounted: list[Tmpfs] = []
+
+    def make(mount_point: Path, size_bytes: int) -> Tmpfs:
+        fs = Tmpfs(mount_point)
+        fs.mount(size_bytes)
+        mounted.append(fs)
+        return fs
+
+    yield make
+    for fs in mounted:
+        fs.unmount()
+
+
+def request(dataset: Path, epochs: int) -> TrainRequest:
+    return TrainRequest(
+        dataset=str(dataset),
+        settings={"epochs": epochs, "batch_size": 4, "min_steps_per_epoch": 2,
+                  "preview_every": 10**6},  # fmt: skip
+        overrides=TINY_MODEL,
+        mel=TINY_MEL.to_dict(),
+    )
+
+
+async def run_to_end(core: Core, run_id: str, after_seq: int = 0) -> list:
+    return [event async for event in core.follow(run_id, after_seq)]
+
+
+def test_a_checkpoint_that_does_not_fit_fails_the_run_and_keeps_the_last(
+    tmp_path: Path, tmpfs_at
+) -> None:
+    write_good_sounds(tmp_path / "sounds")
+
+    async def scenario() -> None:
+        async with Core(tmp_path / "measure") as core:  # how big is one checkpoint?
+            run_id = await core.submit_training(request(tmp_path / "sounds", epochs=1))
+            await run_to_end(core, run_id)
+        size = (runs_dir(tmp_path / "measure") / run_id / CHECKPOINT_NAME).stat().st_size
+
+        home = tmp_path / "home"
+        # Room for one checkpoint, not for the next one's temporary file beside it.
+        disk = tmpfs_at(runs_dir(home), size * 3 // 2)
+        async with Core(home) as core:
+            run_id = await core.submit_training(request(tmp_path / "sounds", epochs=3))
+            events = await run_to_end(core, run_id)
+            failed = events[-1]
+            assert failed.kind == "run_failed"
+            assert "No space left on device" in failed.payload["error"]
+            run_dir = runs_dir(home) / run_id
+            assert failed.payload["checkpoint_path"] == str(run_dir / CHECKPOINT_NAME)
+            assert load_checkpoint(run_dir / CHECKPOINT_NAME).next_epoch == 1  # whole
+            assert [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")] == []
+
+            disk.grow(size * 4)  # space is back: the same core resumes the run
+            await core.resume(run_id)
+            events = await run_to_end(core, run_id, after_seq=failed.seq)
+            assert events[-1].kind == "run_completed"
+            assert [e.payload["epoch"] for e in events if e.kind == "epoch_metrics"] == [1, 2]
+
+    asyncio.run(asyncio.wait_for(scenario(), DEADLINE))
+
+
+def test_a_full_disk_under_sqlite_loses_no_event(tmp_path: Path, tmpfs_at) -> None:
+    home = tmp_path / "home"
+    disk = tmpfs_at(home, 256 * 1024)
+
+    async def scenario() -> None:
+        async with Core(home) as core:
+            run_id = await core.submit_load(rate=20_000, seconds=0.5)  # megabytes of events
+            follower = asyncio.ensure_future(run_to_end(core, run_id))
+            deadline = asyncio.get_running_loop().time() + DEADLINE / 2
+            while core.last_write_error is None:  # poll for the full disk, with a deadline
+                assert asyncio.get_running_loop().time() < deadline, "the disk never filled"
+                await asyncio.sleep(0.05)
+            assert "full" in core.last_write_error
+
+            disk.grow(64 * 2**20)
+            events = await follower
+            assert events[-1].kind == "run_completed"
+        with sqlite3.connect(database_path(home)) as db:
+            seqs = [s for (s,) in db.execute(
+                "SELECT seq FROM events WHERE run_id = ? ORDER BY seq", (run_id,))]  # fmt: skip
+        assert seqs == list(range(1, 10_000 + 4))
+
+    asyncio.run(asyncio.wait_for(scenario(), DEADLINE))
