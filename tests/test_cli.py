@@ -65,10 +65,22 @@ def test_train_then_show_the_model(dataset: Path, tmp_path: Path) -> None:
 
     shown = distill(home, "models", "show", "kicks")
     assert shown.returncode == 0 and "codebook" in shown.stdout
-    listed = json.loads(distill(home, "models", "list", "--json").stdout)
-    assert [m["name"] for m in listed] == ["kicks"]
+    listed = json.loads(distill(home, "models", "--json").stdout)  # bare `models` lists
+    assert [(m["name"], m["has_prior"]) for m in listed] == [("kicks", False)]
+    assert "kicks" in distill(home, "models").stdout
 
-    again = distill(home, "train", str(dataset), "--model-name", "kicks")
+    exported = distill(home, "models", "export", "kicks", str(home.parent))
+    assert exported.returncode == 0 and (home.parent / "kicks.distill").is_file()
+    assert distill(home, "models", "rm", "kicks").returncode == 0
+    imported = distill(home, "models", "import", str(home.parent / "kicks.distill"))
+    assert imported.returncode == 0, imported.stdout
+    assert distill(home, "models", "rename", "kicks", "kicks-2").returncode == 0
+    listed = json.loads(distill(home, "models", "list", "--json").stdout)
+    assert [m["name"] for m in listed] == ["kicks-2"]
+    missing = distill(home, "models", "rm", "kicks")
+    assert missing.returncode == 2 and "no model named 'kicks'" in missing.stdout
+
+    again = distill(home, "train", str(dataset), "--model-name", "kicks-2")
     assert again.returncode == 2 and "already exists" in again.stdout
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -11,10 +13,18 @@ from rich.table import Table
 
 from distill.cli.render import health_table
 from distill.core.events import LevelHealth
-from distill.models.library import list_models, read_card, resolve_model
+from distill.models.library import (
+    delete_model,
+    export_model,
+    import_model,
+    list_models,
+    read_card,
+    rename_model,
+    resolve_model,
+)
 from distill.models.model_file import ModelFileError
 
-app = typer.Typer(help="The model library.", no_args_is_help=True)
+app = typer.Typer(help="The model library: list, show, import, export, rename, rm.")
 console = Console()
 
 
@@ -38,6 +48,15 @@ def show(
     print_card(str(path), card)
 
 
+@app.callback(invoke_without_command=True)
+def models(
+    ctx: typer.Context, json_output: Annotated[bool, typer.Option("--json")] = False
+) -> None:
+    """The models in the library (bare `distill models` lists them)."""
+    if ctx.invoked_subcommand is None:
+        list_command(json_output)
+
+
 @app.command("list")
 def list_command(json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The models in the library."""
@@ -52,10 +71,15 @@ def list_command(json_output: Annotated[bool, typer.Option("--json")] = False) -
     if json_output:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("name", "created", "levels", "codebook size", "worst utilization", "val loss")
+    if not rows:
+        console.print("no models yet: train one with `distill train FOLDER`")
+        return
+    table = Table(
+        "name", "created", "levels", "codebook size", "worst utilization", "val loss", "prior"
+    )
     for row in rows:
         if "error" in row:
-            table.add_row(row["name"], f"[red]{row['error']}[/]", "", "", "", "")
+            table.add_row(row["name"], f"[red]{row['error']}[/]", "", "", "", "", "")
         else:
             table.add_row(
                 row["name"],
@@ -64,8 +88,53 @@ def list_command(json_output: Annotated[bool, typer.Option("--json")] = False) -
                 str(row["codebook_size"]),
                 f"{row['worst_utilization']:.0%}",
                 f"{row['final_val_loss']:.4f}",
+                "yes" if row["has_prior"] else "no",
             )
     console.print(table)
+
+
+@app.command("rm")
+def rm(name: Annotated[str, typer.Argument(help="A model name in the library.")]) -> None:
+    """Delete a model from the library."""
+    path = _or_exit(lambda: delete_model(name))
+    console.print(f"deleted {path}")
+
+
+@app.command("rename")
+def rename(old: str, new: str) -> None:
+    """Give a library model a new name."""
+    path = _or_exit(lambda: rename_model(old, new))
+    console.print(f"renamed {old} -> {path.stem} ({path})")
+
+
+@app.command("import")
+def import_command(
+    file: Annotated[Path, typer.Argument(help="A .distill file to copy into the library.")],
+    name: Annotated[
+        str | None, typer.Option("--name", help="Its name in the library (default: file name).")
+    ] = None,
+) -> None:
+    """Check a model file through and copy it into the library."""
+    path = _or_exit(lambda: import_model(file, name))
+    console.print(f"imported {file} as {path.stem} ({path})")
+
+
+@app.command("export")
+def export(
+    name: str,
+    destination: Annotated[Path, typer.Argument(help="A file or a folder to copy it to.")],
+) -> None:
+    """Copy a library model out as a .distill file."""
+    path = _or_exit(lambda: export_model(name, destination))
+    console.print(f"exported {name} to {path}")
+
+
+def _or_exit(action: Callable[[], Path]) -> Path:
+    try:
+        return action()
+    except (ModelFileError, OSError) as error:
+        console.print(f"[bold red]error:[/] {error}")
+        raise typer.Exit(2) from error
 
 
 def _summary(card: dict[str, Any]) -> dict[str, Any]:
@@ -76,6 +145,7 @@ def _summary(card: dict[str, Any]) -> dict[str, Any]:
         "codebook_size": card["config"]["codebook_size"],
         "worst_utilization": min((h["utilization"] for h in health), default=0.0),
         "final_val_loss": card.get("training", {}).get("final_val_loss", float("nan")),
+        "has_prior": "prior" in card,
     }
 
 

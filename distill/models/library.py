@@ -7,6 +7,8 @@ without touching the weights (`read_card`).
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +30,11 @@ def resolve_model(name_or_path: str, home: Path | None = None) -> Path:
     if candidate.is_file():
         return candidate.resolve()
     try:
-        path = model_path(name_or_path, home)
-    except ValueError:
-        path = None
-    if path is None or not path.is_file():
-        raise ModelFileError(f"no model named {name_or_path!r} in the library and no such file")
-    return path
+        return resolve_library_model(name_or_path, home)
+    except ModelFileError:
+        raise ModelFileError(
+            f"no model named {name_or_path!r} in the library and no such file"
+        ) from None
 
 
 def list_models(home: Path | None = None) -> list[Path]:
@@ -68,6 +69,76 @@ def load_vqvae(path: Path) -> tuple[ConvVQVAE, dict[str, Any]]:
         ) from error
     model.eval()
     return model, metadata
+
+
+def import_model(source: Path, name: str | None = None, home: Path | None = None) -> Path:
+    """Copy a model file into the library under `name` (default: its file name).
+
+    The whole file is checked first (checksum, every tensor, weights against config), so
+    a bad file is refused with the reason and never lands in the library. It is written
+    anew, with the card's name set to the library name.
+    """
+    source = Path(source).expanduser()
+    if not source.is_file():
+        raise ModelFileError(f"no such file: {source}")
+    metadata, tensors = load_model_file(source)
+    _check_type(source, metadata)
+    load_vqvae(source)  # the weights must fit the config, not just parse
+    target = _free_name(name or source.name.removesuffix(FILE_EXTENSION), home)
+    return save_model_file(target, tensors, {**metadata, "name": target.stem})
+
+
+def rename_model(old: str, new: str, home: Path | None = None) -> Path:
+    """Give a library model a new name (its card's name too)."""
+    source = resolve_library_model(old, home)
+    target = _free_name(new, home)
+    metadata, tensors = load_model_file(source)
+    save_model_file(target, tensors, {**metadata, "name": target.stem})
+    source.unlink()
+    return target
+
+
+def delete_model(name: str, home: Path | None = None) -> Path:
+    path = resolve_library_model(name, home)
+    path.unlink()
+    return path
+
+
+def export_model(name: str, destination: Path, home: Path | None = None) -> Path:
+    """Copy a library model out, byte for byte, to a file or into a folder (atomically)."""
+    source = resolve_library_model(name, home)
+    destination = Path(destination).expanduser()
+    if destination.is_dir():
+        destination = destination / source.name
+    tmp = destination.with_name(f".{destination.name}.export.tmp")
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, destination)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return destination
+
+
+def resolve_library_model(name: str, home: Path | None = None) -> Path:
+    """A model of that name in the library (never a path elsewhere: these change files)."""
+    try:
+        path = model_path(name, home)
+    except ValueError as error:
+        raise ModelFileError(str(error)) from error
+    if not path.is_file():
+        raise ModelFileError(f"no model named {name!r} in the library")
+    return path
+
+
+def _free_name(name: str, home: Path | None) -> Path:
+    try:
+        path = model_path(name, home)
+    except ValueError as error:
+        raise ModelFileError(str(error)) from error
+    if path.exists():
+        raise ModelFileError(f"a model named {name!r} is already in the library")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _check_type(path: Path, metadata: dict[str, Any]) -> None:
