@@ -169,8 +169,14 @@ def test_resume_from_an_epoch_checkpoint_matches_an_uninterrupted_run(
     )
     last_straight, last_resumed = of(straight, EpochMetrics)[-1], of(second_half, EpochMetrics)[-1]
     assert last_resumed.epoch == 1
-    assert last_resumed.val_loss == last_straight.val_loss
-    assert last_resumed.levels == last_straight.levels
+    if not torch.cuda.is_available():  # bit for bit on CPU
+        assert last_resumed.val_loss == last_straight.val_loss
+        assert last_resumed.levels == last_straight.levels
+    else:  # CUDA's fastest kernels may sum in any order: equal up to rounding
+        assert last_resumed.val_loss == pytest.approx(last_straight.val_loss, rel=1e-5)
+        assert [h.dead_codes for h in last_resumed.levels] == [
+            h.dead_codes for h in last_straight.levels
+        ]
 
 
 def test_zero_usable_files_fails_with_the_reason(tmp_path: Path) -> None:

@@ -51,6 +51,9 @@ def train(
         str | None, typer.Option(help="Name in the model library [default: timestamped].")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for the split, initialisation and sampling.")] = 0,
+    device: Annotated[
+        str, typer.Option(help="auto (CUDA when there is one), cpu or cuda.")
+    ] = "auto",
     check: Annotated[
         bool, typer.Option("--check", help="Scan the dataset, print the preflight, and stop.")
     ] = False,
@@ -66,7 +69,7 @@ def train(
     request = TrainRequest(
         dataset=str(dataset),
         model_name=model_name,
-        settings={"epochs": epochs, "batch_size": batch_size, "seed": seed},
+        settings={"epochs": epochs, "batch_size": batch_size, "seed": seed, "device": device},
         overrides={
             "rvq_levels": rvq_levels,
             "commitment_weight": commitment_weight,

@@ -87,10 +87,11 @@ def write_previews(
     clips = []
     for source in sources:
         length = len(source.audio)
-        indices = model(source.mel.unsqueeze(0)).indices  # (1, n, q)
+        device = next(model.parameters()).device
+        indices = model(source.mel.unsqueeze(0).to(device)).indices  # (1, n, q)
         level_wavs = []
         for levels in range(1, config.rvq_levels + 1):
-            mel = model.decode_indices(indices, levels)[0]
+            mel = model.decode_indices(indices, levels)[0].cpu()
             path = folder / f"{source.name}_levels_{levels}.wav"
             write_wav(
                 path,

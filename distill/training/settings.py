@@ -16,3 +16,4 @@ class TrainSettings:
     min_steps_per_epoch: int = 32  # small sets still get enough steps per epoch to learn
     preview_every: int = 5  # epochs between reconstruction previews (and always the last)
     seed: int = 0
+    device: str = "auto"  # "auto" (CUDA when there is one), "cpu" or "cuda"

@@ -121,11 +121,13 @@ def _train(
     generator = torch.Generator().manual_seed(settings.seed)
     sampler = CropSampler(train_mels, config.window_frames, pad, generator)
     val_mels = [torch.from_numpy(s.load_mel()) for s in data.val_files]
+    device = training_device(settings.device)
     val_windows = fixed_windows(val_mels, config.window_frames, pad, MAX_VAL_WINDOWS_PER_FILE)
+    val_windows = val_windows.to(device)
     emit(preflight_event(data))
 
     # model and optimizer
-    model = ConvVQVAE(config)
+    model = ConvVQVAE(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate)
     steps_per_epoch = max(
         settings.min_steps_per_epoch, math.ceil(sampler.natural_windows / settings.batch_size)
@@ -186,13 +188,13 @@ def _train(
     for epoch in range(start_epoch, settings.epochs):
         epoch_started = time.monotonic()
         model.train()
-        sums = torch.zeros(3)
+        sums = torch.zeros(3, device=device)
         for step in range(steps_per_epoch):
             if should_stop():  # checkpoint the current weights; a resume restarts this epoch
                 checkpoint(epoch)
                 emit(RunCancelled(epoch, str(checkpoint_path)))
                 return TrainResult("cancelled", None, history)
-            batch = sampler.batch(settings.batch_size)
+            batch = sampler.batch(settings.batch_size).to(device)
             out = model(batch)
             recon = multiscale_mel_loss(out.reconstruction, batch)
             loss = recon + config.commitment_weight * out.commit_loss
@@ -246,6 +248,15 @@ def _train(
     return TrainResult("completed", spec.model_path, history)
 
 
+def training_device(name: str) -> torch.device:
+    """"auto" picks CUDA when there is one; asking for CUDA without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for, but torch sees no CUDA device here")
+    return torch.device(name)
+
+
 def initialise_codebooks(
     model: ConvVQVAE, mels: list[Tensor], config: VQVAEConfig, pad: float
 ) -> None:
@@ -256,6 +267,7 @@ def initialise_codebooks(
     codebook has codes, which duplicates codes and lets a level collapse at once.
     """
     windows = fixed_windows(mels, config.window_frames, pad)[:KMEANS_INIT_WINDOWS]
+    windows = windows.to(next(model.parameters()).device)
     model.train()
     with torch.no_grad():
         model.quantize(model.encode(windows))
