@@ -33,12 +33,23 @@ def init_worker(events_queue, threads: int) -> None:
 
 
 def run_job(job: dict[str, Any]) -> str:
-    """Train one run; every payload goes to the core as (run_id, kind, payload dict).
+    """Run one job; every payload goes to the core as (run_id, kind, payload dict).
 
-    Returns the outcome; a training error has already been emitted as run_failed.
+    `job["job"]` names the loop: "vqvae" (the default, for jobs queued before there was
+    a choice) or "prior". Returns the outcome; a training error has already been
+    emitted as run_failed.
     """
-    from distill.training.vqvae import train_vqvae
+    kind = job.get("job", "vqvae")
+    if kind == "prior":
+        from distill.training.prior import train_prior as train
 
+        spec = prior_spec_from_job(job)
+    elif kind == "vqvae":
+        from distill.training.vqvae import train_vqvae as train
+
+        spec = spec_from_job(job)
+    else:
+        raise ValueError(f"unknown job {kind!r}: 'vqvae' or 'prior'")
     run_id = job["run_id"]
     cancel_file = Path(job["run_dir"]) / CANCEL_FILE
 
@@ -46,7 +57,7 @@ def run_job(job: dict[str, Any]) -> str:
         _events.put((run_id, payload.kind, payload.to_dict()))
 
     try:
-        result = train_vqvae(spec_from_job(job), emit, should_stop=cancel_file.exists)
+        result = train(spec, emit, should_stop=cancel_file.exists)
     except Exception:
         return "failed"
     return result.status
@@ -72,6 +83,23 @@ def spec_from_job(job: dict[str, Any]):
         model_path=Path(job["model_path"]),
         cache_dir=Path(job["cache_dir"]),
         settings=settings,
+        overrides=job.get("overrides", {}),
+        run_id=job["run_id"],
+        resume=job.get("resume", False),
+    )
+
+
+def prior_spec_from_job(job: dict[str, Any]):
+    """Rebuild the PriorSpec from the job's plain data."""
+    from distill.training.prior import PriorSpec
+    from distill.training.settings import PriorSettings
+
+    return PriorSpec(
+        model_path=Path(job["model_path"]),
+        dataset=Path(job["dataset"]),
+        run_dir=Path(job["run_dir"]),
+        cache_dir=Path(job["cache_dir"]),
+        settings=PriorSettings(**job.get("settings", {})),
         overrides=job.get("overrides", {}),
         run_id=job["run_id"],
         resume=job.get("resume", False),
