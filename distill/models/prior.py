@@ -69,12 +69,15 @@ class PriorConfig:
 
     @classmethod
     def from_file_count(
-        cls, file_count: int, levels: int, codebook_size: int, context_steps: int, **overrides: Any
+        cls, file_count: int, levels: int, codebook_size: int, window_steps: int, **overrides: Any
     ) -> PriorConfig:
-        """Sized for `file_count` files (PRIOR_SIZES); None overrides are ignored."""
+        """Sized for `file_count` files (PRIOR_SIZES); None overrides are ignored.
+
+        The context defaults to `window_steps`, one VQ-VAE training window.
+        """
         chosen = prior_size_for(file_count)
         chosen |= {k: v for k, v in overrides.items() if v is not None}
-        chosen.setdefault("context_steps", context_steps)
+        chosen.setdefault("context_steps", window_steps)
         return cls(levels=levels, codebook_size=codebook_size, **chosen)
 
     def to_dict(self) -> dict[str, Any]:
