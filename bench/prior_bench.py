@@ -23,6 +23,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import median
 
 import torch
 
@@ -179,7 +180,7 @@ class Timeline:
         return (s1 - s0) / (t1 - t0)
 
 
-async def training(folder: Path, epochs: int, files: int) -> None:
+async def training(folder: Path, epochs: int, files: int, repeats: int) -> None:
     from distill.audio.synth import make_demo_set
     from distill.core.core import Core, PriorRequest
     from distill.training.prior import PriorSpec, train_prior
@@ -202,26 +203,34 @@ async def training(folder: Path, epochs: int, files: int) -> None:
         cache_dir=home / "cache" / "mel", settings=PriorSettings(**settings),
     )  # fmt: skip
     bare_loop(spec, 1)  # warm-up
-    bare = bare_loop(spec, epochs)
-    direct = Timeline()
-    train_prior(spec, lambda payload: direct.saw(payload.kind, payload.to_dict()))
-    core_line = Timeline()
+    bares, directs, cores = [], [], []
     async with Core(home) as core:
-        run_id = await core.submit_prior(PriorRequest("bench", settings=settings))
-        async for event in core.follow(run_id):
-            core_line.saw(event.kind, event.payload)
-    steps = sum(len(s) for s in direct.steps.values())
-    loop = direct.step_phase_rate() / bare
-    core_cost = core_line.steady_rate() / direct.steady_rate()
-    print(f"prior training: {files} files, {epochs} epochs, {steps} steps, batch 16")
+        for _ in range(repeats):  # interleaved, so drift in machine load hits all three
+            bares.append(bare_loop(spec, epochs))
+            direct = Timeline()
+            train_prior(spec, lambda payload, d=direct: d.saw(payload.kind, payload.to_dict()))
+            directs.append(direct)
+            core_line = Timeline()
+            run_id = await core.submit_prior(PriorRequest("bench", settings=settings))
+            async for event in core.follow(run_id):
+                core_line.saw(event.kind, event.payload)
+            cores.append(core_line)
+    bare = median(bares)
+    direct_steps = median(d.step_phase_rate() for d in directs)
+    direct_steady = median(d.steady_rate() for d in directs)
+    core_steady = median(c.steady_rate() for c in cores)
+    steps = sum(len(s) for s in directs[0].steps.values())
+    loop = direct_steps / bare
+    core_cost = core_steady / direct_steady
+    print(f"prior training: {files} files, {epochs} epochs, {steps} steps, batch 16, median of {repeats}")
     print(f"  bare loop, steps only                       {bare:7.2f} steps/s")
     print(
-        f"  train_prior direct, steps only              {direct.step_phase_rate():7.2f} steps/s"
+        f"  train_prior direct, steps only              {direct_steps:7.2f} steps/s"
         f"   ratio to bare {loop:.3f}"
     )
     print(
         f"  epoch 1 to {epochs} with validation + checkpoints: direct "
-        f"{direct.steady_rate():.2f}, through the core {core_line.steady_rate():.2f} steps/s, "
+        f"{direct_steady:.2f}, through the core {core_steady:.2f} steps/s, "
         f"ratio {core_cost:.3f}"
     )
     print(f"  through the core against the bare loop (the two ratios' product): {loop * core_cost:.3f}")
@@ -234,11 +243,12 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--files", type=int, default=24)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     kv_cache(args.tokens)
     with tempfile.TemporaryDirectory() as tmp:
         realtime_factor(Path(tmp), args.seconds, args.count)
-        asyncio.run(training(Path(tmp), args.epochs, args.files))
+        asyncio.run(training(Path(tmp), args.epochs, args.files, args.repeats))
 
 
 if __name__ == "__main__":

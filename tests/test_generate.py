@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 from conftest import tiny_prior_spec, tiny_spec, write_good_sounds
 
-from distill.core.events import ClipGenerated
+from distill.core.events import ClipGenerated, payload_from_dict
 from distill.models.library import read_card
 from distill.models.model_file import ModelFileError
 from distill.training.generate import MANIFEST_NAME, GenerateSpec, generate_clips
@@ -34,6 +34,7 @@ def test_clips_are_written_with_a_copy_check_and_a_manifest(
     spec = GenerateSpec(model_with_prior, tmp_path / "out", seconds=0.5, count=2, seed=3)
     result = generate_clips(spec, events.append)
     assert events == result.clips and all(isinstance(e, ClipGenerated) for e in events)
+    assert payload_from_dict("clip_generated", events[0].to_dict()) == events[0]
     assert [c.seed for c in result.clips] == [3, 4]
     training_files = read_card(model_with_prior)["prior"]["training_files"]
     for clip in result.clips:
