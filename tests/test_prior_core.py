@@ -79,19 +79,24 @@ def test_a_cancelled_prior_run_resumes_as_a_prior_run(tmp_path: Path) -> None:
         async with Core(home) as core:
             await collect(core, await core.submit_training(request(tmp_path / "sounds", 1, "m")))
             run_id = await core.submit_prior(prior_request("m", epochs=200))
+            asked = False  # the cancel's own checkpoint_saved must not ask again
             async for event in core.follow(run_id):
-                if event.kind == "checkpoint_saved":
+                if event.kind == "checkpoint_saved" and not asked:
                     await core.cancel(run_id)
+                    asked = True
             cancelled = await core.store.run(run_id)
             after = await core.store.last_seq(run_id)
+        async with Core(home) as core:  # as `distill runs resume` does, in a new process
             await core.resume(run_id)
+            asked = False
             # stop the resumed run too, once it has gone on from its checkpoint
             resumed = []
             async for event in core.follow(run_id, after_seq=after):
                 resumed.append(event)
-                if event.kind == "prior_epoch_metrics":
+                if event.kind == "prior_epoch_metrics" and not asked:
                     await core.cancel(run_id)
-            return run_id, cancelled, resumed
+                    asked = True
+        return run_id, cancelled, resumed
 
     run_id, cancelled, resumed = run(scenario())
     assert cancelled["status"] == "cancelled" and cancelled["run_type"] == "prior"
