@@ -101,3 +101,21 @@ def test_prior_events_fill_the_prior_tables_and_the_run(tmp_path: Path) -> None:
 
 async def _open_and_close(path: Path) -> None:
     await (await Store.open(path)).close()
+
+
+def test_prior_steps_are_coalesced_like_vqvae_steps_never_across_kinds() -> None:
+    from distill.core.bus import EventBus
+    from distill.core.events import StepMetrics
+
+    bus = EventBus()
+    sub = bus.subscribe(queue_size=4)
+    p1, p2, p3 = stamp("p", [PriorStepMetrics(0, i, 9, 1.0) for i in range(3)])
+    vq_step, p4 = stamp(
+        "p", [StepMetrics(0, 0, 9, 1.0, 1.0, 0.0), PriorStepMetrics(0, 3, 9, 1.0)], 4
+    )
+    bus.publish_many([p1, p2])
+    bus.publish(p3)  # half full, the tail is a prior step of the run: latest wins
+    assert sub.coalesced == 1
+    bus.publish_many([vq_step, p4])  # a tail of another kind is never replaced
+    assert [sub.get_nowait().seq for _ in range(4)] == [1, 3, 4, 5]
+    assert sub.coalesced == 1 and not sub.closed
