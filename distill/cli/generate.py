@@ -46,7 +46,7 @@ def generate(
     seed: Annotated[int, typer.Option(help="Clip i uses seed + i: same seed, same sound.")] = 0,
     out: Annotated[
         Path | None,
-        typer.Option(help="Folder for the WAVs [default: DISTILL_HOME/generated/MODEL/TIME]."),
+        typer.Option(help="Folder for the WAVs (default: DISTILL_HOME/generated/MODEL/TIME)."),
     ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the report as JSON.")

@@ -24,21 +24,21 @@ def train_prior(
     ],
     dataset: Annotated[
         Path | None,
-        typer.Argument(help="Folder of sounds [default: the one the model was trained on]."),
+        typer.Argument(help="Folder of sounds (default: the one the model was trained on)."),
     ] = None,
     epochs: Annotated[
         int, typer.Option(min=1, help="Passes over the training codes.")
     ] = PriorSettings.epochs,
     hidden_size: Annotated[
         int | None,
-        typer.Option(min=8, help="Transformer width [default: 128/256/512 for <=20/<=100/more files]."),
+        typer.Option(min=8, help="Transformer width (default: 128/256/512 for <=20/<=100/more files)."),
     ] = None,
     layers: Annotated[
-        int | None, typer.Option(min=1, help="Transformer blocks [default: 2/4/6].")
+        int | None, typer.Option(min=1, help="Transformer blocks (default: 2/4/6).")
     ] = None,
     heads: Annotated[
         int | None,
-        typer.Option(min=1, help="Attention heads; must divide --hidden-size [default: 4/4/8]."),
+        typer.Option(min=1, help="Attention heads; must divide --hidden-size (default: 4/4/8)."),
     ] = None,
     learning_rate: Annotated[
         float, typer.Option("--learning-rate", "--lr", min=0.0, help="AdamW learning rate.")
