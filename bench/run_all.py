@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-BENCHMARKS = ["train_overhead.py", "mel_cache.py", "real_dataset.py", "core_bench.py", "core_load.py"]
+BENCHMARKS = [
+    "train_overhead.py",
+    "mel_cache.py",
+    "real_dataset.py",
+    "core_bench.py",
+    "core_load.py",
+    "prior_bench.py",
+]
 
 for name in BENCHMARKS:
     sys.argv = [name]

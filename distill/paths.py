@@ -61,3 +61,8 @@ def _subdir(home: Path | None, *parts: str) -> Path:
     path = (home or data_home()).joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def generated_dir(home: Path | None = None) -> Path:
+    """Generated clips: one folder per model, one per request inside it."""
+    return _subdir(home, "generated")

@@ -10,6 +10,8 @@ import soundfile as sf
 
 from distill.audio.mel import MelConfig
 from distill.audio.synth import chirp, click, noise_burst, tone
+from distill.training.prior import PriorSpec
+from distill.training.settings import PriorSettings
 from distill.training.vqvae import TrainSettings, TrainSpec
 
 # A small front-end and model: seconds of CPU per test, not minutes.
@@ -23,6 +25,9 @@ TINY_MODEL = {
     "rvq_levels": 2,
     "kmeans_iters": 2,
 }
+
+TINY_PRIOR = {"hidden_size": 16, "layers": 1, "heads": 2}
+TINY_PRIOR_SETTINGS = {"batch_size": 4, "min_steps_per_epoch": 4}
 
 
 def write_good_sounds(folder: Path, count: int = 6, seed: int = 0) -> list[Path]:
@@ -92,6 +97,25 @@ def tiny_spec(
         settings=TrainSettings(epochs=epochs, batch_size=4, min_steps_per_epoch=2, preview_every=1),
         overrides={**TINY_MODEL, **overrides},
         mel=TINY_MEL,
+        run_id=name,
+    )
+
+
+def tiny_prior_spec(
+    model_path: Path,
+    dataset: Path,
+    tmp_path: Path,
+    epochs: int = 2,
+    name: str = "prior",
+    **overrides,
+) -> PriorSpec:
+    return PriorSpec(
+        model_path=model_path,
+        dataset=dataset,
+        run_dir=tmp_path / "runs" / name,
+        cache_dir=tmp_path / "cache",
+        settings=PriorSettings(epochs=epochs, **TINY_PRIOR_SETTINGS),
+        overrides={**TINY_PRIOR, **overrides},
         run_id=name,
     )
 

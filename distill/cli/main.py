@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from distill.cli import models, runs, train
+from distill.cli import generate, models, runs, train, train_prior
 
 app = typer.Typer(
     name="distill",
@@ -17,6 +17,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("train")(train.train)
+app.command("train-prior")(train_prior.train_prior)
+app.command("generate")(generate.generate)
 app.add_typer(models.app, name="models")
 app.add_typer(runs.app, name="runs")
 

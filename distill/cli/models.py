@@ -88,7 +88,7 @@ def list_command(json_output: Annotated[bool, typer.Option("--json")] = False) -
                 str(row["codebook_size"]),
                 f"{row['worst_utilization']:.0%}",
                 f"{row['final_val_loss']:.4f}",
-                "yes" if row["has_prior"] else "no",
+                f"ppl {row['prior_val_perplexity']:.2f}" if row["has_prior"] else "-",
             )
     console.print(table)
 
@@ -146,6 +146,9 @@ def _summary(card: dict[str, Any]) -> dict[str, Any]:
         "worst_utilization": min((h["utilization"] for h in health), default=0.0),
         "final_val_loss": card.get("training", {}).get("final_val_loss", float("nan")),
         "has_prior": "prior" in card,
+        "prior_val_perplexity": card.get("prior", {})
+        .get("training", {})
+        .get("final_val_perplexity"),
     }
 
 
@@ -178,6 +181,27 @@ def print_card(path: str, card: dict[str, Any]) -> None:
     health = [LevelHealth(**h) for h in card.get("health", [])]
     if health:
         console.print(health_table(health, title="codebook health (best epoch, validation)"))
+    print_prior(card.get("prior"))
+
+
+def print_prior(prior: dict[str, Any] | None) -> None:
+    if prior is None:
+        console.print("prior     none yet (distill train-prior MODEL)")
+        return
+    config, training = prior["config"], prior.get("training", {})
+    console.print(
+        f"prior     {config['layers']} layers x {config['hidden_size']} hidden, {config['heads']} heads, "
+        f"window {config['context_steps']} steps x {config['levels']} levels; trained {prior.get('created', '?')} "
+        f"(run {prior.get('run_id') or '-'}) on {prior.get('dataset', {}).get('train_files', '?')} files"
+    )
+    console.print(
+        f"          best epoch {training.get('best_epoch', -1) + 1} of {training.get('epochs', '?')}, "
+        f"validation perplexity {training.get('final_val_perplexity', float('nan')):.2f} "
+        f"(memorization warning under {training.get('memorization_threshold', float('nan')):g})"
+    )
+    curve = prior.get("curves", {}).get("val_perplexity")
+    if curve:
+        console.print(f"val ppl   {_sparkline(curve)}  {curve[0]:.2f} -> {curve[-1]:.2f}")
 
 
 def _sparkline(values: list[float]) -> str:

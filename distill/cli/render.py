@@ -15,12 +15,16 @@ from rich.table import Table
 
 from distill.core.events import (
     CodebookWarning,
+    CodesExtracted,
     DatasetScanned,
     EpochMetrics,
     LevelHealth,
+    MemorizationWarning,
     ModelSaved,
     Payload,
     PreviewReady,
+    PriorEpochMetrics,
+    PriorStepMetrics,
     RunCancelled,
     RunCompleted,
     RunFailed,
@@ -88,6 +92,25 @@ def preflight_table(scan: DatasetScanned) -> Table:
     return table
 
 
+def codes_table(codes: CodesExtracted) -> Table:
+    """What a prior trains on: the files, their codes, the window, the warning line."""
+    table = Table(show_header=False, title="prior data", title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("model", codes.model_path)
+    table.add_row("folder", codes.dataset)
+    table.add_row(
+        "usable files",
+        f"{len(codes.files_used)} ({codes.train_files} train, {codes.val_files} validation)",
+    )
+    table.add_row("codes", f"{codes.train_tokens} train, {codes.val_tokens} validation (audible)")
+    table.add_row(
+        "window", f"{codes.context_steps} steps x {codes.rvq_levels} levels of {codes.codebook_size} codes"
+    )
+    table.add_row("memorization warning", f"validation perplexity under {codes.memorization_threshold:g}")
+    return table
+
+
 class RunRenderer:
     """Feeds on payloads in order; owns the progress bar while a run is live."""
 
@@ -100,6 +123,8 @@ class RunRenderer:
         self.warnings: list[CodebookWarning] = []
         self.model_path: str | None = None
         self.run_dir: Path | None = None
+        self.prior_epochs: dict[int, PriorEpochMetrics] = {}
+        self.memorization_warnings: list[MemorizationWarning] = []
 
     def __call__(self, payload: Payload) -> None:
         handler = getattr(self, f"on_{payload.kind}", None)
@@ -146,6 +171,33 @@ class RunRenderer:
             self.task = self.progress.add_task(description, total=step.steps_per_epoch, loss="-")
         self.progress.update(self.task, completed=step.step + 1, loss=f"{step.loss:.4f}")
 
+    def on_prior_step_metrics(self, step: PriorStepMetrics) -> None:
+        self.on_step_metrics(step)  # the same progress bar: epoch, step, loss
+
+    def on_codes_extracted(self, codes: CodesExtracted) -> None:
+        self.console.print(codes_table(codes))
+        for skipped in codes.files_skipped:
+            self.console.print(f"[yellow]skipped[/] {skipped.path}: {skipped.reason}")
+        if codes.dataset_changed:
+            self.console.print(
+                "[yellow]the dataset changed since the model was trained[/]: its codes may "
+                "fit these files less well"
+            )
+
+    def on_prior_epoch_metrics(self, m: PriorEpochMetrics) -> None:
+        self.prior_epochs[m.epoch] = m
+        best = self.prior_epochs.get(m.best_epoch, m)
+        marker = " [bold]best[/]" if m.best_epoch == m.epoch else ""
+        self.console.print(
+            f"epoch {m.epoch + 1}/{m.epochs}  train {m.train_loss:.4f}  val {m.val_loss:.4f}  "
+            f"val perplexity {m.val_perplexity:.2f}{marker}  "
+            f"(best so far: epoch {best.epoch + 1}, {best.val_perplexity:.2f})  {m.seconds:.1f}s"
+        )
+
+    def on_memorization_warning(self, warning: MemorizationWarning) -> None:
+        self.memorization_warnings.append(warning)
+        self.console.print(f"  [bold red]warning[/] epoch {warning.epoch + 1}: {warning.message}")
+
     def on_epoch_metrics(self, m: EpochMetrics) -> None:
         self.last_epoch = m
         self.epochs[m.epoch] = m
@@ -170,6 +222,9 @@ class RunRenderer:
 
     def on_run_completed(self, done: RunCompleted) -> None:
         self._stop_progress()
+        if self.prior_epochs:
+            self._prior_report(done)
+            return
         self.console.rule("training complete")
         if self.last_epoch:
             m = self.last_epoch
@@ -187,6 +242,31 @@ class RunRenderer:
             self.console.print(health_table(best.levels, title=title))
         self._print_warning_summary()
         self.console.print(f"model: [bold]{done.model_path}[/]")
+
+    def _prior_report(self, done: RunCompleted) -> None:
+        self.console.rule("prior training complete")
+        best = self.prior_epochs.get(done.best_epoch)
+        last = self.prior_epochs[max(self.prior_epochs)]
+        self.console.print(
+            f"final epoch: train loss {last.train_loss:.4f}, validation loss {last.val_loss:.4f}, "
+            f"validation perplexity {last.val_perplexity:.2f}"
+        )
+        if best is not None:
+            self.console.print(
+                f"best epoch: {best.epoch + 1} (validation perplexity {best.val_perplexity:.2f}), "
+                f"{done.seconds:.0f} s in all; the model keeps the best epoch"
+            )
+        warnings = self.memorization_warnings
+        if warnings:
+            epochs = ", ".join(str(w.epoch + 1) for w in warnings)
+            self.console.print(
+                f"[bold red]{len(warnings)} memorization warning(s)[/]: validation perplexity "
+                f"under {warnings[-1].threshold:g} in epoch(s) {epochs}"
+            )
+        else:
+            self.console.print("no memorization warnings")
+        self.console.print(f"model (now with a prior): [bold]{done.model_path}[/]")
+        self.console.print(f"next: distill generate {Path(done.model_path).stem} --seconds 4")
 
     def _print_warning_summary(self) -> None:
         """One line per level that warned, not one per warning: 30 epochs x 4 levels is noise."""

@@ -38,16 +38,20 @@ def list_runs(
     if json_output:
         print(json.dumps([_public(r) for r in rows], indent=2, default=str))
         return
-    table = Table("status", "dataset", "epochs", "best val loss", "worst level", "model")
+    table = Table(
+        "type", "status", "dataset", "epochs", "best val loss", "worst level", "val ppl", "model"
+    )
     table.columns[0:0] = [Column("run", no_wrap=True)]
     for r in rows:
         table.add_row(
             r["run_id"],
+            r["run_type"],
             _status(r["status"]),
             Path(r["dataset"]).name,
             f"{(r['epoch'] + 1) if r['epoch'] is not None else 0}/{r['epochs'] or '?'}",
             _num(r["final_val_loss"]),
             f"{r['worst_utilization']:.0%}" if r["worst_utilization"] is not None else "-",
+            _num(r.get("final_val_perplexity"), 2),
             r["model_name"] or "-",
         )
     console.print(table)
@@ -66,6 +70,8 @@ def show(run_id: str, json_output: JsonOption = False) -> None:
             "epoch_metrics": await store.epoch_metrics(run_id),
             "codebook_health": await store.codebook_health(run_id),
             "warnings": await store.warnings(run_id),
+            "prior_epoch_metrics": await store.prior_epoch_metrics(run_id),
+            "memorization_warnings": await store.memorization_warnings(run_id),
         }
 
     data = asyncio.run(_read(report))
@@ -149,7 +155,17 @@ def _print_report(data: dict[str, Any]) -> None:
     if levels:
         health = [LevelHealth(**{k: h[k] for k in LevelHealth.__dataclass_fields__}) for h in levels]
         console.print(health_table(health, title=f"codebook health (epoch {best + 1}, validation)"))
-    for w in data["warnings"]:
+    prior_metrics = data["prior_epoch_metrics"]
+    if prior_metrics:
+        table = Table("epoch", "train loss", "val loss", "val perplexity", "seconds", title="prior epochs")
+        for m in prior_metrics:
+            best = " *" if m["epoch"] == data.get("best_epoch") else ""
+            table.add_row(
+                f"{m['epoch'] + 1}{best}", _num(m["train_loss"]), _num(m["val_loss"]),
+                _num(m["val_perplexity"], 2), f"{m['seconds']:.1f}",
+            )  # fmt: skip
+        console.print(table)
+    for w in data["warnings"] + data["memorization_warnings"]:
         console.print(f"[bold red]warning[/] epoch {w['epoch'] + 1}: {w['message']}")
     if data.get("model_path"):
         console.print(f"model: [bold]{data['model_path']}[/]")
@@ -170,8 +186,8 @@ def _status(status: str) -> str:
     return f"[{colour.get(status, 'white')}]{status}[/]"
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+def _num(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _bad_input(message: str) -> None:

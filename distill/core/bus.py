@@ -32,10 +32,9 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from distill.core.events import Event, StepMetrics
+from distill.core.events import STEP_KINDS, Event
 
 FELL_BEHIND = "fell behind: resync from the store"
-_STEP = StepMetrics.kind
 
 
 class SubscriptionClosed(Exception):
@@ -111,12 +110,12 @@ class Subscription:
         """Queue `event` without waiting: coalesce a step, or close if a non-step won't fit."""
         queue = self._queue
         full = len(queue) >= self.queue_size
-        if event.kind == _STEP:
+        if event.kind in STEP_KINDS:
             tail = queue[-1] if queue else None
             if (
                 2 * len(queue) >= self.queue_size
                 and tail is not None
-                and tail.kind == _STEP
+                and tail.kind == event.kind
                 and tail.run_id == event.run_id
             ):
                 queue[-1] = event  # latest wins; a reader is already due to wake for the tail

@@ -51,6 +51,16 @@ class TrainRequest:
     mel: dict[str, Any] = field(default_factory=dict)  # MelConfig fields (default: standard)
 
 
+@dataclass(frozen=True)
+class PriorRequest:
+    """Train a prior on a model in the library; plain data like TrainRequest."""
+
+    model: str  # a model name in the library, or a path to a .distill file
+    dataset: str | None = None  # default: the folder the model was trained on
+    settings: dict[str, Any] = field(default_factory=dict)  # PriorSettings fields
+    overrides: dict[str, Any] = field(default_factory=dict)  # PriorConfig fields
+
+
 def new_run_id() -> str:
     """Sortable by start time, unique enough for one machine."""
     import secrets
@@ -136,6 +146,32 @@ class Core:
         self.runner.submit(Job(run_id, spec))
         return run_id
 
+    async def submit_prior(self, request: PriorRequest) -> str:
+        """Queue a prior run on an existing model; its file gains the prior when it ends.
+
+        Reads the model's card here (not in the worker) so a missing or foreign model,
+        or a dataset that is gone, is refused before anything is queued. Reading a card
+        imports torch into this process, as listing the model library does.
+        """
+        from distill.models.library import read_card, resolve_model
+
+        path = resolve_model(request.model, self.home)
+        card = read_card(path)  # raises ModelFileError (a ValueError) with the reason
+        dataset = request.dataset or card.get("dataset", {}).get("path")
+        if not dataset:
+            raise RunError(f"{path.name} does not say what it was trained on: pass a DATASET")
+        folder = Path(dataset).expanduser().resolve()
+        if not folder.is_dir():
+            raise RunError(f"no dataset folder at {folder}: pass the DATASET to train on")
+        spec = {
+            "dataset": str(folder),
+            "model_path": str(path),
+            "cache_dir": str(mel_cache_dir(self.home)),
+            "settings": request.settings,
+            "overrides": request.overrides,
+        }
+        return await self._submit(new_run_id(), "prior", spec, path.stem)
+
     async def resume(self, run_id: str) -> None:
         """Go on from the run's last checkpoint, same run id, seq continuing."""
         run = await self._run(run_id)
@@ -148,8 +184,7 @@ class Core:
             spec["resume"] = False  # it never finished an epoch: start over
         self._seq[run_id] = await self.store.last_seq(run_id)
         self._finished.discard(run_id)
-        run_type = spec.get("run_type", "vqvae")
-        self._emit(run_id, RunQueued(run_type, spec["dataset"], _public_config(spec)))
+        self._emit(run_id, RunQueued(run["run_type"], spec["dataset"], _public_config(spec)))
         await self.recorder.flush()
         self.runner.submit(Job(run_id, spec))
 

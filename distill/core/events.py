@@ -210,6 +210,95 @@ class RunInterrupted(Payload):
     checkpoint_path: str | None = None
 
 
+@dataclass(frozen=True)
+class CodesExtracted(Payload):
+    """The prior's data: the dataset's codes through the model's frozen VQ-VAE."""
+
+    kind: ClassVar[str] = "codes_extracted"
+    dataset: str
+    model_path: str
+    files_used: list[str]
+    files_skipped: list[SkippedFile]
+    train_files: int
+    val_files: int
+    train_tokens: int  # codes of the training files' audible steps (padding left out)
+    val_tokens: int
+    rvq_levels: int
+    codebook_size: int
+    context_steps: int  # time steps in one window of the prior
+    memorization_threshold: float  # a val_perplexity under this warns (see training/prior.py)
+    dataset_changed: bool  # the files differ from those the VQ-VAE was trained on
+
+
+@dataclass(frozen=True)
+class PriorStepMetrics(Payload):
+    """One optimizer step of a prior. May be coalesced for slow followers (latest wins)."""
+
+    kind: ClassVar[str] = "prior_step_metrics"
+    epoch: int
+    step: int
+    steps_per_epoch: int
+    loss: float  # cross-entropy of the batch's audible tokens, nats
+
+
+@dataclass(frozen=True)
+class PriorEpochMetrics(Payload):
+    """The end of a prior's epoch: losses in nats per code, on audible steps only."""
+
+    kind: ClassVar[str] = "prior_epoch_metrics"
+    epoch: int
+    epochs: int
+    train_loss: float
+    val_loss: float
+    val_perplexity: float  # exp(val_loss): codes the prior hesitates between, on average
+    best_epoch: int  # lowest val_perplexity so far
+    seconds: float
+
+
+@dataclass(frozen=True)
+class MemorizationWarning(Payload):
+    """The prior predicts held-out sounds so surely that it is likely replaying its data."""
+
+    kind: ClassVar[str] = "memorization_warning"
+    epoch: int
+    val_perplexity: float
+    threshold: float
+    message: str
+
+
+@dataclass(frozen=True)
+class PriorSaved(Payload):
+    """The trained prior was written into its model's file."""
+
+    kind: ClassVar[str] = "prior_saved"
+    name: str
+    path: str
+
+
+@dataclass(frozen=True)
+class CopyCheck:
+    """How much of a generated clip is a stretch of the prior's training codes."""
+
+    longest_run_steps: int  # longest stretch of time steps equal, every level, to one in training
+    longest_run_seconds: float
+    longest_run_share: float  # longest_run_steps / the clip's steps, 0..1
+    clip_offset_seconds: float  # where that stretch starts in the clip
+    nearest_file: str  # the training file holding it (relative to its dataset); "" if none
+    nearest_offset_seconds: float  # where the stretch starts in that file
+
+
+@dataclass(frozen=True)
+class ClipGenerated(Payload):
+    """One generated clip was written."""
+
+    kind: ClassVar[str] = "clip_generated"
+    index: int  # 0-based within the request
+    path: str
+    seconds: float
+    seed: int
+    copy_check: CopyCheck
+
+
 PAYLOAD_TYPES: dict[str, type[Payload]] = {
     cls.kind: cls
     for cls in (
@@ -226,12 +315,25 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         RunFailed,
         RunCancelled,
         RunInterrupted,
+        CodesExtracted,
+        PriorStepMetrics,
+        PriorEpochMetrics,
+        MemorizationWarning,
+        PriorSaved,
+        ClipGenerated,
     )
 }
 TERMINAL_KINDS = frozenset(
     {RunCompleted.kind, RunFailed.kind, RunCancelled.kind, RunInterrupted.kind}
 )
-_NESTED = {"levels": LevelHealth, "files_skipped": SkippedFile, "clips": PreviewClip}
+# Step metrics are progress gauges: the bus may coalesce them (latest wins).
+STEP_KINDS = frozenset({StepMetrics.kind, PriorStepMetrics.kind})
+_NESTED = {
+    "levels": LevelHealth,
+    "files_skipped": SkippedFile,
+    "clips": PreviewClip,
+    "copy_check": CopyCheck,
+}
 
 
 def payload_from_dict(kind: str, data: dict[str, Any]) -> Payload:
@@ -243,7 +345,8 @@ def payload_from_dict(kind: str, data: dict[str, Any]) -> Payload:
             continue
         value = data[f.name]
         if f.name in _NESTED:
-            value = [_NESTED[f.name](**item) for item in value]
+            nested = _NESTED[f.name]
+            value = nested(**value) if isinstance(value, dict) else [nested(**v) for v in value]
         values[f.name] = value
     return cls(**values)
 

@@ -33,7 +33,10 @@ from distill.core.events import (
     EpochMetrics,
     Event,
     LevelHealth,
+    MemorizationWarning,
     ModelSaved,
+    PriorEpochMetrics,
+    PriorSaved,
     RunCancelled,
     RunCompleted,
     RunFailed,
@@ -51,6 +54,8 @@ BUSY_TIMEOUT_MS = 5000  # how long a write waits for another process's write loc
 # Column names are the event schema's field names, so a quantity has one name everywhere.
 EPOCH_COLUMNS = tuple(f.name for f in dataclasses.fields(EpochMetrics) if f.name != "levels")
 HEALTH_COLUMNS = tuple(f.name for f in dataclasses.fields(LevelHealth))
+PRIOR_EPOCH_COLUMNS = tuple(f.name for f in dataclasses.fields(PriorEpochMetrics))
+MEMORIZATION_COLUMNS = tuple(f.name for f in dataclasses.fields(MemorizationWarning))
 
 # Append-only: MIGRATIONS[i] takes the schema from version i to i + 1. Never edit one
 # that has shipped; add the next. A JSON column is declared TEXT: a declared type of
@@ -146,6 +151,33 @@ MIGRATIONS: tuple[str, ...] = (
         created REAL NOT NULL
     );
     CREATE INDEX models_by_run ON models (run_id);
+    """,
+    # 2: priors. Their epochs and warnings have tables of their own, named by the event
+    # schema's fields like the VQ-VAE's; a prior run's best perplexity sits on its run.
+    """
+    CREATE TABLE prior_epoch_metrics (
+        run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+        epoch INTEGER NOT NULL,
+        epochs INTEGER,
+        train_loss REAL,
+        val_loss REAL,
+        val_perplexity REAL,
+        best_epoch INTEGER,
+        seconds REAL,
+        PRIMARY KEY (run_id, epoch)
+    );
+
+    CREATE TABLE memorization_warnings (
+        run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        epoch INTEGER,
+        val_perplexity REAL,
+        threshold REAL,
+        message TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+
+    ALTER TABLE runs ADD COLUMN final_val_perplexity REAL;  -- prior runs: of best_epoch
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -382,6 +414,18 @@ class Store:
         rows = await self._read("SELECT * FROM warnings WHERE run_id = ? ORDER BY seq", (run_id,))
         return [dict(row) for row in rows]
 
+    async def prior_epoch_metrics(self, run_id: str) -> list[dict[str, Any]]:
+        rows = await self._read(
+            "SELECT * FROM prior_epoch_metrics WHERE run_id = ? ORDER BY epoch", (run_id,)
+        )
+        return [dict(row) for row in rows]
+
+    async def memorization_warnings(self, run_id: str) -> list[dict[str, Any]]:
+        rows = await self._read(
+            "SELECT * FROM memorization_warnings WHERE run_id = ? ORDER BY seq", (run_id,)
+        )
+        return [dict(row) for row in rows]
+
     async def models(self) -> list[dict[str, Any]]:
         rows = await self._read("SELECT * FROM models ORDER BY created DESC, name")
         return [dict(row) for row in rows]
@@ -457,6 +501,45 @@ def _epoch_metrics(e: Event) -> list[_Statement]:
         ),
         (_RUN_RESULT, {"run_id": e.run_id, "best_epoch": p.best_epoch}),
     ]
+
+
+_PRIOR_EPOCH_UPSERT = (
+    f"INSERT OR REPLACE INTO prior_epoch_metrics (run_id, {', '.join(PRIOR_EPOCH_COLUMNS)})"
+    f" VALUES (?{', ?' * len(PRIOR_EPOCH_COLUMNS)})"
+)
+_PRIOR_RUN_RESULT = """
+    UPDATE runs SET
+        epoch = :epoch, epochs = :epochs, best_epoch = :best_epoch,
+        final_val_loss = (SELECT val_loss FROM prior_epoch_metrics
+                          WHERE run_id = :run_id AND epoch = :best_epoch),
+        final_val_perplexity = (SELECT val_perplexity FROM prior_epoch_metrics
+                                WHERE run_id = :run_id AND epoch = :best_epoch)
+    WHERE run_id = :run_id
+"""
+
+
+def _prior_epoch_metrics(e: Event) -> list[_Statement]:
+    # Like _epoch_metrics: a repeated epoch (after a resume) replaces its row.
+    p: PriorEpochMetrics = e.typed()
+    values = (e.run_id, *(getattr(p, name) for name in PRIOR_EPOCH_COLUMNS))
+    result = {"run_id": e.run_id, "epoch": p.epoch, "epochs": p.epochs, "best_epoch": p.best_epoch}
+    return [(_PRIOR_EPOCH_UPSERT, values), (_PRIOR_RUN_RESULT, result)]
+
+
+def _memorization_warning(e: Event) -> list[_Statement]:
+    p: MemorizationWarning = e.typed()
+    sql = (
+        f"INSERT INTO memorization_warnings (run_id, seq, {', '.join(MEMORIZATION_COLUMNS)})"
+        f" VALUES (?, ?{', ?' * len(MEMORIZATION_COLUMNS)})"
+    )
+    return [(sql, (e.run_id, e.seq, *(getattr(p, name) for name in MEMORIZATION_COLUMNS)))]
+
+
+def _prior_saved(e: Event) -> list[_Statement]:
+    # The model row keeps the run that trained the model; the prior's run points at it.
+    p: PriorSaved = e.typed()
+    sql = "UPDATE runs SET model_name = ?, model_path = ? WHERE run_id = ?"
+    return [(sql, (p.name, p.path, e.run_id))]
 
 
 def _codebook_warning(e: Event) -> list[_Statement]:
@@ -538,6 +621,9 @@ _PROJECTIONS: dict[str, Callable[[Event], list[_Statement]]] = {
     DatasetScanned.kind: _dataset_scanned,
     CheckpointSaved.kind: _checkpoint_saved,
     ModelSaved.kind: _model_saved,
+    PriorEpochMetrics.kind: _prior_epoch_metrics,
+    MemorizationWarning.kind: _memorization_warning,
+    PriorSaved.kind: _prior_saved,
     RunCompleted.kind: _run_completed,
     RunFailed.kind: _run_ended("failed", "error"),
     RunCancelled.kind: _run_ended("cancelled", None),

@@ -37,11 +37,12 @@ def init_worker(events_queue, threads: int) -> None:
 def run_job(job: dict[str, Any]) -> str:
     """Run one job by its run type; every payload goes to the core as (run_id, kind, dict).
 
-    Returns the outcome; a training error has already been emitted as run_failed.
+    `job["run_type"]` names the loop: "vqvae" (the default, for jobs queued before there
+    was a choice), "prior" or "load". Returns the outcome; a training error has already
+    been emitted as run_failed.
     """
     run_id = job["run_id"]
     cancel_file = Path(job["run_dir"]) / CANCEL_FILE
-
     ended = False
 
     def emit(payload) -> None:
@@ -50,7 +51,10 @@ def run_job(job: dict[str, Any]) -> str:
         _events.put((run_id, payload.kind, payload.to_dict()))
 
     try:
-        return RUN_TYPES[job.get("run_type", "vqvae")](job, emit, cancel_file.exists)
+        run_type = job.get("run_type", "vqvae")
+        if run_type not in RUN_TYPES:
+            raise ValueError(f"unknown run type {run_type!r}: one of {sorted(RUN_TYPES)}")
+        return RUN_TYPES[run_type](job, emit, cancel_file.exists)
     except Exception as error:
         if not ended:  # the loops report their own errors; this catches everything else
             emit(RunFailed(f"{type(error).__name__}: {error}"))
@@ -63,13 +67,19 @@ def _train_vqvae(job: dict[str, Any], emit, should_stop) -> str:
     return train_vqvae(spec_from_job(job), emit, should_stop=should_stop).status
 
 
+def _train_prior(job: dict[str, Any], emit, should_stop) -> str:
+    from distill.training.prior import train_prior
+
+    return train_prior(prior_spec_from_job(job), emit, should_stop=should_stop).status
+
+
 def _emit_load(job: dict[str, Any], emit, should_stop) -> str:
     from distill.core.loadgen import emit_load
 
     return emit_load(job["rate"], job["seconds"], emit, should_stop)
 
 
-RUN_TYPES = {"vqvae": _train_vqvae, "load": _emit_load}
+RUN_TYPES = {"vqvae": _train_vqvae, "prior": _train_prior, "load": _emit_load}
 
 
 def thread_count() -> int:
@@ -92,6 +102,23 @@ def spec_from_job(job: dict[str, Any]):
         model_path=Path(job["model_path"]),
         cache_dir=Path(job["cache_dir"]),
         settings=settings,
+        overrides=job.get("overrides", {}),
+        run_id=job["run_id"],
+        resume=job.get("resume", False),
+    )
+
+
+def prior_spec_from_job(job: dict[str, Any]):
+    """Rebuild the PriorSpec from the job's plain data."""
+    from distill.training.prior import PriorSpec
+    from distill.training.settings import PriorSettings
+
+    return PriorSpec(
+        model_path=Path(job["model_path"]),
+        dataset=Path(job["dataset"]),
+        run_dir=Path(job["run_dir"]),
+        cache_dir=Path(job["cache_dir"]),
+        settings=PriorSettings(**job.get("settings", {})),
         overrides=job.get("overrides", {}),
         run_id=job["run_id"],
         resume=job.get("resume", False),

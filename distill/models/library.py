@@ -3,6 +3,12 @@
 A model file holds the ConvVQVAE's weights under `vqvae.` and a card in its metadata:
 config, dataset, codebook health, loss curves and training facts. The card reads
 without touching the weights (`read_card`).
+
+Once a prior is trained, the same file also holds its weights under `prior.`, the
+training files' codes under `prior_codes.` (for the copy check of generated clips: they
+are a lossy encoding of the training sounds, so a shared model file carries them too),
+and the card gains a "prior" section: its config (with context_steps and levels),
+curves and training facts. `"prior" in read_card(path)` says whether a model has one.
 """
 
 from __future__ import annotations
@@ -10,7 +16,9 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+import torch
 
 from distill.models.config import VQVAEConfig
 from distill.models.model_file import (
@@ -20,10 +28,23 @@ from distill.models.model_file import (
     read_model_metadata,
     save_model_file,
 )
+from distill.models.prior import CodePrior, PriorConfig
 from distill.models.rvqvae import ConvVQVAE
 from distill.paths import model_path, models_dir
 
 MODEL_TYPE = "distill-model"
+PRIOR_PREFIXES = ("prior.", "prior_codes.")
+
+
+class ModelWithPrior(NamedTuple):
+    """Everything generation needs, from one file."""
+
+    vqvae: ConvVQVAE
+    prior: CodePrior
+    card: dict[str, Any]
+    training_codes: list[torch.Tensor]  # per training file of the prior: (t, q) long
+
+
 def resolve_model(name_or_path: str, home: Path | None = None) -> Path:
     """An existing file path, else a model of that name in the library."""
     candidate = Path(name_or_path).expanduser()
@@ -59,16 +80,72 @@ def load_vqvae(path: Path) -> tuple[ConvVQVAE, dict[str, Any]]:
     """The model in eval mode, and its card. Refuses files whose weights do not fit the config."""
     metadata, tensors = load_model_file(path)
     _check_type(path, metadata)
+    return _build_vqvae(path, metadata, tensors), metadata
+
+
+def _build_vqvae(path: Path, metadata: dict[str, Any], tensors: dict) -> ConvVQVAE:
     try:
         model = ConvVQVAE(VQVAEConfig.from_dict(metadata["config"]))
-        state = {k.removeprefix("vqvae."): v for k, v in tensors.items() if k.startswith("vqvae.")}
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(_with_prefix(tensors, "vqvae."), strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise ModelFileError(
             f"{path.name}: weights do not match the model's config ({error})"
         ) from error
-    model.eval()
-    return model, metadata
+    return model.eval()
+
+
+def save_prior(
+    path: Path,
+    prior: CodePrior,
+    prior_card: dict[str, Any],
+    training_codes: list[torch.Tensor],
+    model_created: str | None,
+) -> Path:
+    """Rewrite the model's file with this prior in it, replacing any earlier prior, atomically.
+
+    `model_created` is the card's "created" when the prior's codes were extracted: if
+    the file now holds another model (retrained under the same name meanwhile), the
+    prior would not fit it, and saving is refused.
+    """
+    metadata, tensors = load_model_file(path)
+    _check_type(path, metadata)
+    if metadata.get("created") != model_created:
+        raise ModelFileError(
+            f"{path.name} was replaced by another model while its prior trained; "
+            "train the prior again on the new model"
+        )
+    kept = {k: v for k, v in tensors.items() if not k.startswith(PRIOR_PREFIXES)}
+    kept |= {f"prior.{k}": v for k, v in prior.state_dict().items()}
+    kept["prior_codes.steps"] = torch.cat(training_codes).to(torch.int16)  # (sum t, q)
+    kept["prior_codes.file_steps"] = torch.tensor([len(c) for c in training_codes])
+    card = {**prior_card, "config": prior.config.to_dict()}
+    return save_model_file(path, kept, {**metadata, "prior": card})
+
+
+def load_with_prior(path: Path) -> ModelWithPrior:
+    """The VQ-VAE and its prior in eval mode; a model without a prior is refused by name."""
+    metadata, tensors = load_model_file(path)
+    _check_type(path, metadata)
+    vqvae = _build_vqvae(path, metadata, tensors)
+    if "prior" not in metadata:
+        raise ModelFileError(
+            f"{path.name} has no prior yet: train one with `distill train-prior {path.stem}`"
+        )
+    try:
+        prior = CodePrior(PriorConfig.from_dict(metadata["prior"]["config"]))
+        prior.load_state_dict(_with_prefix(tensors, "prior."), strict=True)
+        steps = tensors["prior_codes.steps"].long()
+        counts = tensors["prior_codes.file_steps"].tolist()
+        codes = list(steps.split(counts)) if steps.numel() else []
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise ModelFileError(
+            f"{path.name}: the prior's weights do not match its config ({error})"
+        ) from error
+    return ModelWithPrior(vqvae, prior.eval(), metadata, codes)
+
+
+def _with_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def import_model(source: Path, name: str | None = None, home: Path | None = None) -> Path:

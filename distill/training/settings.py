@@ -17,3 +17,20 @@ class TrainSettings:
     preview_every: int = 5  # epochs between reconstruction previews (and always the last)
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when there is one), "cpu" or "cuda"
+
+
+@dataclass(frozen=True)
+class PriorSettings:
+    """How to train a prior, as opposed to what to build (PriorConfig).
+
+    The split into training and validation files is not here: a prior uses the split
+    (val_fraction, seed) its VQ-VAE was trained with, so its validation files are sounds
+    neither model ever trained on.
+    """
+
+    epochs: int = 30
+    batch_size: int = 16
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.01
+    min_steps_per_epoch: int = 32  # small sets still get enough steps per epoch to learn
+    seed: int = 0

@@ -1,0 +1,114 @@
+"""`distill generate MODEL`: new sounds from a model's prior, written as WAV files.
+
+Runs in this process (generation takes seconds, not minutes); the work itself is
+`distill.training.generate.generate_clips`, which a worker can run just the same.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from distill.cli.follow import EXIT_BAD_INPUT
+from distill.core.events import ClipGenerated
+from distill.models.library import resolve_model
+from distill.models.model_file import ModelFileError
+from distill.paths import data_home, generated_dir
+from distill.training.generate import GenerateSpec, GenerationResult, generate_clips
+
+console = Console()
+
+
+def generate(
+    model: Annotated[
+        str, typer.Argument(help="A model name in the library, or a path to a .distill file.")
+    ],
+    seconds: Annotated[
+        float, typer.Option(min=0.01, max=600.0, help="Length of each clip.")
+    ] = GenerateSpec.seconds,
+    count: Annotated[int, typer.Option(min=1, help="How many clips.")] = 1,
+    temperature: Annotated[
+        float, typer.Option(min=0.0, help="0 = always the likeliest code; above 1 = wilder.")
+    ] = 1.0,
+    top_k: Annotated[
+        int, typer.Option(min=0, help="Draw only from the k likeliest codes (0 = all).")
+    ] = 0,
+    top_p: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Draw from the likeliest codes making up this much probability (1 = all)."),
+    ] = 1.0,
+    seed: Annotated[int, typer.Option(help="Clip i uses seed + i: same seed, same sound.")] = 0,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the WAVs (default: DISTILL_HOME/generated/MODEL/TIME)."),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON.")
+    ] = False,
+) -> None:
+    """Generate new sounds with a model's prior; prints where they are and how new they are."""
+    try:
+        path = resolve_model(model)
+        out_dir = out or generated_dir(data_home()) / path.stem / f"{datetime.now():%Y%m%d-%H%M%S}"
+        spec = GenerateSpec(
+            model_path=path,
+            out_dir=out_dir,
+            seconds=seconds,
+            count=count,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+        )
+        result = generate_clips(spec)
+    except (ModelFileError, ValueError) as error:
+        console.print(f"[bold red]error:[/] {error}")
+        raise typer.Exit(EXIT_BAD_INPUT) from error
+    if json_output:
+        report = {
+            "out_dir": str(out_dir),
+            "manifest_path": str(result.manifest_path),
+            "wall_seconds": result.wall_seconds,
+            "realtime_factor": result.realtime_factor,
+            "clips": [clip.to_dict() for clip in result.clips],
+        }
+        print(json.dumps(report, indent=2))
+        return
+    print_report(out_dir, result)
+
+
+def print_report(out_dir: Path, result: GenerationResult) -> None:
+    clips = result.clips
+    console.print(
+        f"{len(clips)} clip(s) of {clips[0].seconds:g} s in {result.wall_seconds:.1f} s "
+        f"({result.realtime_factor:.1f}x real time) in [bold]{out_dir}[/]"
+    )
+    table = Table("clip", "seed", "longest run shared with training", "nearest training clip")
+    for clip in clips:
+        table.add_row(Path(clip.path).name, str(clip.seed), *_copy_columns(clip))
+    console.print(table)
+    console.print(
+        "[dim]a shared run is a stretch of time steps whose codes equal, at every level, a "
+        "stretch of one training file (silence left out): a run of most of a clip is a copy[/]"
+    )
+
+
+def _copy_columns(clip: ClipGenerated) -> tuple[str, str]:
+    check = clip.copy_check
+    share = check.longest_run_share
+    style = "bold red" if share >= 0.5 else "yellow" if share >= 0.25 else "green"
+    run = f"[{style}]{check.longest_run_seconds:.2f} s ({share:.0%})[/]"
+    if check.longest_run_steps:
+        run += f" from {check.clip_offset_seconds:.2f} s"
+    nearest = (
+        f"{check.nearest_file} at {check.nearest_offset_seconds:.2f} s"
+        if check.nearest_file
+        else "-"
+    )
+    return run, nearest

@@ -1,0 +1,95 @@
+"""`distill train-prior MODEL [DATASET]`: train a prior on a model's codes, through the core."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from distill.cli.follow import EXIT_BAD_INPUT, exit_code, render_stream
+from distill.cli.render import JsonLinesRenderer, RunRenderer
+from distill.core.core import Core, PriorRequest, RunError
+from distill.paths import data_home
+from distill.training.settings import PriorSettings
+
+console = Console()
+
+
+def train_prior(
+    model: Annotated[
+        str, typer.Argument(help="A model name in the library, or a path to a .distill file.")
+    ],
+    dataset: Annotated[
+        Path | None,
+        typer.Argument(help="Folder of sounds (default: the one the model was trained on)."),
+    ] = None,
+    epochs: Annotated[
+        int, typer.Option(min=1, help="Passes over the training codes.")
+    ] = PriorSettings.epochs,
+    hidden_size: Annotated[
+        int | None,
+        typer.Option(min=8, help="Transformer width (default: 128/256/512 for <=20/<=100/more files)."),
+    ] = None,
+    layers: Annotated[
+        int | None, typer.Option(min=1, help="Transformer blocks (default: 2/4/6).")
+    ] = None,
+    heads: Annotated[
+        int | None,
+        typer.Option(min=1, help="Attention heads; must divide --hidden-size (default: 4/4/8)."),
+    ] = None,
+    learning_rate: Annotated[
+        float, typer.Option("--learning-rate", "--lr", min=0.0, help="AdamW learning rate.")
+    ] = PriorSettings.learning_rate,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Windows per step.")
+    ] = PriorSettings.batch_size,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation and crops.")] = 0,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print events as JSON lines.")
+    ] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow/--no-follow", help="Show the run live until it ends.")
+    ] = True,
+) -> None:
+    """Train a prior on a model, so it can generate new sounds; the model's file keeps it."""
+    request = PriorRequest(
+        model=model,
+        dataset=str(dataset) if dataset is not None else None,
+        settings={
+            "epochs": epochs,
+            "learning_rate": learning_rate,
+            "batch_size": batch_size,
+            "seed": seed,
+        },
+        overrides={"hidden_size": hidden_size, "layers": layers, "heads": heads},
+    )
+    if hidden_size is not None and heads is not None and hidden_size % heads:
+        _bad_input(f"--heads ({heads}) must divide --hidden-size ({hidden_size})")
+    if not follow:
+        _bad_input(
+            "--no-follow needs a running `distill serve` to keep the run going "
+            "after this command returns; start one, or follow the run here"
+        )
+    render = JsonLinesRenderer() if json_output else RunRenderer(console)
+    raise typer.Exit(asyncio.run(_train_in_process(data_home(), request, render)))
+
+
+async def _train_in_process(home: Path, request: PriorRequest, render) -> int:
+    async with Core(home) as core:
+        try:
+            run_id = await core.submit_prior(request)
+        except (RunError, ValueError) as error:
+            console.print(f"[bold red]error:[/] {error}")
+            return EXIT_BAD_INPUT
+        terminal = await render_stream(
+            core.follow(run_id), render, lambda: core.cancel(run_id), console
+        )
+        return exit_code(terminal)
+
+
+def _bad_input(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(EXIT_BAD_INPUT)

@@ -1,0 +1,246 @@
+"""CodePrior: a causal transformer over an RVQ-VAE's codes, with a key-value cache.
+
+The codes of a clip, `(t, q)` for t time steps and q levels, are read time-major: every
+level of step 0, then every level of step 1, and so on. Each code becomes a token of its
+own level (token = level * codebook_size + code), so code 5 of level 1 and code 5 of
+level 2 get different embeddings. A start token (BOS) opens every window.
+
+Slot i of a window predicts code i (time step i // q, level i % q). Its input is the
+token before it (BOS for slot 0) plus the position embedding of step i // q and the level
+embedding of level i % q: the model always knows which step and which level it is asked
+for. The head scores every level's codes; each slot keeps the scores of its own level.
+
+Shapes: codes `(b, t, q)`; tokens and inputs `(b, n)` with n = t * q; logits `(b, n, k)`
+with k = codebook_size. Attention caches `(b, heads, context, head_dim)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# (most files, hidden size, layers, heads, dropout): a small set gets a small, heavily
+# regularised prior; it would memorise a large one in a few epochs.
+PRIOR_SIZES = (
+    (20, 128, 2, 4, 0.3),
+    (100, 256, 4, 4, 0.2),
+    (None, 512, 6, 8, 0.1),
+)
+
+
+def prior_size_for(file_count: int) -> dict[str, Any]:
+    """hidden_size, layers, heads and dropout for a dataset of `file_count` files."""
+    for most, hidden, layers, heads, dropout in PRIOR_SIZES:
+        if most is None or file_count <= most:
+            return {"hidden_size": hidden, "layers": layers, "heads": heads, "dropout": dropout}
+    raise AssertionError("the last size has no limit")
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """Everything needed to rebuild a CodePrior; stored in the model file under "prior"."""
+
+    levels: int  # RVQ levels of the VQ-VAE the prior models (q)
+    codebook_size: int  # codes per level (k)
+    context_steps: int  # time steps one window holds; the sequence is context_steps * levels
+    hidden_size: int = 128  # width of the embeddings and the residual stream
+    layers: int = 2  # transformer blocks
+    heads: int = 4  # attention heads; must divide hidden_size
+    dropout: float = 0.3  # on embeddings, attention and MLP outputs, while training
+
+    def __post_init__(self) -> None:
+        for name in ("levels", "codebook_size", "context_steps", "hidden_size", "layers", "heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.hidden_size % self.heads:
+            raise ValueError(f"heads ({self.heads}) must divide hidden_size ({self.hidden_size})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def sequence_length(self) -> int:
+        """Tokens in one full window."""
+        return self.context_steps * self.levels
+
+    @classmethod
+    def from_file_count(
+        cls, file_count: int, levels: int, codebook_size: int, window_steps: int, **overrides: Any
+    ) -> PriorConfig:
+        """Sized for `file_count` files (PRIOR_SIZES); None overrides are ignored.
+
+        The context defaults to `window_steps`, one VQ-VAE training window.
+        """
+        chosen = prior_size_for(file_count)
+        chosen |= {k: v for k, v in overrides.items() if v is not None}
+        chosen.setdefault("context_steps", window_steps)
+        return cls(levels=levels, codebook_size=codebook_size, **chosen)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PriorConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class KVCache(nn.Module):
+    """One attention layer's keys and values, preallocated for a whole window (gpt-fast).
+
+    `update` writes the new positions and returns the keys and values of every position
+    so far, so a decode step attends over exactly the filled part of the buffer.
+    """
+
+    def __init__(self, batch: int, heads: int, length: int, head_dim: int, dtype: torch.dtype):
+        super().__init__()
+        shape = (batch, heads, length, head_dim)
+        self.register_buffer("keys", torch.zeros(shape, dtype=dtype), persistent=False)
+        self.register_buffer("values", torch.zeros(shape, dtype=dtype), persistent=False)
+
+    def update(self, start: int, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+        end = start + keys.shape[2]
+        self.keys[:, :, start:end] = keys
+        self.values[:, :, start:end] = values
+        return self.keys[:, :, :end], self.values[:, :, :end]
+
+
+class Attention(nn.Module):
+    def __init__(self, config: PriorConfig):
+        super().__init__()
+        self.heads = config.heads
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.out = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = config.dropout
+        self.cache: KVCache | None = None
+
+    def forward(self, x: Tensor, start: int) -> Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).split(d, dim=2)
+        q, k, v = (t.view(b, n, self.heads, d // self.heads).transpose(1, 2) for t in (q, k, v))
+        if self.cache is not None:  # (b, h, n, hd) -> keys and values of slots 0..start+n
+            k, v = self.cache.update(start, k, v)
+        if n == 1:  # one new slot sees everything before it: no mask
+            mask, causal = None, False
+        elif k.shape[2] == n:  # the whole window from slot 0
+            mask, causal = None, True
+        else:  # a chunk after cached slots: row i sees slots up to start + i
+            mask = torch.ones(n, k.shape[2], dtype=torch.bool, device=x.device).tril(start)
+            causal = False
+        dropout = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=causal, dropout_p=dropout
+        )  # (b, h, n, hd)
+        return self.out(y.transpose(1, 2).reshape(b, n, d))
+
+
+class Block(nn.Module):
+    """Pre-norm attention and MLP, each with a residual."""
+
+    def __init__(self, config: PriorConfig):
+        super().__init__()
+        hidden = config.hidden_size
+        self.norm1 = nn.LayerNorm(hidden)
+        self.attention = Attention(config)
+        self.norm2 = nn.LayerNorm(hidden)
+        self.mlp = nn.Sequential(
+            nn.Linear(hidden, 4 * hidden), nn.GELU(), nn.Linear(4 * hidden, hidden)
+        )
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor, start: int) -> Tensor:
+        x = x + self.drop(self.attention(self.norm1(x), start))
+        return x + self.drop(self.mlp(self.norm2(x)))
+
+
+class CodePrior(nn.Module):
+    def __init__(self, config: PriorConfig):
+        super().__init__()
+        self.config = config
+        hidden, q, k = config.hidden_size, config.levels, config.codebook_size
+        self.bos = q * k  # the start token follows every level's codes
+        self.token = nn.Embedding(q * k + 1, hidden)
+        self.position = nn.Embedding(config.context_steps, hidden)
+        self.level = nn.Embedding(q, hidden)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
+        self.norm = nn.LayerNorm(hidden)
+        self.head = nn.Linear(hidden, q * k)
+        self.apply(_init_weights)
+
+    def forward(self, inputs: Tensor, start: int = 0) -> Tensor:
+        """(b, n) input tokens for slots start..start+n-1 -> (b, n, k) logits of their codes.
+
+        Without a cache `start` must be 0. With one (`setup_cache`), slots before `start`
+        come from the cache: prefill a window with start=0, then feed one token at a time.
+        """
+        b, n = inputs.shape
+        q, k = self.config.levels, self.config.codebook_size
+        if start + n > self.config.sequence_length:
+            raise ValueError(
+                f"slots {start}..{start + n - 1} do not fit a window of "
+                f"{self.config.sequence_length} tokens"
+            )
+        slots = torch.arange(start, start + n, device=inputs.device)
+        levels = slots % q
+        x = self.token(inputs) + self.position(slots // q) + self.level(levels)  # (b, n, d)
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x, start)
+        logits = self.head(self.norm(x)).view(b, n, q, k)
+        return logits[:, torch.arange(n, device=inputs.device), levels]  # (b, n, k)
+
+    def setup_cache(self, batch: int) -> None:
+        """Give every attention layer a cache for `batch` windows (gpt-fast's setup_caches)."""
+        config = self.config
+        dtype = self.head.weight.dtype
+        head_dim = config.hidden_size // config.heads
+        for block in self.blocks:
+            block.attention.cache = KVCache(
+                batch, config.heads, config.sequence_length, head_dim, dtype
+            ).to(self.head.weight.device)
+
+    def clear_cache(self) -> None:
+        for block in self.blocks:
+            block.attention.cache = None
+
+    def loss(self, codes: Tensor) -> Tensor:
+        """Per-token cross-entropy `(b, t*q)` of codes `(b, t, q)`, teacher-forced.
+
+        Unreduced: callers weigh tokens with `token_mask` (padding, audible steps).
+        """
+        inputs = window_inputs(codes, self.config.codebook_size, self.bos)
+        logits = self(inputs)  # (b, n, k)
+        targets = codes.reshape(codes.shape[0], -1)  # (b, t*q), time-major
+        return F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+
+
+def token_mask(step_mask: Tensor, levels: int) -> Tensor:
+    """(b, t) per time step -> (b, t*q) per token, time-major like the tokens."""
+    return step_mask.repeat_interleave(levels, dim=1)
+
+
+def codes_to_tokens(codes: Tensor, codebook_size: int) -> Tensor:
+    """(b, t, q) codes -> (b, t*q) tokens, time-major, each level with its own range."""
+    b, t, q = codes.shape
+    offsets = torch.arange(q, device=codes.device) * codebook_size  # (q,)
+    return (codes + offsets).reshape(b, t * q)
+
+
+def window_inputs(codes: Tensor, codebook_size: int, bos: int) -> Tensor:
+    """(b, t, q) codes -> (b, t*q) inputs: BOS, then every token but the last."""
+    tokens = codes_to_tokens(codes, codebook_size)
+    start = tokens.new_full((tokens.shape[0], 1), bos)
+    return torch.cat([start, tokens[:, :-1]], dim=1)
+
+
+def _init_weights(module: nn.Module) -> None:
+    """GPT-2's initialisation: small normal weights, zero biases."""
+    if isinstance(module, nn.Linear | nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)

@@ -1,0 +1,148 @@
+"""Generate new sounds from a model with a prior: `generate_clips(spec, emit)`.
+
+Sample codes from the prior (KV cache, sliding past one window), decode them through the
+VQ-VAE to log-mel and through Griffin-Lim to audio, write WAVs, and check each clip
+against the prior's training codes (distill/models/copy_check.py). Shaped like the
+training loops: a plain function of a spec, reporting through `emit` (one ClipGenerated
+per clip), so the CLI calls it in-process and a worker can run it for the dashboard.
+
+Same spec, same sounds: clip i draws its codes and its Griffin-Lim phases from seed + i
+alone, so `--seed 7 --count 3` gives the clips of seeds 7, 8 and 9.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+from distill.audio.decode import write_wav
+from distill.audio.mel import mel_to_audio
+from distill.core.events import ClipGenerated, Payload
+from distill.models.copy_check import CopyChecker, step_keys
+from distill.models.library import ModelWithPrior, load_with_prior
+from distill.models.sampling import Sampling, generate_codes
+from distill.training.prior_data import silence_codes
+
+MANIFEST_NAME = "generation.json"
+MAX_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class GenerateSpec:
+    """What to generate and where; plain data, so it travels to a worker as is."""
+
+    model_path: Path
+    out_dir: Path
+    seconds: float = 4.0  # per clip; may exceed one training window
+    count: int = 1
+    temperature: float = 1.0
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+    seed: int = 0  # clip i uses seed + i
+    griffin_lim_iters: int = 32
+
+    def __post_init__(self) -> None:
+        if not 0 < self.seconds <= MAX_SECONDS:
+            raise ValueError(f"seconds must be in (0, {MAX_SECONDS:g}], got {self.seconds}")
+        if self.count < 1:
+            raise ValueError(f"count must be at least 1, got {self.count}")
+        Sampling(self.temperature, self.top_k, self.top_p)  # refuses bad values
+
+    @property
+    def sampling(self) -> Sampling:
+        return Sampling(self.temperature, self.top_k, self.top_p)
+
+
+class GenerationResult(NamedTuple):
+    clips: list[ClipGenerated]
+    manifest_path: Path  # generation.json beside the clips: the spec and every clip's check
+    wall_seconds: float  # loading, sampling, decoding and writing, all clips
+
+    @property
+    def realtime_factor(self) -> float:
+        """Seconds of audio made per second of wall time."""
+        return sum(c.seconds for c in self.clips) / self.wall_seconds
+
+
+def _ignore(payload: Payload) -> None:
+    pass
+
+
+def never() -> bool:
+    return False
+
+
+def generate_clips(
+    spec: GenerateSpec, emit: Callable[[Payload], None] = _ignore, should_stop=never
+) -> GenerationResult:
+    """Write `spec.count` clips to `spec.out_dir`; stops early (keeping what is written)
+    when `should_stop()` turns true. A model without a prior raises ModelFileError."""
+    started = time.perf_counter()
+    loaded = load_with_prior(spec.model_path)
+    mel_config = loaded.vqvae.config.mel
+    seconds_per_step = loaded.card["prior"]["seconds_per_step"]
+    steps = max(1, math.ceil(spec.seconds / seconds_per_step))
+    generators = [torch.Generator().manual_seed(spec.seed + i) for i in range(spec.count)]
+    codes = generate_codes(loaded.prior, steps, generators, spec.sampling)  # (count, steps, q)
+    checker = copy_checker(loaded)
+    length = round(spec.seconds * mel_config.sample_rate)
+    clips = []
+    for index in range(spec.count):
+        if should_stop():
+            break
+        seed = spec.seed + index
+        mel = loaded.vqvae.decode_indices(codes[index : index + 1])[0]  # (m, steps * downsample)
+        audio = mel_to_audio(mel, mel_config, spec.griffin_lim_iters, length=length, seed=seed)
+        path = spec.out_dir / f"clip{index + 1:02d}_seed{seed}.wav"
+        write_wav(path, audio, mel_config.sample_rate)
+        clip = ClipGenerated(
+            index, str(path), spec.seconds, seed, checker.check(codes[index].numpy())
+        )
+        emit(clip)
+        clips.append(clip)
+    wall = time.perf_counter() - started
+    manifest = _write_manifest(spec, loaded.card, clips, wall)
+    return GenerationResult(clips, manifest, wall)
+
+
+def copy_checker(loaded: ModelWithPrior) -> CopyChecker:
+    """The prior's training codes, with the VQ-VAE's codes for silence left out of runs."""
+    prior_card = loaded.card["prior"]
+    silence = step_keys(silence_codes(loaded.vqvae).numpy(), loaded.prior.config.codebook_size)
+    return CopyChecker(
+        [c.numpy() for c in loaded.training_codes],
+        prior_card["training_files"],
+        loaded.prior.config.codebook_size,
+        prior_card["seconds_per_step"],
+        silence.tolist(),
+    )
+
+
+def _write_manifest(
+    spec: GenerateSpec, card: dict[str, Any], clips: list[ClipGenerated], wall: float
+) -> Path:
+    spec_data = {
+        k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(spec).items()
+    }
+    manifest = {
+        "model": card.get("name", spec.model_path.stem),
+        "prior_run_id": card["prior"].get("run_id", ""),
+        "dataset": card["prior"]["dataset"]["path"],
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "spec": spec_data,
+        "wall_seconds": wall,
+        "clips": [clip.to_dict() for clip in clips],
+    }
+    spec.out_dir.mkdir(parents=True, exist_ok=True)
+    path = spec.out_dir / MANIFEST_NAME
+    path.write_text(json.dumps(manifest, indent=2))
+    return path

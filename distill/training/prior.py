@@ -1,0 +1,371 @@
+"""Train a CodePrior on a trained model's codes: `train_prior(spec, emit)`.
+
+Read it top to bottom like the VQ-VAE loop: load the model, scan the dataset (through
+the mel cache), split it as the VQ-VAE was split, extract codes once through the frozen
+VQ-VAE, then the loop (steps, validation perplexity, memorization check, checkpoint).
+The best epoch (lowest validation perplexity) goes into the model's own file.
+
+What the numbers count: the prior trains on every token of a window, the silence that
+pads a short file included (it has to learn to end a sound), but every loss it reports
+(train_loss, val_loss, val_perplexity, the step loss) counts only tokens of audible
+steps. Padding is trivially predictable and would otherwise make a prior look sure of
+itself, and fire the memorization warning, on any set of short one-shots.
+
+Memorization: a warning every epoch whose val_perplexity is under
+`memorization_threshold(files)`: 2 for up to 20 files, 3 up to 100, 5 above. Perplexity
+reads as "codes the prior hesitates between at each step" of sounds it never trained
+on. Being nearly certain about unheard sounds means they are (near) copies of training
+sounds and the prior has learned to replay them. The line rises with the dataset: a
+handful of takes of one kick can be honestly predictable, while hundreds of varied
+files cannot be, unless the prior is replaying what it saw.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+from distill.audio.dataset import ScanReport, require_usable, scan_dataset
+from distill.audio.windows import split_files
+from distill.core.events import (
+    CheckpointSaved,
+    CodesExtracted,
+    MemorizationWarning,
+    Payload,
+    PriorEpochMetrics,
+    PriorSaved,
+    PriorStepMetrics,
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+    RunStarted,
+)
+from distill.models.library import load_vqvae, save_prior
+from distill.models.prior import CodePrior, PriorConfig, token_mask
+from distill.models.rvqvae import ConvVQVAE
+from distill.training.checkpoint import (
+    CHECKPOINT_NAME,
+    TrainingState,
+    load_checkpoint,
+    save_checkpoint,
+)
+from distill.training.prior_data import (
+    CodeBatch,
+    CodeCropSampler,
+    FileCodes,
+    extract_codes,
+    fixed_code_windows,
+)
+from distill.training.settings import PriorSettings, TrainSettings
+
+Emit = Callable[[Payload], None]
+
+# (most files, threshold): see the module docstring.
+MEMORIZATION_THRESHOLDS = ((20, 2.0), (100, 3.0), (None, 5.0))
+GRAD_CLIP = 1.0
+
+
+def memorization_threshold(file_count: int) -> float:
+    """The val_perplexity under which a prior of a `file_count`-file dataset warns."""
+    for most, threshold in MEMORIZATION_THRESHOLDS:
+        if most is None or file_count <= most:
+            return threshold
+    raise AssertionError("the last threshold has no limit")
+
+
+@dataclass(frozen=True)
+class PriorSpec:
+    """One prior run: the model it learns, the data, how, and where things go."""
+
+    model_path: Path  # read for the VQ-VAE, then rewritten with the prior in it
+    dataset: Path
+    run_dir: Path  # checkpoints
+    cache_dir: Path  # the mel cache
+    settings: PriorSettings = field(default_factory=PriorSettings)
+    overrides: dict[str, Any] = field(default_factory=dict)  # PriorConfig fields set by the user
+    run_id: str = ""
+    resume: bool = False
+
+
+class PriorResult(NamedTuple):
+    status: str  # "completed" or "cancelled"
+    model_path: Path | None
+    history: list[dict[str, Any]]
+
+
+class PreparedCodes(NamedTuple):
+    report: ScanReport
+    config: PriorConfig
+    train: list[FileCodes]
+    val: list[FileCodes]
+    dataset_changed: bool  # the files differ from those the VQ-VAE trained on
+    threshold: float  # memorization_threshold for this dataset
+
+
+def never() -> bool:
+    return False
+
+
+def train_prior(
+    spec: PriorSpec, emit: Emit, should_stop: Callable[[], bool] = never
+) -> PriorResult:
+    """Run the whole training; on an error emit RunFailed, then re-raise."""
+    checkpoint_path = spec.run_dir / CHECKPOINT_NAME
+    try:
+        return _train(spec, emit, should_stop, checkpoint_path)
+    except Exception as error:
+        existing = str(checkpoint_path) if checkpoint_path.exists() else None
+        emit(RunFailed(error=f"{type(error).__name__}: {error}", checkpoint_path=existing))
+        raise
+
+
+def _train(
+    spec: PriorSpec, emit: Emit, should_stop: Callable[[], bool], checkpoint_path: Path
+) -> PriorResult:
+    started = time.monotonic()
+    settings = spec.settings
+    torch.manual_seed(settings.seed)
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+
+    # data: the frozen VQ-VAE turns every file into codes, once
+    vqvae, model_card = load_vqvae(spec.model_path)
+    data = prepare_codes(spec, vqvae, model_card)
+    config = data.config
+    emit(codes_event(spec, data))
+    generator = torch.Generator().manual_seed(settings.seed)
+    sampler = CodeCropSampler(data.train, config.context_steps, generator)
+    val_windows = fixed_code_windows(data.val, config.context_steps)
+
+    # model and optimizer
+    prior = CodePrior(config)
+    optimizer = torch.optim.AdamW(
+        prior.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
+    steps_per_epoch = max(
+        settings.min_steps_per_epoch, math.ceil(sampler.natural_windows / settings.batch_size)
+    )
+    history: list[dict[str, Any]] = []
+    best_epoch, best_perplexity, start_epoch = -1, math.inf, 0
+    best_state = _copy_state(prior)
+    if spec.resume and checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path)
+        prior.load_state_dict(state.model)
+        optimizer.load_state_dict(state.optimizer)
+        generator.set_state(state.sampler_rng)
+        torch.set_rng_state(state.global_rng)
+        best_state, history = state.best, state.info.get("history", [])
+        best_epoch = state.info.get("best_epoch", -1)
+        best_perplexity = state.info.get("best_perplexity", math.inf)
+        start_epoch = state.next_epoch
+
+    def checkpoint(next_epoch: int) -> None:
+        info = {
+            "history": history,
+            "best_epoch": best_epoch,
+            "best_perplexity": best_perplexity,
+            **_run_config(config, settings),
+        }
+        state = TrainingState(
+            next_epoch,
+            prior.state_dict(),
+            best_state,
+            optimizer.state_dict(),
+            generator.get_state(),
+            torch.get_rng_state(),
+            info,
+        )
+        save_checkpoint(checkpoint_path, state)
+        emit(CheckpointSaved(next_epoch, str(checkpoint_path)))
+
+    emit(
+        RunStarted(
+            "prior",
+            str(data.report.root),
+            settings.epochs,
+            start_epoch,
+            steps_per_epoch,
+            _run_config(config, settings),
+        )
+    )
+
+    for epoch in range(start_epoch, settings.epochs):
+        epoch_started = time.monotonic()
+        prior.train()
+        audible_loss = audible_tokens = 0.0
+        for step in range(steps_per_epoch):
+            if should_stop():  # checkpoint the current weights; a resume restarts this epoch
+                checkpoint(epoch)
+                emit(RunCancelled(epoch, str(checkpoint_path)))
+                return PriorResult("cancelled", None, history)
+            batch = sampler.batch(settings.batch_size)
+            losses = prior.loss(batch.codes)  # (b, n)
+            valid = token_mask(batch.valid, config.levels)
+            loss = (losses * valid).sum() / valid.sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(prior.parameters(), GRAD_CLIP)
+            optimizer.step()
+            audible = token_mask(batch.audible, config.levels)
+            batch_loss, batch_tokens = (
+                (losses.detach() * audible).sum().item(),
+                audible.sum().item(),
+            )
+            audible_loss, audible_tokens = audible_loss + batch_loss, audible_tokens + batch_tokens
+            emit(PriorStepMetrics(epoch, step, steps_per_epoch, batch_loss / max(batch_tokens, 1)))
+
+        val_loss = evaluate(prior, val_windows, settings.batch_size)
+        val_perplexity = math.exp(val_loss)
+        if val_perplexity < best_perplexity:
+            best_epoch, best_perplexity, best_state = epoch, val_perplexity, _copy_state(prior)
+        metrics = PriorEpochMetrics(
+            epoch=epoch,
+            epochs=settings.epochs,
+            train_loss=audible_loss / max(audible_tokens, 1),
+            val_loss=val_loss,
+            val_perplexity=val_perplexity,
+            best_epoch=best_epoch,
+            seconds=time.monotonic() - epoch_started,
+        )
+        history.append(metrics.to_dict())
+        emit(metrics)
+        if val_perplexity < data.threshold:
+            emit(_memorization_warning(epoch, val_perplexity, data.threshold))
+        checkpoint(epoch + 1)
+
+    # the best epoch goes into the model's file
+    prior.load_state_dict(best_state)
+    best = history[best_epoch]
+    card = _prior_card(spec, data, vqvae, settings, history, best)
+    codes = [f.codes for f in data.train]
+    save_prior(spec.model_path, prior, card, codes, model_card.get("created"))
+    emit(PriorSaved(spec.model_path.stem, str(spec.model_path)))
+    emit(
+        RunCompleted(
+            best["epoch"], best["val_loss"], str(spec.model_path), time.monotonic() - started
+        )
+    )
+    return PriorResult("completed", spec.model_path, history)
+
+
+@torch.no_grad()
+def evaluate(prior: CodePrior, windows: CodeBatch, batch_size: int) -> float:
+    """Mean cross-entropy (nats) over the audible tokens of every validation window."""
+    prior.eval()
+    total = count = 0.0
+    for start in range(0, len(windows), batch_size):
+        batch = windows.slice(start, start + batch_size)
+        audible = token_mask(batch.audible, prior.config.levels)
+        total += (prior.loss(batch.codes) * audible).sum().item()
+        count += audible.sum().item()
+    return total / max(count, 1.0)
+
+
+def prepare_codes(spec: PriorSpec, vqvae: ConvVQVAE, card: dict[str, Any]) -> PreparedCodes:
+    """Scan with the model's own front-end, split as its VQ-VAE was split, extract codes."""
+    spec.cache_dir.mkdir(parents=True, exist_ok=True)
+    report = scan_dataset(spec.dataset, vqvae.config.mel, spec.cache_dir)
+    require_usable(report)
+    training = card.get("training", {})
+    train_files, val_files = split_files(
+        report.usable,
+        training.get("val_fraction", TrainSettings.val_fraction),
+        training.get("seed", TrainSettings.seed),
+    )
+    vq = vqvae.config
+    config = PriorConfig.from_file_count(
+        len(report.usable), vq.rvq_levels, vq.codebook_size, vq.latent_frames, **spec.overrides
+    )
+    fingerprint = card.get("dataset", {}).get("fingerprint")
+    return PreparedCodes(
+        report=report,
+        config=config,
+        train=extract_codes(vqvae, train_files),
+        val=extract_codes(vqvae, val_files),
+        dataset_changed=fingerprint is not None and fingerprint != report.fingerprint(),
+        threshold=memorization_threshold(len(report.usable)),
+    )
+
+
+def codes_event(spec: PriorSpec, data: PreparedCodes) -> CodesExtracted:
+    return CodesExtracted(
+        dataset=str(data.report.root),
+        model_path=str(spec.model_path),
+        files_used=[str(s.path) for s in data.report.usable],
+        files_skipped=list(data.report.skipped),
+        train_files=len(data.train),
+        val_files=len(data.val),
+        train_tokens=sum(f.audible for f in data.train) * data.config.levels,
+        val_tokens=sum(f.audible for f in data.val) * data.config.levels,
+        rvq_levels=data.config.levels,
+        codebook_size=data.config.codebook_size,
+        context_steps=data.config.context_steps,
+        memorization_threshold=data.threshold,
+        dataset_changed=data.dataset_changed,
+    )
+
+
+def _memorization_warning(
+    epoch: int, val_perplexity: float, threshold: float
+) -> MemorizationWarning:
+    message = (
+        f"validation perplexity {val_perplexity:.2f} is under {threshold:g}: the prior predicts "
+        "sounds it never trained on almost exactly, so it is likely replaying its training "
+        "set; the best epoch is kept, but try fewer --epochs, a smaller --hidden-size or "
+        "more varied sounds"
+    )
+    return MemorizationWarning(epoch, val_perplexity, threshold, message)
+
+
+def _copy_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _run_config(config: PriorConfig, settings: PriorSettings) -> dict[str, Any]:
+    return {"model": config.to_dict(), "training": dataclasses.asdict(settings)}
+
+
+def _relative(path: Path, root: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def _prior_card(
+    spec: PriorSpec,
+    data: PreparedCodes,
+    vqvae: ConvVQVAE,
+    settings: PriorSettings,
+    history: list[dict[str, Any]],
+    best: dict[str, Any],
+) -> dict[str, Any]:
+    vq = vqvae.config
+    root = data.report.root
+    return {
+        "run_id": spec.run_id,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "dataset": {
+            "path": str(root),
+            "fingerprint": data.report.fingerprint(),
+            "files": len(data.report.usable),
+            "train_files": len(data.train),
+            "val_files": len(data.val),
+        },
+        "training_files": [_relative(f.sound.path, root) for f in data.train],
+        "seconds_per_step": vq.downsample * vq.mel.hop_length / vq.mel.sample_rate,
+        "curves": {
+            k: [h[k] for h in history] for k in ("train_loss", "val_loss", "val_perplexity")
+        },
+        "training": {
+            **dataclasses.asdict(settings),
+            "best_epoch": best["epoch"],
+            "final_val_loss": best["val_loss"],
+            "final_val_perplexity": best["val_perplexity"],
+            "memorization_threshold": data.threshold,
+        },
+    }

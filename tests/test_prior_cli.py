@@ -1,0 +1,69 @@
+"""`distill train-prior` and `distill generate` as a user runs them: real subprocesses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import soundfile as sf
+from conftest import write_good_sounds
+from test_cli import distill, json_lines
+
+
+def test_train_a_prior_then_generate(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    write_good_sounds(tmp_path / "sounds")
+    trained = distill(
+        home, "train", str(tmp_path / "sounds"), "--epochs", "1", "--rvq-levels", "2",
+        "--codebook-size", "16", "--model-name", "kicks", "--json",
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+
+    early = distill(home, "generate", "kicks")
+    assert early.returncode == 2 and "has no prior yet" in early.stdout
+    assert "Traceback" not in early.stdout + early.stderr
+
+    prior = distill(
+        home, "train-prior", "kicks", "--epochs", "2", "--hidden-size", "16", "--layers", "1",
+        "--heads", "2", "--lr", "0.001",
+    )  # fmt: skip
+    assert prior.returncode == 0, prior.stderr
+    out = prior.stdout
+    assert "prior training complete" in out and "val perplexity" in out
+    assert "best so far" in out and "memorization warning" in out  # the data table's line
+    assert "distill generate kicks" in out
+
+    listed = json.loads(distill(home, "models", "list", "--json").stdout)
+    assert listed[0]["has_prior"] is True and listed[0]["prior_val_perplexity"] > 1
+
+    made = distill(
+        home, "generate", "kicks", "--seconds", "2", "--count", "2", "--seed", "5",
+        "--top-k", "8", "--out", str(tmp_path / "out"), "--json",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    report = json.loads(made.stdout)
+    assert [c["seed"] for c in report["clips"]] == [5, 6]
+    for clip in report["clips"]:
+        audio, rate = sf.read(clip["path"])
+        assert rate == 22050 and len(audio) == 2 * 22050
+        assert Path(clip["path"]).parent == tmp_path / "out"
+        assert "longest_run_steps" in clip["copy_check"]
+
+    human = distill(home, "generate", "kicks", "--seconds", "1")
+    assert human.returncode == 0, human.stderr
+    assert "nearest training clip" in human.stdout
+    assert str(home / "generated" / "kicks") in human.stdout.replace("\n", "")
+
+
+def test_bad_input_to_the_prior_commands_is_a_message(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    missing = distill(home, "train-prior", "nope")
+    assert missing.returncode == 2 and "no model named 'nope'" in missing.stdout
+    heads = distill(home, "train-prior", "nope", "--hidden-size", "30", "--heads", "4")
+    assert heads.returncode == 2 and "must divide" in heads.stdout
+    (tmp_path / "x.distill").write_bytes(b"garbage")
+    foreign = distill(home, "generate", str(tmp_path / "x.distill"))
+    assert foreign.returncode == 2 and "not a distill model file" in foreign.stdout
+    for result in (missing, heads, foreign):
+        assert "Traceback" not in result.stdout + result.stderr
+    assert json_lines(missing.stdout) == []

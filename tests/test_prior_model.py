@@ -1,0 +1,132 @@
+"""CodePrior and sampling: the KV cache changes nothing but speed; seeds and filters hold."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from distill.models.prior import CodePrior, PriorConfig, codes_to_tokens, window_inputs
+from distill.models.sampling import Sampling, generate_codes, sample_next
+
+CONFIG = PriorConfig(
+    levels=3, codebook_size=16, context_steps=6, hidden_size=32, layers=2, heads=4, dropout=0.3
+)
+
+
+@pytest.fixture
+def prior() -> CodePrior:
+    torch.manual_seed(0)
+    return CodePrior(CONFIG).eval()
+
+
+def generators(*seeds: int) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+def test_tokens_are_time_major_with_a_range_per_level() -> None:
+    codes = torch.tensor([[[1, 2, 3], [4, 5, 6]]])  # (b=1, t=2, q=3)
+    assert codes_to_tokens(codes, 16).tolist() == [[1, 18, 35, 4, 21, 38]]
+    assert window_inputs(codes, 16, bos=48).tolist() == [[48, 1, 18, 35, 4, 21]]
+
+
+def test_cached_and_uncached_give_the_same_logits(prior: CodePrior) -> None:
+    """nanoGPT PR #613: a KV cache can drift from the full computation. Ours must not."""
+    codes = torch.randint(0, 16, (2, 6, 3))
+    inputs = window_inputs(codes, 16, prior.bos)  # (2, 18)
+    with torch.no_grad():
+        full = prior(inputs)
+        prior.setup_cache(2)
+        one_by_one = [prior(inputs[:, :5])]
+        one_by_one += [prior(inputs[:, i : i + 1], start=i) for i in range(5, 18)]
+        prior.setup_cache(2)
+        chunks = [
+            prior(inputs[:, :7]),
+            prior(inputs[:, 7:12], start=7),
+            prior(inputs[:, 12:], start=12),
+        ]
+        prior.clear_cache()
+    torch.testing.assert_close(torch.cat(one_by_one, dim=1), full, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.cat(chunks, dim=1), full, rtol=1e-5, atol=1e-5)
+
+
+def test_each_slot_only_sees_the_past(prior: CodePrior) -> None:
+    codes = torch.randint(0, 16, (1, 6, 3))
+    changed = codes.clone()
+    changed[0, 4, 1] = (changed[0, 4, 1] + 1) % 16  # the code of slot 13
+    with torch.no_grad():
+        before = prior(window_inputs(codes, 16, prior.bos))
+        after = prior(window_inputs(changed, 16, prior.bos))
+    torch.testing.assert_close(before[:, :14], after[:, :14])  # slot 14 is the first to see it
+    assert not torch.allclose(before[:, 14:], after[:, 14:])
+
+
+def test_cached_generation_equals_recomputing_past_several_windows(prior: CodePrior) -> None:
+    steps = 4 * CONFIG.context_steps + 1  # slides the window several times
+    cached = generate_codes(prior, steps, generators(1, 2))
+    recomputed = generate_codes(prior, steps, generators(1, 2), cached=False)
+    assert cached.shape == (2, steps, 3)
+    assert torch.equal(cached, recomputed)
+    assert int(cached.max()) < 16 and int(cached.min()) >= 0
+
+
+def test_same_seed_same_codes_whatever_the_batch(prior: CodePrior) -> None:
+    batch = generate_codes(prior, 10, generators(5, 6, 7))
+    alone = generate_codes(prior, 10, generators(6))
+    assert torch.equal(batch[1], alone[0])
+    assert not torch.equal(batch[0], batch[1])
+
+
+def test_a_window_longer_than_the_context_is_refused(prior: CodePrior) -> None:
+    with pytest.raises(ValueError, match="do not fit a window of 18 tokens"):
+        prior(torch.zeros(1, 19, dtype=torch.long))
+
+
+def test_temperature_zero_and_top_k_one_take_the_likeliest_code() -> None:
+    logits = torch.tensor([[0.0, 3.0, 1.0, 2.0]])
+    for sampling in (Sampling(temperature=0), Sampling(top_k=1)):
+        for u in (0.0, 0.5, 0.999):
+            assert sample_next(logits, sampling, torch.tensor([u])).item() == 1
+
+
+def test_top_k_and_top_p_keep_only_the_likeliest_codes() -> None:
+    logits = torch.log(torch.tensor([[0.05, 0.5, 0.1, 0.35]]))
+    uniforms = torch.linspace(0, 0.999, 200)
+    drawn = {
+        name: {sample_next(logits, s, u.reshape(1)).item() for u in uniforms}
+        for name, s in {
+            "all": Sampling(),
+            "top_k=2": Sampling(top_k=2),
+            "top_p=0.8": Sampling(top_p=0.8),  # 0.5 + 0.35 reaches it
+            "top_p=0.5": Sampling(top_p=0.5),
+        }.items()
+    }
+    assert drawn == {"all": {0, 1, 2, 3}, "top_k=2": {1, 3}, "top_p=0.8": {1, 3}, "top_p=0.5": {1}}
+
+
+def test_sampling_follows_the_distribution() -> None:
+    logits = torch.log(torch.tensor([[0.25, 0.75]]))
+    uniforms = torch.rand(4000, generator=torch.Generator().manual_seed(0))
+    codes = sample_next(logits.expand(4000, 2), Sampling(), uniforms)
+    assert 0.72 < codes.float().mean().item() < 0.78
+
+
+def test_bad_sampling_values_are_refused() -> None:
+    for bad in ({"temperature": -1}, {"top_k": -1}, {"top_p": 0.0}, {"top_p": 1.5}):
+        with pytest.raises(ValueError):
+            Sampling(**bad)
+
+
+def test_the_prior_is_sized_from_the_file_count() -> None:
+    def size(files: int, **overrides) -> tuple:
+        c = PriorConfig.from_file_count(files, 3, 64, 32, **overrides)
+        return c.hidden_size, c.layers, c.heads, c.dropout
+
+    assert size(5) == size(20) == (128, 2, 4, 0.3)
+    assert size(21) == size(100) == (256, 4, 4, 0.2)
+    assert size(101) == (512, 6, 8, 0.1)
+    assert size(5, hidden_size=64, layers=3, heads=None) == (64, 3, 4, 0.3)
+    config = PriorConfig.from_file_count(5, 3, 64, 32, context_steps=64)
+    assert config.context_steps == 64 and config.sequence_length == 192
+    assert PriorConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="must divide"):
+        PriorConfig(levels=2, codebook_size=8, context_steps=4, hidden_size=30, heads=4)
