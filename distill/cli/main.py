@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from distill.cli import models, runs, train
+from distill.cli import models, runs, serve, train
 
 app = typer.Typer(
     name="distill",
@@ -17,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("train")(train.train)
+app.command("serve")(serve.serve)
 app.add_typer(models.app, name="models")
 app.add_typer(runs.app, name="runs")
 

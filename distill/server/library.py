@@ -1,0 +1,140 @@
+"""The model library page: each model's card, rename, delete, download, import.
+
+The library is the folder of `.distill` files; the store's `models` table follows
+renames and deletions so runs keep pointing at their model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+
+from distill.models.library import list_models, load_vqvae, read_card
+from distill.models.model_file import ModelFileError
+from distill.paths import model_path, models_dir
+from distill.server.charts import Series, line_chart
+from distill.server.files import FileRefused, library_file
+from distill.server.inputs import InputError, check_length, limited, safe_file_name
+from distill.server.pages import render
+
+
+async def models_page(request: Request, error: str | None = None, status: int = 200) -> Response:
+    home = request.app.state.settings.home
+    cards = await asyncio.to_thread(_cards, home)
+    return render(request, "models.html", {"models": cards, "error": error}, status)
+
+
+def _cards(home: Path) -> list[dict[str, Any]]:
+    models = []
+    for path in list_models(home):
+        entry: dict[str, Any] = {"name": path.stem, "path": str(path), "size": path.stat().st_size}
+        try:
+            card = read_card(path)
+        except (ModelFileError, OSError) as error:
+            entry["error"] = str(error)
+        else:
+            curves = card.get("curves", {})
+            entry["card"] = card
+            entry["chart"] = line_chart(
+                [
+                    Series("train loss", "train", curves.get("train_loss", [])),
+                    Series("validation loss", "val", curves.get("val_loss", [])),
+                    Series(
+                        "commitment loss (validation)", "commit", curves.get("val_commit_loss", [])
+                    ),
+                ],
+                width=480,
+                height=180,
+            )
+        models.append(entry)
+    return models
+
+
+async def download_model(request: Request) -> Response:
+    try:
+        path = library_file(request.app.state.settings.home, request.path_params["name"])
+    except FileRefused:
+        raise HTTPException(404, "no such model") from None
+    return FileResponse(path, filename=path.name, media_type="application/octet-stream")
+
+
+async def rename_model(request: Request) -> Response:
+    home = request.app.state.settings.home
+    name = request.path_params["name"]
+    new_name = str((await request.form()).get("new_name", "")).strip()
+    try:
+        source = library_file(home, name)
+        try:
+            target = model_path(new_name, home)
+        except ValueError as error:
+            raise InputError(str(error)) from None
+        if target.exists():
+            raise InputError(f"a model named {new_name!r} already exists")
+        os.rename(source, target)
+    except FileRefused:
+        raise HTTPException(404, "no such model") from None
+    except InputError as error:
+        return await models_page(request, str(error), error.status)
+    await request.app.state.core.store.rename_model(name, new_name, str(target))
+    return RedirectResponse(request.url_for("models"), status_code=303)
+
+
+async def delete_model(request: Request) -> Response:
+    name = request.path_params["name"]
+    try:
+        path = library_file(request.app.state.settings.home, name)
+    except FileRefused:
+        raise HTTPException(404, "no such model") from None
+    path.unlink()
+    await request.app.state.core.store.forget_model(name)
+    return RedirectResponse(request.url_for("models"), status_code=303)
+
+
+async def import_model(request: Request) -> Response:
+    """A `.distill` file from the browser: size-limited, fully validated, then named."""
+    settings = request.app.state.settings
+    folder = models_dir(settings.home)
+    temporary = folder / f".import-{secrets.token_hex(6)}.tmp"
+    try:
+        check_length(request, settings.max_model_upload_bytes)
+        counted = Request(request.scope, limited(request.receive, settings.max_model_upload_bytes))
+        try:
+            form = await counted.form(max_files=1, max_fields=5)
+        except HTTPException as error:
+            raise InputError(f"upload refused: {error.detail}") from None
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise InputError("choose a .distill file to import")
+        wanted = str(form.get("name") or "").strip()
+        stem = safe_file_name(upload.filename or "", "imported").removesuffix(".distill")
+        name = wanted or stem.replace(" ", "-")
+        try:
+            target = model_path(name, settings.home)
+        except ValueError as error:
+            raise InputError(str(error)) from None
+        if target.exists():
+            raise InputError(f"a model named {name!r} already exists: rename one of them")
+        with open(temporary, "xb") as out:
+            while chunk := await upload.read(1 << 20):
+                out.write(chunk)
+        try:
+            await asyncio.to_thread(load_vqvae, temporary)
+        except ModelFileError as error:
+            raise InputError(f"not a distill model file: {error}") from None
+        os.link(temporary, target)  # fails rather than overwrite a model imported meanwhile
+    except InputError as error:
+        return await models_page(request, str(error), error.status)
+    except FileExistsError:
+        return await models_page(request, "a model with that name already exists", 400)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+    return RedirectResponse(request.url_for("models"), status_code=303)
