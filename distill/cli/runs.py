@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from distill.cli.follow import EXIT_BAD_INPUT, exit_code, render_stream
+from distill.cli.remote import Remote, RemoteError, find_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer, health_table
 from distill.core.core import Core, RunError
 from distill.core.events import LevelHealth
@@ -99,14 +100,18 @@ def cancel(run_id: str) -> None:
         async with Core(data_home()) as core:
             await core.cancel(run_id)
 
+    remote = find_server(data_home())
     try:
-        asyncio.run(go())
-    except RunError as error:
+        asyncio.run(remote.cancel(run_id) if remote else go())
+    except (RunError, RemoteError) as error:
         _bad_input(str(error))
     console.print(f"asked run {run_id} to stop; it checkpoints at the next step")
 
 
 async def _follow(run_id: str, render, resume: bool) -> int:
+    remote = await asyncio.to_thread(find_server, data_home())
+    if remote is not None:
+        return await _follow_remote(remote, run_id, render, resume)
     async with Core(data_home()) as core:
         try:
             after = 0
@@ -119,6 +124,18 @@ async def _follow(run_id: str, render, resume: bool) -> int:
             console.print(f"[bold red]error:[/] {error}")
             return EXIT_BAD_INPUT
         return exit_code(terminal)
+
+
+async def _follow_remote(remote: Remote, run_id: str, render, resume: bool) -> int:
+    """A server is running: follow (or resume) the run through it."""
+    try:
+        after = await remote.resume(run_id) if resume else 0
+        events = remote.follow(run_id, after_seq=after)
+        terminal = await render_stream(events, render, lambda: remote.cancel(run_id), console)
+    except RemoteError as error:
+        console.print(f"[bold red]error:[/] {error}")
+        return EXIT_BAD_INPUT
+    return exit_code(terminal)
 
 
 async def _read(query):

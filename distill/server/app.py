@@ -8,6 +8,7 @@ checkpoint and every event is flushed.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ import distill
 from distill.core.core import Core
 from distill.models.health import LOW_UTILIZATION
 from distill.server import api, library, pages
+from distill.server.discovery import remove_server_file
 from distill.server.helper import Helper
 from distill.server.live import Streams
 from distill.server.security import Guard
@@ -55,6 +57,9 @@ def create_app(settings: ServerSettings) -> Starlette:
         try:
             yield
         finally:
+            # Here, not after uvicorn returns: on SIGTERM uvicorn re-raises the signal
+            # once shut down, and the process ends before any later cleanup.
+            remove_server_file(settings.home, os.getpid())
             await app.state.helper.close()
             await core.stop()
 

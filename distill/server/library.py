@@ -110,6 +110,7 @@ async def import_model(request: Request) -> Response:
             form = await counted.form(max_files=1, max_fields=5)
         except HTTPException as error:
             raise InputError(f"upload refused: {error.detail}") from None
+        request.state.form = form  # closed below, with the temporary file
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise InputError("choose a .distill file to import")
@@ -137,4 +138,6 @@ async def import_model(request: Request) -> Response:
     finally:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
+        if getattr(request.state, "form", None) is not None:
+            await request.state.form.close()
     return RedirectResponse(request.url_for("models"), status_code=303)

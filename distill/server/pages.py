@@ -81,8 +81,11 @@ async def upload_sounds(request: Request) -> Response:
             form = await counted.form(max_files=settings.max_upload_files, max_fields=20)
         except HTTPException as error:  # python-multipart's limits, e.g. too many files
             raise InputError(f"upload refused: {error.detail}") from None
-        files = [f for f in form.getlist("files") if not isinstance(f, str)]
-        folder = await save_uploads(files, settings)
+        try:
+            files = [f for f in form.getlist("files") if not isinstance(f, str)]
+            folder = await save_uploads(files, settings)
+        finally:
+            await form.close()
     except InputError as error:
         return render(request, "_scan.html", {"error": str(error)}, error.status)
     return await _scan(request, str(folder))
