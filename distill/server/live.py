@@ -8,10 +8,13 @@ reaches the bus or the training:
   gets nothing twice) and only notes what changed: O(1) per event, no rendering;
 - a flusher renders what changed, at most once per MIN_INTERVAL (leading edge: a quiet
   stream's first event goes out at once), and puts the message in the outbox;
-- the relay sends the outbox in order. A client that stops reading fills its outbox; the
-  next message that does not fit drops it with close code 4000 ("resync": reconnect with
-  your last seq). The websockets docs (topics/broadcast) explain why awaiting each send
-  in turn would instead stall everyone behind the slowest client;
+- the relay sends the outbox in order. A burst (a page's history replayed on connect)
+  waits for room in the outbox; a client whose outbox stays full for SLOW_CLIENT_S is
+  dropped with close code 4000 ("resync": reconnect with your last seq). Only that
+  client's own tasks ever wait on it: the bus hands events to its subscription without
+  waiting (and closes a subscription that falls too far behind, which follow() turns
+  into a re-read from the store). The websockets docs (topics/broadcast) explain why
+  awaiting each client's send in turn would instead stall everyone behind the slowest;
 - a listener reads what the client sends: a message over the size limit closes the socket
   with 1009, a malformed one gets an error message back, never a crash.
 
@@ -41,7 +44,8 @@ from distill.server.views import PARTS_OF_KIND, RUN_PARTS, home_context, run_con
 logger = logging.getLogger(__name__)
 
 MIN_INTERVAL = 0.25  # seconds between two messages to one page: at most 4 updates/s
-OUTBOX_SIZE = 64  # messages waiting for a slow client before it is dropped
+OUTBOX_SIZE = 32  # messages waiting for a client to read them
+SLOW_CLIENT_S = 10.0  # a client whose outbox stays full this long is dropped
 NORMAL_CLOSE = 1000
 POLICY_VIOLATION = 1008
 TOO_BIG = 1009
@@ -71,20 +75,28 @@ class Client:
         self.done = asyncio.Event()
         self._close: tuple[int, str] = (NORMAL_CLOSE, "")
 
-    def offer(self, message: str) -> bool:
-        """Queue a message without waiting; False when the client is too far behind."""
+    def offer(self, message) -> bool:
+        """Queue a message without waiting; False when the outbox is full."""
         try:
             self.outbox.put_nowait(message)
         except asyncio.QueueFull:
             return False
         return True
 
-    def finish(self, code: int = NORMAL_CLOSE, reason: str = "") -> None:
+    async def push(self, message) -> bool:
+        """Queue a message, waiting for room; False when the client is too far behind."""
+        if self.offer(message):
+            return True
+        try:
+            await asyncio.wait_for(self.outbox.put(message), SLOW_CLIENT_S)
+        except TimeoutError:
+            return False
+        return True
+
+    async def finish(self, code: int = NORMAL_CLOSE, reason: str = "") -> None:
         """Close after everything already queued has been sent."""
         self._close = (code, reason[:120])
-        try:
-            self.outbox.put_nowait(self._CLOSE)
-        except asyncio.QueueFull:
+        if not await self.push(self._CLOSE):
             self.done.set()  # cannot even queue the close: the relay is stuck, give up
 
     async def relay(self) -> None:
@@ -156,12 +168,12 @@ async def serve_client(
         try:
             await produce(client)
         except RunError as error:
-            client.finish(POLICY_VIOLATION, str(error))
+            await client.finish(POLICY_VIOLATION, str(error))
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("live stream failed")
-            client.finish(SERVER_ERROR, "server error")
+            await client.finish(SERVER_ERROR, "server error")
 
     tasks = [
         asyncio.create_task(client.relay()),
@@ -212,11 +224,11 @@ class Flusher:
                 parts, self.dirty = self.dirty, set()
                 message = await self.render(parts, self.seq)
                 last = loop.time()
-                if not self.client.offer(message):
+                if not await self.client.push(message):
                     await self.client.resync()
                     return
             if self.ended and not self.dirty:
-                self.client.finish(NORMAL_CLOSE, "the run ended")
+                await self.client.finish(NORMAL_CLOSE, "the run ended")
                 return
 
 
@@ -331,7 +343,7 @@ class Streams:
     async def run_events(self, client: Client, run_id: str, after: int) -> None:
         """Every event after `after` as JSON, in seq order; closes (1000) after the last."""
         async for event in self.core.follow(run_id, after_seq=after):
-            if not client.offer(json.dumps(event.to_dict())):
+            if not await client.push(json.dumps(event.to_dict())):
                 await client.resync()
                 return
-        client.finish(NORMAL_CLOSE, "the run ended")
+        await client.finish(NORMAL_CLOSE, "the run ended")
