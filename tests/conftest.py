@@ -103,70 +103,9 @@ def sounds(tmp_path: Path) -> Path:
     return folder
 
 
-# -- a real server: uvicorn on 127.0.0.1, a free port, its own event loop in a thread ------
+# -- a real server: distill.server.serve.ServerThread on 127.0.0.1 and a free port --------
 
 TINY_SETTINGS = {"batch_size": 4, "min_steps_per_epoch": 2, "preview_every": 1}
-
-
-class LiveServer:
-    """`distill serve`'s own code (distill.server.serve) on a thread, for one test module.
-
-    `call` runs a coroutine on the server's loop (to read its store or emit events the
-    way the core does); `url`/`ws_url` reach it over real sockets.
-    """
-
-    def __init__(self, settings) -> None:
-        import threading
-
-        import uvicorn
-
-        from distill.server.serve import uvicorn_config
-
-        self.settings = settings
-        self.server = uvicorn.Server(uvicorn_config(settings))
-        self.app = self.server.config.app
-        self.info = None
-        self.loop = None
-        self._listening = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        import asyncio
-
-        from distill.server.serve import serve
-
-        def listening(info) -> None:
-            self.info, self.loop = info, asyncio.get_running_loop()
-            self._listening.set()
-
-        asyncio.run(serve(self.settings, listening, self.server))
-
-    def __enter__(self) -> LiveServer:
-        self._thread.start()
-        if not self._listening.wait(timeout=60):
-            raise RuntimeError("the test server did not start listening within 60 s")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self._thread.join(timeout=60)
-
-    @property
-    def url(self) -> str:
-        return self.info.url
-
-    @property
-    def ws_url(self) -> str:
-        return self.info.ws_url
-
-    @property
-    def core(self):
-        return self.app.state.core
-
-    def call(self, coroutine, timeout: float = 60):
-        import asyncio
-
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
 
 def tiny_run_request(dataset: Path, epochs: int = 2, **settings) -> dict:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import LiveServer, write_bad_sounds, write_good_sounds
+from conftest import write_bad_sounds, write_good_sounds
 
+from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -41,7 +42,7 @@ def server(dataset: Path):
     settings = ServerSettings.for_host(
         dataset.parent / "home", "127.0.0.1", 0, allowed_roots=(dataset.parent,)
     )
-    with LiveServer(settings) as live:
+    with ServerThread(settings) as live:
         yield live
 
 
@@ -58,7 +59,7 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, server: LiveServer):
+def page(browser, server: ServerThread):
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     page = context.new_page()
     page.set_default_timeout(DEADLINE_MS)
@@ -76,7 +77,7 @@ def shot(page, name: str) -> None:
 
 
 def test_train_from_the_form_watch_it_listen_and_find_the_model(
-    page, server: LiveServer, dataset: Path
+    page, server: ServerThread, dataset: Path
 ) -> None:
     # New run: scan a folder first, then the options.
     page.goto(server.url + "/new")

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import LiveServer, tiny_run_request, wait_until, write_good_sounds
+from conftest import tiny_run_request, wait_until, write_good_sounds
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from distill.core.events import TERMINAL_KINDS
+from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
 
 pytestmark = pytest.mark.slow
@@ -30,11 +31,11 @@ def dataset(tmp_path_factory) -> Path:
 def server(dataset: Path):
     home = dataset.parent / "home"
     settings = ServerSettings.for_host(home, "127.0.0.1", 0, allowed_roots=(dataset.parent,))
-    with LiveServer(settings) as live:
+    with ServerThread(settings) as live:
         yield live
 
 
-def submit(server: LiveServer, dataset: Path, **kwargs) -> str:
+def submit(server: ServerThread, dataset: Path, **kwargs) -> str:
     response = httpx.post(
         server.url + "/api/runs", json=tiny_run_request(dataset, **kwargs), trust_env=False
     )
@@ -57,11 +58,11 @@ async def read_events(url: str, limit: int | None = None) -> tuple[list[dict], i
     return events, code
 
 
-def stored(server: LiveServer, run_id: str) -> list[int]:
+def stored(server: ServerThread, run_id: str) -> list[int]:
     return [e.seq for e in server.call(server.core.store.events(run_id))]
 
 
-def test_event_stream_is_the_whole_run_in_seq_order(server: LiveServer, dataset: Path) -> None:
+def test_event_stream_is_the_whole_run_in_seq_order(server: ServerThread, dataset: Path) -> None:
     run_id = submit(server, dataset)
     events, code = asyncio.run(read_events(f"{server.ws_url}/ws/runs/{run_id}/events"))
     seqs = [e["seq"] for e in events]
@@ -72,7 +73,7 @@ def test_event_stream_is_the_whole_run_in_seq_order(server: LiveServer, dataset:
 
 
 def test_reconnecting_from_a_seq_gives_no_gap_and_no_duplicate(
-    server: LiveServer, dataset: Path
+    server: ServerThread, dataset: Path
 ) -> None:
     run_id = submit(server, dataset)
     url = f"{server.ws_url}/ws/runs/{run_id}/events"
@@ -88,7 +89,7 @@ def test_reconnecting_from_a_seq_gives_no_gap_and_no_duplicate(
     assert seen == stored(server, run_id)
 
 
-def test_run_page_stream_pushes_fragments_then_closes(server: LiveServer, dataset: Path) -> None:
+def test_run_page_stream_pushes_fragments_then_closes(server: ServerThread, dataset: Path) -> None:
     run_id = submit(server, dataset)
 
     async def read_page() -> tuple[list[str], int | None]:
@@ -113,7 +114,7 @@ def test_run_page_stream_pushes_fragments_then_closes(server: LiveServer, datase
     assert "clip1_levels_1.wav" in joined and "clip1_levels_2.wav" in joined
 
 
-def test_page_with_a_seq_gets_only_what_changed_after_it(server: LiveServer, dataset: Path) -> None:
+def test_page_with_a_seq_gets_only_what_changed_after_it(server: ServerThread, dataset: Path) -> None:
     run_id = submit(server, dataset)
     asyncio.run(read_events(f"{server.ws_url}/ws/runs/{run_id}/events"))  # to its end
     last = stored(server, run_id)[-1]
@@ -129,7 +130,7 @@ def test_page_with_a_seq_gets_only_what_changed_after_it(server: LiveServer, dat
     assert 'id="run-status"' in page[0] and 'id="run-codebook"' not in page[0]
 
 
-def test_home_stream_shows_a_run_while_it_is_active(server: LiveServer, dataset: Path) -> None:
+def test_home_stream_shows_a_run_while_it_is_active(server: ServerThread, dataset: Path) -> None:
     async def watch() -> list[str]:
         messages = []
         async with connect(f"{server.ws_url}/ws/home", proxy=None) as ws:
@@ -146,7 +147,7 @@ def test_home_stream_shows_a_run_while_it_is_active(server: LiveServer, dataset:
     wait_until(lambda: not server.core.runner.running, 120, "the run to end")
 
 
-def test_oversized_message_closes_with_1009(server: LiveServer) -> None:
+def test_oversized_message_closes_with_1009(server: ServerThread) -> None:
     async def send_big() -> int | None:
         async with connect(f"{server.ws_url}/ws/home", proxy=None, max_size=None) as ws:
             await ws.recv()
@@ -161,7 +162,7 @@ def test_oversized_message_closes_with_1009(server: LiveServer) -> None:
     assert asyncio.run(send_big()) == 1009
 
 
-def test_malformed_messages_get_an_error_and_the_socket_stays(server: LiveServer) -> None:
+def test_malformed_messages_get_an_error_and_the_socket_stays(server: ServerThread) -> None:
     async def talk() -> list[dict]:
         replies = []
         async with connect(f"{server.ws_url}/ws/home", proxy=None) as ws:
@@ -186,12 +187,12 @@ def test_malformed_messages_get_an_error_and_the_socket_stays(server: LiveServer
     assert "unknown message type 'launch'" in replies[2]["message"]
 
 
-def test_unknown_run_stream_is_refused_with_a_reason(server: LiveServer) -> None:
+def test_unknown_run_stream_is_refused_with_a_reason(server: ServerThread) -> None:
     events, code = asyncio.run(read_events(f"{server.ws_url}/ws/runs/no-such-run/events"))
     assert events == [] and code == 1008
 
 
-def stalled_client(server: LiveServer, path: str) -> socket.socket:
+def stalled_client(server: ServerThread, path: str) -> socket.socket:
     """A WebSocket client that completes the handshake and then never reads."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -206,7 +207,7 @@ def stalled_client(server: LiveServer, path: str) -> socket.socket:
     return sock
 
 
-def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(server: LiveServer) -> None:
+def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(server: ServerThread) -> None:
     """2,000 large events into one run: the stalled socket is dropped, the reader gets all."""
     from distill.core.events import CheckpointSaved, RunCompleted
 

@@ -7,9 +7,10 @@ import json
 
 import httpx
 import pytest
-from conftest import LiveServer, tiny_run_request, write_good_sounds
+from conftest import tiny_run_request, write_good_sounds
 from websockets.asyncio.client import connect
 
+from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
 
 pytestmark = pytest.mark.slow
@@ -24,7 +25,7 @@ def world(tmp_path_factory):
     settings = ServerSettings.for_host(
         base / "home", "127.0.0.1", 0, allowed_roots=(base,), max_model_upload_bytes=5_000_000
     )
-    with LiveServer(settings) as server:
+    with ServerThread(settings) as server:
         runs = {}
         for name, folder in (("kicks", kicks), ("snares", snares)):
             body = {**tiny_run_request(folder), "model_name": name}
@@ -36,7 +37,7 @@ def world(tmp_path_factory):
         yield {"server": server, "runs": runs, "kicks": kicks, "snares": snares}
 
 
-async def _until_end(server: LiveServer, run_id: str) -> None:
+async def _until_end(server: ServerThread, run_id: str) -> None:
     async with connect(f"{server.ws_url}/ws/runs/{run_id}/events", proxy=None) as ws:
         async for message in ws:
             json.loads(message)

@@ -9,17 +9,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import LiveServer, write_good_sounds
+from conftest import write_good_sounds
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
 
 TOKEN = "s3cret-token"
 
 
 def raw_request(
-    server: LiveServer, method: str, path: str, headers: dict | None = None, body: bytes = b""
+    server: ServerThread, method: str, path: str, headers: dict | None = None, body: bytes = b""
 ) -> tuple[int, str, dict]:
     """A request with the path sent byte for byte (httpx would normalise `..` away)."""
     connection = http.client.HTTPConnection("127.0.0.1", server.info.port, timeout=30)
@@ -54,14 +55,14 @@ def server(roots):
         roots["home"], "127.0.0.1", 0, allowed_roots=(roots["allowed"],),
         max_upload_files=3, max_upload_bytes=200_000,
     )  # fmt: skip
-    with LiveServer(settings) as live:
+    with ServerThread(settings) as live:
         yield live
 
 
 @pytest.fixture(scope="module")
 def token_server(roots):
     settings = ServerSettings.for_host(roots["home"] / "t", "127.0.0.1", 0, token=TOKEN)
-    with LiveServer(settings) as live:
+    with ServerThread(settings) as live:
         yield live
 
 
@@ -80,14 +81,14 @@ def test_loopback_needs_no_token_and_any_other_address_gets_one(tmp_path: Path) 
     )
 
 
-def test_default_server_answers_pages_without_token(server: LiveServer) -> None:
+def test_default_server_answers_pages_without_token(server: ServerThread) -> None:
     response = httpx.get(server.url + "/", trust_env=False)
     assert response.status_code == 200
     assert "Train a new model" in response.text
 
 
 @pytest.mark.parametrize("path", ["/", "/runs", "/models", "/api/runs", "/api/health"])
-def test_token_is_required_for_pages_and_api(token_server: LiveServer, path: str) -> None:
+def test_token_is_required_for_pages_and_api(token_server: ServerThread, path: str) -> None:
     refused = httpx.get(token_server.url + path, trust_env=False)
     assert refused.status_code == 401
     assert "token" in refused.text
@@ -101,7 +102,7 @@ def test_token_is_required_for_pages_and_api(token_server: LiveServer, path: str
     assert allowed.status_code == 200
 
 
-def test_token_in_the_address_becomes_a_cookie(token_server: LiveServer) -> None:
+def test_token_in_the_address_becomes_a_cookie(token_server: ServerThread) -> None:
     with httpx.Client(base_url=token_server.url, trust_env=False) as client:
         first = client.get(f"/runs?token={TOKEN}&status=failed")
         assert first.status_code == 303
@@ -110,7 +111,7 @@ def test_token_in_the_address_becomes_a_cookie(token_server: LiveServer) -> None
         assert client.get("/models").status_code == 200  # the cookie carries on
 
 
-def test_token_is_required_for_websockets(token_server: LiveServer) -> None:
+def test_token_is_required_for_websockets(token_server: ServerThread) -> None:
     async def attempt(headers: dict) -> None:
         async with connect(
             token_server.ws_url + "/ws/home", additional_headers=headers, proxy=None
@@ -160,13 +161,13 @@ def test_serve_off_loopback_prints_a_token_and_requires_it(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:80", "127.0.0.1.evil.example", ""])
-def test_unknown_host_header_is_refused(server: LiveServer, host: str) -> None:
+def test_unknown_host_header_is_refused(server: ServerThread, host: str) -> None:
     status, body, _ = raw_request(server, "GET", "/", {"Host": host})
     assert status == 400
     assert "Host" in body
 
 
-def test_loopback_host_names_are_accepted(server: LiveServer) -> None:
+def test_loopback_host_names_are_accepted(server: ServerThread) -> None:
     port = server.info.port
     for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"):
         assert raw_request(server, "GET", "/", {"Host": host})[0] == 200
@@ -186,7 +187,7 @@ def test_wildcard_bind_accepts_ip_literals_but_not_names(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("origin", ["http://evil.example", "null", "http://127.0.0.1:1"])
-def test_cross_origin_state_change_is_refused(server: LiveServer, roots, origin: str) -> None:
+def test_cross_origin_state_change_is_refused(server: ServerThread, roots, origin: str) -> None:
     body = json.dumps({"dataset": str(roots["allowed"] / "sounds")}).encode()
     status, text, _ = raw_request(
         server, "POST", "/api/runs", {"Origin": origin, "Content-Type": "application/json"}, body
@@ -197,19 +198,19 @@ def test_cross_origin_state_change_is_refused(server: LiveServer, roots, origin:
     assert status == 403
 
 
-def test_cross_site_fetch_metadata_is_refused(server: LiveServer) -> None:
+def test_cross_site_fetch_metadata_is_refused(server: ServerThread) -> None:
     status, _, _ = raw_request(server, "POST", "/runs/x/cancel", {"Sec-Fetch-Site": "cross-site"})
     assert status == 403
 
 
-def test_same_origin_post_passes_the_guard(server: LiveServer) -> None:
+def test_same_origin_post_passes_the_guard(server: ServerThread) -> None:
     origin = f"http://127.0.0.1:{server.info.port}"
     status, body, _ = raw_request(server, "POST", "/api/runs/nope/cancel", {"Origin": origin})
     assert status == 409  # reached the route: there is no such run
     assert "no run" in body
 
 
-def test_cross_origin_websocket_is_refused(server: LiveServer) -> None:
+def test_cross_origin_websocket_is_refused(server: ServerThread) -> None:
     import asyncio
 
     async def attempt(origin: str) -> None:
@@ -225,13 +226,13 @@ def test_cross_origin_websocket_is_refused(server: LiveServer) -> None:
 # -- dataset folders ----------------------------------------------------------------------------
 
 
-def scan(server: LiveServer, folder: str) -> httpx.Response:
+def scan(server: ServerThread, folder: str) -> httpx.Response:
     return httpx.post(
         server.url + "/new/scan", data={"dataset": folder}, trust_env=False, timeout=120
     )
 
 
-def test_folder_inside_an_allowed_root_is_scanned(server: LiveServer, roots) -> None:
+def test_folder_inside_an_allowed_root_is_scanned(server: ServerThread, roots) -> None:
     response = scan(server, str(roots["allowed"] / "sounds"))
     assert response.status_code == 200
     assert "<strong>2</strong> usable files" in response.text
@@ -250,7 +251,7 @@ def test_folder_inside_an_allowed_root_is_scanned(server: LiveServer, roots) -> 
     ],
 )
 def test_folder_paths_are_resolved_and_confined(
-    server: LiveServer, roots, folder: str, expected: str
+    server: ServerThread, roots, folder: str, expected: str
 ) -> None:
     path = folder.format(allowed=roots["allowed"], outside=roots["outside"])
     response = scan(server, path)
@@ -258,7 +259,7 @@ def test_folder_paths_are_resolved_and_confined(
     assert expected in response.text
 
 
-def test_training_outside_the_roots_is_refused_by_the_api(server: LiveServer, roots) -> None:
+def test_training_outside_the_roots_is_refused_by_the_api(server: ServerThread, roots) -> None:
     response = httpx.post(
         server.url + "/api/runs", json={"dataset": str(roots["outside"])}, trust_env=False
     )
@@ -270,12 +271,12 @@ def test_training_outside_the_roots_is_refused_by_the_api(server: LiveServer, ro
 # -- uploads ------------------------------------------------------------------------------------
 
 
-def upload(server: LiveServer, files: list[tuple[str, bytes]]) -> httpx.Response:
+def upload(server: ServerThread, files: list[tuple[str, bytes]]) -> httpx.Response:
     parts = [("files", (name, data, "audio/wav")) for name, data in files]
     return httpx.post(server.url + "/new/upload", files=parts, trust_env=False, timeout=120)
 
 
-def test_upload_is_saved_under_the_data_directory_and_scanned(server: LiveServer, roots) -> None:
+def test_upload_is_saved_under_the_data_directory_and_scanned(server: ServerThread, roots) -> None:
     sounds = sorted((roots["allowed"] / "sounds").iterdir())
     response = upload(server, [("../../evil/" + p.name, p.read_bytes()) for p in sounds])
     assert response.status_code == 200, response.text
@@ -286,19 +287,19 @@ def test_upload_is_saved_under_the_data_directory_and_scanned(server: LiveServer
     assert not (roots["home"].parent / "evil").exists()
 
 
-def test_too_many_files_get_a_clear_error(server: LiveServer) -> None:
+def test_too_many_files_get_a_clear_error(server: ServerThread) -> None:
     response = upload(server, [(f"f{i}.wav", b"RIFF") for i in range(4)])
     assert response.status_code == 400
     assert "Too many files" in response.text or "too many files" in response.text
 
 
-def test_too_large_upload_gets_a_clear_error(server: LiveServer) -> None:
+def test_too_large_upload_gets_a_clear_error(server: ServerThread) -> None:
     response = upload(server, [("big.wav", b"\0" * 300_000)])
     assert response.status_code == 413
     assert "larger than this server accepts" in response.text
 
 
-def test_too_large_upload_without_length_is_cut_off(server: LiveServer) -> None:
+def test_too_large_upload_without_length_is_cut_off(server: ServerThread) -> None:
     def chunks():
         boundary = b'--b\r\nContent-Disposition: form-data; name="files"; filename="a.wav"\r\n\r\n'
         yield boundary
@@ -318,7 +319,7 @@ def test_too_large_upload_without_length_is_cut_off(server: LiveServer) -> None:
 
 
 @pytest.fixture(scope="module")
-def run_folder(server: LiveServer, roots) -> Path:
+def run_folder(server: ServerThread, roots) -> Path:
     folder = server.settings.home / "runs" / "20260101-000000-abcd" / "previews"
     folder.mkdir(parents=True)
     (folder / "clip1_original.wav").write_bytes(b"RIFF-real-preview")
@@ -328,7 +329,7 @@ def run_folder(server: LiveServer, roots) -> Path:
     return folder
 
 
-def test_preview_files_are_served(server: LiveServer, run_folder: Path) -> None:
+def test_preview_files_are_served(server: ServerThread, run_folder: Path) -> None:
     status, body, _ = raw_request(
         server, "GET", "/runs/20260101-000000-abcd/files/previews/clip1_original.wav"
     )
@@ -353,7 +354,7 @@ def test_preview_files_are_served(server: LiveServer, run_folder: Path) -> None:
     ],
 )
 def test_file_routes_cannot_leave_the_run_folder(
-    server: LiveServer, run_folder: Path, path: str
+    server: ServerThread, run_folder: Path, path: str
 ) -> None:
     status, body, _ = raw_request(server, "GET", path)
     assert status in (400, 404)
@@ -365,6 +366,6 @@ def test_file_routes_cannot_leave_the_run_folder(
     ["/models/..%2f..%2fdistill/download", "/models/../distill/download", "/models/%2e%2e/download",
      "/models/.hidden/download", "/models/x%00/download"],
 )  # fmt: skip
-def test_model_download_cannot_leave_the_library(server: LiveServer, path: str) -> None:
+def test_model_download_cannot_leave_the_library(server: ServerThread, path: str) -> None:
     status, _, _ = raw_request(server, "GET", path)
     assert status in (400, 404)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import uvicorn
 
@@ -53,3 +55,52 @@ async def serve(
         if not serving.done():
             server.should_exit = True
             await serving
+
+
+class ServerThread:
+    """The same server on a thread with its own event loop: for tests and benchmarks.
+
+    `call` runs a coroutine on the server's loop (to read its store, or emit events the
+    way the core does); `url` and `ws_url` reach it over real sockets.
+    """
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.server = uvicorn.Server(uvicorn_config(settings))
+        self.app = self.server.config.app
+        self.info: ServerInfo | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._listening = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="distill-server", daemon=True)
+
+    def _run(self) -> None:
+        def listening(info: ServerInfo) -> None:
+            self.info, self.loop = info, asyncio.get_running_loop()
+            self._listening.set()
+
+        asyncio.run(serve(self.settings, listening, self.server))
+
+    def __enter__(self) -> ServerThread:
+        self._thread.start()
+        if not self._listening.wait(timeout=60):
+            raise RuntimeError("the server did not start listening within 60 s")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=60)
+
+    @property
+    def url(self) -> str:
+        return self.info.url
+
+    @property
+    def ws_url(self) -> str:
+        return self.info.ws_url
+
+    @property
+    def core(self):
+        return self.app.state.core
+
+    def call(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 60) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
