@@ -33,10 +33,11 @@ $(WEB_STAMP): web/package.json web/package-lock.json
 chromium:
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 
-# Until the dashboard lands: train on a small generated demo set, in the terminal.
+# The dashboard, with a small generated demo set to try: scan $(DEMO) on the New run page.
 run: install
 	test -d $(DEMO) || $(BIN)/python -c "from distill.audio.synth import make_demo_set; make_demo_set('$(DEMO)')"
-	$(BIN)/distill train $(DEMO) --epochs 10
+	@echo "demo sounds to try: $(CURDIR)/$(DEMO)"
+	$(BIN)/distill serve --allow-root $(CURDIR)/demo
 
 lint: install
 	$(BIN)/ruff check distill tests bench

@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-BENCHMARKS = ["train_overhead.py", "mel_cache.py", "real_dataset.py"]
+BENCHMARKS = [
+    "train_overhead.py",
+    "mel_cache.py",
+    "real_dataset.py",
+    "dashboard_latency.py",
+    "fanout.py",
+    "run_page_load.py",
+]
 
 for name in BENCHMARKS:
     sys.argv = [name]

@@ -24,7 +24,7 @@ def serve(
     ] = DEFAULT_PORT,
     allow_root: Annotated[
         list[Path] | None,
-        typer.Option(help="A folder datasets may be read from [default: your home folder]."),
+        typer.Option(help="Another folder datasets may be read from (your home folder always may)."),
     ] = None,
     allow_host: Annotated[
         list[str] | None,

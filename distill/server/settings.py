@@ -59,15 +59,16 @@ class ServerSettings:
     ) -> ServerSettings:
         """Off loopback a token is required: the one given, else a fresh random one.
 
-        Allowed roots default to the user's home folder and the data directory; more come
-        from `DISTILL_ALLOWED_ROOTS` (os.pathsep-separated), and hosts from
-        `DISTILL_ALLOWED_HOSTS` (comma-separated), for deployments behind a proxy.
+        Datasets may always be read from the user's home folder and the data directory
+        (uploads land there); `allowed_roots` and `DISTILL_ALLOWED_ROOTS`
+        (os.pathsep-separated) add more. `DISTILL_ALLOWED_HOSTS` (comma-separated) adds
+        Host names, for deployments behind a proxy.
         """
         if token is None and not is_loopback(host):
             token = secrets.token_urlsafe(24)
         env_roots = [p for p in os.environ.get("DISTILL_ALLOWED_ROOTS", "").split(os.pathsep) if p]
-        roots = allowed_roots or (Path.home(), home)
-        roots = tuple(Path(r).expanduser().resolve() for r in (*roots, *env_roots))
+        roots = (Path.home(), home, *allowed_roots, *env_roots)
+        roots = tuple(dict.fromkeys(Path(r).expanduser().resolve() for r in roots))
         env_hosts = [h.strip() for h in os.environ.get("DISTILL_ALLOWED_HOSTS", "").split(",")]
         hosts = tuple(h.lower() for h in (*allowed_hosts, *env_hosts) if h)
         return cls(
