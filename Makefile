@@ -5,12 +5,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+WEB_STAMP := web/static/vendor/.installed
 DEMO := demo/sounds
 export DISTILL_HOME ?= $(CURDIR)/.distill-home
 
-.PHONY: install run test lint bench clean
+.PHONY: install chromium run test lint bench clean
 
-install: $(STAMP)
+install: $(STAMP) $(WEB_STAMP) chromium
 
 # torch is pinned in the install step itself: an unpinned resolve would pull CUDA wheels.
 $(STAMP): pyproject.toml constraints.txt
@@ -20,10 +21,23 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# Until the dashboard lands: train on a small generated demo set, in the terminal.
+# Browser libraries come from the npm registry, pinned by the lock file, and are served by
+# distill itself (web/static/vendor), never from a CDN.
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	mkdir -p web/static/vendor
+	cp web/node_modules/htmx.org/dist/htmx.min.js web/static/vendor/
+	touch $(WEB_STAMP)
+
+# The browser tests drive Debian's Chromium through Playwright; no browser is downloaded.
+chromium:
+	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+
+# The dashboard, with a small generated demo set to try: scan $(DEMO) on the New run page.
 run: install
 	test -d $(DEMO) || $(BIN)/python -c "from distill.audio.synth import make_demo_set; make_demo_set('$(DEMO)')"
-	$(BIN)/distill train $(DEMO) --epochs 10
+	@echo "demo sounds to try: $(CURDIR)/$(DEMO)"
+	$(BIN)/distill serve --allow-root $(CURDIR)/demo
 
 lint: install
 	$(BIN)/ruff check distill tests bench

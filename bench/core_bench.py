@@ -1,6 +1,6 @@
 """The event core: bus fan-out, recorder batching, and training through the core.
 
-    .venv/bin/python bench/core_bench.py [--events 200000] [--epochs 6]
+.venv/bin/python bench/core_bench.py [--events 200000] [--epochs 6]
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ def make_events(n: int, payload: Payload, run_id: str = "r") -> list[Event]:
 STEP = StepMetrics(epoch=0, step=0, steps_per_epoch=8, loss=1.0, recon_loss=1.0, commit_loss=0.0)
 # Step metrics may be coalesced for a slow subscriber; warnings are delivered exactly once,
 # so the bus is measured on the kind it can never drop.
-WARNING = CodebookWarning(epoch=1, level=1, utilization=0.1, threshold=0.3,
-                          message="level 1 uses 6 of 64 codes")
+WARNING = CodebookWarning(
+    epoch=1, level=1, utilization=0.1, threshold=0.3, message="level 1 uses 6 of 64 codes"
+)
 
 
 async def bus_bench(n: int) -> None:
@@ -43,8 +44,10 @@ async def bus_bench(n: int) -> None:
     seconds = time.perf_counter() - started
     assert all(s.pending == n for s in subs)
     q = quantiles(latencies, n=100)
-    print(f"bus: {n} events, 3 subscribers: {n / seconds:,.0f} events/s published; "
-          f"publish latency p50 {q[49] / 1000:.1f} us, p99 {q[98] / 1000:.1f} us")
+    print(
+        f"bus: {n} events, 3 subscribers: {n / seconds:,.0f} events/s published; "
+        f"publish latency p50 {q[49] / 1000:.1f} us, p99 {q[98] / 1000:.1f} us"
+    )
 
 
 async def recorder_bench(n: int, folder: Path) -> None:
@@ -61,8 +64,10 @@ async def recorder_bench(n: int, folder: Path) -> None:
 
     single = await timed(1, "single")
     batched = await timed(1000, "batched")
-    print(f"recorder: {n} events into SQLite: batched (1000) {batched:,.0f} events/s, one "
-          f"transaction per event {single:,.0f} events/s, ratio {batched / single:.1f}x")
+    print(
+        f"recorder: {n} events into SQLite: batched (1000) {batched:,.0f} events/s, one "
+        f"transaction per event {single:,.0f} events/s, ratio {batched / single:.1f}x"
+    )
 
 
 async def end_to_end(epochs: int, folder: Path) -> None:
@@ -97,13 +102,17 @@ async def end_to_end(epochs: int, folder: Path) -> None:
         core_total = time.perf_counter() - started
 
     steps = direct.steps
-    print(f"end to end, whole run of {steps} steps: direct {steps / direct_total:.2f} steps/s, "
-          f"through the core (spawn + worker + bus + recorder + follower) "
-          f"{core_line.steps / core_total:.2f} steps/s, ratio "
-          f"{(core_line.steps / core_total) / (steps / direct_total):.3f}")
-    print(f"end to end, steady state (epoch 1 to {epochs - 1}): direct "
-          f"{direct.steady_rate():.2f} steps/s, through the core {core_line.steady_rate():.2f} "
-          f"steps/s, ratio {core_line.steady_rate() / direct.steady_rate():.3f}")
+    print(
+        f"end to end, whole run of {steps} steps: direct {steps / direct_total:.2f} steps/s, "
+        f"through the core (spawn + worker + bus + recorder + follower) "
+        f"{core_line.steps / core_total:.2f} steps/s, ratio "
+        f"{(core_line.steps / core_total) / (steps / direct_total):.3f}"
+    )
+    print(
+        f"end to end, steady state (epoch 1 to {epochs - 1}): direct "
+        f"{direct.steady_rate():.2f} steps/s, through the core {core_line.steady_rate():.2f} "
+        f"steps/s, ratio {core_line.steady_rate() / direct.steady_rate():.3f}"
+    )
 
 
 class Timeline:

@@ -94,12 +94,18 @@ async def main() -> None:
     print(f"core_load: {len(seqs):,} events in {seconds:.1f} s ({len(seqs) / seconds:,.0f}/s "
           f"recorded), SQLite gapless and unique: {gapless}; followers saw {counts} "
           f"(the last is slow: step metrics coalesced)")  # fmt: skip
-    print(f"  loop lag under load p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {worst:.1f} ms; "
-          f"idle p50 {idle_p50:.2f} ms, p99 {idle_p99:.2f} ms; p99 ratio {p99 / idle_p99:.1f}x")
-    first = next(b for t, b in loaded.rss if t >= 10) if loaded.rss[-1][0] >= 10 else loaded.rss[0][1]
+    print(
+        f"  loop lag under load p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {worst:.1f} ms; "
+        f"idle p50 {idle_p50:.2f} ms, p99 {idle_p99:.2f} ms; p99 ratio {p99 / idle_p99:.1f}x"
+    )
+    first = (
+        next(b for t, b in loaded.rss if t >= 10) if loaded.rss[-1][0] >= 10 else loaded.rss[0][1]
+    )
     last = loaded.rss[-1][1]
-    print(f"  resident memory at 10 s {first / 2**20:.1f} MiB, at the end {last / 2**20:.1f} MiB "
-          f"(ratio {last / first:.3f})")
+    print(
+        f"  resident memory at 10 s {first / 2**20:.1f} MiB, at the end {last / 2**20:.1f} MiB "
+        f"(ratio {last / first:.3f})"
+    )
 
 
 if __name__ == "__main__":

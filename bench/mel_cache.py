@@ -1,6 +1,6 @@
 """The mel cache: a second scan of the same dataset against the first (cold) one.
 
-    .venv/bin/python bench/mel_cache.py [--files 60] [DATASET]
+.venv/bin/python bench/mel_cache.py [--files 60] [DATASET]
 """
 
 from __future__ import annotations
@@ -35,9 +35,13 @@ def main() -> None:
     assert second.cache_hits == len(first.usable) + len(first.skipped) - sum(
         "unsupported" in s.reason for s in first.skipped
     )
-    print(f"mel_cache: {len(first.usable)} usable files, {first.total_seconds:.1f} s of audio, {dataset}")
+    print(
+        f"mel_cache: {len(first.usable)} usable files, {first.total_seconds:.1f} s of audio, {dataset}"
+    )
     print(f"  first scan (decode + resample + mel)  {cold * 1000:9.1f} ms")
-    print(f"  second scan (cache)                   {warm * 1000:9.1f} ms   speed-up {cold / warm:.1f}x")
+    print(
+        f"  second scan (cache)                   {warm * 1000:9.1f} ms   speed-up {cold / warm:.1f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -88,7 +88,9 @@ def write_random_model(path: Path, files: int) -> Path:
         "run_id": "bench",
         "dataset": {"path": "/bench"},
         "training_files": [f"f{i}.wav" for i in range(files)],
-        "seconds_per_step": vq_config.downsample * vq_config.mel.hop_length / vq_config.mel.sample_rate,
+        "seconds_per_step": vq_config.downsample
+        * vq_config.mel.hop_length
+        / vq_config.mel.sample_rate,
         "training": {},
     }
     save_prior(path, CodePrior(config), card, codes, created)
@@ -138,7 +140,9 @@ def bare_loop(spec, epochs: int) -> float:
     data = prepare_codes(spec, vqvae, card)
     config = data.config
     sampler = CodeCropSampler(data.train, config.context_steps, torch.Generator().manual_seed(0))
-    steps = max(settings.min_steps_per_epoch, math.ceil(sampler.natural_windows / settings.batch_size))
+    steps = max(
+        settings.min_steps_per_epoch, math.ceil(sampler.natural_windows / settings.batch_size)
+    )
     prior = CodePrior(config)
     optimizer = torch.optim.AdamW(prior.parameters(), lr=settings.learning_rate)
     marks = []
@@ -226,7 +230,9 @@ async def training(folder: Path, epochs: int, files: int, repeats: int) -> None:
     steps = sum(len(s) for s in directs[0].steps.values())
     loop = direct_steps / bare
     core_cost = core_steady / direct_steady
-    print(f"prior training: {files} files, {epochs} epochs, {steps} steps, batch 16, median of {repeats}")
+    print(
+        f"prior training: {files} files, {epochs} epochs, {steps} steps, batch 16, median of {repeats}"
+    )
     print(f"  bare loop, steps only                       {bare:7.2f} steps/s")
     print(
         f"  train_prior direct, steps only              {direct_steps:7.2f} steps/s"
@@ -237,7 +243,9 @@ async def training(folder: Path, epochs: int, files: int, repeats: int) -> None:
         f"{direct_steady:.2f}, through the core {core_steady:.2f} steps/s, "
         f"ratio {core_cost:.3f}"
     )
-    print(f"  through the core against the bare loop (the two ratios' product): {loop * core_cost:.3f}")
+    print(
+        f"  through the core against the bare loop (the two ratios' product): {loop * core_cost:.3f}"
+    )
 
 
 def main() -> None:

@@ -43,14 +43,20 @@ def main() -> None:
     scan = next(e for e in events if isinstance(e, DatasetScanned))
     epochs = [e for e in events if isinstance(e, EpochMetrics)]
     done = next(e for e in events if isinstance(e, RunCompleted))
-    print(f"real_dataset: {args.dataset}: {len(scan.files_used)} files, {scan.total_seconds:.1f} s, "
-          f"{len(scan.files_skipped)} skipped; codebook {scan.codebook_size} x {scan.rvq_levels} levels")
-    print(f"  {len(epochs)} epochs in {total:.1f} s; per epoch median {median(e.seconds for e in epochs):.2f} s"
-          f" (first {epochs[0].seconds:.2f} s)")
+    print(
+        f"real_dataset: {args.dataset}: {len(scan.files_used)} files, {scan.total_seconds:.1f} s, "
+        f"{len(scan.files_skipped)} skipped; codebook {scan.codebook_size} x {scan.rvq_levels} levels"
+    )
+    print(
+        f"  {len(epochs)} epochs in {total:.1f} s; per epoch median {median(e.seconds for e in epochs):.2f} s"
+        f" (first {epochs[0].seconds:.2f} s)"
+    )
     print(f"  best epoch {done.best_epoch + 1}: validation loss {done.final_val_loss:.4f}")
     for health in epochs[-1].levels:
-        print(f"  level {health.level}: utilization {health.utilization:.0%}, perplexity "
-              f"{health.perplexity:.1f}, dead {health.dead_codes}, error reduction {health.error_reduction:+.4f}")
+        print(
+            f"  level {health.level}: utilization {health.utilization:.0%}, perplexity "
+            f"{health.perplexity:.1f}, dead {health.dead_codes}, error reduction {health.error_reduction:+.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,9 @@ BENCHMARKS = [
     "core_bench.py",
     "core_load.py",
     "prior_bench.py",
+    "dashboard_latency.py",
+    "fanout.py",
+    "run_page_load.py",
 ]
 
 for name in BENCHMARKS:

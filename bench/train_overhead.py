@@ -64,7 +64,9 @@ def bare_loop(spec: TrainSpec, epochs: int) -> float:
     mels = [torch.from_numpy(s.load_mel()) for s in data.train_files]
     pad = math.log(config.mel.log_floor)
     sampler = CropSampler(mels, config.window_frames, pad, torch.Generator().manual_seed(0))
-    steps = max(settings.min_steps_per_epoch, math.ceil(sampler.natural_windows / settings.batch_size))
+    steps = max(
+        settings.min_steps_per_epoch, math.ceil(sampler.natural_windows / settings.batch_size)
+    )
     model = ConvVQVAE(config)
     all_frames = torch.cat([m.flatten() for m in mels])
     model.set_normalization(all_frames.mean().item(), all_frames.std().item())
@@ -77,7 +79,10 @@ def bare_loop(spec: TrainSpec, epochs: int) -> float:
         for _ in range(steps):
             batch = sampler.batch(settings.batch_size)
             out = model(batch)
-            loss = multiscale_mel_loss(out.reconstruction, batch) + config.commitment_weight * out.commit_loss
+            loss = (
+                multiscale_mel_loss(out.reconstruction, batch)
+                + config.commitment_weight * out.commit_loss
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -112,11 +117,17 @@ def main() -> None:
             rates.append(events_rate)
             ends.append(end_to_end)
         bare, events_rate, end_to_end = median(bares), median(rates), median(ends)
-    print(f"train_overhead: median of {args.repeats}, {steps} steps each, batch {spec.settings.batch_size}, {torch.get_num_threads()} threads")
+    print(
+        f"train_overhead: median of {args.repeats}, {steps} steps each, batch {spec.settings.batch_size}, {torch.get_num_threads()} threads"
+    )
     print(f"  bare loop                      {bare:8.2f} steps/s")
-    print(f"  train_vqvae, step phase        {events_rate:8.2f} steps/s   ratio {events_rate / bare:.3f}")
-    print(f"  train_vqvae, end to end        {end_to_end:8.2f} steps/s   ratio {end_to_end / bare:.3f}"
-          "  (includes validation, health, checkpoints, k-means)")
+    print(
+        f"  train_vqvae, step phase        {events_rate:8.2f} steps/s   ratio {events_rate / bare:.3f}"
+    )
+    print(
+        f"  train_vqvae, end to end        {end_to_end:8.2f} steps/s   ratio {end_to_end / bare:.3f}"
+        "  (includes validation, health, checkpoints, k-means)"
+    )
 
 
 if __name__ == "__main__":

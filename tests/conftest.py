@@ -125,3 +125,32 @@ def sounds(tmp_path: Path) -> Path:
     folder = tmp_path / "sounds"
     write_good_sounds(folder)
     return folder
+
+
+# -- a real server: distill.server.serve.ServerThread on 127.0.0.1 and a free port --------
+
+TINY_SETTINGS = {"batch_size": 4, "min_steps_per_epoch": 2, "preview_every": 1}
+
+
+def tiny_run_request(dataset: Path, epochs: int = 2, **settings) -> dict:
+    """The JSON body of POST /api/runs for a tiny, seconds-long run."""
+    return {
+        "dataset": str(dataset),
+        "settings": {**TINY_SETTINGS, "epochs": epochs, **settings},
+        "overrides": dict(TINY_MODEL),
+        "mel": TINY_MEL.to_dict(),
+    }
+
+
+def wait_until(predicate, timeout: float = 120, what: str = "condition"):
+    """Poll `predicate` until it returns something truthy; a deadline, not a speed check."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)

@@ -77,6 +77,8 @@ def test_train_then_show_the_model(dataset: Path, tmp_path: Path) -> None:
     assert distill(home, "models", "rename", "kicks", "kicks-2").returncode == 0
     listed = json.loads(distill(home, "models", "list", "--json").stdout)
     assert [m["name"] for m in listed] == ["kicks-2"]
+    runs = json.loads(distill(home, "runs", "--json").stdout)
+    assert [r["model_name"] for r in runs] == ["kicks-2"]  # the record follows the rename
     missing = distill(home, "models", "rm", "kicks")
     assert missing.returncode == 2 and "no model named 'kicks'" in missing.stdout
 

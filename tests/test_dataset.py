@@ -25,7 +25,9 @@ def test_bad_files_are_skipped_and_named_and_the_rest_used(tmp_path: Path) -> No
         assert word in reasons[name], (name, reasons[name])
 
 
-def test_every_usable_file_has_a_finite_mel_of_the_right_shape(sounds: Path, tmp_path: Path) -> None:
+def test_every_usable_file_has_a_finite_mel_of_the_right_shape(
+    sounds: Path, tmp_path: Path
+) -> None:
     report = scan_dataset(sounds, TINY_MEL, tmp_path / "cache")
     for sound in report.usable:
         mel = sound.load_mel()
@@ -35,7 +37,9 @@ def test_every_usable_file_has_a_finite_mel_of_the_right_shape(sounds: Path, tmp
     assert report.total_seconds > 2.0
 
 
-def test_second_scan_reads_the_cache_without_decoding(sounds: Path, tmp_path: Path, monkeypatch) -> None:
+def test_second_scan_reads_the_cache_without_decoding(
+    sounds: Path, tmp_path: Path, monkeypatch
+) -> None:
     first = scan_dataset(sounds, TINY_MEL, tmp_path / "cache")
     assert first.cache_hits == 0
 

@@ -66,8 +66,12 @@ def tmpfs_at(tmp_path: Path):
 def request(dataset: Path, epochs: int) -> TrainRequest:
     return TrainRequest(
         dataset=str(dataset),
-        settings={"epochs": epochs, "batch_size": 4, "min_steps_per_epoch": 2,
-                  "preview_every": 10**6},  # fmt: skip
+        settings={
+            "epochs": epochs,
+            "batch_size": 4,
+            "min_steps_per_epoch": 2,
+            "preview_every": 10**6,
+        },  # fmt: skip
         overrides=TINY_MODEL,
         mel=TINY_MEL.to_dict(),
     )

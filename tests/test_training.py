@@ -164,9 +164,7 @@ def test_resume_from_an_epoch_checkpoint_matches_an_uninterrupted_run(
     train_vqvae(first_half, lambda event: None)
     second_half: list = []
     settings = dataclasses.replace(first_half.settings, epochs=2)
-    train_vqvae(
-        dataclasses.replace(first_half, settings=settings, resume=True), second_half.append
-    )
+    train_vqvae(dataclasses.replace(first_half, settings=settings, resume=True), second_half.append)
     last_straight, last_resumed = of(straight, EpochMetrics)[-1], of(second_half, EpochMetrics)[-1]
     assert last_resumed.epoch == 1
     if not torch.cuda.is_available():  # bit for bit on CPU

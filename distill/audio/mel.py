@@ -149,9 +149,7 @@ def _center_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
 def _stft(x: torch.Tensor, n_fft: int, hop_length: int, window: torch.Tensor) -> torch.Tensor:
     """Complex STFT of (batch, samples), equivalent to center=True, pad_mode='reflect'."""
     padded = _center_pad(x, n_fft // 2)
-    return torch.stft(
-        padded, n_fft, hop_length, window=window, center=False, return_complex=True
-    )
+    return torch.stft(padded, n_fft, hop_length, window=window, center=False, return_complex=True)
 
 
 class MelSpectrogram(torch.nn.Module):
@@ -216,9 +214,7 @@ def mel_to_audio(
     mel = torch.exp(log_mel.to(torch.float32))
     pinv = _filterbank_pinv(config).to(mel.device)
     magnitude = torch.clamp(torch.matmul(pinv, mel), min=0.0)
-    return griffin_lim(
-        magnitude, config.n_fft, config.hop_length, n_iter, momentum, length, seed
-    )
+    return griffin_lim(magnitude, config.n_fft, config.hop_length, n_iter, momentum, length, seed)
 
 
 def griffin_lim(

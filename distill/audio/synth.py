@@ -47,9 +47,15 @@ def make_demo_set(folder: Path | str, count: int = 12, seed: int = 0) -> list[Pa
         sr = rates[i % len(rates)]
         kind = i % 4
         if kind == 0:
-            audio, name = tone(110 * 2 ** (rng.integers(0, 24) / 12), rng.uniform(0.4, 2.0), sr), "tone"
+            audio, name = (
+                tone(110 * 2 ** (rng.integers(0, 24) / 12), rng.uniform(0.4, 2.0), sr),
+                "tone",
+            )
         elif kind == 1:
-            audio, name = chirp(rng.uniform(100, 400), rng.uniform(1000, 5000), rng.uniform(0.5, 2.5), sr), "chirp"
+            audio, name = (
+                chirp(rng.uniform(100, 400), rng.uniform(1000, 5000), rng.uniform(0.5, 2.5), sr),
+                "chirp",
+            )
         elif kind == 2:
             audio, name = noise_burst(rng.uniform(0.2, 1.0), sr, rng), "noise"
         else:

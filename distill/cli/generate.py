@@ -41,16 +41,18 @@ def generate(
     ] = 0,
     top_p: Annotated[
         float,
-        typer.Option(min=0.0, max=1.0, help="Draw from the likeliest codes making up this much probability (1 = all)."),
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Draw from the likeliest codes making up this much probability (1 = all).",
+        ),
     ] = 1.0,
     seed: Annotated[int, typer.Option(help="Clip i uses seed + i: same seed, same sound.")] = 0,
     out: Annotated[
         Path | None,
         typer.Option(help="Folder for the WAVs (default: DISTILL_HOME/generated/MODEL/TIME)."),
     ] = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print the report as JSON.")
-    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Generate new sounds with a model's prior; prints where they are and how new they are."""
     try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from distill.cli import generate, models, runs, train, train_prior
+from distill.cli import generate, models, runs, serve, train, train_prior
 
 app = typer.Typer(
     name="distill",
@@ -19,6 +19,7 @@ app = typer.Typer(
 app.command("train")(train.train)
 app.command("train-prior")(train_prior.train_prior)
 app.command("generate")(generate.generate)
+app.command("serve")(serve.serve)
 app.add_typer(models.app, name="models")
 app.add_typer(runs.app, name="runs")
 

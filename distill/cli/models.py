@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from rich.table import Table
 
 from distill.cli.render import health_table
 from distill.core.events import LevelHealth
+from distill.core.store import Store
 from distill.models.library import (
     delete_model,
     export_model,
@@ -23,6 +25,7 @@ from distill.models.library import (
     resolve_model,
 )
 from distill.models.model_file import ModelFileError
+from distill.paths import data_home, database_path
 
 app = typer.Typer(help="The model library: list, show, import, export, rename, rm.")
 console = Console()
@@ -97,6 +100,7 @@ def list_command(json_output: Annotated[bool, typer.Option("--json")] = False) -
 def rm(name: Annotated[str, typer.Argument(help="A model name in the library.")]) -> None:
     """Delete a model from the library."""
     path = _or_exit(lambda: delete_model(name))
+    asyncio.run(_in_store(lambda store: store.forget_model(name)))
     console.print(f"deleted {path}")
 
 
@@ -104,6 +108,7 @@ def rm(name: Annotated[str, typer.Argument(help="A model name in the library.")]
 def rename(old: str, new: str) -> None:
     """Give a library model a new name."""
     path = _or_exit(lambda: rename_model(old, new))
+    asyncio.run(_in_store(lambda store: store.rename_model(old, path.stem, str(path))))
     console.print(f"renamed {old} -> {path.stem} ({path})")
 
 
@@ -209,3 +214,12 @@ def _sparkline(values: list[float]) -> str:
     low, high = min(values), max(values)
     span = (high - low) or 1.0
     return "".join(bars[int((v - low) / span * (len(bars) - 1))] for v in values)
+
+
+async def _in_store(change: Callable[[Store], Any]) -> None:
+    """Runs that made a renamed or deleted model follow it in the record."""
+    database = database_path(data_home())
+    if not database.exists():
+        return
+    async with await Store.open(database) as store:
+        await change(store)

@@ -105,9 +105,12 @@ def codes_table(codes: CodesExtracted) -> Table:
     )
     table.add_row("codes", f"{codes.train_tokens} train, {codes.val_tokens} validation (audible)")
     table.add_row(
-        "window", f"{codes.context_steps} steps x {codes.rvq_levels} levels of {codes.codebook_size} codes"
+        "window",
+        f"{codes.context_steps} steps x {codes.rvq_levels} levels of {codes.codebook_size} codes",
     )
-    table.add_row("memorization warning", f"validation perplexity under {codes.memorization_threshold:g}")
+    table.add_row(
+        "memorization warning", f"validation perplexity under {codes.memorization_threshold:g}"
+    )
     return table
 
 

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from distill.cli.follow import EXIT_BAD_INPUT, exit_code, render_stream
+from distill.cli.remote import Remote, RemoteError, find_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer, health_table
 from distill.core.core import Core, RunError
 from distill.core.events import LevelHealth
@@ -105,14 +106,18 @@ def cancel(run_id: str) -> None:
         async with Core(data_home()) as core:
             await core.cancel(run_id)
 
+    remote = find_server(data_home())
     try:
-        asyncio.run(go())
-    except RunError as error:
+        asyncio.run(remote.cancel(run_id) if remote else go())
+    except (RunError, RemoteError) as error:
         _bad_input(str(error))
     console.print(f"asked run {run_id} to stop; it checkpoints at the next step")
 
 
 async def _follow(run_id: str, render, resume: bool) -> int:
+    remote = await asyncio.to_thread(find_server, data_home())
+    if remote is not None:
+        return await _follow_remote(remote, run_id, render, resume)
     async with Core(data_home()) as core:
         try:
             after = 0
@@ -127,6 +132,18 @@ async def _follow(run_id: str, render, resume: bool) -> int:
         return exit_code(terminal)
 
 
+async def _follow_remote(remote: Remote, run_id: str, render, resume: bool) -> int:
+    """A server is running: follow (or resume) the run through it."""
+    try:
+        after = await remote.resume(run_id) if resume else 0
+        events = remote.follow(run_id, after_seq=after)
+        terminal = await render_stream(events, render, lambda: remote.cancel(run_id), console)
+    except RemoteError as error:
+        console.print(f"[bold red]error:[/] {error}")
+        return EXIT_BAD_INPUT
+    return exit_code(terminal)
+
+
 async def _read(query):
     store = await Store.open(database_path(data_home()))
     try:
@@ -137,7 +154,9 @@ async def _read(query):
 
 def _print_report(data: dict[str, Any]) -> None:
     console.rule(f"run {data['run_id']}")
-    console.print(f"status: {_status(data['status'])}" + (f" ({data['error']})" if data.get("error") else ""))
+    console.print(
+        f"status: {_status(data['status'])}" + (f" ({data['error']})" if data.get("error") else "")
+    )
     console.print(f"dataset: {data['dataset']}")
     console.print(f"created {_when(data['created'])}, finished {_when(data.get('finished'))}")
     metrics = data["epoch_metrics"]
@@ -153,11 +172,15 @@ def _print_report(data: dict[str, Any]) -> None:
     best = data.get("best_epoch")
     levels = [h for h in data["codebook_health"] if h["epoch"] == best]
     if levels:
-        health = [LevelHealth(**{k: h[k] for k in LevelHealth.__dataclass_fields__}) for h in levels]
+        health = [
+            LevelHealth(**{k: h[k] for k in LevelHealth.__dataclass_fields__}) for h in levels
+        ]
         console.print(health_table(health, title=f"codebook health (epoch {best + 1}, validation)"))
     prior_metrics = data["prior_epoch_metrics"]
     if prior_metrics:
-        table = Table("epoch", "train loss", "val loss", "val perplexity", "seconds", title="prior epochs")
+        table = Table(
+            "epoch", "train loss", "val loss", "val perplexity", "seconds", title="prior epochs"
+        )
         for m in prior_metrics:
             best = " *" if m["epoch"] == data.get("best_epoch") else ""
             table.add_row(
@@ -170,7 +193,9 @@ def _print_report(data: dict[str, Any]) -> None:
     if data.get("model_path"):
         console.print(f"model: [bold]{data['model_path']}[/]")
     elif data.get("checkpoint_path"):
-        console.print(f"checkpoint: {data['checkpoint_path']} (distill runs resume {data['run_id']})")
+        console.print(
+            f"checkpoint: {data['checkpoint_path']} (distill runs resume {data['run_id']})"
+        )
 
 
 def _when(ts: float | None) -> str:

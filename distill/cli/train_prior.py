@@ -31,7 +31,9 @@ def train_prior(
     ] = PriorSettings.epochs,
     hidden_size: Annotated[
         int | None,
-        typer.Option(min=8, help="Transformer width (default: 128/256/512 for <=20/<=100/more files)."),
+        typer.Option(
+            min=8, help="Transformer width (default: 128/256/512 for <=20/<=100/more files)."
+        ),
     ] = None,
     layers: Annotated[
         int | None, typer.Option(min=1, help="Transformer blocks (default: 2/4/6).")

@@ -291,7 +291,9 @@ class Core:
 
 
 def _public_config(spec: dict[str, Any]) -> dict[str, Any]:
-    return {k: spec[k] for k in ("settings", "overrides", "model_path", "rate", "seconds") if k in spec}
+    return {
+        k: spec[k] for k in ("settings", "overrides", "model_path", "rate", "seconds") if k in spec
+    }
 
 
 def _alive(pid: int) -> bool:

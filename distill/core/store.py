@@ -320,6 +320,25 @@ class Store:
         if changed == 0:
             raise UnknownRun(f"no run {run_id!r}")
 
+    async def rename_model(self, name: str, new_name: str, new_path: str) -> None:
+        """The library renamed a model's file: its row and the runs that made it follow."""
+        await self._write(
+            [
+                (
+                    "UPDATE models SET name = ?, path = ? WHERE name = ?",
+                    (new_name, new_path, name),
+                ),
+                (
+                    "UPDATE runs SET model_name = ?, model_path = ? WHERE model_name = ?",
+                    (new_name, new_path, name),
+                ),
+            ]
+        )
+
+    async def forget_model(self, name: str) -> None:
+        """The library deleted a model's file; its runs keep their history."""
+        await self._write([("DELETE FROM models WHERE name = ?", (name,))])
+
     async def _write(self, statements: Sequence[_Statement]) -> int:
         """Run statements in one transaction on the writer; return the rows changed.
 
@@ -358,6 +377,18 @@ class Store:
             Event(row["run_id"], row["seq"], row["kind"], json.loads(row["payload"]), row["ts"])
             for row in rows
         ]
+
+    async def latest_event(self, run_id: str, kind: str) -> Event | None:
+        """The run's newest event of one kind: a page shows the latest scan, step, preview."""
+        rows = await self._read(
+            "SELECT run_id, seq, kind, payload, ts FROM events"
+            " WHERE run_id = ? AND kind = ? ORDER BY seq DESC LIMIT 1",
+            (run_id, kind),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return Event(row["run_id"], row["seq"], row["kind"], json.loads(row["payload"]), row["ts"])
 
     async def last_seq(self, run_id: str) -> int:
         """The highest seq stored for the run; 0 when it has none."""

@@ -249,7 +249,7 @@ def _train(
 
 
 def training_device(name: str) -> torch.device:
-    """"auto" picks CUDA when there is one; asking for CUDA without one is an error."""
+    """ "auto" picks CUDA when there is one; asking for CUDA without one is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():

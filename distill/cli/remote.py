@@ -1,0 +1,121 @@
+"""The CLI as a client of a running `distill serve`: submit over HTTP, follow its WebSocket.
+
+`distill train`, `distill runs follow/cancel/resume` look for a live server through the
+discovery file first; with one, the run is the server's (it shows in the dashboard and
+goes on when the command returns); without one, they run an in-process core as before.
+Events arrive as JSON and become the same `Event`s the in-process core yields, so one
+renderer (cli/render.py) draws both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from distill.core.core import TrainRequest
+from distill.core.events import TERMINAL_KINDS, Event
+from distill.server.discovery import ServerInfo, read_server_file
+
+RESYNC = 4000  # the server dropped us for falling behind: reconnect from the last seq
+MAX_RECONNECTS = 5  # in a row without an event in between
+
+
+class RemoteError(Exception):
+    """The server refused a request; the message is its reason."""
+
+
+class Remote:
+    """One running server, found through its discovery file."""
+
+    def __init__(self, info: ServerInfo) -> None:
+        self.info = info
+        self.headers = {"Authorization": f"Bearer {info.token}"} if info.token else {}
+
+    def _client(self, timeout: float = 30.0) -> httpx.AsyncClient:
+        # trust_env=False: a proxy set in the environment must not see a loopback request.
+        return httpx.AsyncClient(
+            base_url=self.info.url, headers=self.headers, timeout=timeout, trust_env=False
+        )
+
+    async def _post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        async with self._client() as client:
+            response = await client.post(path, json=body or {})
+        data = response.json()
+        if response.status_code >= 400:
+            raise RemoteError(data.get("error", f"HTTP {response.status_code}"))
+        return data
+
+    async def alive(self) -> bool:
+        try:
+            async with self._client(timeout=3.0) as client:
+                response = await client.get("/api/health")
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    async def submit(self, request: TrainRequest) -> str:
+        return (await self._post("/api/runs", asdict(request)))["run_id"]
+
+    async def cancel(self, run_id: str) -> None:
+        await self._post(f"/api/runs/{run_id}/cancel")
+
+    async def resume(self, run_id: str) -> int:
+        """Resume the run; returns the seq its resumed attempt's events follow."""
+        return (await self._post(f"/api/runs/{run_id}/resume"))["after_seq"]
+
+    async def follow(self, run_id: str, after_seq: int = 0) -> AsyncIterator[Event]:
+        """Every event after `after_seq`, to the run's end; reconnects from the last seq."""
+        last = after_seq
+        failures = 0
+        while True:
+            url = f"{self.info.ws_url}/ws/runs/{run_id}/events?after={last}"
+            try:
+                async with connect(url, additional_headers=self.headers, proxy=None) as ws:
+                    async for message in ws:
+                        data = Event(**_event_fields(message))
+                        if data.seq <= last:
+                            continue
+                        failures = 0
+                        last = data.seq
+                        yield data
+                        if data.kind in TERMINAL_KINDS:
+                            return
+                    code, reason = ws.close_code, ws.close_reason
+            except ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd else None
+                reason = closed.rcvd.reason if closed.rcvd else "connection lost"
+            except InvalidStatus as error:
+                raise RemoteError(f"the server refused the stream ({error})") from None
+            except OSError as error:
+                code, reason = None, str(error)
+            if code == 1000:
+                return  # the run had ended before our seq
+            if code == 1008:
+                raise RemoteError(reason)
+            failures += 1
+            if failures > MAX_RECONNECTS or (code != RESYNC and not await self.alive()):
+                raise RemoteError(f"lost the server's event stream: {reason}")
+
+
+def _event_fields(message: str | bytes) -> dict[str, Any]:
+    import json
+
+    data = json.loads(message)
+    return {k: data[k] for k in ("run_id", "seq", "kind", "payload", "ts")}
+
+
+def find_server(home: Path) -> Remote | None:
+    """The live server for this data directory, or None."""
+    import asyncio
+
+    info = read_server_file(home)
+    if info is None:
+        return None
+    remote = Remote(info)
+    return remote if asyncio.run(remote.alive()) else None

@@ -1,0 +1,124 @@
+"""The JSON API and the WebSocket endpoints: what `distill` in a terminal talks to.
+
+JSON in, JSON out, errors as {"error": "..."} with a 4xx status. The CLI submits a run
+with POST /api/runs and follows it on /ws/runs/{id}/events.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.websockets import WebSocket
+
+from distill.core.core import RunError, TrainRequest
+from distill.server.inputs import InputError, api_request, confine_dataset
+from distill.server.live import serve_client
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"ok": True, "pid": os.getpid()})
+
+
+async def list_runs(request: Request) -> Response:
+    params = request.query_params
+    runs = await request.app.state.core.store.runs(
+        status=params.get("status") or None, dataset=params.get("dataset") or None
+    )
+    return JSONResponse([_public(r) for r in runs])
+
+
+async def get_run(request: Request) -> Response:
+    store = request.app.state.core.store
+    run_id = request.path_params["run_id"]
+    run = await store.run(run_id)
+    if run is None:
+        return _error(f"no run {run_id!r}", 404)
+    return JSONResponse({**_public(run), "epoch_metrics": await store.epoch_metrics(run_id)})
+
+
+async def submit_run(request: Request) -> Response:
+    try:
+        body = api_request(await _json(request))
+        folder = confine_dataset(str(body.get("dataset", "")), request.app.state.settings)
+        train = TrainRequest(
+            str(folder),
+            body.get("model_name"),
+            body.get("settings", {}),
+            body.get("overrides", {}),
+            body.get("mel", {}),
+        )
+        run_id = await request.app.state.core.submit_training(train)
+    except InputError as error:
+        return _error(str(error), error.status)
+    except RunError as error:
+        return _error(str(error), 409)
+    return JSONResponse({"run_id": run_id}, status_code=201)
+
+
+async def cancel_run(request: Request) -> Response:
+    run_id = request.path_params["run_id"]
+    try:
+        await request.app.state.core.cancel(run_id)
+    except RunError as error:
+        return _error(str(error), 409)
+    return JSONResponse({"run_id": run_id}, status_code=202)
+
+
+async def resume_run(request: Request) -> Response:
+    """Resume; `after_seq` is where the resumed attempt's events begin, for following."""
+    core = request.app.state.core
+    run_id = request.path_params["run_id"]
+    try:
+        after = await core.store.last_seq(run_id)
+        await core.resume(run_id)
+    except RunError as error:
+        return _error(str(error), 409)
+    return JSONResponse({"run_id": run_id, "after_seq": after}, status_code=202)
+
+
+async def home_stream(ws: WebSocket) -> None:
+    streams = ws.app.state.streams
+    await serve_client(ws, _limit(ws), streams.stats, streams.home)
+
+
+async def run_page_stream(ws: WebSocket) -> None:
+    streams = ws.app.state.streams
+    run_id, after = ws.path_params["run_id"], _after(ws)
+    await serve_client(
+        ws, _limit(ws), streams.stats, lambda client: streams.run_page(client, run_id, after)
+    )
+
+
+async def run_event_stream(ws: WebSocket) -> None:
+    streams = ws.app.state.streams
+    run_id, after = ws.path_params["run_id"], _after(ws)
+    await serve_client(
+        ws, _limit(ws), streams.stats, lambda client: streams.run_events(client, run_id, after)
+    )
+
+
+def _after(ws: WebSocket) -> int:
+    raw = ws.query_params.get("after", "0")
+    return int(raw) if raw.isdigit() else 0
+
+
+def _limit(ws: WebSocket) -> int:
+    return ws.app.state.settings.ws_max_message_bytes
+
+
+async def _json(request: Request):
+    try:
+        return json.loads(await request.body())
+    except ValueError:
+        raise InputError("the body is not valid JSON") from None
+
+
+def _public(run: dict) -> dict:
+    return {k: v for k, v in run.items() if k != "spec"}
+
+
+def _error(message: str, status: int) -> Response:
+    return JSONResponse({"error": message}, status_code=status)

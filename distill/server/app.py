@@ -1,0 +1,114 @@
+"""The Starlette app: one core per server, routes in one list, the guard in front.
+
+`create_app(settings)` is all a caller needs: the lifespan starts the core (store, bus,
+runner) on the server's own loop and stops it on the way out, so running jobs
+checkpoint and every event is flushed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+import distill
+from distill.core.core import Core
+from distill.models.health import LOW_UTILIZATION
+from distill.server import api, library, pages
+from distill.server.discovery import remove_server_file
+from distill.server.helper import Helper
+from distill.server.live import Streams
+from distill.server.security import Guard
+from distill.server.settings import ServerSettings
+from distill.server.views import short_path
+
+WEB_DIR = Path(distill.__file__).parent / "web"  # a link to ../web in a checkout
+
+
+def templates() -> Jinja2Templates:
+    env = Environment(
+        loader=FileSystemLoader(WEB_DIR / "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(pct=_pct, num=_num, when=_when, short_path=short_path)
+    env.globals["low_utilization"] = LOW_UTILIZATION
+    return Jinja2Templates(env=env)
+
+
+def create_app(settings: ServerSettings) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        core = Core(settings.home, concurrency=settings.concurrency)
+        await core.start()
+        app.state.core = core
+        app.state.helper = Helper()
+        app.state.streams = Streams(core, lambda name, ctx: tpl.get_template(name).render(ctx))
+        try:
+            yield
+        finally:
+            # Here, not after uvicorn returns: on SIGTERM uvicorn re-raises the signal
+            # once shut down, and the process ends before any later cleanup.
+            remove_server_file(settings.home, os.getpid())
+            await app.state.helper.close()
+            await core.stop()
+
+    tpl = templates()
+    routes = [
+        Route("/", pages.home, name="home"),
+        Route("/new", pages.new_run, name="new_run"),
+        Route("/new/scan", pages.scan_folder, methods=["POST"], name="scan_folder"),
+        Route("/new/upload", pages.upload_sounds, methods=["POST"], name="upload_sounds"),
+        Route("/runs", pages.runs_list, name="runs"),
+        Route("/runs", pages.start_run, methods=["POST"], name="start_run"),
+        Route("/runs/{run_id}", pages.run_page, name="run"),
+        Route("/runs/{run_id}/cancel", pages.cancel_run, methods=["POST"], name="cancel_run"),
+        Route("/runs/{run_id}/resume", pages.resume_run, methods=["POST"], name="resume_run"),
+        Route("/runs/{run_id}/files/{path:path}", pages.run_file, name="run_file"),
+        Route("/models", library.models_page, name="models"),
+        Route("/models/import", library.import_model, methods=["POST"], name="import_model"),
+        Route("/models/{name}/download", library.download_model, name="download_model"),
+        Route("/models/{name}/rename", library.rename_model, methods=["POST"], name="rename_model"),
+        Route("/models/{name}/delete", library.delete_model, methods=["POST"], name="delete_model"),
+        Route("/api/health", api.health),
+        Route("/api/runs", api.list_runs),
+        Route("/api/runs", api.submit_run, methods=["POST"]),
+        Route("/api/runs/{run_id}", api.get_run),
+        Route("/api/runs/{run_id}/cancel", api.cancel_run, methods=["POST"]),
+        Route("/api/runs/{run_id}/resume", api.resume_run, methods=["POST"]),
+        WebSocketRoute("/ws/home", api.home_stream),
+        WebSocketRoute("/ws/runs/{run_id}", api.run_page_stream),
+        WebSocketRoute("/ws/runs/{run_id}/events", api.run_event_stream),
+        Mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(Guard, settings=settings)],
+        lifespan=lifespan,
+        exception_handlers=pages.EXCEPTION_HANDLERS,
+    )
+    app.state.settings = settings
+    app.state.templates = tpl
+    return app
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts else "-"

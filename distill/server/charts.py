@@ -1,0 +1,118 @@
+"""Loss curves as server-rendered SVG: numbers in, polyline coordinates out.
+
+The template `_chart.html` draws what `line_chart` returns, so the first paint and every
+live update draw a chart the same way, and the browser needs no chart library.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+WIDTH, HEIGHT = 640, 240
+PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 56, 12, 12, 28
+
+
+@dataclass(frozen=True)
+class Series:
+    """One line: its legend label, CSS class, and a value per epoch (None where missing)."""
+
+    label: str
+    css: str
+    values: list[float | None]
+
+
+@dataclass(frozen=True)
+class Line:
+    label: str
+    css: str
+    points: str  # "x,y x,y ..." in SVG coordinates
+    last: float | None  # the newest value, for the legend
+
+
+@dataclass(frozen=True)
+class Tick:
+    at: float  # SVG coordinate along the axis
+    label: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    width: int
+    height: int
+    lines: list[Line]
+    x_ticks: list[Tick]
+    y_ticks: list[Tick]
+    left: int
+    right: int
+    top: int
+    bottom: int
+
+    @property
+    def empty(self) -> bool:
+        return not any(line.points for line in self.lines)
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def line_chart(series: list[Series], width: int = WIDTH, height: int = HEIGHT) -> Chart:
+    """Scale every series into one plot: x is the epoch (1-based), y shares one range."""
+    values = [v for s in series for v in s.values if _finite(v)]
+    count = max((len(s.values) for s in series), default=0)
+    left, right = PAD_LEFT, width - PAD_RIGHT
+    top, bottom = PAD_TOP, height - PAD_BOTTOM
+    if not values:
+        return Chart(width, height, [Line(s.label, s.css, "", None) for s in series], [], [],
+                     left, right, top, bottom)  # fmt: skip
+    low, high = min(values), max(values)
+    if high - low < 1e-9:
+        low, high = low - 0.5, high + 0.5
+    span = high - low
+    low, high = low - 0.05 * span, high + 0.05 * span
+
+    def x_of(index: int) -> float:
+        return left + (right - left) * (index / (count - 1) if count > 1 else 0.5)
+
+    def y_of(value: float) -> float:
+        return bottom - (bottom - top) * (value - low) / (high - low)
+
+    lines = []
+    for s in series:
+        points = " ".join(
+            f"{x_of(i):.1f},{y_of(v):.1f}" for i, v in enumerate(s.values) if _finite(v)
+        )
+        finite = [v for v in s.values if _finite(v)]
+        lines.append(Line(s.label, s.css, points, finite[-1] if finite else None))
+    step = max(1, math.ceil(count / 10))
+    x_ticks = [Tick(x_of(i), str(i + 1)) for i in range(0, count, step)]
+    y_ticks = [Tick(y_of(low + (high - low) * k / 4), f"{low + (high - low) * k / 4:.3g}")
+               for k in range(5)]  # fmt: skip
+    return Chart(width, height, lines, x_ticks, y_ticks, left, right, top, bottom)
+
+
+def run_loss_chart(epochs: list[dict]) -> Chart:
+    """A run's train, validation and commitment loss per epoch (rows of epoch_metrics)."""
+    return line_chart(
+        [
+            Series("train loss", "train", [e["train_loss"] for e in epochs]),
+            Series("validation loss", "val", [e["val_loss"] for e in epochs]),
+            Series(
+                "commitment loss (validation)", "commit", [e["val_commit_loss"] for e in epochs]
+            ),
+        ]
+    )
+
+
+def overlay_chart(runs: list[tuple[str, list[dict]]]) -> Chart:
+    """Several runs' train and validation loss in one plot, for comparing them."""
+    series = []
+    for index, (label, epochs) in enumerate(runs):
+        series.append(
+            Series(f"{label} validation", f"run{index} val", [e["val_loss"] for e in epochs])
+        )
+        series.append(
+            Series(f"{label} train", f"run{index} train", [e["train_loss"] for e in epochs])
+        )
+    return line_chart(series)

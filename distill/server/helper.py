@@ -1,0 +1,63 @@
+"""Work the server hands to one spawned helper process: dataset scans.
+
+A scan decodes every file of a folder (seconds of CPU for a few hundred sounds); run on
+the server's event loop it would stall every live stream. The helper is one spawned
+process (never forked: torch), started on first use, restarted if it dies.
+
+`scan_folder` runs in the helper; it takes and returns plain data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+
+class Helper:
+    """One helper process; `call` runs a function of this module there."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def call(self, fn, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        for attempt in (1, 2):
+            if self._pool is None:
+                context = multiprocessing.get_context("spawn")
+                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+            try:
+                return await loop.run_in_executor(self._pool, fn, *args)
+            except BrokenProcessPool:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)
+
+
+def scan_folder(dataset: str, cache_dir: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The preflight a run would do: {"scan": DatasetScanned fields} or {"error": why}."""
+    from distill.audio.dataset import DatasetError
+    from distill.training.vqvae import TrainSettings, TrainSpec, preflight_event, prepare_data
+
+    spec = TrainSpec(
+        dataset=Path(dataset),
+        run_dir=Path(cache_dir) / "unused",
+        model_path=Path(cache_dir) / "unused.distill",
+        cache_dir=Path(cache_dir),
+        settings=TrainSettings(),
+        overrides=overrides,
+    )
+    try:
+        return {"scan": preflight_event(prepare_data(spec)).to_dict()}
+    except (DatasetError, ValueError) as error:
+        return {"error": str(error)}

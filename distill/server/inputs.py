@@ -1,0 +1,171 @@
+"""What the server accepts from a user: dataset folders, uploads, training options.
+
+Every check here turns bad input into an `InputError` with a message a person can act on;
+nothing from a request reaches the file system or the core unchecked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.types import Message, Receive
+
+from distill.models.config import MAX_RVQ_LEVELS, MIN_RVQ_LEVELS, VQVAEConfig
+from distill.paths import check_model_name
+from distill.server.settings import ServerSettings
+from distill.training.settings import TrainSettings
+
+MAX_EPOCHS = 1000
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
+TRAIN_SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainSettings))
+MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(VQVAEConfig)) - {"mel"}
+
+
+class InputError(ValueError):
+    """A request the server refuses, with the reason to show the user."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BodyTooLarge(InputError):
+    """The request body is over the upload limit."""
+
+
+def confine_dataset(raw: str, settings: ServerSettings) -> Path:
+    """A folder path from a user: resolved (symlinks too) and inside an allowed root."""
+    text = (raw or "").strip()
+    if not text:
+        raise InputError("give the path of a folder of sounds on this machine")
+    if "\x00" in text:
+        raise InputError("that path has a NUL character in it")
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        raise InputError(f"{text!r} is not an absolute path: start it with / or ~")
+    resolved = path.resolve()
+    if not any(resolved.is_relative_to(root) for root in settings.allowed_roots):
+        roots = ", ".join(str(r) for r in settings.allowed_roots)
+        raise InputError(
+            f"{resolved} is outside the folders this server may read ({roots}); "
+            "start `distill serve --allow-root FOLDER` to add one",
+            status=403,
+        )
+    if not resolved.is_dir():
+        raise InputError(f"{resolved} is not a folder")
+    return resolved
+
+
+def limited(receive: Receive, max_bytes: int) -> Receive:
+    """`receive` that raises BodyTooLarge once the body passes `max_bytes`."""
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > max_bytes:
+                raise BodyTooLarge(_too_large(max_bytes), status=413)
+        return message
+
+    return wrapped
+
+
+def check_length(request: Request, max_bytes: int) -> None:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > max_bytes:
+        raise BodyTooLarge(_too_large(max_bytes), status=413)
+
+
+def _too_large(max_bytes: int) -> str:
+    return f"the upload is larger than this server accepts ({max_bytes / 1024**2:.0f} MiB at most)"
+
+
+async def save_uploads(files: list[UploadFile], settings: ServerSettings) -> Path:
+    """Write uploaded sounds into a new folder under the data directory; names made safe."""
+    if not files:
+        raise InputError("choose at least one sound file to upload")
+    if len(files) > settings.max_upload_files:
+        raise InputError(f"too many files: {settings.max_upload_files} at most per upload")
+    folder = settings.uploads_dir / secrets.token_hex(6)
+    folder.mkdir(parents=True)
+    used: set[str] = set()
+    for index, upload in enumerate(files):
+        name = safe_file_name(upload.filename or "", f"sound-{index + 1}")
+        while name.lower() in used:
+            name = f"{index + 1}-{name}"
+        used.add(name.lower())
+        with open(folder / name, "xb") as out:
+            while chunk := await upload.read(1 << 20):
+                out.write(chunk)
+    return folder
+
+
+def safe_file_name(name: str, fallback: str) -> str:
+    """The last part of a client's file name, with only plain characters, never hidden."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = _SAFE_NAME.sub("_", base).strip(" .")[:120]
+    return base or fallback
+
+
+def train_options(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """(settings, overrides, model name) from the new-run form's fields, checked."""
+    levels = _int(form.get("rvq_levels", 3), "RVQ levels", MIN_RVQ_LEVELS, MAX_RVQ_LEVELS)
+    epochs = _int(form.get("epochs", TrainSettings.epochs), "epochs", 1, MAX_EPOCHS)
+    try:
+        weight = float(form.get("commitment_weight", 0.25))
+    except (TypeError, ValueError):
+        raise InputError("the commitment weight must be a number, like 0.25") from None
+    if not 0 <= weight <= 10:
+        raise InputError("the commitment weight must be between 0 and 10")
+    name = (form.get("model_name") or "").strip() or None
+    return (
+        {"epochs": epochs},
+        {"rvq_levels": levels, "commitment_weight": weight},
+        _model_name(name),
+    )
+
+
+def api_request(body: Any) -> dict[str, Any]:
+    """A JSON TrainRequest from the API: known fields only, so a typo is an error here."""
+    if not isinstance(body, dict):
+        raise InputError('send a JSON object: {"dataset": "/path/to/sounds", ...}')
+    unknown = set(body) - {"dataset", "model_name", "settings", "overrides", "mel"}
+    if unknown:
+        raise InputError(f"unknown fields: {', '.join(sorted(unknown))}")
+    for key, known in (("settings", TRAIN_SETTINGS_FIELDS), ("overrides", MODEL_FIELDS)):
+        value = body.get(key, {})
+        if not isinstance(value, dict):
+            raise InputError(f"{key} must be an object")
+        if set(value) - known:
+            raise InputError(f"unknown {key}: {', '.join(sorted(set(value) - known))}")
+    if not isinstance(body.get("mel", {}), dict):
+        raise InputError("mel must be an object")
+    _model_name(body.get("model_name"))
+    return body
+
+
+def _model_name(name: str | None) -> str | None:
+    if name is None:
+        return None
+    try:
+        return check_model_name(name)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+
+
+def _int(value: Any, what: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be a whole number") from None
+    if not low <= number <= high:
+        raise InputError(f"{what} must be {low} to {high}")
+    return number

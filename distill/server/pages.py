@@ -1,0 +1,189 @@
+"""The HTML pages and the forms they post: home, new run, run, runs list.
+
+Handlers are thin: read the request, call the core or a view, render a template. Bad
+input comes back as the same page with the reason shown (InputError), never a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+
+from distill.core.core import RunError, TrainRequest
+from distill.core.store import RUN_STATUSES
+from distill.models.config import MAX_RVQ_LEVELS, MIN_RVQ_LEVELS, codebook_size_for
+from distill.paths import mel_cache_dir
+from distill.server import helper
+from distill.server.files import FileRefused
+from distill.server.files import run_file as find_run_file
+from distill.server.inputs import (
+    InputError,
+    check_length,
+    confine_dataset,
+    limited,
+    save_uploads,
+    train_options,
+)
+from distill.server.views import home_context, run_context, runs_context
+from distill.training.settings import TrainSettings
+
+
+def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+    templates = request.app.state.templates
+    return templates.TemplateResponse(request, name, context, status_code=status)
+
+
+async def home(request: Request) -> Response:
+    store = request.app.state.core.store
+    context = await home_context(store)
+    context["models"] = (await store.models())[:10]
+    return render(request, "home.html", context)
+
+
+def _new_run_context(**extra: Any) -> dict[str, Any]:
+    return {
+        "min_levels": MIN_RVQ_LEVELS,
+        "max_levels": MAX_RVQ_LEVELS,
+        "epochs": TrainSettings.epochs,
+        "sizes": [
+            (20, codebook_size_for(20)),
+            (100, codebook_size_for(100)),
+            (None, codebook_size_for(101)),
+        ],
+        **extra,
+    }
+
+
+async def new_run(request: Request) -> Response:
+    return render(request, "new.html", _new_run_context())
+
+
+async def scan_folder(request: Request) -> Response:
+    """The folder-path form: scan it in the helper process and show what training would see."""
+    form = await request.form()
+    try:
+        folder = confine_dataset(str(form.get("dataset", "")), request.app.state.settings)
+    except InputError as error:
+        return render(request, "_scan.html", {"error": str(error)}, error.status)
+    return await _scan(request, str(folder))
+
+
+async def upload_sounds(request: Request) -> Response:
+    """Dropped or chosen files: size and count limits first, then saved and scanned."""
+    settings = request.app.state.settings
+    try:
+        check_length(request, settings.max_upload_bytes)
+        counted = Request(request.scope, limited(request.receive, settings.max_upload_bytes))
+        try:
+            form = await counted.form(max_files=settings.max_upload_files, max_fields=20)
+        except HTTPException as error:  # python-multipart's limits, e.g. too many files
+            raise InputError(f"upload refused: {error.detail}") from None
+        try:
+            files = [f for f in form.getlist("files") if not isinstance(f, str)]
+            folder = await save_uploads(files, settings)
+        finally:
+            await form.close()
+    except InputError as error:
+        return render(request, "_scan.html", {"error": str(error)}, error.status)
+    return await _scan(request, str(folder))
+
+
+async def _scan(request: Request, folder: str) -> Response:
+    home = request.app.state.settings.home
+    result = await request.app.state.helper.call(
+        helper.scan_folder, folder, str(mel_cache_dir(home)), {}
+    )
+    if "error" in result:
+        return render(request, "_scan.html", {"error": result["error"], "dataset": folder}, 400)
+    return render(request, "_scan.html", {"scan": result["scan"], "dataset": folder})
+
+
+async def start_run(request: Request) -> Response:
+    """The new-run form: checked, submitted to the core, then off to the run's page."""
+    form = dict(await request.form())
+    try:
+        folder = confine_dataset(str(form.get("dataset", "")), request.app.state.settings)
+        settings, overrides, name = train_options(form)
+        run_id = await request.app.state.core.submit_training(
+            TrainRequest(str(folder), name, settings, overrides)
+        )
+    except (InputError, RunError) as error:
+        status = getattr(error, "status", 400)
+        return render(request, "new.html", _new_run_context(error=str(error), form=form), status)
+    return RedirectResponse(request.url_for("run", run_id=run_id), status_code=303)
+
+
+async def run_page(request: Request) -> Response:
+    run_id = request.path_params["run_id"]
+    context = await run_context(request.app.state.core.store, run_id)
+    if context is None:
+        raise HTTPException(404, f"no run {run_id!r}")
+    context["last_seq"] = context["run"]["last_seq"]
+    return render(request, "run.html", context)
+
+
+async def cancel_run(request: Request) -> Response:
+    return await _act(request, request.app.state.core.cancel)
+
+
+async def resume_run(request: Request) -> Response:
+    return await _act(request, request.app.state.core.resume)
+
+
+async def _act(request: Request, action) -> Response:
+    run_id = request.path_params["run_id"]
+    try:
+        await action(run_id)
+    except RunError as error:
+        raise HTTPException(409, str(error)) from None
+    return RedirectResponse(request.url_for("run", run_id=run_id), status_code=303)
+
+
+async def run_file(request: Request) -> Response:
+    """A preview WAV or PNG from the run's folder; nothing else, nowhere else."""
+    raw = request.scope.get("raw_path", b"").lower()
+    if b"%2f" in raw or b"%5c" in raw or b"%00" in raw:
+        raise HTTPException(404, "no such file")
+    try:
+        path = find_run_file(
+            request.app.state.settings.home,
+            request.path_params["run_id"],
+            request.path_params["path"],
+        )
+    except FileRefused:
+        raise HTTPException(404, "no such file") from None
+    return FileResponse(path)
+
+
+async def runs_list(request: Request) -> Response:
+    params = request.query_params
+    status = params.get("status") or None
+    if status is not None and status not in RUN_STATUSES:
+        raise HTTPException(400, f"unknown status {status!r}: one of {', '.join(RUN_STATUSES)}")
+    context = await runs_context(
+        request.app.state.core.store,
+        status,
+        params.get("dataset") or None,
+        params.getlist("compare"),
+    )
+    context["statuses"] = RUN_STATUSES
+    return render(request, "runs.html", context)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if request.url.path.startswith("/api/"):
+        from starlette.responses import JSONResponse
+
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+    try:
+        return render(request, "error.html", {"status": exc.status_code, "message": exc.detail},
+                      exc.status_code)  # fmt: skip
+    except Exception:  # noqa: BLE001 - the error page must not fail in turn
+        return HTMLResponse(str(exc.detail), status_code=exc.status_code)
+
+
+EXCEPTION_HANDLERS = {HTTPException: http_error}

@@ -1,0 +1,87 @@
+"""How one `distill serve` is configured: where it listens, who may talk to it, what it accepts.
+
+Plain data, built once by the CLI (or a test) and read by the security middleware, the
+upload and folder routes, and the discovery file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+MAX_UPLOAD_FILES = 500  # the most sounds distill is meant for
+MAX_UPLOAD_BYTES = 1024**3  # one upload request, all files together
+MAX_MODEL_UPLOAD_BYTES = 512 * 1024**2  # one imported .distill file
+WS_MAX_MESSAGE_BYTES = 64 * 1024  # a client never needs to send more than a small JSON
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and "localhost": reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """One server's configuration; `for_host` fills in the token and allowlists."""
+
+    home: Path  # the data directory
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    token: str | None = None  # required on every request when set (always off loopback)
+    allowed_hosts: tuple[str, ...] = ()  # Host header names accepted besides the defaults
+    allowed_roots: tuple[Path, ...] = ()  # folders a dataset path may lie under
+    max_upload_files: int = MAX_UPLOAD_FILES
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
+    max_model_upload_bytes: int = MAX_MODEL_UPLOAD_BYTES
+    ws_max_message_bytes: int = WS_MAX_MESSAGE_BYTES
+    concurrency: int = 1  # training runs at once
+
+    @classmethod
+    def for_host(
+        cls,
+        home: Path,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        token: str | None = None,
+        allowed_hosts: tuple[str, ...] = (),
+        allowed_roots: tuple[Path, ...] = (),
+        **limits,
+    ) -> ServerSettings:
+        """Off loopback a token is required: the one given, else a fresh random one.
+
+        Datasets may always be read from the user's home folder and the data directory
+        (uploads land there); `allowed_roots` and `DISTILL_ALLOWED_ROOTS`
+        (os.pathsep-separated) add more. `DISTILL_ALLOWED_HOSTS` (comma-separated) adds
+        Host names, for deployments behind a proxy.
+        """
+        if token is None and not is_loopback(host):
+            token = secrets.token_urlsafe(24)
+        env_roots = [p for p in os.environ.get("DISTILL_ALLOWED_ROOTS", "").split(os.pathsep) if p]
+        roots = (Path.home(), home, *allowed_roots, *env_roots)
+        roots = tuple(dict.fromkeys(Path(r).expanduser().resolve() for r in roots))
+        env_hosts = [h.strip() for h in os.environ.get("DISTILL_ALLOWED_HOSTS", "").split(",")]
+        hosts = tuple(h.lower() for h in (*allowed_hosts, *env_hosts) if h)
+        return cls(
+            home=Path(home).resolve(),
+            host=host,
+            port=port,
+            token=token,
+            allowed_hosts=hosts,
+            allowed_roots=roots,
+            **limits,
+        )
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where uploaded sounds land, one folder per upload."""
+        return self.home / "uploads"

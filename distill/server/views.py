@@ -1,0 +1,153 @@
+"""What each page and fragment shows, read from SQLite: a page is a few queries.
+
+The run page is cut into parts (status, progress, chart, codebook, warnings, previews,
+scan). Each part is one template fragment `_run_<part>.html` whose root element has the
+id `run-<part>`; the page includes them for the first paint and the live stream renders
+the same fragments again when an event changes them. So a finished run's page, read
+from SQLite, looks exactly like the live one did.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from distill.core.events import (
+    CheckpointSaved,
+    CodebookWarning,
+    DatasetScanned,
+    EpochMetrics,
+    ModelSaved,
+    PreviewReady,
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+    RunInterrupted,
+    RunQueued,
+    RunStarted,
+    StepMetrics,
+)
+from distill.core.store import Store
+from distill.server.charts import overlay_chart, run_loss_chart
+
+RUN_PARTS = ("status", "progress", "chart", "codebook", "warnings", "previews", "scan")
+ACTIVE_STATUSES = ("queued", "running")
+
+# Which parts of the run page an event of each kind changes.
+PARTS_OF_KIND: dict[str, frozenset[str]] = {
+    RunQueued.kind: frozenset({"status", "progress"}),
+    RunStarted.kind: frozenset({"status", "progress"}),
+    DatasetScanned.kind: frozenset({"scan"}),
+    StepMetrics.kind: frozenset({"progress"}),
+    EpochMetrics.kind: frozenset({"progress", "chart", "codebook"}),
+    CodebookWarning.kind: frozenset({"warnings"}),
+    PreviewReady.kind: frozenset({"previews"}),
+    CheckpointSaved.kind: frozenset(),
+    ModelSaved.kind: frozenset({"status"}),
+    RunCompleted.kind: frozenset({"status", "progress"}),
+    RunFailed.kind: frozenset({"status", "progress"}),
+    RunCancelled.kind: frozenset({"status", "progress"}),
+    RunInterrupted.kind: frozenset({"status", "progress"}),
+}
+
+
+async def run_context(
+    store: Store,
+    run_id: str,
+    parts: frozenset[str] | tuple[str, ...] = RUN_PARTS,
+    step: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """The template context for `parts` of one run's page; None if there is no such run.
+
+    `step` is the newest step_metrics payload when the caller already has it (the live
+    stream does), which spares a query.
+    """
+    run = await store.run(run_id)
+    if run is None:
+        return None
+    context: dict[str, Any] = {"run": run, "run_id": run_id}
+    if {"progress", "chart"} & set(parts):
+        epochs = await store.epoch_metrics(run_id)
+        context["epochs"] = epochs
+        context["chart"] = run_loss_chart(epochs)
+    if "progress" in parts:
+        if step is None and run["status"] in ACTIVE_STATUSES:
+            latest = await store.latest_event(run_id, StepMetrics.kind)
+            step = latest.payload if latest else None
+        context["step"] = step if run["status"] in ACTIVE_STATUSES else None
+        context["progress"] = progress_of(run, step)
+    if "codebook" in parts:
+        health = await store.codebook_health(run_id)
+        last = max((h["epoch"] for h in health), default=None)
+        context["levels"] = [h for h in health if h["epoch"] == last]
+        context["levels_epoch"] = last
+    if "warnings" in parts:
+        context["warnings"] = await store.warnings(run_id)
+    if "previews" in parts:
+        preview = await store.latest_event(run_id, PreviewReady.kind)
+        context["preview"] = preview.payload if preview else None
+    if "scan" in parts:
+        scan = await store.latest_event(run_id, DatasetScanned.kind)
+        context["scan"] = scan.payload if scan else None
+    return context
+
+
+def progress_of(run: dict[str, Any], step: dict[str, Any] | None) -> dict[str, Any]:
+    """Share of the run done (0..1) and the words for it, from the run row and last step."""
+    epochs = run.get("epochs") or 0
+    done_epochs = (run["epoch"] + 1) if run.get("epoch") is not None else 0
+    if run["status"] == "completed":
+        return {"fraction": 1.0, "label": f"{epochs} of {epochs} epochs"}
+    fraction = done_epochs / epochs if epochs else 0.0
+    label = f"epoch {min(done_epochs + 1, epochs) if epochs else 1} of {epochs or '?'}"
+    if step is not None and run["status"] in ACTIVE_STATUSES and epochs:
+        within = (step["step"] + 1) / step["steps_per_epoch"]
+        fraction = (step["epoch"] + within) / epochs
+        label = (
+            f"epoch {step['epoch'] + 1} of {epochs}, step {step['step'] + 1}"
+            f" of {step['steps_per_epoch']}, loss {step['loss']:.4f}"
+        )
+    elif run["status"] == "queued":
+        label = "queued: waiting for a worker"
+    return {"fraction": min(max(fraction, 0.0), 1.0), "label": label}
+
+
+async def home_context(store: Store, steps: dict[str, dict[str, Any]] | None = None) -> dict:
+    """Active runs with their progress, and the latest runs."""
+    active = await store.runs(status="running") + await store.runs(status="queued")
+    steps = steps or {}
+    for run in active:
+        step = steps.get(run["run_id"])
+        if step is None:
+            latest = await store.latest_event(run["run_id"], StepMetrics.kind)
+            step = latest.payload if latest else None
+        run["progress"] = progress_of(run, step)
+    return {"active_runs": active, "recent_runs": await store.runs(limit=10)}
+
+
+async def runs_context(
+    store: Store, status: str | None, dataset: str | None, compare: list[str]
+) -> dict[str, Any]:
+    """The runs list with its filters, and up to two runs' curves overlaid."""
+    runs = await store.runs(status=status, dataset=dataset, limit=500)
+    datasets = sorted({d["path"] for d in await store.datasets()} | {r["dataset"] for r in runs})
+    compared = []
+    for run_id in compare[:2]:
+        if await store.run(run_id) is not None:
+            compared.append((run_id, await store.epoch_metrics(run_id)))
+    return {
+        "runs": runs,
+        "datasets": datasets,
+        "status": status or "",
+        "dataset": dataset or "",
+        "compare": [run_id for run_id, _ in compared],
+        "overlay": overlay_chart(compared) if compared else None,
+    }
+
+
+def short_path(path: str | None) -> str:
+    """A folder's last two parts: enough to tell datasets apart in a table."""
+    if not path:
+        return "-"
+    parts = Path(path).parts
+    return str(Path(*parts[-2:])) if len(parts) >= 2 else path

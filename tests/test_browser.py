@@ -1,0 +1,143 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright, a real server.
+
+The dataset is six short generated sounds. Each gives one validation window of under 20
+latent vectors, so every level of a 64-code codebook is under 30% utilization on
+validation from the second epoch on: the codebook warning is certain, not luck.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import write_bad_sounds, write_good_sounds
+
+from distill.server.serve import ServerThread
+from distill.server.settings import ServerSettings
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+SCREENSHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
+DEADLINE_MS = 240_000  # a guard against a hung run, not a speed check
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make install)"),
+]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("browser") / "kicks"
+    write_good_sounds(folder)
+    write_bad_sounds(folder / "bad")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(dataset: Path):
+    settings = ServerSettings.for_host(
+        dataset.parent / "home", "127.0.0.1", 0, allowed_roots=(dataset.parent,)
+    )
+    with ServerThread(settings) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, server: ServerThread):
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(DEADLINE_MS)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    yield page
+    context.close()
+    outside = [url for url in requested if not url.startswith((server.url, server.ws_url))]
+    assert outside == [], f"requests left the machine: {outside}"
+
+
+def shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def test_train_from_the_form_watch_it_listen_and_find_the_model(
+    page, server: ServerThread, dataset: Path
+) -> None:
+    # New run: scan a folder first, then the options.
+    page.goto(server.url + "/new")
+    assert page.locator("text=Fewer levels = faster, more levels = finer detail").count() == 1
+    slider = page.locator("#rvq_levels")
+    assert (slider.get_attribute("min"), slider.get_attribute("max")) == ("2", "4")
+    assert page.input_value("#commitment_weight") == "0.25"
+    assert page.is_disabled("#start")
+    page.fill("#dataset-path", str(dataset))
+    page.click("#scan-button")
+    page.wait_for_selector("#scan-summary")
+    assert "6</strong> usable files" in page.inner_html("#scan-summary")
+    assert "silence.wav" in page.inner_text("#scan") and "silent" in page.inner_text("#scan")
+    assert page.input_value("#codebook_size") == "64"  # chosen from 6 files, read-only
+    assert page.get_attribute("#codebook_size", "readonly") is not None
+    page.fill("#epochs", "2")
+    page.fill("#model_name", "browser-kicks")
+    shot(page, "new-run")
+    page.click("#start")
+    page.wait_for_url("**/runs/*")
+    run_id = page.url.rsplit("/", 1)[-1]
+
+    # The run page fills in live: codebook table, warning, previews.
+    page.wait_for_selector("#run-codebook table.health tbody tr")
+    assert page.locator("#run-codebook tbody tr").count() == 3  # the default 3 levels
+    page.wait_for_selector("#run-warnings li.warning")
+    assert "under 30%" in page.inner_text("#run-warnings")
+    shot(page, "run-live")
+    page.wait_for_selector("#run-status[data-status=completed]")
+    assert page.locator("#run-chart polyline.val").count() == 1
+    preview = page.locator("#run-previews audio.reconstruction").first
+    preview.scroll_into_view_if_needed()
+    preview.click()  # a user gesture, so the browser lets it play
+    played = preview.evaluate(
+        """audio => new Promise((resolve, reject) => {
+            audio.addEventListener("playing", () => resolve(audio.currentSrc));
+            audio.addEventListener("error", () => reject(new Error("audio error " + audio.error.code)));
+            audio.play().catch(reject);
+        })"""
+    )
+    assert played.endswith("_levels_3.wav")
+    levels = page.locator("#run-previews .clip").first.locator(".levels audio")
+    assert levels.count() == 3  # what levels 1, 1..2 and 1..3 sound like
+    shot(page, "run-finished")
+
+    # Read back from SQLite, the finished page looks the same.
+    codebook, warnings = page.inner_html("#run-codebook"), page.inner_html("#run-warnings")
+    page.reload()
+    assert page.inner_html("#run-codebook") == codebook
+    assert page.inner_html("#run-warnings") == warnings
+
+    # The model is in the library.
+    page.click("#model-link")
+    page.wait_for_selector("#model-browser-kicks")
+    card = page.inner_text("#model-browser-kicks")
+    assert "3 RVQ levels × 64 codes" in card and run_id in card
+    shot(page, "models")
+
+    page.goto(server.url + "/runs")
+    page.wait_for_selector(f"text={run_id}")
+    shot(page, "runs")
+    page.goto(server.url + "/")
+    shot(page, "home")

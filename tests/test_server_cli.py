@@ -1,0 +1,137 @@
+"""The CLI through a running `distill serve`: real processes, found through the server file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import wait_until, write_good_sounds
+
+from distill.server.discovery import read_server_file
+
+pytestmark = pytest.mark.slow
+DEADLINE = 240  # seconds: a guard against a hung process, not a speed check
+SMALL = ["--rvq-levels", "2", "--codebook-size", "16", "--batch-size", "4"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cli-server")
+    dataset = base / "sounds"
+    write_good_sounds(dataset)
+    home = base / "home"
+    env = {
+        **os.environ,
+        "DISTILL_HOME": str(home),
+        "DISTILL_ALLOWED_ROOTS": str(base),
+        "COLUMNS": "200",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "distill.cli.main", "serve", "--port", "0"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        info = wait_until(lambda: read_server_file(home), 60, "the server file")
+        yield {"dataset": dataset, "home": home, "env": env, "info": info}
+    finally:
+        server.terminate()
+        server.communicate(timeout=60)
+
+
+def distill(setup, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "distill.cli.main", *args],
+        env=setup["env"], capture_output=True, text=True, timeout=DEADLINE,
+    )  # fmt: skip
+
+
+def events_of(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def server_runs(setup) -> list[dict]:
+    return httpx.get(f"{setup['info'].url}/api/runs", trust_env=False).json()
+
+
+def test_train_follow_runs_on_the_server(setup) -> None:
+    result = distill(setup, "train", str(setup["dataset"]), "--epochs", "1", *SMALL, "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    events = events_of(result.stdout)
+    assert events[0]["kind"] == "run_queued" and events[-1]["kind"] == "run_completed"
+    runs = server_runs(setup)
+    assert len(runs) == 1 and runs[0]["status"] == "completed"  # the server's run
+
+
+def test_no_follow_returns_the_run_id_and_follow_picks_it_up(setup) -> None:
+    result = distill(
+        setup, "train", str(setup["dataset"]), "--epochs", "1", *SMALL, "--no-follow", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    run_id = json.loads(result.stdout)["run_id"]
+    followed = distill(setup, "runs", "follow", run_id, "--json")
+    assert followed.returncode == 0, followed.stdout + followed.stderr
+    kinds = [e["kind"] for e in events_of(followed.stdout)]
+    assert kinds[0] == "run_queued" and kinds[-1] == "run_completed"
+    assert "epoch_metrics" in kinds
+
+
+def test_cancel_and_resume_go_through_the_server(setup) -> None:
+    result = distill(
+        setup, "train", str(setup["dataset"]), "--epochs", "500", *SMALL, "--no-follow"
+    )
+    run_id = result.stdout.strip()
+    assert result.returncode == 0 and run_id
+    cancelled = distill(setup, "runs", "cancel", run_id)
+    assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+    followed = distill(setup, "runs", "follow", run_id, "--json")
+    assert followed.returncode == 1  # the run did not complete
+    assert events_of(followed.stdout)[-1]["kind"] == "run_cancelled"
+
+    kinds = []
+    with subprocess.Popen(
+        [sys.executable, "-m", "distill.cli.main", "runs", "resume", run_id, "--json"],
+        env=setup["env"], stdout=subprocess.PIPE, text=True,
+    ) as resumed:  # fmt: skip
+        for line in resumed.stdout:
+            kinds.append(json.loads(line)["kind"])
+            if kinds[-1] == "run_started":
+                assert distill(setup, "runs", "cancel", run_id).returncode == 0
+        assert resumed.wait(timeout=DEADLINE) == 1
+    assert kinds[0] == "run_queued" and kinds[-1] == "run_cancelled"
+    assert "run_started" in kinds
+
+
+def test_bad_input_is_refused_by_the_server_with_its_reason(setup) -> None:
+    result = distill(setup, "train", "/etc", "--epochs", "1", "--no-follow")
+    assert result.returncode == 2
+    assert "outside the folders" in result.stdout
+
+
+def test_following_an_unknown_run_is_bad_input(setup) -> None:
+    result = distill(setup, "runs", "follow", "no-such-run")
+    assert result.returncode == 2
+    assert "no run" in result.stdout
+
+
+def test_a_stale_server_file_is_ignored(tmp_path: Path) -> None:
+    from distill.server.discovery import ServerInfo, write_server_file
+
+    home = tmp_path / "home"
+    home.mkdir()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    write_server_file(home, ServerInfo("127.0.0.1", 9, None, int(dead.stdout)))
+    assert read_server_file(home) is None
+    env = {**os.environ, "DISTILL_HOME": str(home)}
+    result = subprocess.run(
+        [sys.executable, "-m", "distill.cli.main", "train", str(tmp_path), "--no-follow"],
+        env=env, capture_output=True, text=True, timeout=DEADLINE,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "needs a running `distill serve`" in result.stdout

@@ -1,0 +1,150 @@
+"""Pages and the model library over HTTP, on a real server with two tiny finished runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+from conftest import tiny_run_request, write_good_sounds
+from websockets.asyncio.client import connect
+
+from distill.server.serve import ServerThread
+from distill.server.settings import ServerSettings
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    base = tmp_path_factory.mktemp("pages")
+    kicks, snares = base / "kicks", base / "snares"
+    write_good_sounds(kicks, count=5, seed=1)
+    write_good_sounds(snares, count=5, seed=2)
+    settings = ServerSettings.for_host(
+        base / "home", "127.0.0.1", 0, allowed_roots=(base,), max_model_upload_bytes=5_000_000
+    )
+    with ServerThread(settings) as server:
+        runs = {}
+        for name, folder in (("kicks", kicks), ("snares", snares)):
+            body = {**tiny_run_request(folder), "model_name": name}
+            response = httpx.post(server.url + "/api/runs", json=body, trust_env=False)
+            assert response.status_code == 201, response.text
+            runs[name] = response.json()["run_id"]
+        for run_id in runs.values():
+            asyncio.run(_until_end(server, run_id))
+        yield {"server": server, "runs": runs, "kicks": kicks, "snares": snares}
+
+
+async def _until_end(server: ServerThread, run_id: str) -> None:
+    async with connect(f"{server.ws_url}/ws/runs/{run_id}/events", proxy=None) as ws:
+        async for message in ws:
+            json.loads(message)
+
+
+def client(world) -> httpx.Client:
+    server = world["server"]
+    origin = f"http://127.0.0.1:{server.info.port}"
+    return httpx.Client(base_url=server.url, headers={"Origin": origin}, trust_env=False)
+
+
+def test_runs_list_filters_by_status_and_dataset(world) -> None:
+    with client(world) as http:
+        page = http.get("/runs").text
+        assert world["runs"]["kicks"] in page and world["runs"]["snares"] in page
+        only_kicks = http.get("/runs", params={"dataset": str(world["kicks"])}).text
+        assert world["runs"]["kicks"] in only_kicks and world["runs"]["snares"] not in only_kicks
+        failed = http.get("/runs", params={"status": "failed"}).text
+        assert world["runs"]["kicks"] not in failed and "No runs match" in failed
+        assert http.get("/runs", params={"status": "exploded"}).status_code == 400
+
+
+def test_two_runs_curves_overlay(world) -> None:
+    kicks, snares = world["runs"]["kicks"], world["runs"]["snares"]
+    with client(world) as http:
+        page = http.get("/runs", params=[("compare", kicks), ("compare", snares)]).text
+    assert f"Comparing {kicks} and {snares}" in page
+    assert page.count('class="line run0 val"') == 1 and page.count('class="line run1 val"') == 1
+
+
+def test_finished_run_page_is_read_from_sqlite(world) -> None:
+    run_id = world["runs"]["kicks"]
+    with client(world) as http:
+        page = http.get(f"/runs/{run_id}").text
+    assert 'data-status="completed"' in page
+    assert "data-live=" not in page  # nothing left to stream
+    assert page.count("<tr class=") == 2  # two levels in the codebook table
+    assert "clip1_levels_2.wav" in page
+    assert 'class="line val"' in page and 'class="line commit"' in page
+
+
+def test_unknown_run_page_is_404(world) -> None:
+    with client(world) as http:
+        response = http.get("/runs/nope")
+    assert response.status_code == 404 and "no run" in response.text
+
+
+def test_new_run_form_errors_are_shown(world) -> None:
+    with client(world) as http:
+        response = http.post("/runs", data={"dataset": str(world["kicks"]), "rvq_levels": "7"})
+    assert response.status_code == 400
+    assert "RVQ levels must be 2 to 4" in response.text
+
+
+def test_library_download_rename_import_delete(world) -> None:
+    with client(world) as http:
+        library = http.get("/models").text
+        assert 'id="model-kicks"' in library and 'id="model-snares"' in library
+        download = http.get("/models/kicks/download")
+        assert download.status_code == 200
+        assert download.content.startswith(b"DISTILL\0")
+        assert "kicks.distill" in download.headers["content-disposition"]
+
+        renamed = http.post("/models/kicks/rename", data={"new_name": "kicks-v2"})
+        assert renamed.status_code == 303
+        assert http.get("/models/kicks/download").status_code == 404
+        run = http.get(f"/api/runs/{world['runs']['kicks']}").json()
+        assert run["model_name"] == "kicks-v2"  # the run follows its model
+        taken = http.post("/models/snares/rename", data={"new_name": "kicks-v2"})
+        assert taken.status_code == 400 and "already in the library" in taken.text
+        bad = http.post("/models/snares/rename", data={"new_name": "../x"})
+        assert bad.status_code == 400 and "bad model name" in bad.text
+
+        imported = http.post(
+            "/models/import",
+            files={"file": ("mine.distill", download.content, "application/octet-stream")},
+            data={"name": "imported"},
+        )
+        assert imported.status_code == 303
+        assert 'id="model-imported"' in http.get("/models").text
+        garbage = http.post(
+            "/models/import",
+            files={"file": ("x.distill", b"not a model", "application/octet-stream")},
+        )
+        assert garbage.status_code == 400 and "not imported" in garbage.text
+        huge = http.post(
+            "/models/import",
+            files={"file": ("x.distill", b"\0" * 6_000_000, "application/octet-stream")},
+        )
+        assert huge.status_code == 413 and "larger than this server accepts" in huge.text
+
+        assert http.post("/models/imported/delete").status_code == 303
+        assert 'id="model-imported"' not in http.get("/models").text
+        assert http.post("/models/imported/delete").status_code == 404
+
+
+def test_home_lists_recent_runs_and_models(world) -> None:
+    with client(world) as http:
+        page = http.get("/").text
+    assert world["runs"]["snares"] in page
+    assert "snares" in page and 'data-live="/ws/home"' in page
+
+
+def test_pages_use_only_our_own_static_files(world) -> None:
+    with client(world) as http:
+        page = http.get("/new").text
+        assert "/static/vendor/htmx.min.js" in page
+        htmx = http.get("/static/vendor/htmx.min.js")
+    assert htmx.status_code == 200 and "htmx" in htmx.text
+    assert "https://" not in page and "cdn" not in page.lower()
