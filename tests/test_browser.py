@@ -76,6 +76,20 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
+def play(audio) -> str:
+    """Click an audio player (a user gesture, so the browser lets it play) and wait until
+    it plays; returns what it plays. An error from the element fails the test."""
+    audio.scroll_into_view_if_needed()
+    audio.click()
+    return audio.evaluate(
+        """audio => new Promise((resolve, reject) => {
+            audio.addEventListener("playing", () => resolve(audio.currentSrc));
+            audio.addEventListener("error", () => reject(new Error("audio error " + audio.error.code)));
+            audio.play().catch(reject);
+        })"""
+    )
+
+
 def test_train_from_the_form_watch_it_listen_and_find_the_model(
     page, server: ServerThread, dataset: Path
 ) -> None:
@@ -109,16 +123,7 @@ def test_train_from_the_form_watch_it_listen_and_find_the_model(
     page.wait_for_selector("#run-status[data-status=completed]")
     assert page.locator("#run-chart polyline.val").count() == 1
     preview = page.locator("#run-previews audio.reconstruction").first
-    preview.scroll_into_view_if_needed()
-    preview.click()  # a user gesture, so the browser lets it play
-    played = preview.evaluate(
-        """audio => new Promise((resolve, reject) => {
-            audio.addEventListener("playing", () => resolve(audio.currentSrc));
-            audio.addEventListener("error", () => reject(new Error("audio error " + audio.error.code)));
-            audio.play().catch(reject);
-        })"""
-    )
-    assert played.endswith("_levels_3.wav")
+    assert play(preview).endswith("_levels_3.wav")
     levels = page.locator("#run-previews .clip").first.locator(".levels audio")
     assert levels.count() == 3  # what levels 1, 1..2 and 1..3 sound like
     shot(page, "run-finished")
@@ -129,11 +134,13 @@ def test_train_from_the_form_watch_it_listen_and_find_the_model(
     assert page.inner_html("#run-codebook") == codebook
     assert page.inner_html("#run-warnings") == warnings
 
-    # The model is in the library.
+    # The model has its page, and is in the library.
     page.click("#model-link")
     page.wait_for_selector("#model-browser-kicks")
     card = page.inner_text("#model-browser-kicks")
     assert "3 RVQ levels × 64 codes" in card and run_id in card
+    page.goto(server.url + "/models")
+    page.wait_for_selector("#model-browser-kicks")
     shot(page, "models")
 
     page.goto(server.url + "/runs")
@@ -141,3 +148,38 @@ def test_train_from_the_form_watch_it_listen_and_find_the_model(
     shot(page, "runs")
     page.goto(server.url + "/")
     shot(page, "home")
+
+
+def test_train_a_prior_and_generate_from_the_model_page(page, server: ServerThread) -> None:
+    """Goes on from the model the test above trained (tests in a module run in order)."""
+    page.goto(server.url + "/models/browser-kicks")
+    assert "Generating needs a prior" in page.inner_text("#generate")
+    for field, value in (("#prior-epochs", "3"), ("#hidden_size", "16"), ("#layers", "1"),
+                         ("#heads", "2")):  # fmt: skip
+        page.fill(field, value)
+    page.click("#train-prior")
+    page.wait_for_url("**/runs/*")
+
+    # The prior's run page fills in live: the epochs table and the perplexity chart.
+    page.wait_for_selector("#run-prior table tbody tr")
+    page.wait_for_selector("#run-status[data-status=completed]")
+    assert page.locator("#run-prior tbody tr").count() == 3
+    assert page.locator("#run-chart polyline.val").count() == 2  # perplexity, then loss
+    assert page.locator("#run-chart polyline.threshold").count() == 1
+    shot(page, "prior-run")
+
+    # Back on the model's page: generate, then play a clip and its nearest training stretch.
+    page.click("#model-link")
+    page.wait_for_selector("#generate-form")
+    page.fill("#generate-form [name=seconds]", "1")
+    page.fill("#generate-form [name=count]", "2")
+    page.click("#generate-button")
+    page.wait_for_selector("#generations .generated-clip audio")
+    clips = page.locator("#generations .generated-clip")
+    assert clips.count() == 2
+    assert "longest run shared with training" in clips.first.inner_text()
+    for audio in (clips.first.locator("audio").first, clips.first.locator("audio.match")):
+        assert play(audio).endswith(".wav")
+    page.reload()  # kept in the model's history
+    assert page.locator("#generations .generated-clip").count() == 2
+    shot(page, "model")

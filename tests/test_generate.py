@@ -45,10 +45,26 @@ def test_clips_are_written_with_a_copy_check_and_a_manifest(
         assert 0 <= check.longest_run_share <= 1
         assert check.longest_run_seconds == pytest.approx(check.longest_run_steps * 0.032)
         assert check.nearest_file in training_files
+        match, match_rate = sf.read(clip.match_path)  # the training stretch to hear beside it
+        assert match_rate == 8000 and 0 < len(match) <= 4000
+        assert Path(clip.match_path).parent == Path(clip.path).parent
     manifest = json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())
     assert manifest["spec"]["seed"] == 3 and len(manifest["clips"]) == 2
     assert manifest["clips"][1]["copy_check"] == result.clips[1].copy_check.__dict__
     assert result.realtime_factor > 0
+
+
+def test_a_dataset_gone_leaves_the_check_without_a_match(
+    model_with_prior: Path, tmp_path: Path
+) -> None:
+    sounds = Path(read_card(model_with_prior)["prior"]["dataset"]["path"])
+    moved = sounds.rename(sounds.with_name("moved"))
+    try:
+        clip = generate_clips(GenerateSpec(model_with_prior, tmp_path, seconds=0.3)).clips[0]
+    finally:
+        moved.rename(sounds)
+    assert clip.copy_check.nearest_file and clip.match_path == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST_NAME, Path(clip.path).name]
 
 
 def test_same_seed_same_sound_and_clip_i_is_seed_plus_i(

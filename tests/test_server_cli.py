@@ -67,6 +67,23 @@ def test_train_follow_runs_on_the_server(setup) -> None:
     assert len(runs) == 1 and runs[0]["status"] == "completed"  # the server's run
 
 
+def test_train_prior_runs_on_the_server(setup, tmp_path: Path) -> None:
+    trained = distill(setup, "train", str(setup["dataset"]), "--epochs", "1", *SMALL,
+                      "--model-name", "for-prior")  # fmt: skip
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    tiny = ["--epochs", "1", "--hidden-size", "16", "--layers", "1", "--heads", "2"]
+    result = distill(setup, "train-prior", "for-prior", *tiny, "--batch-size", "4", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    kinds = [e["kind"] for e in events_of(result.stdout)]
+    assert kinds[0] == "run_queued" and "prior_saved" in kinds and kinds[-1] == "run_completed"
+    priors = [r for r in server_runs(setup) if r["run_type"] == "prior"]
+    assert [(r["model_name"], r["status"]) for r in priors] == [("for-prior", "completed")]
+
+    (tmp_path / "elsewhere.distill").write_bytes(b"")  # a server changes only its library
+    outside = distill(setup, "train-prior", str(tmp_path / "elsewhere.distill"), "--no-follow")
+    assert outside.returncode == 2 and "not in this server's model library" in outside.stdout
+
+
 def test_no_follow_returns_the_run_id_and_follow_picks_it_up(setup) -> None:
     result = distill(
         setup, "train", str(setup["dataset"]), "--epochs", "1", *SMALL, "--no-follow", "--json"

@@ -7,7 +7,6 @@ Runs in this process (generation takes seconds, not minutes); the work itself is
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -19,8 +18,13 @@ from distill.cli.follow import EXIT_BAD_INPUT
 from distill.core.events import ClipGenerated
 from distill.models.library import resolve_model
 from distill.models.model_file import ModelFileError
-from distill.paths import data_home, generated_dir
-from distill.training.generate import GenerateSpec, GenerationResult, generate_clips
+from distill.paths import data_home
+from distill.training.generate import (
+    GenerateSpec,
+    GenerationResult,
+    generate_clips,
+    new_out_dir,
+)
 
 console = Console()
 
@@ -57,7 +61,7 @@ def generate(
     """Generate new sounds with a model's prior; prints where they are and how new they are."""
     try:
         path = resolve_model(model)
-        out_dir = out or generated_dir(data_home()) / path.stem / f"{datetime.now():%Y%m%d-%H%M%S}"
+        out_dir = out or new_out_dir(path.stem, data_home())
         spec = GenerateSpec(
             model_path=path,
             out_dir=out_dir,

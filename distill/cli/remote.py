@@ -1,6 +1,6 @@
 """The CLI as a client of a running `distill serve`: submit over HTTP, follow its WebSocket.
 
-`distill train`, `distill runs follow/cancel/resume` look for a live server through the
+`distill train`, `distill train-prior`, `distill runs follow/cancel/resume` look for a live server through the
 discovery file first; with one, the run is the server's (it shows in the dashboard and
 goes on when the command returns); without one, they run an in-process core as before.
 Events arrive as JSON and become the same `Event`s the in-process core yields, so one
@@ -9,16 +9,19 @@ renderer (cli/render.py) draws both.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import httpx
+from rich.console import Console
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from distill.core.core import TrainRequest
+from distill.cli.follow import EXIT_BAD_INPUT, exit_code, render_stream
+from distill.core.core import PriorRequest, TrainRequest
 from distill.core.events import TERMINAL_KINDS, Event
 from distill.server.discovery import ServerInfo, read_server_file
 
@@ -59,8 +62,10 @@ class Remote:
             return False
         return response.status_code == 200
 
-    async def submit(self, request: TrainRequest) -> str:
-        return (await self._post("/api/runs", asdict(request)))["run_id"]
+    async def submit(self, request: TrainRequest | PriorRequest) -> str:
+        """Queue a VQ-VAE run or a prior run on the server; returns its run id."""
+        path = "/api/priors" if isinstance(request, PriorRequest) else "/api/runs"
+        return (await self._post(path, asdict(request)))["run_id"]
 
     async def cancel(self, run_id: str) -> None:
         await self._post(f"/api/runs/{run_id}/cancel")
@@ -103,9 +108,37 @@ class Remote:
                 raise RemoteError(f"lost the server's event stream: {reason}")
 
 
-def _event_fields(message: str | bytes) -> dict[str, Any]:
-    import json
+async def run_on_server(
+    remote: Remote,
+    request: TrainRequest | PriorRequest,
+    render,
+    follow: bool,
+    json_output: bool,
+    console: Console,
+) -> int:
+    """Submit to the running server and follow its stream (or print the run id and
+    return): the run is the server's own, so it shows in the dashboard too."""
+    try:
+        run_id = await remote.submit(request)
+    except RemoteError as error:
+        console.print(f"[bold red]error:[/] {error}")
+        return EXIT_BAD_INPUT
+    if not follow:
+        print(json.dumps({"run_id": run_id}) if json_output else run_id)
+        return 0
+    if not json_output:
+        console.print(f"[dim]run {run_id} on the server at {remote.info.url}[/]")
+    try:
+        terminal = await render_stream(
+            remote.follow(run_id), render, lambda: remote.cancel(run_id), console
+        )
+    except RemoteError as error:
+        console.print(f"[bold red]error:[/] {error}")
+        return EXIT_BAD_INPUT
+    return exit_code(terminal)
 
+
+def _event_fields(message: str | bytes) -> dict[str, Any]:
     data = json.loads(message)
     return {k: data[k] for k in ("run_id", "seq", "kind", "payload", "ts")}
 

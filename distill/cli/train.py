@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +10,7 @@ import typer
 from rich.console import Console
 
 from distill.cli.follow import EXIT_BAD_INPUT, exit_code, render_stream
-from distill.cli.remote import Remote, RemoteError, find_server
+from distill.cli.remote import find_server, run_on_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer
 from distill.core.core import Core, RunError, TrainRequest
 from distill.models.config import MAX_RVQ_LEVELS, MIN_RVQ_LEVELS
@@ -91,7 +90,7 @@ def train(
     remote = find_server(home)
     if remote is not None:
         raise typer.Exit(
-            asyncio.run(_train_on_server(remote, request, render, follow, json_output))
+            asyncio.run(run_on_server(remote, request, render, follow, json_output, console))
         )
     if not follow:
         _bad_input(
@@ -99,30 +98,6 @@ def train(
             "after this command returns; start one, or follow the run here"
         )
     raise typer.Exit(asyncio.run(_train_in_process(home, request, render)))
-
-
-async def _train_on_server(
-    remote: Remote, request: TrainRequest, render, follow: bool, json_output: bool
-) -> int:
-    """A server is running: the run is its own, so it shows in the dashboard too."""
-    try:
-        run_id = await remote.submit(request)
-    except RemoteError as error:
-        console.print(f"[bold red]error:[/] {error}")
-        return EXIT_BAD_INPUT
-    if not follow:
-        print(json.dumps({"run_id": run_id}) if json_output else run_id)
-        return 0
-    if not json_output:
-        console.print(f"[dim]run {run_id} on the server at {remote.info.url}[/]")
-    try:
-        terminal = await render_stream(
-            remote.follow(run_id), render, lambda: remote.cancel(run_id), console
-        )
-    except RemoteError as error:
-        console.print(f"[bold red]error:[/] {error}")
-        return EXIT_BAD_INPUT
-    return exit_code(terminal)
 
 
 async def _train_in_process(home: Path, request: TrainRequest, render) -> int:

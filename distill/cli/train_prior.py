@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from distill.cli.follow import EXIT_BAD_INPUT, exit_code, render_stream
+from distill.cli.remote import find_server, run_on_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer
 from distill.core.core import Core, PriorRequest, RunError
 from distill.paths import data_home
@@ -70,12 +71,17 @@ def train_prior(
     )
     if hidden_size is not None and heads is not None and hidden_size % heads:
         _bad_input(f"--heads ({heads}) must divide --hidden-size ({hidden_size})")
+    render = JsonLinesRenderer() if json_output else RunRenderer(console)
+    remote = find_server(data_home())
+    if remote is not None:
+        raise typer.Exit(
+            asyncio.run(run_on_server(remote, request, render, follow, json_output, console))
+        )
     if not follow:
         _bad_input(
             "--no-follow needs a running `distill serve` to keep the run going "
             "after this command returns; start one, or follow the run here"
         )
-    render = JsonLinesRenderer() if json_output else RunRenderer(console)
     raise typer.Exit(asyncio.run(_train_in_process(data_home(), request, render)))
 
 

@@ -297,6 +297,7 @@ class ClipGenerated(Payload):
     seconds: float
     seed: int
     copy_check: CopyCheck
+    match_path: str = ""  # the nearest training file's stretch, lined up with the clip; "" if none
 
 
 PAYLOAD_TYPES: dict[str, type[Payload]] = {

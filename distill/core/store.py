@@ -405,15 +405,21 @@ class Store:
         dataset: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        model_name: str | None = None,
+        run_type: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Runs newest first, optionally only those with a status or of a dataset."""
+        """Runs newest first, optionally only those with a status, of a dataset, of a
+        model (the runs that made it or trained its prior) or of a type."""
         where, params = [], []
-        if status is not None:
-            where.append("status = ?")
-            params.append(status)
-        if dataset is not None:
-            where.append("dataset = ?")
-            params.append(dataset)
+        for column, value in (
+            ("status", status),
+            ("dataset", dataset),
+            ("model_name", model_name),
+            ("run_type", run_type),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = await self._read(
             f"SELECT * FROM runs {clause} ORDER BY created DESC, run_id DESC LIMIT ? OFFSET ?",

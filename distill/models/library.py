@@ -30,7 +30,7 @@ from distill.models.model_file import (
 )
 from distill.models.prior import CodePrior, PriorConfig
 from distill.models.rvqvae import ConvVQVAE
-from distill.paths import model_path, models_dir
+from distill.paths import generated_dir, model_path, models_dir
 
 MODEL_TYPE = "distill-model"
 PRIOR_PREFIXES = ("prior.", "prior_codes.")
@@ -166,12 +166,16 @@ def import_model(source: Path, name: str | None = None, home: Path | None = None
 
 
 def rename_model(old: str, new: str, home: Path | None = None) -> Path:
-    """Give a library model a new name (its card's name too)."""
+    """Give a library model a new name (its card's name too); the sounds it generated
+    move with it, unless the new name already has some."""
     source = resolve_library_model(old, home)
     target = _free_name(new, home)
     metadata, tensors = load_model_file(source)
     save_model_file(target, tensors, {**metadata, "name": target.stem})
     source.unlink()
+    history, new_history = generated_dir(home) / source.stem, generated_dir(home) / target.stem
+    if history.is_dir() and not new_history.exists():
+        history.rename(new_history)
     return target
 
 

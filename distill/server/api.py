@@ -1,7 +1,8 @@
 """The JSON API and the WebSocket endpoints: what `distill` in a terminal talks to.
 
 JSON in, JSON out, errors as {"error": "..."} with a 4xx status. The CLI submits a run
-with POST /api/runs and follows it on /ws/runs/{id}/events.
+with POST /api/runs (a prior run with POST /api/priors) and follows it on
+/ws/runs/{id}/events.
 """
 
 from __future__ import annotations
@@ -13,8 +14,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 
-from distill.core.core import RunError, TrainRequest
-from distill.server.inputs import InputError, api_request, confine_dataset
+from distill.core.core import PriorRequest, RunError, TrainRequest
+from distill.models.model_file import ModelFileError
+from distill.server.inputs import (
+    InputError,
+    api_request,
+    confine_dataset,
+    library_model_name,
+    prior_api_request,
+)
 from distill.server.live import serve_client
 
 
@@ -54,6 +62,25 @@ async def submit_run(request: Request) -> Response:
     except InputError as error:
         return _error(str(error), error.status)
     except RunError as error:
+        return _error(str(error), 409)
+    return JSONResponse({"run_id": run_id}, status_code=201)
+
+
+async def submit_prior(request: Request) -> Response:
+    """A prior run on a library model (by name: a server changes no file outside its
+    library), on the model's own dataset unless one is given."""
+    settings = request.app.state.settings
+    try:
+        body = prior_api_request(await _json(request))
+        dataset = body.get("dataset")
+        if dataset is not None:
+            dataset = str(confine_dataset(str(dataset), settings))
+        model = library_model_name(str(body.get("model", "")), settings.home)
+        prior = PriorRequest(model, dataset, body.get("settings", {}), body.get("overrides", {}))
+        run_id = await request.app.state.core.submit_prior(prior)
+    except InputError as error:
+        return _error(str(error), error.status)
+    except (RunError, ModelFileError) as error:
         return _error(str(error), 409)
     return JSONResponse({"run_id": run_id}, status_code=201)
 

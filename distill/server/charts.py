@@ -105,6 +105,22 @@ def run_loss_chart(epochs: list[dict]) -> Chart:
     )
 
 
+def prior_charts(epochs: list[dict], threshold: float | None) -> list[tuple[str, Chart]]:
+    """A prior run's validation perplexity against its memorization threshold, and its
+    train and validation loss (rows of prior_epoch_metrics)."""
+    perplexity = [Series("validation perplexity", "val", [e["val_perplexity"] for e in epochs])]
+    if threshold is not None:
+        perplexity.append(Series("memorization threshold", "threshold", [threshold] * len(epochs)))
+    loss = [
+        Series("train loss", "train", [e["train_loss"] for e in epochs]),
+        Series("validation loss", "val", [e["val_loss"] for e in epochs]),
+    ]
+    return [
+        ("Validation perplexity", line_chart(perplexity)),
+        ("Loss (nats per code)", line_chart(loss)),
+    ]
+
+
 def overlay_chart(runs: list[tuple[str, list[dict]]]) -> Chart:
     """Several runs' train and validation loss in one plot, for comparing them."""
     series = []

@@ -1,4 +1,5 @@
-"""User files served over HTTP: previews under a run's folder, models in the library.
+"""User files served over HTTP: previews under a run's folder, models in the library,
+generated clips in a model's history.
 
 Never StaticFiles for these (it has had traversal bugs): every path from a URL is checked
 part by part, resolved (following symlinks) and must still lie inside the folder it was
@@ -11,10 +12,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from distill.paths import model_path, models_dir, runs_dir
+from distill.paths import generated_dir, model_path, models_dir, runs_dir
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 PREVIEW_SUFFIXES = frozenset({".wav", ".png"})
+GENERATED_SUFFIXES = frozenset({".wav"})
 
 
 class FileRefused(LookupError):
@@ -51,3 +53,14 @@ def library_file(home: Path, name: str) -> Path:
     except ValueError as error:
         raise FileRefused(str(error)) from error
     return confined(models_dir(home), path.name)
+
+
+def generated_file(home: Path, name: str, relative: str) -> Path:
+    """A generated clip (or its matched training stretch) in a model's history."""
+    try:
+        model_path(name, home)  # checks the name
+    except ValueError as error:
+        raise FileRefused(str(error)) from error
+    if Path(relative).suffix.lower() not in GENERATED_SUFFIXES:
+        raise FileRefused("only generated clips (.wav) are served from a model's history")
+    return confined(generated_dir(home) / name, relative)

@@ -1,10 +1,11 @@
-"""Work the server hands to one spawned helper process: dataset scans.
+"""Work the server hands to one spawned helper process: dataset scans and generation.
 
-A scan decodes every file of a folder (seconds of CPU for a few hundred sounds); run on
-the server's event loop it would stall every live stream. The helper is one spawned
+A scan decodes every file of a folder (seconds of CPU for a few hundred sounds), and a
+generate request samples and decodes for seconds too; run on the server's event loop
+either would stall every live stream. The helper is one spawned
 process (never forked: torch), started on first use, restarted if it dies.
 
-`scan_folder` runs in the helper; it takes and returns plain data.
+`scan_folder` and `generate` run in the helper; they take and return plain data.
 """
 
 from __future__ import annotations
@@ -61,3 +62,16 @@ def scan_folder(dataset: str, cache_dir: str, overrides: dict[str, Any]) -> dict
         return {"scan": preflight_event(prepare_data(spec)).to_dict()}
     except (DatasetError, ValueError) as error:
         return {"error": str(error)}
+
+
+def generate(model_path: str, out_dir: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Write a request's clips and manifest: {"out_dir": folder} or {"error": why}."""
+    from distill.models.model_file import ModelFileError
+    from distill.training.generate import GenerateSpec, generate_clips
+
+    try:
+        spec = GenerateSpec(model_path=Path(model_path), out_dir=Path(out_dir), **options)
+        generate_clips(spec)
+    except (ModelFileError, ValueError) as error:
+        return {"error": str(error)}
+    return {"out_dir": out_dir}

@@ -17,14 +17,22 @@ from starlette.requests import Request
 from starlette.types import Message, Receive
 
 from distill.models.config import MAX_RVQ_LEVELS, MIN_RVQ_LEVELS, VQVAEConfig
-from distill.paths import check_model_name
+from distill.models.prior import PriorConfig
+from distill.paths import check_model_name, models_dir
 from distill.server.settings import ServerSettings
-from distill.training.settings import TrainSettings
+from distill.training.settings import PriorSettings, TrainSettings
 
 MAX_EPOCHS = 1000
+MAX_PAGE_SECONDS = 60.0  # a generate request from a page: seconds per clip
+MAX_PAGE_CLIPS = 8  # and clips per request
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 TRAIN_SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainSettings))
 MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(VQVAEConfig)) - {"mel"}
+PRIOR_SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(PriorSettings))
+PRIOR_SIZE_FIELDS = frozenset(f.name for f in dataclasses.fields(PriorConfig)) - {
+    "levels",
+    "codebook_size",
+}
 
 
 class InputError(ValueError):
@@ -133,6 +141,37 @@ def train_options(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any],
     )
 
 
+def prior_options(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(settings, overrides) from the train-prior form; an empty size field means auto."""
+    epochs = _int(form.get("epochs", PriorSettings.epochs), "epochs", 1, MAX_EPOCHS)
+    learning_rate = _float(form.get("learning_rate", PriorSettings.learning_rate),
+                           "the learning rate", 1e-6, 1.0)  # fmt: skip
+    overrides = {}
+    for field, what, high in (("hidden_size", "hidden size", 2048), ("layers", "layers", 24),
+                              ("heads", "heads", 32)):  # fmt: skip
+        raw = str(form.get(field) or "").strip()
+        overrides[field] = _int(raw, what, 1, high) if raw else None
+    hidden, heads = overrides["hidden_size"], overrides["heads"]
+    if hidden is not None and heads is not None and hidden % heads:
+        raise InputError(f"heads ({heads}) must divide the hidden size ({hidden})")
+    return {"epochs": epochs, "learning_rate": learning_rate}, overrides
+
+
+def generate_options(form: dict[str, Any]) -> dict[str, Any]:
+    """GenerateSpec fields from the generate form, within what a page should wait for."""
+    options = {
+        "seconds": _float(form.get("seconds", 4.0), "seconds", 0.1, MAX_PAGE_SECONDS),
+        "count": _int(form.get("count", 1), "count", 1, MAX_PAGE_CLIPS),
+        "temperature": _float(form.get("temperature", 1.0), "the temperature", 0.0, 5.0),
+        "top_k": _int(form.get("top_k", 0), "top-k", 0, 1_000_000),
+        "top_p": _float(form.get("top_p", 1.0), "top-p", 0.0, 1.0),
+        "seed": _int(form.get("seed", 0), "the seed", 0, 2**31 - 1),
+    }
+    if options["top_p"] == 0.0:
+        raise InputError("top-p must be above 0 (1 = off)")
+    return options
+
+
 def api_request(body: Any) -> dict[str, Any]:
     """A JSON TrainRequest from the API: known fields only, so a typo is an error here."""
     if not isinstance(body, dict):
@@ -152,6 +191,35 @@ def api_request(body: Any) -> dict[str, Any]:
     return body
 
 
+def prior_api_request(body: Any) -> dict[str, Any]:
+    """A JSON PriorRequest from the API: known fields only, like api_request."""
+    if not isinstance(body, dict):
+        raise InputError('send a JSON object: {"model": "NAME", ...}')
+    unknown = set(body) - {"model", "dataset", "settings", "overrides"}
+    if unknown:
+        raise InputError(f"unknown fields: {', '.join(sorted(unknown))}")
+    for key, known in (("settings", PRIOR_SETTINGS_FIELDS), ("overrides", PRIOR_SIZE_FIELDS)):
+        value = body.get(key, {})
+        if not isinstance(value, dict):
+            raise InputError(f"{key} must be an object")
+        if set(value) - known:
+            raise InputError(f"unknown {key}: {', '.join(sorted(set(value) - known))}")
+    return body
+
+
+def library_model_name(model: str, home: Path) -> str:
+    """A model the server may change: a name in its library, or a path to a file in it."""
+    path = Path(model).expanduser()
+    if path.suffix == ".distill" or len(path.parts) > 1:
+        if path.resolve().parent != models_dir(home).resolve():
+            raise InputError(
+                f"{model} is not in this server's model library: import it first"
+                " (`distill models import`), then name it"
+            )
+        model = path.stem
+    return _model_name(model) or ""
+
+
 def _model_name(name: str | None) -> str | None:
     if name is None:
         return None
@@ -168,4 +236,14 @@ def _int(value: Any, what: str, low: int, high: int) -> int:
         raise InputError(f"{what} must be a whole number") from None
     if not low <= number <= high:
         raise InputError(f"{what} must be {low} to {high}")
+    return number
+
+
+def _float(value: Any, what: str, low: float, high: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be a number") from None
+    if not low <= number <= high:  # also refuses NaN
+        raise InputError(f"{what} must be {low:g} to {high:g}")
     return number

@@ -1,4 +1,5 @@
-"""The model library page: each model's card, rename, delete, download, import.
+"""The model library: each model's card, rename, delete, download, import; and a model's
+own page, where its prior is trained and new sounds are generated.
 
 The library is the folder of `.distill` files; the store's `models` table follows
 renames and deletions so runs keep pointing at their model.
@@ -16,46 +17,145 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
+from distill.core.core import PriorRequest, RunError
 from distill.models import library
 from distill.models.library import list_models, read_card
 from distill.models.model_file import ModelFileError
+from distill.models.prior import prior_size_for
 from distill.paths import models_dir
+from distill.server import helper
 from distill.server.charts import Series, line_chart
 from distill.server.files import FileRefused, library_file
-from distill.server.inputs import InputError, check_length, limited, safe_file_name
+from distill.server.files import generated_file as find_generated_file
+from distill.server.inputs import (
+    InputError,
+    check_length,
+    generate_options,
+    limited,
+    prior_options,
+    safe_file_name,
+)
 from distill.server.pages import render
+from distill.training.generate import generation_history, new_out_dir
+from distill.training.settings import PriorSettings
 
 
 async def models_page(request: Request, error: str | None = None, status: int = 200) -> Response:
     home = request.app.state.settings.home
-    cards = await asyncio.to_thread(_cards, home)
+    cards = await asyncio.to_thread(lambda: [_entry(path) for path in list_models(home)])
     return render(request, "models.html", {"models": cards, "error": error}, status)
 
 
-def _cards(home: Path) -> list[dict[str, Any]]:
-    models = []
-    for path in list_models(home):
-        entry: dict[str, Any] = {"name": path.stem, "path": str(path), "size": path.stat().st_size}
-        try:
-            card = read_card(path)
-        except (ModelFileError, OSError) as error:
-            entry["error"] = str(error)
-        else:
-            curves = card.get("curves", {})
-            entry["card"] = card
-            entry["chart"] = line_chart(
-                [
-                    Series("train loss", "train", curves.get("train_loss", [])),
-                    Series("validation loss", "val", curves.get("val_loss", [])),
-                    Series(
-                        "commitment loss (validation)", "commit", curves.get("val_commit_loss", [])
-                    ),
-                ],
-                width=480,
-                height=180,
-            )
-        models.append(entry)
-    return models
+async def model_page(request: Request, error: str | None = None, status: int = 200) -> Response:
+    """One model: its card, its prior (train one, see its runs) and what it generated."""
+    home = request.app.state.settings.home
+    name = request.path_params["name"]
+    try:
+        path = library_file(home, name)
+    except FileRefused:
+        raise HTTPException(404, f"no model named {name!r}") from None
+    entry = await asyncio.to_thread(_entry, path)
+    runs = await request.app.state.core.store.runs(model_name=name, run_type="prior", limit=20)
+    context = {
+        "m": entry,
+        "prior_runs": runs,
+        "prior_defaults": PriorSettings(),
+        "generations": await asyncio.to_thread(generation_history, name, home),
+        "error": error,
+        "form": getattr(request.state, "form_values", {}),
+    }
+    if "card" in entry:
+        files = entry["card"].get("dataset", {}).get("files", 0)
+        context["prior_size"] = prior_size_for(files)
+    return render(request, "model.html", context, status)
+
+
+def _entry(path: Path) -> dict[str, Any]:
+    """A model's card and loss chart for a page; a file that cannot be read shows why."""
+    entry: dict[str, Any] = {"name": path.stem, "path": str(path), "size": path.stat().st_size}
+    try:
+        card = read_card(path)
+    except (ModelFileError, OSError) as error:
+        entry["error"] = str(error)
+        return entry
+    curves = card.get("curves", {})
+    entry["card"] = card
+    entry["chart"] = line_chart(
+        [
+            Series("train loss", "train", curves.get("train_loss", [])),
+            Series("validation loss", "val", curves.get("val_loss", [])),
+            Series("commitment loss (validation)", "commit", curves.get("val_commit_loss", [])),
+        ],
+        width=480,
+        height=180,
+    )
+    return entry
+
+
+async def train_prior(request: Request) -> Response:
+    """The train-prior form: checked, queued on the core, then off to the run's page."""
+    name = request.path_params["name"]
+    form = dict(await request.form())
+    try:
+        library_file(request.app.state.settings.home, name)
+    except FileRefused:
+        raise HTTPException(404, f"no model named {name!r}") from None
+    try:
+        settings, overrides = prior_options(form)
+        run_id = await request.app.state.core.submit_prior(
+            PriorRequest(name, None, settings, overrides)
+        )
+    except (InputError, RunError, ModelFileError) as error:
+        request.state.form_values = form
+        return await model_page(request, str(error), getattr(error, "status", 400))
+    return RedirectResponse(request.url_for("run", run_id=run_id), status_code=303)
+
+
+async def generate(request: Request) -> Response:
+    """The generate form: clips written by the helper process, then the model's history.
+
+    htmx swaps the history fragment in place; a plain form post is sent back to the page.
+    """
+    home = request.app.state.settings.home
+    name = request.path_params["name"]
+    form = dict(await request.form())
+    try:
+        path = library_file(home, name)
+    except FileRefused:
+        raise HTTPException(404, f"no model named {name!r}") from None
+    try:
+        options = generate_options(form)
+    except InputError as error:
+        return _generated(request, name, str(error), error.status)
+    out_dir = new_out_dir(name, home)
+    result = await request.app.state.helper.call(helper.generate, str(path), str(out_dir), options)
+    if "error" in result:
+        return _generated(request, name, result["error"], 400)
+    if request.headers.get("HX-Request") != "true":
+        return RedirectResponse(request.url_for("model", name=name), status_code=303)
+    return _generated(request, name)
+
+
+def _generated(request: Request, name: str, error: str | None = None, status: int = 200):
+    home = request.app.state.settings.home
+    context = {"name": name, "generations": generation_history(name, home), "error": error}
+    return render(request, "_generations.html", context, status)
+
+
+async def generated_file(request: Request) -> Response:
+    """A generated clip or its matched training stretch; nothing else, nowhere else."""
+    raw = request.scope.get("raw_path", b"").lower()
+    if b"%2f" in raw or b"%5c" in raw or b"%00" in raw:
+        raise HTTPException(404, "no such file")
+    try:
+        path = find_generated_file(
+            request.app.state.settings.home,
+            request.path_params["name"],
+            request.path_params["path"],
+        )
+    except FileRefused:
+        raise HTTPException(404, "no such file") from None
+    return FileResponse(path)
 
 
 async def download_model(request: Request) -> Response:

@@ -38,7 +38,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from distill.core.bus import SubscriptionClosed
 from distill.core.core import Core, RunError
-from distill.core.events import TERMINAL_KINDS, StepMetrics
+from distill.core.events import STEP_KINDS, TERMINAL_KINDS
 from distill.server.views import PARTS_OF_KIND, RUN_PARTS, home_context, run_context
 
 logger = logging.getLogger(__name__)
@@ -284,7 +284,7 @@ class Streams:
             if after == 0:
                 flusher.note(set(RUN_PARTS))  # a fresh page gets every part
             async for event in self.core.follow(run_id, after_seq=after):
-                if event.kind == StepMetrics.kind:
+                if event.kind in STEP_KINDS:
                     step = event.payload
                 flusher.note(PARTS_OF_KIND.get(event.kind, frozenset()), event.seq)
             flusher.end()
@@ -297,11 +297,7 @@ class Streams:
         if context is None:
             raise RunError(f"no run {run_id!r}")
         html = [f'<span id="live-seq" data-seq="{seq}" hidden></span>']
-        html += [
-            self.render_fragment(f"_run_{part}.html", context)
-            for part in RUN_PARTS
-            if part in parts
-        ]
+        html += [self.render_fragment(f"_run_{part}.html", context) for part in context["parts"]]
         return "\n".join(html)
 
     # -- the home page ---------------------------------------------------------------
@@ -323,7 +319,7 @@ class Streams:
                 try:
                     while True:
                         event = await sub.get()
-                        if event.kind == StepMetrics.kind:
+                        if event.kind in STEP_KINDS:
                             steps[event.run_id] = event.payload
                         elif event.kind in TERMINAL_KINDS:
                             steps.pop(event.run_id, None)

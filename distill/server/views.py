@@ -1,7 +1,7 @@
 """What each page and fragment shows, read from SQLite: a page is a few queries.
 
-The run page is cut into parts (status, progress, chart, codebook, warnings, previews,
-scan). Each part is one template fragment `_run_<part>.html` whose root element has the
+The run page is cut into parts (status, progress, chart, codebook, prior, warnings,
+previews, scan; each run type has its own selection of them). Each part is one template fragment `_run_<part>.html` whose root element has the
 id `run-<part>`; the page includes them for the first paint and the live stream renders
 the same fragments again when an event changes them. So a finished run's page, read
 from SQLite, looks exactly like the live one did.
@@ -15,10 +15,15 @@ from typing import Any
 from distill.core.events import (
     CheckpointSaved,
     CodebookWarning,
+    CodesExtracted,
     DatasetScanned,
     EpochMetrics,
+    MemorizationWarning,
     ModelSaved,
     PreviewReady,
+    PriorEpochMetrics,
+    PriorSaved,
+    PriorStepMetrics,
     RunCancelled,
     RunCompleted,
     RunFailed,
@@ -28,10 +33,17 @@ from distill.core.events import (
     StepMetrics,
 )
 from distill.core.store import Store
-from distill.server.charts import overlay_chart, run_loss_chart
+from distill.server.charts import overlay_chart, prior_charts, run_loss_chart
 
-RUN_PARTS = ("status", "progress", "chart", "codebook", "warnings", "previews", "scan")
+RUN_PARTS = ("status", "progress", "chart", "codebook", "prior", "warnings", "previews", "scan")
 ACTIVE_STATUSES = ("queued", "running")
+
+# The parts each type of run has; a run type not here (a load test) shows the VQ-VAE's.
+PARTS_OF_RUN_TYPE: dict[str, tuple[str, ...]] = {
+    "vqvae": ("status", "progress", "chart", "codebook", "warnings", "previews", "scan"),
+    "prior": ("status", "progress", "chart", "prior", "warnings", "scan"),
+}
+STEP_KIND_OF_RUN_TYPE = {"prior": PriorStepMetrics.kind}  # default: StepMetrics
 
 # Which parts of the run page an event of each kind changes.
 PARTS_OF_KIND: dict[str, frozenset[str]] = {
@@ -44,11 +56,20 @@ PARTS_OF_KIND: dict[str, frozenset[str]] = {
     PreviewReady.kind: frozenset({"previews"}),
     CheckpointSaved.kind: frozenset(),
     ModelSaved.kind: frozenset({"status"}),
+    CodesExtracted.kind: frozenset({"scan", "chart", "prior"}),
+    PriorStepMetrics.kind: frozenset({"progress"}),
+    PriorEpochMetrics.kind: frozenset({"progress", "chart", "prior"}),
+    MemorizationWarning.kind: frozenset({"warnings"}),
+    PriorSaved.kind: frozenset({"status"}),
     RunCompleted.kind: frozenset({"status", "progress"}),
     RunFailed.kind: frozenset({"status", "progress"}),
     RunCancelled.kind: frozenset({"status", "progress"}),
     RunInterrupted.kind: frozenset({"status", "progress"}),
 }
+
+
+def step_kind(run: dict[str, Any]) -> str:
+    return STEP_KIND_OF_RUN_TYPE.get(run["run_type"], StepMetrics.kind)
 
 
 async def run_context(
@@ -59,20 +80,32 @@ async def run_context(
 ) -> dict[str, Any] | None:
     """The template context for `parts` of one run's page; None if there is no such run.
 
-    `step` is the newest step_metrics payload when the caller already has it (the live
+    Only the parts the run's type has are built; `context["parts"]` lists them in page
+    order. `step` is the newest step payload when the caller already has it (the live
     stream does), which spares a query.
     """
     run = await store.run(run_id)
     if run is None:
         return None
-    context: dict[str, Any] = {"run": run, "run_id": run_id}
-    if {"progress", "chart"} & set(parts):
-        epochs = await store.epoch_metrics(run_id)
+    prior = run["run_type"] == "prior"
+    own = PARTS_OF_RUN_TYPE.get(run["run_type"], PARTS_OF_RUN_TYPE["vqvae"])
+    parts = tuple(part for part in own if part in parts)
+    context: dict[str, Any] = {"run": run, "run_id": run_id, "parts": parts}
+    if prior and {"chart", "prior", "scan"} & set(parts):
+        codes = await store.latest_event(run_id, CodesExtracted.kind)
+        context["codes"] = codes.payload if codes else None
+    if {"progress", "chart", "prior"} & set(parts):
+        epochs = await (store.prior_epoch_metrics if prior else store.epoch_metrics)(run_id)
         context["epochs"] = epochs
-        context["chart"] = run_loss_chart(epochs)
+    if "chart" in parts:
+        if prior:
+            threshold = context["codes"]["memorization_threshold"] if context["codes"] else None
+            context["charts"] = prior_charts(context["epochs"], threshold)
+        else:
+            context["charts"] = [("Loss", run_loss_chart(context["epochs"]))]
     if "progress" in parts:
         if step is None and run["status"] in ACTIVE_STATUSES:
-            latest = await store.latest_event(run_id, StepMetrics.kind)
+            latest = await store.latest_event(run_id, step_kind(run))
             step = latest.payload if latest else None
         context["step"] = step if run["status"] in ACTIVE_STATUSES else None
         context["progress"] = progress_of(run, step)
@@ -82,11 +115,12 @@ async def run_context(
         context["levels"] = [h for h in health if h["epoch"] == last]
         context["levels_epoch"] = last
     if "warnings" in parts:
-        context["warnings"] = await store.warnings(run_id)
+        warnings = store.memorization_warnings if prior else store.warnings
+        context["warnings"] = await warnings(run_id)
     if "previews" in parts:
         preview = await store.latest_event(run_id, PreviewReady.kind)
         context["preview"] = preview.payload if preview else None
-    if "scan" in parts:
+    if "scan" in parts and not prior:
         scan = await store.latest_event(run_id, DatasetScanned.kind)
         context["scan"] = scan.payload if scan else None
     return context
@@ -119,7 +153,7 @@ async def home_context(store: Store, steps: dict[str, dict[str, Any]] | None = N
     for run in active:
         step = steps.get(run["run_id"])
         if step is None:
-            latest = await store.latest_event(run["run_id"], StepMetrics.kind)
+            latest = await store.latest_event(run["run_id"], step_kind(run))
             step = latest.payload if latest else None
         run["progress"] = progress_of(run, step)
     return {"active_runs": active, "recent_runs": await store.runs(limit=10)}

@@ -24,12 +24,13 @@ from typing import Any, NamedTuple
 
 import torch
 
-from distill.audio.decode import write_wav
+from distill.audio.decode import AudioDecodeError, load_audio, write_wav
 from distill.audio.mel import mel_to_audio
-from distill.core.events import ClipGenerated, Payload
+from distill.core.events import ClipGenerated, CopyCheck, Payload
 from distill.models.copy_check import CopyChecker, step_keys
 from distill.models.library import ModelWithPrior, load_with_prior
 from distill.models.sampling import Sampling, generate_codes
+from distill.paths import generated_dir
 from distill.training.prior_data import silence_codes
 
 MANIFEST_NAME = "generation.json"
@@ -73,6 +74,31 @@ class GenerationResult(NamedTuple):
         return sum(c.seconds for c in self.clips) / self.wall_seconds
 
 
+def new_out_dir(model_name: str, home: Path | None = None) -> Path:
+    """A fresh folder for one request under the model's history: generated/MODEL/TIME."""
+    base = generated_dir(home) / model_name
+    stamp = f"{datetime.now():%Y%m%d-%H%M%S}"
+    folder, n = base / stamp, 1
+    while folder.exists():
+        n += 1
+        folder = base / f"{stamp}-{n}"
+    return folder
+
+
+def generation_history(model_name: str, home: Path | None = None) -> list[dict[str, Any]]:
+    """The manifests of a model's past requests under generated/MODEL, newest first; each
+    gains "folder", the request's folder name. Unreadable manifests are left out."""
+    manifests = []
+    for path in sorted((generated_dir(home) / model_name).glob(f"*/{MANIFEST_NAME}")):
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(manifest, dict) and isinstance(manifest.get("clips"), list):
+            manifests.append({**manifest, "folder": path.parent.name})
+    return sorted(manifests, key=lambda m: (str(m.get("created", "")), m["folder"]), reverse=True)
+
+
 def _ignore(payload: Payload) -> None:
     pass
 
@@ -104,14 +130,36 @@ def generate_clips(
         audio = mel_to_audio(mel, mel_config, spec.griffin_lim_iters, length=length, seed=seed)
         path = spec.out_dir / f"clip{index + 1:02d}_seed{seed}.wav"
         write_wav(path, audio, mel_config.sample_rate)
-        clip = ClipGenerated(
-            index, str(path), spec.seconds, seed, checker.check(codes[index].numpy())
-        )
+        check = checker.check(codes[index].numpy())
+        match = _write_match(loaded, check, path, spec.seconds)
+        clip = ClipGenerated(index, str(path), spec.seconds, seed, check, match)
         emit(clip)
         clips.append(clip)
     wall = time.perf_counter() - started
     manifest = _write_manifest(spec, loaded.card, clips, wall)
     return GenerationResult(clips, manifest, wall)
+
+
+def _write_match(loaded: ModelWithPrior, check: CopyCheck, clip_path: Path, seconds: float) -> str:
+    """Write the nearest training file's stretch beside the clip, so the two can be heard
+    side by side: cut so the shared run sits at the same time in both. "" when there is
+    no nearest file or it can no longer be read (the dataset moved): the check stands."""
+    if not check.nearest_file:
+        return ""
+    source = Path(loaded.card["prior"]["dataset"]["path"]) / check.nearest_file
+    sample_rate = loaded.vqvae.config.mel.sample_rate
+    try:
+        audio = load_audio(source, sample_rate)
+    except (AudioDecodeError, OSError):
+        return ""
+    start = max(0.0, check.nearest_offset_seconds - check.clip_offset_seconds)
+    first = round(start * sample_rate)
+    excerpt = audio[first : first + round(seconds * sample_rate)]
+    if excerpt.size == 0:
+        return ""
+    path = clip_path.with_name(f"{clip_path.stem}_match.wav")
+    write_wav(path, excerpt, sample_rate)
+    return str(path)
 
 
 def copy_checker(loaded: ModelWithPrior) -> CopyChecker:

@@ -1,0 +1,162 @@
+"""The prior in the dashboard, on a real server: train one from a model's page, watch its
+run page (perplexity, epochs, memorization warnings), generate from the page and play
+the clips beside their nearest training stretch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import httpx
+import pytest
+import soundfile as sf
+from conftest import tiny_run_request, write_good_sounds
+from websockets.asyncio.client import connect
+
+from distill.audio.synth import chirp
+from distill.server.serve import ServerThread
+from distill.server.settings import ServerSettings
+
+pytestmark = pytest.mark.slow
+TINY_PRIOR_FORM = {"epochs": "2", "hidden_size": "16", "layers": "1", "heads": "2"}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    base = tmp_path_factory.mktemp("prior-pages")
+    kicks, one = base / "kicks", base / "one"
+    write_good_sounds(kicks, count=5, seed=1)
+    one.mkdir()
+    sf.write(one / "chirp.wav", chirp(200, 2000, 0.8, 8000), 8000)
+    settings = ServerSettings.for_host(base / "home", "127.0.0.1", 0, allowed_roots=(base,))
+    with ServerThread(settings) as server:
+        for name, folder in (("kicks", kicks), ("one", one)):
+            body = {**tiny_run_request(folder), "model_name": name}
+            response = httpx.post(server.url + "/api/runs", json=body, trust_env=False)
+            assert response.status_code == 201, response.text
+            events(server, response.json()["run_id"])
+        yield {"server": server, "home": base / "home", "base": base}
+
+
+def events(server: ServerThread, run_id: str) -> list[dict]:
+    """The run's events to its end, over the CLI's stream."""
+
+    async def read() -> list[dict]:
+        url = f"{server.ws_url}/ws/runs/{run_id}/events"
+        async with connect(url, proxy=None) as ws:
+            return [json.loads(message) async for message in ws]
+
+    return asyncio.run(read())
+
+
+def client(world) -> httpx.Client:
+    server = world["server"]
+    origin = f"http://127.0.0.1:{server.info.port}"
+    return httpx.Client(base_url=server.url, headers={"Origin": origin}, trust_env=False)
+
+
+def test_train_a_prior_from_the_model_page_then_generate(world) -> None:
+    with client(world) as http:
+        page = http.get("/models/kicks").text
+        assert 'id="prior-form"' in page and "Generating needs a prior" in page
+        assert 'placeholder="auto: 128"' in page  # sized from the model's 5 files
+
+        started = http.post("/models/kicks/prior", data=TINY_PRIOR_FORM)
+        assert started.status_code == 303
+        run_id = started.headers["location"].rsplit("/", 1)[-1]
+        kinds = [e["kind"] for e in events(world["server"], run_id)]
+        assert kinds[-1] == "run_completed" and kinds.count("prior_epoch_metrics") == 2
+
+        run_page = http.get(f"/runs/{run_id}").text
+        assert "Prior run" in run_page and "Validation perplexity" in run_page
+        assert 'class="line val"' in run_page and 'class="line threshold"' in run_page
+        assert run_page.count("<tr class=") == 2  # one row per epoch in the prior's table
+        assert "(best)" in run_page and "Codebook health" not in run_page
+        assert "training codes" in run_page  # what the codes section says
+        assert 'href="/models/kicks"' in run_page and "prior saved into model" in run_page
+
+        model_page = http.get("/models/kicks").text
+        assert f'href="/runs/{run_id}"' in model_page and 'id="generate-form"' in model_page
+        assert "Nothing generated yet" in model_page
+
+        form = {"seconds": "0.5", "count": "2", "seed": "3", "temperature": "1", "top_k": "0",
+                "top_p": "1"}  # fmt: skip
+        made = http.post("/models/kicks/generate", data=form, headers={"HX-Request": "true"})
+        assert made.status_code == 200 and made.text.startswith('<div id="generations">')
+        sources = re.findall(r'<audio[^>]*src="([^"]+)"', made.text)
+        clips = [s for s in sources if not s.endswith("_match.wav")]
+        matches = [s for s in sources if s.endswith("_match.wav")]
+        assert [s.rsplit("/", 1)[-1] for s in clips] == ["clip01_seed3.wav", "clip02_seed4.wav"]
+        assert len(matches) == 2  # each clip beside its nearest training stretch
+        for source in sources:
+            wav = http.get(source)
+            assert wav.status_code == 200 and wav.content[:4] == b"RIFF"
+        assert "longest run shared with training" in made.text
+        assert "nearest training clip: " in made.text
+
+        # Kept in the model's history; a plain form post lands back on the page.
+        again = http.post("/models/kicks/generate", data={**form, "count": "1"})
+        assert again.status_code == 303 and again.headers["location"].endswith("/models/kicks")
+        history = http.get("/models/kicks").text
+        assert history.count('class="generation"') == 2
+
+
+def test_bad_prior_and_generate_forms_say_why(world) -> None:
+    with client(world) as http:
+        refused = http.post("/models/kicks/prior", data={**TINY_PRIOR_FORM, "heads": "3"})
+        assert (
+            refused.status_code == 400 and "heads (3) must divide the hidden size" in refused.text
+        )
+        assert 'value="3"' in refused.text  # the form keeps what was typed
+        for field, value, why in (("top_p", "2", "top-p must be"), ("seconds", "x", "seconds must be"),
+                                  ("count", "99", "count must be")):  # fmt: skip
+            response = http.post("/models/kicks/generate", data={field: value},
+                                 headers={"HX-Request": "true"})  # fmt: skip
+            assert response.status_code == 400 and why in response.text
+        no_prior = http.post("/models/one/generate", data={}, headers={"HX-Request": "true"})
+        assert no_prior.status_code == 400 and "no prior yet" in no_prior.text
+        assert http.post("/models/nope/prior", data=TINY_PRIOR_FORM).status_code == 404
+        assert http.get("/models/nope").status_code == 404
+
+
+def test_generated_files_stay_in_the_models_history(world) -> None:
+    home = world["home"]
+    (home / "secret.wav").write_bytes(b"RIFF")
+    with client(world) as http:
+        for path in ("../../secret.wav", "..%2F..%2Fsecret.wav", "x/../../../secret.wav",
+                     "manifest.json", "%2e%2e/%2e%2e/secret.wav"):  # fmt: skip
+            assert http.get(f"/models/kicks/generated/{path}").status_code == 404, path
+
+
+def test_the_api_trains_priors_on_library_models_only(world) -> None:
+    with client(world) as http:
+        outside = http.post("/api/priors", json={"model": str(world["base"] / "x.distill")})
+        assert outside.status_code == 400 and "not in this server's model library" in outside.text
+        unknown = http.post("/api/priors", json={"model": "kicks", "epochs": 3})
+        assert unknown.status_code == 400 and "unknown fields: epochs" in unknown.text
+        missing = http.post("/api/priors", json={"model": "nope"})
+        assert missing.status_code == 409 and "nope" in missing.text
+
+
+def test_a_memorizing_prior_is_flagged_on_its_run_and_model_pages(world) -> None:
+    """One file is all the prior sees, in training and validation: it learns it by heart."""
+    body = {
+        "model": "one",
+        "settings": {
+            "epochs": 25,
+            "learning_rate": 3e-3,
+            "batch_size": 4,
+            "min_steps_per_epoch": 8,
+        },  # fmt: skip
+        "overrides": {"hidden_size": 32, "layers": 1, "heads": 2, "dropout": 0.0},
+    }
+    with client(world) as http:
+        response = http.post("/api/priors", json=body)
+        assert response.status_code == 201, response.text
+        run_id = response.json()["run_id"]
+        kinds = [e["kind"] for e in events(world["server"], run_id)]
+        assert "memorization_warning" in kinds and kinds[-1] == "run_completed"
+        run_page = http.get(f"/runs/{run_id}").text
+        assert 'class="warning"' in run_page and "replaying" in run_page
+        assert http.get("/models/one").text.count('id="prior-memorizes"') == 1
