@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 from rich.console import Console
 
+from distill.core.core import Core, PriorRequest, RunError, TrainRequest
 from distill.core.events import TERMINAL_KINDS, Event
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -59,3 +61,19 @@ def exit_code(terminal: Event | None) -> int:
     if terminal.kind == "run_failed" and terminal.payload["error"].startswith("DatasetError"):
         return EXIT_BAD_INPUT
     return EXIT_FAILED
+
+
+async def run_in_process(home: Path, request: TrainRequest | PriorRequest, render,
+                         console: Console) -> int:  # fmt: skip
+    """No server running: start a core in this process, submit, follow to the end."""
+    async with Core(home) as core:
+        submit = core.submit_prior if isinstance(request, PriorRequest) else core.submit_training
+        try:
+            run_id = await submit(request)
+        except (RunError, ValueError) as error:
+            console.print(f"[bold red]error:[/] {error}")
+            return EXIT_BAD_INPUT
+        terminal = await render_stream(
+            core.follow(run_id), render, lambda: core.cancel(run_id), console
+        )
+        return exit_code(terminal)

@@ -9,10 +9,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from distill.cli.follow import EXIT_BAD_INPUT, exit_code, render_stream
+from distill.cli.follow import run_in_process
 from distill.cli.remote import find_server, run_on_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer
-from distill.core.core import Core, RunError, TrainRequest
+from distill.core.core import TrainRequest
 from distill.models.config import MAX_RVQ_LEVELS, MIN_RVQ_LEVELS
 from distill.paths import check_model_name, data_home, mel_cache_dir
 from distill.training.settings import TrainSettings
@@ -97,21 +97,7 @@ def train(
             "--no-follow needs a running `distill serve` to keep the run going "
             "after this command returns; start one, or follow the run here"
         )
-    raise typer.Exit(asyncio.run(_train_in_process(home, request, render)))
-
-
-async def _train_in_process(home: Path, request: TrainRequest, render) -> int:
-    """No server running: start a core in this process, submit, follow to the end."""
-    async with Core(home) as core:
-        try:
-            run_id = await core.submit_training(request)
-        except (RunError, ValueError) as error:
-            console.print(f"[bold red]error:[/] {error}")
-            return EXIT_BAD_INPUT
-        terminal = await render_stream(
-            core.follow(run_id), render, lambda: core.cancel(run_id), console
-        )
-        return exit_code(terminal)
+    raise typer.Exit(asyncio.run(run_in_process(home, request, render, console)))
 
 
 def _preflight(request: TrainRequest, home: Path, render) -> None:

@@ -9,10 +9,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from distill.cli.follow import EXIT_BAD_INPUT, exit_code, render_stream
+from distill.cli.follow import EXIT_BAD_INPUT, run_in_process
 from distill.cli.remote import find_server, run_on_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer
-from distill.core.core import Core, PriorRequest, RunError
+from distill.core.core import PriorRequest
 from distill.paths import data_home
 from distill.training.settings import PriorSettings
 
@@ -82,20 +82,7 @@ def train_prior(
             "--no-follow needs a running `distill serve` to keep the run going "
             "after this command returns; start one, or follow the run here"
         )
-    raise typer.Exit(asyncio.run(_train_in_process(data_home(), request, render)))
-
-
-async def _train_in_process(home: Path, request: PriorRequest, render) -> int:
-    async with Core(home) as core:
-        try:
-            run_id = await core.submit_prior(request)
-        except (RunError, ValueError) as error:
-            console.print(f"[bold red]error:[/] {error}")
-            return EXIT_BAD_INPUT
-        terminal = await render_stream(
-            core.follow(run_id), render, lambda: core.cancel(run_id), console
-        )
-        return exit_code(terminal)
+    raise typer.Exit(asyncio.run(run_in_process(data_home(), request, render, console)))
 
 
 def _bad_input(message: str) -> None:

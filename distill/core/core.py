@@ -271,7 +271,7 @@ class Core:
         """Runs a killed core left "queued" or "running" become interrupted, resumable."""
         for run in await self.store.unfinished_runs():
             owner = run["spec"].get("core_pid")
-            if owner and owner != os.getpid() and _alive(owner):
+            if owner and owner != os.getpid() and process_alive(owner):
                 continue  # another live process's core is running it
             run_id = run["run_id"]
             self._seq[run_id] = await self.store.last_seq(run_id)
@@ -296,7 +296,8 @@ def _public_config(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of that id exists (a core's owner, a server in server.json)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -12,6 +12,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from distill.core.core import process_alive
+
 SERVER_FILE = "server.json"
 
 
@@ -71,16 +73,6 @@ def read_server_file(home: Path, check_alive: bool = True) -> ServerInfo | None:
         info = ServerInfo(str(data["host"]), int(data["port"]), data.get("token"), int(data["pid"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if check_alive and not _alive(info.pid):
+    if check_alive and not process_alive(info.pid):
         return None
     return info
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

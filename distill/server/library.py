@@ -35,7 +35,7 @@ from distill.server.inputs import (
     prior_options,
     safe_file_name,
 )
-from distill.server.pages import render
+from distill.server.pages import confined_file, render
 from distill.training.generate import generation_history, new_out_dir
 from distill.training.settings import PriorSettings
 
@@ -144,18 +144,8 @@ def _generated(request: Request, name: str, error: str | None = None, status: in
 
 async def generated_file(request: Request) -> Response:
     """A generated clip or its matched training stretch; nothing else, nowhere else."""
-    raw = request.scope.get("raw_path", b"").lower()
-    if b"%2f" in raw or b"%5c" in raw or b"%00" in raw:
-        raise HTTPException(404, "no such file")
-    try:
-        path = find_generated_file(
-            request.app.state.settings.home,
-            request.path_params["name"],
-            request.path_params["path"],
-        )
-    except FileRefused:
-        raise HTTPException(404, "no such file") from None
-    return FileResponse(path)
+    home, params = request.app.state.settings.home, request.path_params
+    return confined_file(request, lambda: find_generated_file(home, params["name"], params["path"]))
 
 
 async def download_model(request: Request) -> Response:

@@ -6,6 +6,8 @@ input comes back as the same page with the reason shown (InputError), never a tr
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -144,15 +146,18 @@ async def _act(request: Request, action) -> Response:
 
 async def run_file(request: Request) -> Response:
     """A preview WAV or PNG from the run's folder; nothing else, nowhere else."""
+    home, params = request.app.state.settings.home, request.path_params
+    return confined_file(request, lambda: find_run_file(home, params["run_id"], params["path"]))
+
+
+def confined_file(request: Request, find: Callable[[], Path]) -> Response:
+    """The file `find` names, or 404 for any path it refuses (files.py) and for encoded
+    slashes, backslashes and NULs, which a router would otherwise decode into a path."""
     raw = request.scope.get("raw_path", b"").lower()
     if b"%2f" in raw or b"%5c" in raw or b"%00" in raw:
         raise HTTPException(404, "no such file")
     try:
-        path = find_run_file(
-            request.app.state.settings.home,
-            request.path_params["run_id"],
-            request.path_params["path"],
-        )
+        path = find()
     except FileRefused:
         raise HTTPException(404, "no such file") from None
     return FileResponse(path)
