@@ -211,3 +211,21 @@ def test_a_model_replaced_while_its_prior_trains_is_not_overwritten(tmp_path: Pa
         train_prior(spec, events.append, replace_the_model_once)
     assert "replaced" in of(events, RunFailed)[0].error
     assert "prior" not in read_model_metadata(model_path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for CUDA where there is none")
+def test_asking_for_cuda_without_one_fails_with_the_reason(trained, tmp_path: Path) -> None:
+    spec, _, _, _ = trained
+    settings = dataclasses.replace(spec.settings, device="cuda")
+    spec = dataclasses.replace(spec, run_dir=tmp_path / "run", settings=settings)
+    events: list = []
+    with pytest.raises(ValueError, match="no CUDA device"):
+        train_prior(spec, events.append)
+    assert "torch sees no CUDA device" in of(events, RunFailed)[0].error
+
+
+def test_the_prior_is_saved_on_the_cpu_wherever_it_trained(trained) -> None:
+    spec, _, _, _ = trained
+    loaded = load_with_prior(spec.model_path)  # loads on a machine without CUDA as well
+    assert {p.device.type for p in loaded.prior.parameters()} == {"cpu"}
+    assert read_card(spec.model_path)["prior"]["training"]["device"] == spec.settings.device

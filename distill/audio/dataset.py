@@ -143,16 +143,23 @@ def prepare_audio(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray | Non
     return (trimmed * (PEAK_TARGET / peak)).astype(np.float32), None
 
 
-def _prepare(
-    path: Path, config: MelConfig, mel: MelSpectrogram, meta_path: Path, mel_path: Path
-) -> dict:
+def load_prepared(path: Path, sample_rate: int) -> tuple[np.ndarray | None, str | None]:
+    """A file as training hears it (decoded, trimmed, peak-normalised, resampled), or
+    None and the reason it cannot be used."""
     try:
         audio, source_rate = decode_audio(path)
         prepared, reason = prepare_audio(audio, source_rate)  # judged before resampling
         if prepared is not None:
-            prepared = resample(prepared, source_rate, config.sample_rate, path)
+            prepared = resample(prepared, source_rate, sample_rate, path)
     except AudioDecodeError as error:
-        prepared, reason = None, error.reason
+        return None, error.reason
+    return prepared, reason
+
+
+def _prepare(
+    path: Path, config: MelConfig, mel: MelSpectrogram, meta_path: Path, mel_path: Path
+) -> dict:
+    prepared, reason = load_prepared(path, config.sample_rate)
     if prepared is None:
         meta = {"skip_reason": reason}
     else:

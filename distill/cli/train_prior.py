@@ -50,6 +50,9 @@ def train_prior(
         int, typer.Option(min=1, help="Windows per step.")
     ] = PriorSettings.batch_size,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and crops.")] = 0,
+    device: Annotated[
+        str, typer.Option(help="auto (CUDA when there is one), cpu or cuda.")
+    ] = "auto",
     json_output: Annotated[
         bool, typer.Option("--json", help="Print events as JSON lines.")
     ] = False,
@@ -66,6 +69,7 @@ def train_prior(
             "learning_rate": learning_rate,
             "batch_size": batch_size,
             "seed": seed,
+            "device": device,
         },
         overrides={"hidden_size": hidden_size, "layers": layers, "heads": heads},
     )

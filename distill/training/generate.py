@@ -24,7 +24,8 @@ from typing import Any, NamedTuple
 
 import torch
 
-from distill.audio.decode import AudioDecodeError, load_audio, write_wav
+from distill.audio.dataset import load_prepared
+from distill.audio.decode import write_wav
 from distill.audio.mel import mel_to_audio
 from distill.core.events import ClipGenerated, CopyCheck, Payload
 from distill.models.copy_check import CopyChecker, step_keys
@@ -142,15 +143,15 @@ def generate_clips(
 
 def _write_match(loaded: ModelWithPrior, check: CopyCheck, clip_path: Path, seconds: float) -> str:
     """Write the nearest training file's stretch beside the clip, so the two can be heard
-    side by side: cut so the shared run sits at the same time in both. "" when there is
-    no nearest file or it can no longer be read (the dataset moved): the check stands."""
+    side by side: the file as its codes were made (trimmed, normalised), cut so the shared
+    run sits at the same time in both. "" when there is no nearest file or it can no
+    longer be read (the dataset moved): the check stands."""
     if not check.nearest_file:
         return ""
     source = Path(loaded.card["prior"]["dataset"]["path"]) / check.nearest_file
     sample_rate = loaded.vqvae.config.mel.sample_rate
-    try:
-        audio = load_audio(source, sample_rate)
-    except (AudioDecodeError, OSError):
+    audio, _ = load_prepared(source, sample_rate)  # trimmed as it was for its codes
+    if audio is None:
         return ""
     start = max(0.0, check.nearest_offset_seconds - check.clip_offset_seconds)
     first = round(start * sample_rate)

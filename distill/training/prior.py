@@ -65,6 +65,7 @@ from distill.training.prior_data import (
     fixed_code_windows,
 )
 from distill.training.settings import PriorSettings, TrainSettings
+from distill.training.vqvae import training_device
 
 Emit = Callable[[Payload], None]
 
@@ -144,8 +145,9 @@ def _train(
     sampler = CodeCropSampler(data.train, config.context_steps, generator)
     val_windows = fixed_code_windows(data.val, config.context_steps)
 
-    # model and optimizer
-    prior = CodePrior(config)
+    # model and optimizer (the codes were extracted on the CPU; the prior trains where asked)
+    device = training_device(settings.device)
+    prior = CodePrior(config).to(device)
     optimizer = torch.optim.AdamW(
         prior.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
     )
@@ -205,7 +207,7 @@ def _train(
                 checkpoint(epoch)
                 emit(RunCancelled(epoch, str(checkpoint_path)))
                 return PriorResult("cancelled", None, history)
-            batch = sampler.batch(settings.batch_size)
+            batch = sampler.batch(settings.batch_size).to(device)
             losses = prior.loss(batch.codes)  # (b, n)
             valid = token_mask(batch.valid, config.levels)
             loss = (losses * valid).sum() / valid.sum()
@@ -242,6 +244,7 @@ def _train(
 
     # the best epoch goes into the model's file
     prior.load_state_dict(best_state)
+    prior.cpu()
     best = history[best_epoch]
     card = _prior_card(spec, data, vqvae, settings, history, best)
     codes = [f.codes for f in data.train]
@@ -259,9 +262,10 @@ def _train(
 def evaluate(prior: CodePrior, windows: CodeBatch, batch_size: int) -> float:
     """Mean cross-entropy (nats) over the audible tokens of every validation window."""
     prior.eval()
+    device = next(prior.parameters()).device
     total = count = 0.0
     for start in range(0, len(windows), batch_size):
-        batch = windows.slice(start, start + batch_size)
+        batch = windows.slice(start, start + batch_size).to(device)
         audible = token_mask(batch.audible, prior.config.levels)
         total += (prior.loss(batch.codes) * audible).sum().item()
         count += audible.sum().item()

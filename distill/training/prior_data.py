@@ -44,6 +44,9 @@ class CodeBatch(NamedTuple):
     def slice(self, start: int, stop: int) -> CodeBatch:
         return CodeBatch(self.codes[start:stop], self.valid[start:stop], self.audible[start:stop])
 
+    def to(self, device: torch.device) -> CodeBatch:
+        return CodeBatch(self.codes.to(device), self.valid.to(device), self.audible.to(device))
+
 
 @torch.no_grad()
 def extract_codes(vqvae: ConvVQVAE, sounds: Sequence[SoundFile]) -> list[FileCodes]:

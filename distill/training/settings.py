@@ -34,3 +34,4 @@ class PriorSettings:
     weight_decay: float = 0.01
     min_steps_per_epoch: int = 32  # small sets still get enough steps per epoch to learn
     seed: int = 0
+    device: str = "auto"  # "auto" (CUDA when there is one), "cpu" or "cuda"
