@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,15 +16,11 @@ from rich.table import Table
 
 from distill.cli.follow import EXIT_BAD_INPUT
 from distill.core.events import ClipGenerated
-from distill.models.library import resolve_model
-from distill.models.model_file import ModelFileError
 from distill.paths import data_home
-from distill.training.generate import (
-    GenerateSpec,
-    GenerationResult,
-    generate_clips,
-    new_out_dir,
-)
+from distill.training.settings import GENERATE_SECONDS
+
+if TYPE_CHECKING:
+    from distill.training.generate import GenerationResult
 
 console = Console()
 
@@ -35,7 +31,7 @@ def generate(
     ],
     seconds: Annotated[
         float, typer.Option(min=0.01, max=600.0, help="Length of each clip.")
-    ] = GenerateSpec.seconds,
+    ] = GENERATE_SECONDS,
     count: Annotated[int, typer.Option(min=1, help="How many clips.")] = 1,
     temperature: Annotated[
         float, typer.Option(min=0.0, help="0 = always the likeliest code; above 1 = wilder.")
@@ -59,6 +55,12 @@ def generate(
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Generate new sounds with a model's prior; prints where they are and how new they are."""
+    # Imported here: the models and torch take seconds to load, which `distill --help`
+    # and every other command should not wait for.
+    from distill.models.library import resolve_model
+    from distill.models.model_file import ModelFileError
+    from distill.training.generate import GenerateSpec, generate_clips, new_out_dir
+
     try:
         path = resolve_model(model)
         out_dir = out or new_out_dir(path.stem, data_home())

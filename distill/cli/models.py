@@ -15,16 +15,6 @@ from rich.table import Table
 from distill.cli.render import health_table
 from distill.core.events import LevelHealth
 from distill.core.store import Store
-from distill.models.library import (
-    delete_model,
-    export_model,
-    import_model,
-    list_models,
-    read_card,
-    rename_model,
-    resolve_model,
-)
-from distill.models.model_file import ModelFileError
 from distill.paths import data_home, database_path
 
 app = typer.Typer(help="The model library: list, show, import, export, rename, rm.")
@@ -39,12 +29,10 @@ def show(
     json_output: Annotated[bool, typer.Option("--json", help="Print the card as JSON.")] = False,
 ) -> None:
     """Print a model's card (config, dataset, codebook health, loss curves) without loading weights."""
-    try:
-        path = resolve_model(model)
-        card = read_card(path)
-    except ModelFileError as error:
-        console.print(f"[bold red]error:[/] {error}")
-        raise typer.Exit(2) from error
+    from distill.models.library import read_card, resolve_model
+
+    path = _or_exit(lambda: resolve_model(model))
+    card = _or_exit(lambda: read_card(path))
     if json_output:
         print(json.dumps({"path": str(path), **card}, indent=2))
         return
@@ -63,6 +51,9 @@ def models(
 @app.command("list")
 def list_command(json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The models in the library."""
+    from distill.models.library import list_models, read_card
+    from distill.models.model_file import ModelFileError
+
     rows = []
     for path in list_models():
         try:
@@ -99,7 +90,9 @@ def list_command(json_output: Annotated[bool, typer.Option("--json")] = False) -
 @app.command("rm")
 def rm(name: Annotated[str, typer.Argument(help="A model name in the library.")]) -> None:
     """Delete a model from the library."""
-    path = _or_exit(lambda: delete_model(name))
+    from distill.models import library
+
+    path = _or_exit(lambda: library.delete_model(name))
     asyncio.run(_in_store(lambda store: store.forget_model(name)))
     console.print(f"deleted {path}")
 
@@ -107,7 +100,9 @@ def rm(name: Annotated[str, typer.Argument(help="A model name in the library.")]
 @app.command("rename")
 def rename(old: str, new: str) -> None:
     """Give a library model a new name."""
-    path = _or_exit(lambda: rename_model(old, new))
+    from distill.models import library
+
+    path = _or_exit(lambda: library.rename_model(old, new))
     asyncio.run(_in_store(lambda store: store.rename_model(old, path.stem, str(path))))
     console.print(f"renamed {old} -> {path.stem} ({path})")
 
@@ -120,7 +115,9 @@ def import_command(
     ] = None,
 ) -> None:
     """Check a model file through and copy it into the library."""
-    path = _or_exit(lambda: import_model(file, name))
+    from distill.models import library
+
+    path = _or_exit(lambda: library.import_model(file, name))
     console.print(f"imported {file} as {path.stem} ({path})")
 
 
@@ -130,11 +127,20 @@ def export(
     destination: Annotated[Path, typer.Argument(help="A file or a folder to copy it to.")],
 ) -> None:
     """Copy a library model out as a .distill file."""
-    path = _or_exit(lambda: export_model(name, destination))
+    from distill.models import library
+
+    path = _or_exit(lambda: library.export_model(name, destination))
     console.print(f"exported {name} to {path}")
 
 
-def _or_exit(action: Callable[[], Path]) -> Path:
+def _or_exit(action: Callable[[], Any]) -> Any:
+    """Run a library action; a refused file or an OS error is a message and exit code 2.
+
+    The library is imported by the commands that use it, not at start-up: it loads torch,
+    which `distill runs` or `distill --help` should not wait for.
+    """
+    from distill.models.model_file import ModelFileError
+
     try:
         return action()
     except (ModelFileError, OSError) as error:

@@ -33,7 +33,7 @@ from distill.core.events import (
     RunStarted,
     StepMetrics,
 )
-from distill.models.health import LOW_UTILIZATION
+from distill.training.settings import LOW_UTILIZATION
 
 
 def health_table(levels: list[LevelHealth], title: str | None = None) -> Table:

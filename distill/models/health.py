@@ -21,8 +21,7 @@ import torch
 from torch import Tensor
 
 from distill.core.events import LevelHealth
-
-LOW_UTILIZATION = 0.30  # a level under this share of codes in use gets a warning
+from distill.training.settings import LOW_UTILIZATION
 
 
 def count_codes(indices: Tensor, codebook_size: int) -> Tensor:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
@@ -28,9 +28,11 @@ from distill.models.model_file import (
     read_model_metadata,
     save_model_file,
 )
-from distill.models.prior import CodePrior, PriorConfig
-from distill.models.rvqvae import ConvVQVAE
 from distill.paths import generated_dir, model_path, models_dir
+
+if TYPE_CHECKING:  # the model classes load on first use: listing the library needs none
+    from distill.models.prior import CodePrior
+    from distill.models.rvqvae import ConvVQVAE
 
 MODEL_TYPE = "distill-model"
 PRIOR_PREFIXES = ("prior.", "prior_codes.")
@@ -84,6 +86,8 @@ def load_vqvae(path: Path) -> tuple[ConvVQVAE, dict[str, Any]]:
 
 
 def _build_vqvae(path: Path, metadata: dict[str, Any], tensors: dict) -> ConvVQVAE:
+    from distill.models.rvqvae import ConvVQVAE
+
     try:
         model = ConvVQVAE(VQVAEConfig.from_dict(metadata["config"]))
         model.load_state_dict(_with_prefix(tensors, "vqvae."), strict=True)
@@ -124,6 +128,8 @@ def save_prior(
 
 def load_with_prior(path: Path) -> ModelWithPrior:
     """The VQ-VAE and its prior in eval mode; a model without a prior is refused by name."""
+    from distill.models.prior import CodePrior, PriorConfig
+
     metadata, tensors = load_model_file(path)
     _check_type(path, metadata)
     vqvae = _build_vqvae(path, metadata, tensors)

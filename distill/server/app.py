@@ -22,7 +22,6 @@ from starlette.templating import Jinja2Templates
 
 import distill
 from distill.core.core import Core
-from distill.models.health import LOW_UTILIZATION
 from distill.server import api, library, pages
 from distill.server.discovery import remove_server_file
 from distill.server.helper import Helper
@@ -30,6 +29,7 @@ from distill.server.live import Streams
 from distill.server.security import Guard
 from distill.server.settings import ServerSettings
 from distill.server.views import short_path
+from distill.training.settings import LOW_UTILIZATION
 
 WEB_DIR = Path(distill.__file__).parent / "web"  # a link to ../web in a checkout
 

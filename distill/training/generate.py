@@ -33,6 +33,7 @@ from distill.models.library import ModelWithPrior, load_with_prior
 from distill.models.sampling import Sampling, generate_codes
 from distill.paths import generated_dir
 from distill.training.prior_data import silence_codes
+from distill.training.settings import GENERATE_SECONDS
 
 MANIFEST_NAME = "generation.json"
 MAX_SECONDS = 600.0
@@ -44,7 +45,7 @@ class GenerateSpec:
 
     model_path: Path
     out_dir: Path
-    seconds: float = 4.0  # per clip; may exceed one training window
+    seconds: float = GENERATE_SECONDS  # per clip; may exceed one training window
     count: int = 1
     temperature: float = 1.0
     top_k: int = 0  # 0 = off

@@ -35,3 +35,7 @@ class PriorSettings:
     min_steps_per_epoch: int = 32  # small sets still get enough steps per epoch to learn
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when there is one), "cpu" or "cuda"
+
+
+GENERATE_SECONDS = 4.0  # default length of a generated clip (CLI and GenerateSpec)
+LOW_UTILIZATION = 0.30  # a codebook level under this share of codes in use gets a warning

@@ -39,7 +39,7 @@ from distill.core.events import (
     StepMetrics,
 )
 from distill.models.config import VQVAEConfig, codebook_size_for
-from distill.models.health import LOW_UTILIZATION, count_codes, level_health, low_utilization_levels
+from distill.models.health import count_codes, level_health, low_utilization_levels
 from distill.models.library import save_vqvae
 from distill.models.rvqvae import ConvVQVAE, multiscale_mel_loss
 from distill.training.checkpoint import (
@@ -49,7 +49,7 @@ from distill.training.checkpoint import (
     save_checkpoint,
 )
 from distill.training.previews import preview_sources, write_previews
-from distill.training.settings import TrainSettings
+from distill.training.settings import LOW_UTILIZATION, TrainSettings
 
 Emit = Callable[[Payload], None]
 
