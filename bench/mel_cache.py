@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from distill.audio.dataset import scan_dataset
-from distill.audio.mel import MelConfig
+from distill.audio.mel_config import MelConfig
 from distill.audio.synth import make_demo_set
 
 

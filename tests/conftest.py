@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from distill.audio.mel import MelConfig
+from distill.audio.mel_config import MelConfig
 from distill.audio.synth import chirp, click, noise_burst, tone
 from distill.training.prior import PriorSpec
 from distill.training.settings import PriorSettings

@@ -45,6 +45,7 @@ def test_check_prints_the_preflight_and_trains_nothing(dataset: Path, tmp_path: 
     assert "silence.wav: silent" in result.stdout
     assert "suggested codebook size" in result.stdout
     assert not (home / "models").exists() or not any((home / "models").iterdir())
+    assert "no runs yet" in distill(home, "runs").stdout  # a check records no run
 
 
 def test_train_then_show_the_model(dataset: Path, tmp_path: Path) -> None:

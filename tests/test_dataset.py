@@ -10,7 +10,7 @@ import pytest
 from conftest import TINY_MEL, write_bad_sounds, write_good_sounds
 
 from distill.audio.dataset import DatasetError, require_usable, scan_dataset
-from distill.audio.mel import MelConfig
+from distill.audio.mel_config import MelConfig
 
 
 def test_bad_files_are_skipped_and_named_and_the_rest_used(tmp_path: Path) -> None:

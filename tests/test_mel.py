@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from distill.audio.mel import MelConfig, MelSpectrogram, griffin_lim, mel_filterbank, mel_to_audio
+from distill.audio.mel import MelSpectrogram, griffin_lim, mel_filterbank, mel_to_audio
+from distill.audio.mel_config import MelConfig
 
 SR = 22050
 

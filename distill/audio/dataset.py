@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from distill.audio.decode import SUPPORTED_EXTENSIONS, AudioDecodeError, decode_audio, resample
-from distill.audio.mel import MelConfig, MelSpectrogram
+from distill.audio.mel import MelSpectrogram
+from distill.audio.mel_config import MelConfig
 from distill.core.events import SkippedFile
 
 SILENCE_PEAK = 10 ** (-70 / 20)  # a file whose peak is under -70 dBFS is silent

@@ -39,6 +39,10 @@ def list_runs(
     if json_output:
         print(json.dumps([_public(r) for r in rows], indent=2, default=str))
         return
+    if not rows:
+        filtered = status is not None or dataset is not None
+        console.print("no runs match" if filtered else "no runs yet: `distill train FOLDER`")
+        return
     table = Table(
         "type", "status", "dataset", "epochs", "best val loss", "worst level", "val ppl", "model"
     )

@@ -91,7 +91,7 @@ def thread_count() -> int:
 
 def spec_from_job(job: dict[str, Any]):
     """Rebuild the TrainSpec from the job's plain data."""
-    from distill.audio.mel import MelConfig
+    from distill.audio.mel_config import MelConfig
     from distill.training.vqvae import TrainSettings, TrainSpec
 
     settings = TrainSettings(**job.get("settings", {}))

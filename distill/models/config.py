@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from distill.audio.mel import MelConfig
+from distill.audio.mel_config import MelConfig
 
 MIN_RVQ_LEVELS = 2
 MAX_RVQ_LEVELS = 4

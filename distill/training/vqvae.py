@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from distill.audio.dataset import ScanReport, SoundFile, require_usable, scan_dataset
-from distill.audio.mel import MelConfig
+from distill.audio.mel_config import MelConfig
 from distill.audio.windows import CropSampler, fixed_windows, split_files, window_count
 from distill.core.events import (
     CheckpointSaved,
