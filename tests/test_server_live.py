@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 from pathlib import Path
 
@@ -132,20 +133,29 @@ def test_page_with_a_seq_gets_only_what_changed_after_it(
     assert 'id="run-status"' in page[0] and 'id="run-codebook"' not in page[0]
 
 
-def test_home_stream_shows_a_run_while_it_is_active(server: ServerThread, dataset: Path) -> None:
-    async def watch() -> list[str]:
+def status_shown(message: str, run_id: str) -> str | None:
+    """The status a home-page message shows for a run (its first mention), if any."""
+    at = message.find(f'href="/runs/{run_id}"')
+    found = re.search(r"status-(\w+)", message[at:]) if at >= 0 else None
+    return found.group(1) if found else None
+
+
+def test_home_stream_follows_a_run_to_its_end(server: ServerThread, dataset: Path) -> None:
+    async def watch() -> tuple[list[str], str]:
         messages = []
         async with connect(f"{server.ws_url}/ws/home", proxy=None) as ws:
             messages.append(await ws.recv())  # the first paint, before the run
             run_id = await asyncio.to_thread(submit, server, dataset)
-            while True:
+            while status_shown(messages[-1], run_id) != "completed":
                 messages.append(await ws.recv())
-                if run_id in messages[-1]:
-                    return messages
+            return messages, run_id
 
-    messages = asyncio.run(watch())
-    assert 'id="active-runs"' in messages[0]
-    assert "queued" in messages[-1] or "running" in messages[-1]
+    messages, run_id = asyncio.run(asyncio.wait_for(watch(), 120))
+    assert 'id="active-runs"' in messages[0] and 'id="recent-runs"' in messages[0]
+    assert status_shown(messages[0], run_id) is None
+    shown = [status_shown(m, run_id) for m in messages[1:]]
+    assert set(shown) <= {"queued", "running", "completed"}, shown
+    assert "Nothing is training" in messages[-1]  # gone from the active runs, in the recent
     wait_until(lambda: not server.core.runner.running, 120, "the run to end")
 
 

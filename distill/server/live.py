@@ -303,12 +303,17 @@ class Streams:
     # -- the home page ---------------------------------------------------------------
 
     async def home(self, client: Client) -> None:
-        """The active runs with their progress, re-rendered when any run moves."""
+        """Active runs with their progress and the recent runs, re-rendered when any run moves.
+
+        Recent runs are part of it so that a run that starts and ends between two
+        renders (a fast run, at most 4 renders a second) still shows up on the page.
+        """
         steps: dict[str, dict] = {}
 
         async def render(parts: set[str], seq: int) -> str:
             context = await home_context(self.core.store, steps)
-            return self.render_fragment("_active_runs.html", context)
+            active = self.render_fragment("_active_runs.html", context)
+            return active + "\n" + self.render_fragment("_recent_runs.html", context)
 
         flusher = Flusher(client, render)
         flushing = asyncio.create_task(flusher.run())
