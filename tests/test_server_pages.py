@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import httpx
 import pytest
 from conftest import tiny_run_request, write_good_sounds
 from websockets.asyncio.client import connect
 
+from distill.core.store import Store
+from distill.paths import database_path
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
+from distill.server.views import RUNS_PER_PAGE
 
 pytestmark = pytest.mark.slow
 
@@ -66,6 +70,33 @@ def test_two_runs_curves_overlay(world) -> None:
         page = http.get("/runs", params=[("compare", kicks), ("compare", snares)]).text
     assert f"Comparing {kicks} and {snares}" in page
     assert page.count('class="line run0 val"') == 1 and page.count('class="line run1 val"') == 1
+
+
+def test_runs_list_pages_through_older_runs(tmp_path) -> None:
+    async def make_runs(count: int) -> None:
+        store = await Store.open(database_path(tmp_path / "home"))
+        try:
+            for index in range(count):
+                await store.create_run(f"run-{index:03d}", "vqvae", "/sounds/a", {})
+        finally:
+            await store.close()
+
+    asyncio.run(make_runs(RUNS_PER_PAGE + 20))
+    settings = ServerSettings.for_host(tmp_path / "home", "127.0.0.1", 0)
+    with (
+        ServerThread(settings) as server,
+        httpx.Client(base_url=server.url, trust_env=False) as http,
+    ):
+        first = http.get("/runs", params={"dataset": "/sounds/a"}).text
+        assert first.count('<a href="/runs/run-') == RUNS_PER_PAGE
+        assert f"runs 1 to {RUNS_PER_PAGE}" in first and "Newer runs" not in first
+        older = re.search(r'<a href="([^"]+)" rel="next">Older runs', first).group(1)
+        assert older == "/runs?page=2&amp;dataset=%2Fsounds%2Fa"  # keeps the filter
+        second = http.get(older.replace("&amp;", "&")).text
+        assert second.count('<a href="/runs/run-') == 20 and "Older runs" not in second
+        assert 'rel="prev">&larr; Newer runs' in second
+        assert http.get("/runs", params={"page": "0"}).status_code == 400
+        assert "No runs match" in http.get("/runs", params={"page": "9"}).text
 
 
 def test_finished_run_page_is_read_from_sqlite(world) -> None:

@@ -31,12 +31,14 @@ def world(tmp_path_factory):
     sf.write(one / "chirp.wav", chirp(200, 2000, 0.8, 8000), 8000)
     settings = ServerSettings.for_host(base / "home", "127.0.0.1", 0, allowed_roots=(base,))
     with ServerThread(settings) as server:
+        runs = {}
         for name, folder in (("kicks", kicks), ("one", one)):
             body = {**tiny_run_request(folder), "model_name": name}
             response = httpx.post(server.url + "/api/runs", json=body, trust_env=False)
             assert response.status_code == 201, response.text
-            events(server, response.json()["run_id"])
-        yield {"server": server, "home": base / "home", "base": base}
+            runs[name] = response.json()["run_id"]
+            events(server, runs[name])
+        yield {"server": server, "home": base / "home", "base": base, "runs": runs}
 
 
 def events(server: ServerThread, run_id: str) -> list[dict]:
@@ -79,6 +81,12 @@ def test_train_a_prior_from_the_model_page_then_generate(world) -> None:
         model_page = http.get("/models/kicks").text
         assert f'href="/runs/{run_id}"' in model_page and 'id="generate-form"' in model_page
         assert "Nothing generated yet" in model_page
+
+        # The runs list overlays two priors' curves, and refuses a prior beside a VQ-VAE.
+        overlay = http.get("/runs", params=[("compare", run_id)]).text
+        assert f"Comparing {run_id}" in overlay and overlay.count('class="line run0 val"') == 1
+        mixed = http.get("/runs", params=[("compare", run_id), ("compare", world["runs"]["kicks"])])
+        assert 'id="compare-error"' in mixed.text and 'id="overlay"' not in mixed.text
 
         form = {"seconds": "0.5", "count": "2", "seed": "3", "temperature": "1", "top_k": "0",
                 "top_p": "1"}  # fmt: skip

@@ -173,9 +173,20 @@ async def runs_list(request: Request) -> Response:
         status,
         params.get("dataset") or None,
         params.getlist("compare"),
+        _page_number(params.get("page", "1")),
     )
     context["statuses"] = RUN_STATUSES
     return render(request, "runs.html", context)
+
+
+def _page_number(text: str) -> int:
+    try:
+        page = int(text)
+    except ValueError:
+        page = 0
+    if page < 1:
+        raise HTTPException(400, f"page must be a whole number from 1, not {text!r}")
+    return page
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

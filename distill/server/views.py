@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from distill.core.events import (
     CheckpointSaved,
@@ -37,6 +38,7 @@ from distill.server.charts import overlay_chart, prior_charts, run_loss_chart
 
 RUN_PARTS = ("status", "progress", "chart", "codebook", "prior", "warnings", "previews", "scan")
 ACTIVE_STATUSES = ("queued", "running")
+RUNS_PER_PAGE = 100  # rows on one page of the runs list
 
 # The parts each type of run has; a run type not here (a load test) shows the VQ-VAE's.
 PARTS_OF_RUN_TYPE: dict[str, tuple[str, ...]] = {
@@ -160,23 +162,53 @@ async def home_context(store: Store, steps: dict[str, dict[str, Any]] | None = N
 
 
 async def runs_context(
-    store: Store, status: str | None, dataset: str | None, compare: list[str]
+    store: Store, status: str | None, dataset: str | None, compare: list[str], page: int = 1
 ) -> dict[str, Any]:
-    """The runs list with its filters, and up to two runs' curves overlaid."""
-    runs = await store.runs(status=status, dataset=dataset, limit=500)
+    """One page of the runs list with its filters, and up to two runs' curves overlaid.
+
+    Runs of different types are not overlaid: a VQ-VAE's reconstruction loss and a
+    prior's cross-entropy are not on one scale.
+    """
+    offset = (page - 1) * RUNS_PER_PAGE
+    runs = await store.runs(status=status, dataset=dataset, limit=RUNS_PER_PAGE + 1, offset=offset)
+    has_older, runs = len(runs) > RUNS_PER_PAGE, runs[:RUNS_PER_PAGE]
     datasets = sorted({d["path"] for d in await store.datasets()} | {r["dataset"] for r in runs})
-    compared = []
-    for run_id in compare[:2]:
-        if await store.run(run_id) is not None:
-            compared.append((run_id, await store.epoch_metrics(run_id)))
+    compared = [run for run_id in compare[:2] if (run := await store.run(run_id)) is not None]
+    overlay, compare_error = None, None
+    if len({run["run_type"] for run in compared}) > 1:
+        compare_error = (
+            "Compare two runs of the same type: a VQ-VAE's loss and a prior's are not on one scale."
+        )
+    elif compared:
+        overlay = overlay_chart(
+            [(run["run_id"], await _epoch_rows(store, run)) for run in compared]
+        )
     return {
         "runs": runs,
         "datasets": datasets,
         "status": status or "",
         "dataset": dataset or "",
-        "compare": [run_id for run_id, _ in compared],
-        "overlay": overlay_chart(compared) if compared else None,
+        "compare": [run["run_id"] for run in compared],
+        "overlay": overlay,
+        "compare_error": compare_error,
+        "page": page,
+        "first_shown": offset + 1,
+        "newer_url": _runs_url(page - 1, status, dataset) if page > 1 else None,
+        "older_url": _runs_url(page + 1, status, dataset) if has_older else None,
     }
+
+
+def _runs_url(page: int, status: str | None, dataset: str | None) -> str:
+    """The runs list at `page`, with the same filters."""
+    filters = {"status": status, "dataset": dataset}
+    return "/runs?" + urlencode({"page": page, **{k: v for k, v in filters.items() if v}})
+
+
+async def _epoch_rows(store: Store, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """A run's per-epoch train and validation loss, from its type's table."""
+    if run["run_type"] == "prior":
+        return await store.prior_epoch_metrics(run["run_id"])
+    return await store.epoch_metrics(run["run_id"])
 
 
 def short_path(path: str | None) -> str:
