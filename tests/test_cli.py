@@ -25,6 +25,23 @@ def distill(home: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def loads_torch(home: Path, *args: str) -> bool:
+    """Whether `distill ARGS` imports torch. Listing the library and reading cards must
+    not: torch and the model code take 2 to 3 s to import, the command itself 0.4 s."""
+    code = "import sys\nfrom distill.cli.main import app\ntry:\n    app(sys.argv[1:])\n"
+    code += "except SystemExit:\n    pass\nprint('torch loaded:', 'torch' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env={**os.environ, "DISTILL_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("torch loaded:"), result.stdout + result.stderr
+    return last == "torch loaded: True"
+
+
 def json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
@@ -69,6 +86,8 @@ def test_train_then_show_the_model(dataset: Path, tmp_path: Path) -> None:
     listed = json.loads(distill(home, "models", "--json").stdout)  # bare `models` lists
     assert [(m["name"], m["has_prior"]) for m in listed] == [("kicks", False)]
     assert "kicks" in distill(home, "models").stdout
+    assert not loads_torch(home, "models") and not loads_torch(home, "models", "show", "kicks")
+    assert not loads_torch(home, "runs")
 
     exported = distill(home, "models", "export", "kicks", str(home.parent))
     assert exported.returncode == 0 and (home.parent / "kicks.distill").is_file()

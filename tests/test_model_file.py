@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import torch
 
 from distill.models import model_file as mf
@@ -290,7 +291,7 @@ def test_foreign_files_are_refused(tmp_path: Path) -> None:
     text = tmp_path / "notes.distill"
     text.write_text("just some text that happens to be long enough\n")
     safetensors_file = tmp_path / "raw.distill"
-    safetensors_file.write_bytes(mf.safetensors.torch.save({"a": torch.ones(2)}))
+    safetensors_file.write_bytes(safetensors.torch.save({"a": torch.ones(2)}))
     short = tmp_path / "short.distill"
     short.write_bytes(b"MZ")
     for path in (wav, png, archive, text, safetensors_file, short):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import safetensors.torch
 import torch
 
 from distill.models import model_file as mf
@@ -670,7 +671,7 @@ def test_malicious_pickles_never_run(original, tmp_path: Path, how: str) -> None
     # Pickle bytes stored as an ordinary uint8 tensor are just data: they load, and run nothing.
     payload = pickles[-1]
     as_tensor = torch.tensor(list(payload), dtype=torch.uint8)
-    stored = build(meta, mf.safetensors.torch.save({"blob": as_tensor}))
+    stored = build(meta, safetensors.torch.save({"blob": as_tensor}))
     path.write_bytes(stored)
     _, tensors = load_model_file(path)
     assert bytes(tensors["blob"].tolist()) == payload

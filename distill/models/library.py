@@ -18,8 +18,6 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import torch
-
 from distill.models.config import VQVAEConfig
 from distill.models.model_file import (
     FILE_EXTENSION,
@@ -31,6 +29,8 @@ from distill.models.model_file import (
 from distill.paths import generated_dir, model_path, models_dir
 
 if TYPE_CHECKING:  # the model classes load on first use: listing the library needs none
+    import torch
+
     from distill.models.prior import CodePrior
     from distill.models.rvqvae import ConvVQVAE
 
@@ -118,6 +118,8 @@ def save_prior(
             f"{path.name} was replaced by another model while its prior trained; "
             "train the prior again on the new model"
         )
+    import torch
+
     kept = {k: v for k, v in tensors.items() if not k.startswith(PRIOR_PREFIXES)}
     kept |= {f"prior.{k}": v for k, v in prior.state_dict().items()}
     kept["prior_codes.steps"] = torch.cat(training_codes).to(torch.int16)  # (sum t, q)

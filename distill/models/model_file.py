@@ -36,12 +36,12 @@ import stat
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
-
-import safetensors.torch
-import torch
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from distill.paths import MODEL_FILE_EXTENSION
+
+if TYPE_CHECKING:  # torch loads only to save or load weights: listing models stays fast
+    import torch
 
 MAGIC = b"DISTILL\x00"
 FORMAT_VERSION = 1
@@ -54,10 +54,10 @@ MAX_ELEMENTS = 2**48  # cap on the product of a shape's non-zero dims, even for 
 
 # safetensors dtype name -> bytes per element; anything else is refused.
 DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}  # fmt: skip
-_TORCH_DTYPES = {
-    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
-    torch.uint8: "U8", torch.bool: "BOOL",
+_TORCH_DTYPES = {  # str(tensor.dtype) -> safetensors dtype name
+    "torch.float64": "F64", "torch.float32": "F32", "torch.float16": "F16",
+    "torch.bfloat16": "BF16", "torch.int64": "I64", "torch.int32": "I32", "torch.int16": "I16",
+    "torch.int8": "I8", "torch.uint8": "U8", "torch.bool": "BOOL",
 }  # fmt: skip
 
 _PRELUDE = struct.Struct("<8sIQ")  # magic, version, metadata length
@@ -88,11 +88,14 @@ def save_model_file(path: Path | str, tensors: dict[str, torch.Tensor], metadata
         raise ValueError(
             f"metadata is {len(meta_raw)} bytes as JSON; the limit is {MAX_METADATA_BYTES}"
         )
+    import safetensors.torch
+    import torch
+
     cpu: dict[str, torch.Tensor] = {}
     for name, tensor in tensors.items():
         if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
             raise TypeError(f"tensors must map str names to torch.Tensor, got {name!r}")
-        if tensor.dtype not in _TORCH_DTYPES:
+        if str(tensor.dtype) not in _TORCH_DTYPES:
             raise TypeError(
                 f"tensor {name!r} has dtype {tensor.dtype}, which .distill files do not store"
             )
@@ -148,6 +151,8 @@ def _load_bytes(data: bytes) -> tuple[dict, dict[str, torch.Tensor]]:
 
 
 def _load_stream(f: BinaryIO, size: int) -> tuple[dict, dict[str, torch.Tensor]]:
+    import safetensors.torch
+
     metadata, blob = _read_container(f, size, keep_weights=True)
     assert blob is not None
     _validate_safetensors_header(blob)
