@@ -21,7 +21,7 @@ from distill.models.library import (
 )
 from distill.models.model_file import ModelFileError
 from distill.models.rvqvae import ConvVQVAE
-from distill.paths import model_path
+from distill.paths import generated_dir, model_path
 
 
 @pytest.fixture
@@ -66,10 +66,28 @@ def test_rename_moves_the_file_and_the_card_name(home: Path) -> None:
 
 
 def test_delete(home: Path) -> None:
-    delete_model("kicks", home)
+    assert delete_model("kicks", home).sounds is None  # it generated nothing
     assert list_models(home) == []
     with pytest.raises(ModelFileError, match="no model named 'kicks'"):
         delete_model("kicks", home)
+
+
+def test_a_deleted_models_sounds_are_kept_but_not_inherited(home: Path) -> None:
+    """A new model under a deleted one's name, or renamed to it, starts with no history."""
+    (generated_dir(home) / "kicks" / "20261123-1").mkdir(parents=True)
+    (generated_dir(home) / "kicks" / "20261123-1" / "clip01_seed0.wav").write_bytes(b"RIFF")
+    deleted = delete_model("kicks", home)
+    assert deleted.sounds is not None and (deleted.sounds / "20261123-1/clip01_seed0.wav").is_file()
+    assert deleted.sounds.parent == generated_dir(home) / "_deleted"
+    assert not (generated_dir(home) / "kicks").exists()
+
+    model = ConvVQVAE(VQVAEConfig(**TINY_MODEL))
+    save_vqvae(model_path("snares", home), model, {"name": "snares", "created": "now"})
+    (generated_dir(home) / "kicks" / "old").mkdir(parents=True)  # left by hand, say
+    (generated_dir(home) / "snares" / "mine").mkdir(parents=True)
+    rename_model("snares", "kicks", home)
+    assert [p.name for p in (generated_dir(home) / "kicks").iterdir()] == ["mine"]
+    assert len(list((generated_dir(home) / "_deleted").iterdir())) == 2  # nothing lost
 
 
 def test_a_bad_file_never_lands_in_the_library(home: Path, tmp_path: Path) -> None:

@@ -92,9 +92,11 @@ def rm(name: Annotated[str, typer.Argument(help="A model name in the library.")]
     """Delete a model from the library."""
     from distill.models import library
 
-    path = _or_exit(lambda: library.delete_model(name))
+    deleted = _or_exit(lambda: library.delete_model(name))
     asyncio.run(_in_store(lambda store: store.forget_model(name)))
-    console.print(f"deleted {path}")
+    console.print(f"deleted {deleted.model}")
+    if deleted.sounds is not None:
+        console.print(f"the sounds it generated are kept in {deleted.sounds}")
 
 
 @app.command("rename")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:  # the model classes load on first use: listing the library ne
     from distill.models.rvqvae import ConvVQVAE
 
 MODEL_TYPE = "distill-model"
+DELETED_HISTORIES = "_deleted"  # under generated/: the sounds of deleted models
 PRIOR_PREFIXES = ("prior.", "prior_codes.")
 
 
@@ -175,22 +177,46 @@ def import_model(source: Path, name: str | None = None, home: Path | None = None
 
 def rename_model(old: str, new: str, home: Path | None = None) -> Path:
     """Give a library model a new name (its card's name too); the sounds it generated
-    move with it, unless the new name already has some."""
+    move with it."""
     source = resolve_library_model(old, home)
     target = _free_name(new, home)
     metadata, tensors = load_model_file(source)
     save_model_file(target, tensors, {**metadata, "name": target.stem})
     source.unlink()
-    history, new_history = generated_dir(home) / source.stem, generated_dir(home) / target.stem
-    if history.is_dir() and not new_history.exists():
-        history.rename(new_history)
+    history = generated_dir(home) / source.stem
+    set_aside_history(target.stem, home)  # left by an earlier model of the new name
+    if history.is_dir():
+        history.rename(generated_dir(home) / target.stem)
     return target
 
 
-def delete_model(name: str, home: Path | None = None) -> Path:
+class Deleted(NamedTuple):
+    model: Path  # the file that was removed
+    sounds: Path | None  # where the sounds it generated were set aside, if it made any
+
+
+def delete_model(name: str, home: Path | None = None) -> Deleted:
+    """Take a model out of the library. The sounds it generated are kept but set aside,
+    so that a later model of the same name starts with an empty history."""
     path = resolve_library_model(name, home)
     path.unlink()
-    return path
+    return Deleted(path, set_aside_history(path.stem, home))
+
+
+def set_aside_history(name: str, home: Path | None = None) -> Path | None:
+    """Move generated/NAME to generated/_deleted/NAME-TIME (a model name cannot start
+    with '_', so no model's history is ever read from there); None if there is none."""
+    history = generated_dir(home) / name
+    if not history.is_dir():
+        return None
+    stamp = f"{datetime.now():%Y%m%d-%H%M%S}"
+    target, n = generated_dir(home) / DELETED_HISTORIES / f"{name}-{stamp}", 1
+    while target.exists():
+        n += 1
+        target = target.with_name(f"{name}-{stamp}-{n}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    history.rename(target)
+    return target
 
 
 def export_model(name: str, destination: Path, home: Path | None = None) -> Path:
