@@ -174,9 +174,10 @@ def test_train_a_prior_and_generate_from_the_model_page(page, server: ServerThre
     page.fill("#generate-form [name=seconds]", "1")
     page.fill("#generate-form [name=count]", "2")
     page.click("#generate-button")
+    page.wait_for_selector("#generations .generation.pending progress")  # polled for 1 s at least
     page.wait_for_selector("#generations .generated-clip audio")
     clips = page.locator("#generations .generated-clip")
-    assert clips.count() == 2
+    assert clips.count() == 2 and page.locator(".generation.pending").count() == 0
     assert "longest run shared with training" in clips.first.inner_text()
     for audio in (clips.first.locator("audio").first, clips.first.locator("audio.match")):
         assert play(audio).endswith(".wav")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,8 +17,10 @@ from conftest import tiny_run_request, write_good_sounds
 from websockets.asyncio.client import connect
 
 from distill.audio.synth import chirp
+from distill.server import helper
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
+from distill.training.generate import GenerateSpec, generate_clips, new_out_dir
 
 pytestmark = pytest.mark.slow
 TINY_PRIOR_FORM = {"epochs": "2", "hidden_size": "16", "layers": "1", "heads": "2"}
@@ -90,8 +94,7 @@ def test_train_a_prior_from_the_model_page_then_generate(world) -> None:
 
         form = {"seconds": "0.5", "count": "2", "seed": "3", "temperature": "1", "top_k": "0",
                 "top_p": "1"}  # fmt: skip
-        made = http.post("/models/kicks/generate", data=form, headers={"HX-Request": "true"})
-        assert made.status_code == 200 and made.text.startswith('<div id="generations">')
+        made = generate_through_htmx(http, "kicks", form)
         sources = re.findall(r'<audio[^>]*src="([^"]+)"', made.text)
         clips = [s for s in sources if not s.endswith("_match.wav")]
         matches = [s for s in sources if s.endswith("_match.wav")]
@@ -108,6 +111,68 @@ def test_train_a_prior_from_the_model_page_then_generate(world) -> None:
         assert again.status_code == 303 and again.headers["location"].endswith("/models/kicks")
         history = http.get("/models/kicks").text
         assert history.count('class="generation"') == 2
+
+
+def generate_through_htmx(http: httpx.Client, model: str, form: dict) -> httpx.Response:
+    """As the page does: post, then poll the request's block until it hands back the history."""
+    started = http.post(f"/models/{model}/generate", data=form, headers={"HX-Request": "true"})
+    assert started.status_code == 200 and started.text.startswith('<div id="generations">')
+    block = re.search(r'hx-get="(/models/[^"]+/generating/[^"]+)"', started.text)
+    assert block, "the history shows the request in progress"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        polled = http.get(block.group(1), headers={"HX-Request": "true"})
+        assert polled.status_code == 200
+        if polled.headers.get("HX-Retarget") == "#generations":
+            assert polled.text.startswith('<div id="generations">')
+            assert "hx-get" not in polled.text  # nothing left in progress
+            return polled
+        assert 'class="generation pending"' in polled.text
+    raise AssertionError("the generate request did not end within 120 s")
+
+
+def test_a_generate_request_can_be_cancelled(world, tmp_path) -> None:
+    """Cancelled before its clips, it writes none; the history says it stopped early."""
+    home, server = world["home"], world["server"]
+    body = {**tiny_run_request(world["base"] / "kicks"), "model_name": "drums"}
+    made = httpx.post(server.url + "/api/runs", json=body, trust_env=False)
+    events(server, made.json()["run_id"])
+    with client(world) as http:
+        trained = http.post("/models/drums/prior", data=TINY_PRIOR_FORM)
+        assert trained.status_code == 303
+        events(server, trained.headers["location"].rsplit("/", 1)[-1])
+    folder = tmp_path / "request"
+    folder.mkdir()
+    (folder / helper.CANCEL_NAME).touch()  # as the cancel button does, while it waits
+    path = str(home / "models" / "drums.distill")
+    options = {"seconds": 0.5, "count": 3}
+    assert helper.generate(path, str(folder), options) == {"out_dir": str(folder)}
+    assert not folder.exists()  # nothing written, nothing left: no empty history entry
+
+    with client(world) as http:
+        form = {"seconds": "0.5", "count": "3", "seed": "0"}
+        started = http.post("/models/drums/generate", data=form, headers={"HX-Request": "true"})
+        block = re.search(r'hx-post="(/models/drums/generating/[^"]+/cancel)"', started.text)
+        assert block, started.text
+        cancelled = http.post(block.group(1))
+        assert cancelled.status_code == 200
+        # It had not ended: it says it stops. Or it had ended: the block says so at the poll.
+        assert "stopping before the next clip" in cancelled.text or "hx-get" in cancelled.text
+        ended = http.get(block.group(1).removesuffix("/cancel"))
+        while ended.headers.get("HX-Retarget") != "#generations":
+            ended = http.get(block.group(1).removesuffix("/cancel"))
+        assert http.post(block.group(1)).status_code == 404  # gone once ended
+    leftovers = [p.name for p in (home / "generated" / "drums").rglob("*")]
+    assert helper.CANCEL_NAME not in leftovers and helper.PROGRESS_NAME not in leftovers
+
+    # Stopped after its first clip (deterministically, without the race): the history
+    # keeps that clip and says the request stopped early.
+    written: list[int] = []
+    spec = GenerateSpec(Path(path), new_out_dir("drums", home), seconds=0.5, count=3)
+    generate_clips(spec, lambda clip: written.append(clip.index), lambda: len(written) >= 1)
+    with client(world) as http:
+        page = http.get("/models/drums").text
+    assert "1 of 3 (stopped early) clip(s)" in page and "clip01_seed0.wav" in page
 
 
 def test_bad_prior_and_generate_forms_say_why(world) -> None:

@@ -24,6 +24,7 @@ import distill
 from distill.core.core import Core
 from distill.server import api, library, pages
 from distill.server.discovery import remove_server_file
+from distill.server.generating import Generations
 from distill.server.helper import Helper
 from distill.server.live import Streams
 from distill.server.security import Guard
@@ -53,6 +54,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         await core.start()
         app.state.core = core
         app.state.helper = Helper()
+        app.state.generations = Generations(app.state.helper)
         app.state.streams = Streams(core, lambda name, ctx: tpl.get_template(name).render(ctx))
         try:
             yield
@@ -60,6 +62,7 @@ def create_app(settings: ServerSettings) -> Starlette:
             # Here, not after uvicorn returns: on SIGTERM uvicorn re-raises the signal
             # once shut down, and the process ends before any later cleanup.
             remove_server_file(settings.home, os.getpid())
+            await app.state.generations.close()
             await app.state.helper.close()
             await core.stop()
 
@@ -80,6 +83,13 @@ def create_app(settings: ServerSettings) -> Starlette:
         Route("/models/{name}", library.model_page, name="model"),
         Route("/models/{name}/prior", library.train_prior, methods=["POST"], name="train_prior"),
         Route("/models/{name}/generate", library.generate, methods=["POST"], name="generate"),
+        Route("/models/{name}/generating/{generation_id}", library.generating, name="generating"),
+        Route(
+            "/models/{name}/generating/{generation_id}/cancel",
+            library.cancel_generating,
+            methods=["POST"],
+            name="cancel_generating",
+        ),
         Route("/models/{name}/generated/{path:path}", library.generated_file, name="generated"),
         Route("/models/{name}/download", library.download_model, name="download_model"),
         Route("/models/{name}/rename", library.rename_model, methods=["POST"], name="rename_model"),

@@ -6,16 +6,24 @@ either would stall every live stream. The helper is one spawned
 process (never forked: torch), started on first use, restarted if it dies.
 
 `scan_folder` and `generate` run in the helper; they take and return plain data.
+`generate` reports through two files in its request's folder, as a run's cancel file
+does: PROGRESS_NAME (clips written so far), which it writes, and CANCEL_NAME, which the
+server touches to stop it before the next clip.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
+
+PROGRESS_NAME = "progress.json"
+CANCEL_NAME = "cancel"
 
 
 class Helper:
@@ -69,9 +77,26 @@ def generate(model_path: str, out_dir: str, options: dict[str, Any]) -> dict[str
     from distill.models.model_file import ModelFileError
     from distill.training.generate import GenerateSpec, generate_clips
 
+    folder = Path(out_dir)
+    progress, cancel = folder / PROGRESS_NAME, folder / CANCEL_NAME
+
+    def report(clips_done: int) -> None:
+        tmp = progress.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"clips_done": clips_done}))
+        os.replace(tmp, progress)  # the server never reads half a file
+
     try:
-        spec = GenerateSpec(model_path=Path(model_path), out_dir=Path(out_dir), **options)
-        generate_clips(spec)
+        folder.mkdir(parents=True, exist_ok=True)
+        if cancel.exists():  # cancelled while it waited for the helper
+            return {"out_dir": out_dir}
+        report(0)
+        spec = GenerateSpec(model_path=Path(model_path), out_dir=folder, **options)
+        generate_clips(spec, lambda clip: report(clip.index + 1), cancel.exists)
     except (ModelFileError, ValueError) as error:
         return {"error": str(error)}
+    finally:
+        progress.unlink(missing_ok=True)
+        cancel.unlink(missing_ok=True)
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # failed before any clip: no empty entry in the history
     return {"out_dir": out_dir}

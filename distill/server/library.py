@@ -23,7 +23,6 @@ from distill.models.library import list_models, read_card
 from distill.models.model_file import ModelFileError
 from distill.models.prior import prior_size_for
 from distill.paths import models_dir
-from distill.server import helper
 from distill.server.charts import Series, line_chart
 from distill.server.files import FileRefused, library_file
 from distill.server.files import generated_file as find_generated_file
@@ -60,7 +59,7 @@ async def model_page(request: Request, error: str | None = None, status: int = 2
         "m": entry,
         "prior_runs": runs,
         "prior_defaults": PriorSettings(),
-        "generations": await asyncio.to_thread(generation_history, name, home),
+        **await _generations_context(request, name),
         "error": error,
         "form": getattr(request.state, "form_values", {}),
     }
@@ -112,9 +111,11 @@ async def train_prior(request: Request) -> Response:
 
 
 async def generate(request: Request) -> Response:
-    """The generate form: clips written by the helper process, then the model's history.
+    """The generate form: clips written by the helper process, into the model's history.
 
-    htmx swaps the history fragment in place; a plain form post is sent back to the page.
+    From htmx, the history comes back at once with the request in progress at its top,
+    which polls `generating` until its clips are written; a plain form post waits for
+    them and is sent back to the page.
     """
     home = request.app.state.settings.home
     name = request.path_params["name"]
@@ -125,21 +126,70 @@ async def generate(request: Request) -> Response:
         raise HTTPException(404, f"no model named {name!r}") from None
     try:
         options = generate_options(form)
+        card = await asyncio.to_thread(read_card, path)
     except InputError as error:
-        return _generated(request, name, str(error), error.status)
-    out_dir = new_out_dir(name, home)
-    result = await request.app.state.helper.call(helper.generate, str(path), str(out_dir), options)
-    if "error" in result:
-        return _generated(request, name, result["error"], 400)
-    if request.headers.get("HX-Request") != "true":
-        return RedirectResponse(request.url_for("model", name=name), status_code=303)
-    return _generated(request, name)
+        return await _generations(request, name, str(error), error.status)
+    except ModelFileError as error:
+        return await _generations(request, name, str(error), 400)
+    if "prior" not in card:
+        return await _generations(request, name, f"{name} has no prior yet: train one above", 400)
+    generations = request.app.state.generations
+    generation = generations.start(name, path, new_out_dir(name, home), options)
+    if request.headers.get("HX-Request") == "true":
+        return await _generations(request, name)
+    error = await generations.finish(generation)
+    if error:
+        return await _generations(request, name, error, 400)
+    return RedirectResponse(request.url_for("model", name=name), status_code=303)
 
 
-def _generated(request: Request, name: str, error: str | None = None, status: int = 200):
+async def generating(request: Request) -> Response:
+    """A request in progress, polled by its block on the page: the block again while it
+    runs, the whole history (swapped in its place) once it has ended."""
+    generation = _generation(request)
+    if generation is not None and not generation.task.done():
+        context = {"name": generation.model, "job": _job(generation)}
+        return render(request, "_generating.html", context)
+    name = request.path_params["name"]
+    error = await request.app.state.generations.finish(generation) if generation else None
+    response = await _generations(request, name, error)
+    response.headers["HX-Retarget"] = "#generations"
+    response.headers["HX-Reswap"] = "outerHTML"
+    return response
+
+
+async def cancel_generating(request: Request) -> Response:
+    """Stop a request before its next clip; what it wrote stays in the history."""
+    generation = _generation(request)
+    if generation is None:
+        raise HTTPException(404, "no such generate request in progress")
+    request.app.state.generations.cancel(generation)
+    context = {"name": generation.model, "job": _job(generation)}
+    return render(request, "_generating.html", context)
+
+
+def _generation(request: Request):
+    params = request.path_params
+    return request.app.state.generations.get(params["name"], params["generation_id"])
+
+
+def _job(generation) -> dict[str, Any]:
+    return {"id": generation.id, **generation.progress()}
+
+
+async def _generations_context(request: Request, name: str) -> dict[str, Any]:
     home = request.app.state.settings.home
-    context = {"name": name, "generations": generation_history(name, home), "error": error}
-    return render(request, "_generations.html", context, status)
+    return {
+        "generations": await asyncio.to_thread(generation_history, name, home),
+        "generating": [_job(g) for g in request.app.state.generations.of_model(name)],
+    }
+
+
+async def _generations(
+    request: Request, name: str, error: str | None = None, status: int = 200
+) -> Response:
+    context = {"name": name, **await _generations_context(request, name)}
+    return render(request, "_generations.html", {**context, "generate_error": error}, status)
 
 
 async def generated_file(request: Request) -> Response:

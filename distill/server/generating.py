@@ -1,0 +1,89 @@
+"""Generate requests in progress, for the model page to show and cancel.
+
+A request runs in the helper process (helper.generate) while its page polls here. Its id
+is its folder under generated/MODEL/; progress and cancel travel through files in that
+folder (helper.PROGRESS_NAME, helper.CANCEL_NAME), so nothing but the folder is shared
+with the helper. A request stays listed until someone reads its end (`finish`): the page
+polling it, or the plain form post waiting on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distill.server import helper
+from distill.server.helper import Helper
+
+MAX_KEPT = 64  # ended requests nobody read yet (a closed tab): the oldest are forgotten
+
+
+@dataclass
+class Generation:
+    model: str
+    folder: Path
+    count: int
+    task: asyncio.Task = field(repr=False)
+
+    @property
+    def id(self) -> str:
+        return self.folder.name
+
+    def progress(self) -> dict[str, Any]:
+        """What the page shows: clips done, whether it started, whether it is stopping."""
+        try:
+            done = json.loads((self.folder / helper.PROGRESS_NAME).read_text())["clips_done"]
+            started = True
+        except (OSError, ValueError, KeyError, TypeError):
+            done, started = 0, False
+        stopping = (self.folder / helper.CANCEL_NAME).exists()
+        return {"clips_done": done, "count": self.count, "started": started, "stopping": stopping}
+
+
+class Generations:
+    """The requests the helper has in hand or queued, by model."""
+
+    def __init__(self, helper_process: Helper) -> None:
+        self.helper = helper_process
+        self._items: dict[tuple[str, str], Generation] = {}
+
+    def start(self, model: str, path: Path, folder: Path, options: dict[str, Any]) -> Generation:
+        call = self.helper.call(helper.generate, str(path), str(folder), options)
+        generation = Generation(model, folder, options["count"], asyncio.ensure_future(call))
+        self._items[(model, generation.id)] = generation
+        ended = [key for key, g in self._items.items() if g.task.done()]
+        for key in ended[: max(0, len(ended) - MAX_KEPT)]:
+            del self._items[key]
+        return generation
+
+    def of_model(self, model: str) -> list[Generation]:
+        """Its requests not yet finished, newest first."""
+        found = [g for (m, _), g in self._items.items() if m == model]
+        return sorted(found, key=lambda g: g.id, reverse=True)
+
+    def get(self, model: str, generation_id: str) -> Generation | None:
+        return self._items.get((model, generation_id))
+
+    def cancel(self, generation: Generation) -> None:
+        """Stop before the next clip; the clips already written stay in the history."""
+        if not generation.task.done():
+            generation.folder.mkdir(parents=True, exist_ok=True)  # it may still be queued
+            (generation.folder / helper.CANCEL_NAME).touch()
+
+    async def finish(self, generation: Generation) -> str | None:
+        """Wait for its end and forget it; the error the helper gave, if any."""
+        try:
+            result = await asyncio.shield(generation.task)
+        except Exception as error:  # noqa: BLE001 - the helper died twice, say: tell the page
+            return f"generating failed: {error or type(error).__name__}"
+        finally:
+            self._items.pop((generation.model, generation.id), None)
+        return result.get("error")
+
+    async def close(self) -> None:
+        for generation in self._items.values():
+            generation.task.cancel()
+        self._items.clear()
