@@ -93,6 +93,38 @@ def test_a_late_follower_reads_history_then_goes_on_live(dataset: Path, tmp_path
     assert [(e.seq, e.kind) for e in late] == rows[left_at:]
 
 
+def test_follow_delivers_an_end_committed_while_it_reads_the_store(tmp_path: Path) -> None:
+    """A follower reads the stored events, finds none new, then checks whether the run has
+    ended. An end committed between the two was once skipped (a reconnecting client got
+    nothing and the stream closed). The store's read is wrapped to commit the end at
+    exactly that moment: a real store and recorder, with the race made deterministic."""
+    from distill.core.events import RunCompleted, RunStarted
+
+    async def scenario() -> list[str]:
+        core = Core(tmp_path / "home")
+        await core.start()
+        try:
+            await core.store.create_run("r", "vqvae", "/x", {})
+            core._emit("r", RunStarted("vqvae", "/x", 1, 0, 1, {}))
+            await core.recorder.flush()
+            read_events, ended = core.store.events, []
+
+            async def events_then_the_end(run_id: str, **kwargs):
+                page = await read_events(run_id, **kwargs)
+                if not ended:
+                    ended.append(True)
+                    core._emit("r", RunCompleted(0, 1.0, "/x/r.distill", 1.0))
+                    await core.recorder.flush()
+                return page
+
+            core.store.events = events_then_the_end
+            return [event.kind for event in await collect(core, "r", after=1)]
+        finally:
+            await core.stop()
+
+    assert run(scenario()) == ["run_completed"]
+
+
 def test_cancel_a_running_and_a_queued_run(dataset: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
 

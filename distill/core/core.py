@@ -212,6 +212,10 @@ class Core:
         while True:
             sub = self.bus.subscribe(run_id)
             try:
+                # The status is read before the events: a run's end is committed with its
+                # status, so a run already ended here has every event in the pages below.
+                # (Read after them, an end committed in between would be skipped.)
+                ended = (await self._run(run_id))["status"] not in ACTIVE
                 while True:
                     page = await self.store.events(run_id, after_seq=last, limit=FOLLOW_PAGE)
                     for event in page:
@@ -221,7 +225,7 @@ class Core:
                         break
                 if last_kind in TERMINAL_KINDS:
                     return  # the latest attempt ended; a resume would have queued after it
-                if last_kind is None and (await self.store.run(run_id))["status"] not in ACTIVE:
+                if ended:
                     return
                 while True:
                     try:
