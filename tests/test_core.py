@@ -238,10 +238,13 @@ def _wait_for_checkpoint(home: Path, process: subprocess.Popen) -> str:
     while time.monotonic() < deadline:
         assert process.poll() is None, "the core exited on its own"
         if database_path(home).exists():
-            with sqlite3.connect(database_path(home)) as db:
-                row = db.execute(
-                    "SELECT run_id FROM events WHERE kind = 'checkpoint_saved' LIMIT 1"
-                ).fetchone()
+            try:
+                with sqlite3.connect(database_path(home)) as db:
+                    row = db.execute(
+                        "SELECT run_id FROM events WHERE kind = 'checkpoint_saved' LIMIT 1"
+                    ).fetchone()
+            except sqlite3.OperationalError:  # the other process is still creating the tables
+                row = None
             if row:
                 return row[0]
         time.sleep(0.1)  # polling another process's database, with a deadline
