@@ -16,7 +16,8 @@ gets a clear refusal instead of a confusing crash. Nothing on the load path unpi
 files get shared, and a pickle would run whatever code its author chose. Every length is
 checked against the bytes actually present before anything is read or allocated, the
 checksum is verified before any JSON is parsed, and the safetensors header is validated here
-rather than trusted to the safetensors library, so every malformed file ends in one
+and the tensors built from its checked byte ranges (the safetensors library only writes,
+nothing of it runs on a file being read), so every malformed file ends in one
 ModelFileError that says what is wrong.
 
 Metadata goes through Python's json module: tuples come back as lists, non-str keys as strs,
@@ -36,7 +37,7 @@ import stat
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from distill.paths import MODEL_FILE_EXTENSION
 
@@ -59,6 +60,20 @@ _TORCH_DTYPES = {  # str(tensor.dtype) -> safetensors dtype name
     "torch.bfloat16": "BF16", "torch.int64": "I64", "torch.int32": "I32", "torch.int16": "I16",
     "torch.int8": "I8", "torch.uint8": "U8", "torch.bool": "BOOL",
 }  # fmt: skip
+
+_TORCH_DTYPE_OF = {
+    name: torch_name.removeprefix("torch.") for torch_name, name in _TORCH_DTYPES.items()
+}
+
+
+class _Entry(NamedTuple):
+    """One tensor of a validated weights header; begin and end index the whole blob."""
+
+    dtype: str
+    shape: list[int]
+    begin: int
+    end: int
+
 
 _PRELUDE = struct.Struct("<8sIQ")  # magic, version, metadata length
 _U64 = struct.Struct("<Q")
@@ -151,18 +166,26 @@ def _load_bytes(data: bytes) -> tuple[dict, dict[str, torch.Tensor]]:
 
 
 def _load_stream(f: BinaryIO, size: int) -> tuple[dict, dict[str, torch.Tensor]]:
-    import safetensors.torch
-
     metadata, blob = _read_container(f, size, keep_weights=True)
     assert blob is not None
-    _validate_safetensors_header(blob)
-    try:
-        tensors = safetensors.torch.load(blob)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:  # pyo3 panics are BaseException, not Exception
-        raise ModelFileError(f"the weights could not be read: {exc}") from exc
-    return metadata, tensors
+    return metadata, _tensors(blob, _validate_safetensors_header(blob))
+
+
+def _tensors(blob: bytes, entries: dict[str, _Entry]) -> dict[str, torch.Tensor]:
+    """Tensors straight from the validated header's byte ranges: no loader of any kind
+    runs on the file, only copies of bytes whose dtype, shape and extent were checked.
+    safetensors data is little-endian, as every machine torch runs on here is."""
+    import torch
+
+    tensors = {}
+    for name, (dtype, shape, begin, end) in entries.items():
+        torch_dtype = getattr(torch, _TORCH_DTYPE_OF[dtype])
+        raw = bytearray(blob[begin:end])  # its own aligned, writable buffer
+        flat = (
+            torch.frombuffer(raw, dtype=torch_dtype) if raw else torch.empty(0, dtype=torch_dtype)
+        )
+        tensors[name] = flat.reshape(shape)
+    return tensors
 
 
 @contextlib.contextmanager
@@ -245,8 +268,9 @@ def _safetensors_header_end(prefix: bytes) -> int:
     return _U64.size + min(header_len, MAX_SAFETENSORS_HEADER_BYTES)
 
 
-def _validate_safetensors_header(blob: bytes, blob_len: int | None = None) -> None:
-    """Refuse any safetensors blob whose header is not exactly what our writer produces.
+def _validate_safetensors_header(blob: bytes, blob_len: int | None = None) -> dict[str, _Entry]:
+    """Refuse any safetensors blob whose header is not exactly what our writer produces;
+    return its tensors' entries, with byte ranges counted from the start of the blob.
 
     Mirrors (and tightens) safetensors' own rules: known dtypes, sane shapes whose byte size
     matches their offsets, and offsets that tile the data section with no gap or overlap.
@@ -267,7 +291,8 @@ def _validate_safetensors_header(blob: bytes, blob_len: int | None = None) -> No
         raise ModelFileError("weights header is not a JSON object")
     data_len = blob_len - _U64.size - header_len
 
-    spans: list[tuple[int, int, str]] = []
+    data_start = _U64.size + header_len
+    entries: dict[str, _Entry] = {}
     for name, info in header.items():
         if not _is_text(name):
             raise ModelFileError(f"tensor name {name!r} is not valid Unicode")
@@ -275,20 +300,29 @@ def _validate_safetensors_header(blob: bytes, blob_len: int | None = None) -> No
             if not isinstance(info, dict) or not all(map(_is_text, [*info, *info.values()])):
                 raise ModelFileError("weights header __metadata__ must map strings to strings")
         else:
-            spans.append((*_validate_tensor_entry(name, info, data_len), name))
+            dtype, shape, begin, end = _validate_tensor_entry(name, info, data_len)
+            entries[name] = _Entry(dtype, shape, data_start + begin, data_start + end)
 
-    cursor = 0
-    for begin, end, name in sorted(spans):
-        if begin != cursor:
-            problem = "overlaps the previous tensor" if begin < cursor else "leaves a gap before it"
+    cursor = data_start
+    for name, entry in sorted(
+        entries.items(), key=lambda item: (item[1].begin, item[1].end, item[0])
+    ):
+        if entry.begin != cursor:
+            problem = (
+                "overlaps the previous tensor" if entry.begin < cursor else "leaves a gap before it"
+            )
             raise ModelFileError(f"tensor {name!r} {problem} in the data section")
-        cursor = end
-    if cursor != data_len:
-        raise ModelFileError(f"{data_len - cursor} unused bytes at the end of the weights data")
+        cursor = entry.end
+    if cursor != data_start + data_len:
+        unused = data_start + data_len - cursor
+        raise ModelFileError(f"{unused} unused bytes at the end of the weights data")
+    return entries
 
 
-def _validate_tensor_entry(name: str, info: object, data_len: int) -> tuple[int, int]:
-    """One header entry's dtype, shape and offsets; returns its (begin, end) in the data."""
+def _validate_tensor_entry(
+    name: str, info: object, data_len: int
+) -> tuple[str, list[int], int, int]:
+    """One header entry's dtype, shape and offsets; (dtype, shape, begin, end) in the data."""
     if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
         raise ModelFileError(f"tensor {name!r} needs exactly dtype, shape and data_offsets")
     dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
@@ -313,7 +347,7 @@ def _validate_tensor_entry(name: str, info: object, data_len: int) -> tuple[int,
         raise ModelFileError(
             f"tensor {name!r} ({dtype}, shape {shape}) needs {nbytes} bytes, offsets give {end - begin}"
         )
-    return begin, end
+    return dtype, shape, begin, end
 
 
 def _parse_json(
