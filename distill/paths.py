@@ -25,6 +25,7 @@ def models_dir(home: Path | None = None) -> Path:
 
 
 MODEL_FILE_EXTENSION = ".distill"
+CHECKPOINT_NAME = "checkpoint.distill"  # in a run's folder: where it resumes from
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import TINY_MEL, TINY_MODEL, write_good_sounds
 
-from distill.core.core import CHECKPOINT_NAME, Core, TrainRequest
-from distill.paths import database_path, runs_dir
+from distill.core.core import Core, TrainRequest
+from distill.paths import CHECKPOINT_NAME, database_path, runs_dir
 from distill.training.checkpoint import load_checkpoint
 
 DEADLINE = 180.0  # seconds; a guard against hangs, never a speed check

@@ -6,13 +6,22 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Annotated
 
+import typer
 from rich.console import Console
 
 from distill.core.core import Core, PriorRequest, RunError, TrainRequest
 from distill.core.events import TERMINAL_KINDS, Event
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+# The options of every command that starts a run (train, train-prior): one spelling each.
+DeviceOption = Annotated[str, typer.Option(help="auto (CUDA when there is one), cpu or cuda.")]
+EventsJsonOption = Annotated[bool, typer.Option("--json", help="Print events as JSON lines.")]
+FollowOption = Annotated[
+    bool, typer.Option("--follow/--no-follow", help="Show the run live until it ends.")
+]
 
 
 async def render_stream(

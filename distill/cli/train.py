@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from distill.cli.follow import run_in_process
+from distill.cli.follow import DeviceOption, EventsJsonOption, FollowOption, run_in_process
 from distill.cli.remote import find_server, run_on_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer
 from distill.core.core import TrainRequest
@@ -52,18 +52,12 @@ def train(
         str | None, typer.Option(help="Name in the model library [default: timestamped].")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for the split, initialisation and sampling.")] = 0,
-    device: Annotated[
-        str, typer.Option(help="auto (CUDA when there is one), cpu or cuda.")
-    ] = "auto",
+    device: DeviceOption = "auto",
     check: Annotated[
         bool, typer.Option("--check", help="Scan the dataset, print the preflight, and stop.")
     ] = False,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print events as JSON lines.")
-    ] = False,
-    follow: Annotated[
-        bool, typer.Option("--follow/--no-follow", help="Show the run live until it ends.")
-    ] = True,
+    json_output: EventsJsonOption = False,
+    follow: FollowOption = True,
 ) -> None:
     """Train an RVQ-VAE on a folder of sounds."""
     home = data_home()

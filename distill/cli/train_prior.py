@@ -9,7 +9,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from distill.cli.follow import EXIT_BAD_INPUT, run_in_process
+from distill.cli.follow import (
+    EXIT_BAD_INPUT,
+    DeviceOption,
+    EventsJsonOption,
+    FollowOption,
+    run_in_process,
+)
 from distill.cli.remote import find_server, run_on_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer
 from distill.core.core import PriorRequest
@@ -50,15 +56,9 @@ def train_prior(
         int, typer.Option(min=1, help="Windows per step.")
     ] = PriorSettings.batch_size,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and crops.")] = 0,
-    device: Annotated[
-        str, typer.Option(help="auto (CUDA when there is one), cpu or cuda.")
-    ] = "auto",
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print events as JSON lines.")
-    ] = False,
-    follow: Annotated[
-        bool, typer.Option("--follow/--no-follow", help="Show the run live until it ends.")
-    ] = True,
+    device: DeviceOption = "auto",
+    json_output: EventsJsonOption = False,
+    follow: FollowOption = True,
 ) -> None:
     """Train a prior on a model, so it can generate new sounds; the model's file keeps it."""
     request = PriorRequest(

@@ -29,9 +29,15 @@ from distill.core.events import (
 from distill.core.recorder import Recorder
 from distill.core.runner import WORKER_DIED, Job, JobRunner
 from distill.core.store import Store
-from distill.paths import data_home, database_path, mel_cache_dir, model_path, runs_dir
+from distill.paths import (
+    CHECKPOINT_NAME,
+    data_home,
+    database_path,
+    mel_cache_dir,
+    model_path,
+    runs_dir,
+)
 
-CHECKPOINT_NAME = "checkpoint.distill"
 ACTIVE = ("queued", "running")  # run statuses that still produce events
 FOLLOW_PAGE = 500  # events read from the store at a time by a catching-up follower
 

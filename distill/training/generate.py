@@ -32,6 +32,7 @@ from distill.models.copy_check import CopyChecker, step_keys
 from distill.models.library import ModelWithPrior, load_with_prior
 from distill.models.sampling import Sampling, generate_codes
 from distill.paths import generated_dir
+from distill.training.checkpoint import never
 from distill.training.prior_data import silence_codes
 from distill.training.settings import GENERATE_SECONDS
 
@@ -103,10 +104,6 @@ def generation_history(model_name: str, home: Path | None = None) -> list[dict[s
 
 def _ignore(payload: Payload) -> None:
     pass
-
-
-def never() -> bool:
-    return False
 
 
 def generate_clips(

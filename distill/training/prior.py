@@ -45,16 +45,16 @@ from distill.core.events import (
     PriorStepMetrics,
     RunCancelled,
     RunCompleted,
-    RunFailed,
     RunStarted,
 )
 from distill.models.library import load_vqvae, save_prior
 from distill.models.prior import CodePrior, PriorConfig, token_mask
 from distill.models.rvqvae import ConvVQVAE
 from distill.training.checkpoint import (
-    CHECKPOINT_NAME,
     TrainingState,
+    failure_reported,
     load_checkpoint,
+    never,
     save_checkpoint,
 )
 from distill.training.prior_data import (
@@ -111,21 +111,12 @@ class PreparedCodes(NamedTuple):
     threshold: float  # memorization_threshold for this dataset
 
 
-def never() -> bool:
-    return False
-
-
 def train_prior(
     spec: PriorSpec, emit: Emit, should_stop: Callable[[], bool] = never
 ) -> PriorResult:
     """Run the whole training; on an error emit RunFailed, then re-raise."""
-    checkpoint_path = spec.run_dir / CHECKPOINT_NAME
-    try:
+    with failure_reported(emit, spec.run_dir) as checkpoint_path:
         return _train(spec, emit, should_stop, checkpoint_path)
-    except Exception as error:
-        existing = str(checkpoint_path) if checkpoint_path.exists() else None
-        emit(RunFailed(error=f"{type(error).__name__}: {error}", checkpoint_path=existing))
-        raise
 
 
 def _train(

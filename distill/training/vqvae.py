@@ -34,7 +34,6 @@ from distill.core.events import (
     PreviewReady,
     RunCancelled,
     RunCompleted,
-    RunFailed,
     RunStarted,
     StepMetrics,
 )
@@ -43,9 +42,10 @@ from distill.models.health import count_codes, level_health, low_utilization_lev
 from distill.models.library import save_vqvae
 from distill.models.rvqvae import ConvVQVAE, multiscale_mel_loss
 from distill.training.checkpoint import (
-    CHECKPOINT_NAME,
     TrainingState,
+    failure_reported,
     load_checkpoint,
+    never,
     save_checkpoint,
 )
 from distill.training.previews import preview_sources, write_previews
@@ -85,24 +85,12 @@ class TrainResult(NamedTuple):
     history: list[dict[str, Any]]
 
 
-def never() -> bool:
-    return False
-
-
 def train_vqvae(
     spec: TrainSpec, emit: Emit, should_stop: Callable[[], bool] = never
 ) -> TrainResult:
     """Run the whole training; on an error emit RunFailed, then re-raise."""
-    checkpoint_path = spec.run_dir / CHECKPOINT_NAME
-    try:
+    with failure_reported(emit, spec.run_dir) as checkpoint_path:
         return _train(spec, emit, should_stop, checkpoint_path)
-    except Exception as error:
-        emit(
-            RunFailed(
-                error=f"{type(error).__name__}: {error}", checkpoint_path=_existing(checkpoint_path)
-            )
-        )
-        raise
 
 
 def _train(
@@ -400,7 +388,3 @@ def _model_card(
             "final_val_loss": best["val_loss"],
         },
     }
-
-
-def _existing(path: Path) -> str | None:
-    return str(path) if path.exists() else None
