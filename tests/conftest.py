@@ -154,3 +154,26 @@ def wait_until(predicate, timeout: float = 120, what: str = "condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.05)
+
+
+def page_client(server):
+    """An HTTP client to a ServerThread that sends the Origin a page of it would."""
+    import httpx
+
+    origin = f"http://127.0.0.1:{server.info.port}"
+    return httpx.Client(base_url=server.url, headers={"Origin": origin}, trust_env=False)
+
+
+def run_events(server, run_id: str) -> list[dict]:
+    """A run's events to its end, over the CLI's WebSocket stream."""
+    import asyncio
+    import json
+
+    from websockets.asyncio.client import connect
+
+    async def read() -> list[dict]:
+        url = f"{server.ws_url}/ws/runs/{run_id}/events"
+        async with connect(url, proxy=None) as ws:
+            return [json.loads(message) async for message in ws]
+
+    return asyncio.run(read())

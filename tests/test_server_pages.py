@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 
 import httpx
 import pytest
-from conftest import tiny_run_request, write_good_sounds
-from websockets.asyncio.client import connect
+from conftest import page_client, run_events, tiny_run_request, write_good_sounds
 
 from distill.core.store import Store
 from distill.paths import database_path
@@ -37,24 +35,12 @@ def world(tmp_path_factory):
             assert response.status_code == 201, response.text
             runs[name] = response.json()["run_id"]
         for run_id in runs.values():
-            asyncio.run(_until_end(server, run_id))
+            run_events(server, run_id)
         yield {"server": server, "runs": runs, "kicks": kicks, "snares": snares}
 
 
-async def _until_end(server: ServerThread, run_id: str) -> None:
-    async with connect(f"{server.ws_url}/ws/runs/{run_id}/events", proxy=None) as ws:
-        async for message in ws:
-            json.loads(message)
-
-
-def client(world) -> httpx.Client:
-    server = world["server"]
-    origin = f"http://127.0.0.1:{server.info.port}"
-    return httpx.Client(base_url=server.url, headers={"Origin": origin}, trust_env=False)
-
-
 def test_runs_list_filters_by_status_and_dataset(world) -> None:
-    with client(world) as http:
+    with page_client(world["server"]) as http:
         page = http.get("/runs").text
         assert world["runs"]["kicks"] in page and world["runs"]["snares"] in page
         only_kicks = http.get("/runs", params={"dataset": str(world["kicks"])}).text
@@ -66,7 +52,7 @@ def test_runs_list_filters_by_status_and_dataset(world) -> None:
 
 def test_two_runs_curves_overlay(world) -> None:
     kicks, snares = world["runs"]["kicks"], world["runs"]["snares"]
-    with client(world) as http:
+    with page_client(world["server"]) as http:
         page = http.get("/runs", params=[("compare", kicks), ("compare", snares)]).text
     assert f"Comparing {kicks} and {snares}" in page
     assert page.count('class="line run0 val"') == 1 and page.count('class="line run1 val"') == 1
@@ -101,7 +87,7 @@ def test_runs_list_pages_through_older_runs(tmp_path) -> None:
 
 def test_finished_run_page_is_read_from_sqlite(world) -> None:
     run_id = world["runs"]["kicks"]
-    with client(world) as http:
+    with page_client(world["server"]) as http:
         page = http.get(f"/runs/{run_id}").text
     assert 'data-status="completed"' in page
     assert "data-live=" not in page  # nothing left to stream
@@ -111,20 +97,20 @@ def test_finished_run_page_is_read_from_sqlite(world) -> None:
 
 
 def test_unknown_run_page_is_404(world) -> None:
-    with client(world) as http:
+    with page_client(world["server"]) as http:
         response = http.get("/runs/nope")
     assert response.status_code == 404 and "no run" in response.text
 
 
 def test_new_run_form_errors_are_shown(world) -> None:
-    with client(world) as http:
+    with page_client(world["server"]) as http:
         response = http.post("/runs", data={"dataset": str(world["kicks"]), "rvq_levels": "7"})
     assert response.status_code == 400
     assert "RVQ levels must be 2 to 4" in response.text
 
 
 def test_library_download_rename_import_delete(world) -> None:
-    with client(world) as http:
+    with page_client(world["server"]) as http:
         library = http.get("/models").text
         assert 'id="model-kicks"' in library and 'id="model-snares"' in library
         download = http.get("/models/kicks/download")
@@ -166,14 +152,14 @@ def test_library_download_rename_import_delete(world) -> None:
 
 
 def test_home_lists_recent_runs_and_models(world) -> None:
-    with client(world) as http:
+    with page_client(world["server"]) as http:
         page = http.get("/").text
     assert world["runs"]["snares"] in page
     assert "snares" in page and 'data-live="/ws/home"' in page
 
 
 def test_pages_use_only_our_own_static_files(world) -> None:
-    with client(world) as http:
+    with page_client(world["server"]) as http:
         page = http.get("/new").text
         assert "/static/vendor/htmx.min.js" in page
         htmx = http.get("/static/vendor/htmx.min.js")

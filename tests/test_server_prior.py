@@ -4,8 +4,6 @@ the clips beside their nearest training stretch."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import re
 import time
 from pathlib import Path
@@ -13,8 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import soundfile as sf
-from conftest import tiny_run_request, write_good_sounds
-from websockets.asyncio.client import connect
+from conftest import page_client, run_events, tiny_run_request, write_good_sounds
 
 from distill.audio.synth import chirp
 from distill.server import helper
@@ -41,29 +38,12 @@ def world(tmp_path_factory):
             response = httpx.post(server.url + "/api/runs", json=body, trust_env=False)
             assert response.status_code == 201, response.text
             runs[name] = response.json()["run_id"]
-            events(server, runs[name])
+            run_events(server, runs[name])
         yield {"server": server, "home": base / "home", "base": base, "runs": runs}
 
 
-def events(server: ServerThread, run_id: str) -> list[dict]:
-    """The run's events to its end, over the CLI's stream."""
-
-    async def read() -> list[dict]:
-        url = f"{server.ws_url}/ws/runs/{run_id}/events"
-        async with connect(url, proxy=None) as ws:
-            return [json.loads(message) async for message in ws]
-
-    return asyncio.run(read())
-
-
-def client(world) -> httpx.Client:
-    server = world["server"]
-    origin = f"http://127.0.0.1:{server.info.port}"
-    return httpx.Client(base_url=server.url, headers={"Origin": origin}, trust_env=False)
-
-
 def test_train_a_prior_from_the_model_page_then_generate(world) -> None:
-    with client(world) as http:
+    with page_client(world["server"]) as http:
         page = http.get("/models/kicks").text
         assert 'id="prior-form"' in page and "Generating needs a prior" in page
         assert 'placeholder="auto: 128"' in page  # sized from the model's 5 files
@@ -71,7 +51,7 @@ def test_train_a_prior_from_the_model_page_then_generate(world) -> None:
         started = http.post("/models/kicks/prior", data=TINY_PRIOR_FORM)
         assert started.status_code == 303
         run_id = started.headers["location"].rsplit("/", 1)[-1]
-        kinds = [e["kind"] for e in events(world["server"], run_id)]
+        kinds = [e["kind"] for e in run_events(world["server"], run_id)]
         assert kinds[-1] == "run_completed" and kinds.count("prior_epoch_metrics") == 2
 
         run_page = http.get(f"/runs/{run_id}").text
@@ -136,11 +116,11 @@ def test_a_generate_request_can_be_cancelled(world, tmp_path) -> None:
     home, server = world["home"], world["server"]
     body = {**tiny_run_request(world["base"] / "kicks"), "model_name": "drums"}
     made = httpx.post(server.url + "/api/runs", json=body, trust_env=False)
-    events(server, made.json()["run_id"])
-    with client(world) as http:
+    run_events(server, made.json()["run_id"])
+    with page_client(world["server"]) as http:
         trained = http.post("/models/drums/prior", data=TINY_PRIOR_FORM)
         assert trained.status_code == 303
-        events(server, trained.headers["location"].rsplit("/", 1)[-1])
+        run_events(server, trained.headers["location"].rsplit("/", 1)[-1])
     folder = tmp_path / "request"
     folder.mkdir()
     (folder / helper.CANCEL_NAME).touch()  # as the cancel button does, while it waits
@@ -149,7 +129,7 @@ def test_a_generate_request_can_be_cancelled(world, tmp_path) -> None:
     assert helper.generate(path, str(folder), options) == {"out_dir": str(folder)}
     assert not folder.exists()  # nothing written, nothing left: no empty history entry
 
-    with client(world) as http:
+    with page_client(world["server"]) as http:
         form = {"seconds": "0.5", "count": "3", "seed": "0"}
         started = http.post("/models/drums/generate", data=form, headers={"HX-Request": "true"})
         block = re.search(r'hx-post="(/models/drums/generating/[^"]+/cancel)"', started.text)
@@ -170,13 +150,13 @@ def test_a_generate_request_can_be_cancelled(world, tmp_path) -> None:
     written: list[int] = []
     spec = GenerateSpec(Path(path), new_out_dir("drums", home), seconds=0.5, count=3)
     generate_clips(spec, lambda clip: written.append(clip.index), lambda: len(written) >= 1)
-    with client(world) as http:
+    with page_client(world["server"]) as http:
         page = http.get("/models/drums").text
     assert "1 of 3 (stopped early) clip(s)" in page and "clip01_seed0.wav" in page
 
 
 def test_bad_prior_and_generate_forms_say_why(world) -> None:
-    with client(world) as http:
+    with page_client(world["server"]) as http:
         refused = http.post("/models/kicks/prior", data={**TINY_PRIOR_FORM, "heads": "3"})
         assert (
             refused.status_code == 400 and "heads (3) must divide the hidden size" in refused.text
@@ -196,14 +176,14 @@ def test_bad_prior_and_generate_forms_say_why(world) -> None:
 def test_generated_files_stay_in_the_models_history(world) -> None:
     home = world["home"]
     (home / "secret.wav").write_bytes(b"RIFF")
-    with client(world) as http:
+    with page_client(world["server"]) as http:
         for path in ("../../secret.wav", "..%2F..%2Fsecret.wav", "x/../../../secret.wav",
                      "manifest.json", "%2e%2e/%2e%2e/secret.wav"):  # fmt: skip
             assert http.get(f"/models/kicks/generated/{path}").status_code == 404, path
 
 
 def test_the_api_trains_priors_on_library_models_only(world) -> None:
-    with client(world) as http:
+    with page_client(world["server"]) as http:
         outside = http.post("/api/priors", json={"model": str(world["base"] / "x.distill")})
         assert outside.status_code == 400 and "not in this server's model library" in outside.text
         unknown = http.post("/api/priors", json={"model": "kicks", "epochs": 3})
@@ -224,11 +204,11 @@ def test_a_memorizing_prior_is_flagged_on_its_run_and_model_pages(world) -> None
         },  # fmt: skip
         "overrides": {"hidden_size": 32, "layers": 1, "heads": 2, "dropout": 0.0},
     }
-    with client(world) as http:
+    with page_client(world["server"]) as http:
         response = http.post("/api/priors", json=body)
         assert response.status_code == 201, response.text
         run_id = response.json()["run_id"]
-        kinds = [e["kind"] for e in events(world["server"], run_id)]
+        kinds = [e["kind"] for e in run_events(world["server"], run_id)]
         assert "memorization_warning" in kinds and kinds[-1] == "run_completed"
         run_page = http.get(f"/runs/{run_id}").text
         assert 'class="warning"' in run_page and "replaying" in run_page
