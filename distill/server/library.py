@@ -164,8 +164,7 @@ async def cancel_generating(request: Request) -> Response:
     if generation is None:
         raise HTTPException(404, "no such generate request in progress")
     request.app.state.generations.cancel(generation)
-    context = {"name": generation.model, "job": _job(generation)}
-    return render(request, "_generating.html", context)
+    return await generating(request)  # "stopping", or the history if it had already ended
 
 
 def _generation(request: Request):
