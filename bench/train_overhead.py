@@ -78,9 +78,9 @@ def bare_loop(spec: TrainSpec, epochs: int) -> float:
         epoch_marks = []
         for _ in range(steps):
             batch = sampler.batch(settings.batch_size)
-            out = model(batch)
+            out = model(batch.mels)
             loss = (
-                multiscale_mel_loss(out.reconstruction, batch)
+                multiscale_mel_loss(out.reconstruction, batch.mels, batch.audible)
                 + config.commitment_weight * out.commit_loss
             )
             optimizer.zero_grad(set_to_none=True)

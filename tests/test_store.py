@@ -104,7 +104,7 @@ def test_migrations_create_the_schema_and_set_user_version(db_path: Path) -> Non
         numeric = [f.name for f in dataclasses.fields(EpochMetrics) if f.type in ("int", "float")]
         assert columns("epoch_metrics") == ["run_id", *numeric] == ["run_id", *EPOCH_COLUMNS]
         level_fields = [f.name for f in dataclasses.fields(LevelHealth)]
-        assert columns("codebook_health") == ["run_id", "epoch", *level_fields]
+        assert columns("codebook_health") == ["run_id", "epoch", "split", *level_fields]
         assert list(HEALTH_COLUMNS) == level_fields
         assert columns("warnings") == [
             "run_id",

@@ -13,7 +13,7 @@ from conftest import tiny_spec, write_bad_sounds, write_good_sounds
 
 from distill.audio.dataset import DatasetError
 from distill.audio.synth import click
-from distill.audio.windows import fixed_windows
+from distill.audio.windows import fixed_crops
 from distill.core.events import (
     CheckpointSaved,
     DatasetScanned,
@@ -121,7 +121,7 @@ def test_the_saved_model_is_the_best_epoch_and_loads_bit_identical(trained) -> N
     assert torch.equal(first.indices, second.indices)
     best = of(events, EpochMetrics)[completed.best_epoch]
     data = prepare_data(spec)  # the same validation windows the run evaluated on
-    windows = fixed_windows(
+    windows = fixed_crops(
         [torch.from_numpy(s.load_mel()) for s in data.val_files],
         32,
         math.log(data.config.mel.log_floor),

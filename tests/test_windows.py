@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from distill.audio.windows import CropSampler, crop, fixed_windows, split_files, window_count
+from distill.audio.windows import (
+    CropSampler,
+    crop,
+    fixed_crops,
+    fixed_windows,
+    split_files,
+    window_count,
+)
 
 
 def test_short_file_is_padded_with_the_floor_value() -> None:
@@ -40,5 +47,14 @@ def test_crop_sampler_is_reproducible_from_its_generator() -> None:
     mels = [torch.randn(4, 50), torch.randn(4, 3)]
     a = CropSampler(mels, 8, -5.0, torch.Generator().manual_seed(3)).batch(6)
     b = CropSampler(mels, 8, -5.0, torch.Generator().manual_seed(3)).batch(6)
-    assert a.shape == (6, 4, 8)
-    assert torch.equal(a, b)
+    assert a.mels.shape == (6, 4, 8)
+    assert torch.equal(a.mels, b.mels) and torch.equal(a.audible, b.audible)
+
+
+def test_crops_mark_the_padding_of_a_short_file_as_not_audible() -> None:
+    mels = [torch.randn(4, 3)]
+    crops = CropSampler(mels, 8, -5.0, torch.Generator().manual_seed(0)).batch(2)
+    assert crops.audible.tolist() == [[1, 1, 1, 0, 0, 0, 0, 0]] * 2
+    assert torch.all(crops.mels[:, :, 3:] == -5.0)
+    fixed = fixed_crops([torch.randn(4, 10)], 8, -5.0)
+    assert fixed.audible.sum(dim=1).tolist() == [8, 2]

@@ -1,7 +1,9 @@
 """Fixed-length training windows cut from variable-length log-mels.
 
 Files shorter than a window are padded with silence (the log of the mel floor), never
-dropped: a 20 ms click is as much a part of a drum kit as a 3 s crash. Training draws
+dropped: a 20 ms click is as much a part of a drum kit as a 3 s crash. Every window comes
+with its audible mask (1 on the file's own frames, 0 on the padding), so that losses,
+metrics and code counts can leave the padding out. Training draws
 random crops each epoch, so a small set still gives varied batches; validation uses
 fixed, non-overlapping windows so its numbers are comparable from epoch to epoch.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
@@ -50,6 +52,34 @@ def crop(mel: Tensor, start: int, window: int, pad_value: float) -> Tensor:
     return piece
 
 
+class Crops(NamedTuple):
+    """Windows of log-mel and which of their frames are the sound's own."""
+
+    mels: Tensor  # (b, m, window)
+    audible: Tensor  # (b, window) float: 1 on the file's frames, 0 on padding
+
+    def to(self, device: torch.device) -> Crops:
+        return Crops(self.mels.to(device), self.audible.to(device))
+
+
+def audible_mask(frames: int, start: int, window: int) -> Tensor:
+    """(window,) float: 1 where frame start + i lies inside a file of `frames` frames."""
+    return (torch.arange(start, start + window) < frames).float()
+
+
+def fixed_window_masks(
+    frame_counts: Sequence[int], window: int, max_per_file: int | None = None
+) -> Tensor:
+    """(N, window): the audible masks of fixed_windows over files of these lengths."""
+    masks = []
+    for frames in frame_counts:
+        count = window_count(frames, window)
+        if max_per_file is not None:
+            count = min(count, max_per_file)
+        masks += [audible_mask(frames, i * window, window) for i in range(count)]
+    return torch.stack(masks)
+
+
 def fixed_windows(
     mels: Sequence[Tensor], window: int, pad_value: float, max_per_file: int | None = None
 ) -> Tensor:
@@ -77,13 +107,24 @@ class CropSampler:
         self.natural_windows = sum(counts)
         self.weights = torch.tensor(counts, dtype=torch.float)
 
-    def batch(self, size: int) -> Tensor:
-        """(size, m, window)."""
+    def batch(self, size: int) -> Crops:
+        """`size` random windows and their audible masks."""
         files = torch.multinomial(self.weights, size, replacement=True, generator=self.generator)
-        pieces = []
+        pieces, masks = [], []
         for f in files.tolist():
             mel = self.mels[f]
             slack = max(0, mel.shape[1] - self.window)
             start = int(torch.randint(0, slack + 1, (1,), generator=self.generator))
             pieces.append(crop(mel, start, self.window, self.pad_value))
-        return torch.stack(pieces)
+            masks.append(audible_mask(mel.shape[1], start, self.window))
+        return Crops(torch.stack(pieces), torch.stack(masks))
+
+
+def fixed_crops(
+    mels: Sequence[Tensor], window: int, pad_value: float, max_per_file: int | None = None
+) -> Crops:
+    """fixed_windows with their audible masks: what evaluation and health count over."""
+    return Crops(
+        fixed_windows(mels, window, pad_value, max_per_file),
+        fixed_window_masks([m.shape[1] for m in mels], window, max_per_file),
+    )

@@ -33,36 +33,40 @@ from distill.core.events import (
     RunStarted,
     StepMetrics,
 )
-from distill.training.settings import LOW_UTILIZATION
+from distill.models.health import judged, low_utilization_levels
 
 
 def health_table(levels: list[LevelHealth], title: str | None = None) -> Table:
     """The per-level codebook table; levels under the warning threshold in red."""
     table = Table(title=title, title_justify="left")
-    for column in ("level", "utilization", "perplexity", "dead codes", "error reduction"):
+    columns = ("level", "utilization", "perplexity", "dead codes", "error reduction", "vectors")
+    for column in columns:
         table.add_column(column, justify="right")
     for h in levels:
-        style = "bold red" if h.utilization < LOW_UTILIZATION else None
+        style = "bold red" if h in low_utilization_levels(levels) else None
         table.add_row(
             str(h.level),
-            f"{h.utilization:.0%}",
+            f"{h.utilization:.0%}" if judged(h) else f"{h.utilization:.0%} (too few vectors)",
             f"{h.perplexity:.1f} / {h.codebook_size}",
             str(h.dead_codes),
             f"{h.error_reduction:+.4f}",
+            str(h.vectors),
             style=style,
         )
     return table
 
 
 def health_inline(levels: list[LevelHealth]) -> str:
-    """One line of per-level health, for each epoch."""
+    """One line of per-level health, for each epoch, ending with the vectors counted."""
     parts = []
+    weak = low_utilization_levels(levels)
     for h in levels:
-        color = "red" if h.utilization < LOW_UTILIZATION else "green"
+        color = "red" if h in weak else "green" if judged(h) else "yellow"
         parts.append(
             f"L{h.level} [{color}]{h.utilization:.0%}[/] ppl {h.perplexity:.1f} dead {h.dead_codes}"
         )
-    return " | ".join(parts)
+    counted = f" ({levels[0].vectors} vectors)" if levels and levels[0].vectors else ""
+    return " | ".join(parts) + counted
 
 
 def preflight_table(scan: DatasetScanned) -> Table:
@@ -209,7 +213,9 @@ class RunRenderer:
             f"epoch {m.epoch + 1}/{m.epochs}  train {m.train_loss:.4f}  val {m.val_loss:.4f}  "
             f"commit {m.val_commit_loss:.4f}{best}  {m.seconds:.1f}s"
         )
-        self.console.print(f"  {health_inline(m.levels)}")
+        if m.train_levels:
+            self.console.print(f"  train    {health_inline(m.train_levels)}")
+        self.console.print(f"  held-out {health_inline(m.levels)}")
 
     def on_codebook_warning(self, warning: CodebookWarning) -> None:
         self.warnings.append(warning)
@@ -241,7 +247,10 @@ class RunRenderer:
         )
         best = self.epochs.get(done.best_epoch, self.last_epoch)
         if best:
-            title = f"codebook health (epoch {best.epoch + 1}, validation)"
+            if best.train_levels:
+                title = f"codebook health (epoch {best.epoch + 1}, training files)"
+                self.console.print(health_table(best.train_levels, title=title))
+            title = f"codebook health (epoch {best.epoch + 1}, held-out files)"
             self.console.print(health_table(best.levels, title=title))
         self._print_warning_summary()
         self.console.print(f"model: [bold]{done.model_path}[/]")

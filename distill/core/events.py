@@ -13,10 +13,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+TRAIN_SPLIT = "train"  # the files a model trained on
+VAL_SPLIT = "val"  # the files held out from training
+
 
 @dataclass(frozen=True)
 class LevelHealth:
-    """Codebook health of one RVQ level over a whole validation pass."""
+    """Codebook health of one RVQ level, counted over every audible latent vector of one
+    split (the training files, or the held-out files). Definitions: models/health.py."""
 
     level: int  # 1-based: level 1 quantizes the encoder output, level k its residual
     codebook_size: int
@@ -24,6 +28,7 @@ class LevelHealth:
     perplexity: float  # exp(entropy of code usage); codebook_size when use is uniform
     dead_codes: int  # codes never used in the pass
     error_reduction: float  # reconstruction loss with levels 1..k-1 minus with 1..k
+    vectors: int = 0  # audible latent vectors counted (0: a run recorded before counting)
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,8 @@ class StepMetrics(Payload):
 
 @dataclass(frozen=True)
 class EpochMetrics(Payload):
-    """The end of an epoch: losses and per-level codebook health on validation."""
+    """The end of an epoch: losses (audible frames only) and per-level codebook health,
+    on the held-out files (`levels`) and on the training files (`train_levels`)."""
 
     kind: ClassVar[str] = "epoch_metrics"
     epoch: int
@@ -113,6 +119,7 @@ class EpochMetrics(Payload):
     levels: list[LevelHealth]
     best_epoch: int
     seconds: float
+    train_levels: list[LevelHealth] = dataclasses.field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -331,6 +338,7 @@ TERMINAL_KINDS = frozenset(
 STEP_KINDS = frozenset({StepMetrics.kind, PriorStepMetrics.kind})
 _NESTED = {
     "levels": LevelHealth,
+    "train_levels": LevelHealth,
     "files_skipped": SkippedFile,
     "clips": PreviewClip,
     "copy_check": CopyCheck,

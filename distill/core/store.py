@@ -27,6 +27,8 @@ from typing import Any
 import aiosqlite
 
 from distill.core.events import (
+    TRAIN_SPLIT,
+    VAL_SPLIT,
     CheckpointSaved,
     CodebookWarning,
     DatasetScanned,
@@ -52,7 +54,9 @@ UNFINISHED_STATUSES = ("queued", "running")
 BUSY_TIMEOUT_MS = 5000  # how long a write waits for another process's write lock
 
 # Column names are the event schema's field names, so a quantity has one name everywhere.
-EPOCH_COLUMNS = tuple(f.name for f in dataclasses.fields(EpochMetrics) if f.name != "levels")
+EPOCH_COLUMNS = tuple(
+    f.name for f in dataclasses.fields(EpochMetrics) if f.name not in ("levels", "train_levels")
+)
 HEALTH_COLUMNS = tuple(f.name for f in dataclasses.fields(LevelHealth))
 PRIOR_EPOCH_COLUMNS = tuple(f.name for f in dataclasses.fields(PriorEpochMetrics))
 MEMORIZATION_COLUMNS = tuple(f.name for f in dataclasses.fields(MemorizationWarning))
@@ -178,6 +182,30 @@ MIGRATIONS: tuple[str, ...] = (
     );
 
     ALTER TABLE runs ADD COLUMN final_val_perplexity REAL;  -- prior runs: of best_epoch
+    """,
+    # Health is counted on the training files too, over audible vectors, with their count.
+    """
+    CREATE TABLE codebook_health_by_split (
+        run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+        epoch INTEGER NOT NULL,
+        split TEXT NOT NULL,  -- 'val' (held-out files) or 'train'
+        level INTEGER NOT NULL,
+        codebook_size INTEGER,
+        utilization REAL,
+        perplexity REAL,
+        dead_codes INTEGER,
+        error_reduction REAL,
+        vectors INTEGER,
+        PRIMARY KEY (run_id, epoch, split, level)
+    );
+    INSERT INTO codebook_health_by_split
+        (run_id, epoch, split, level, codebook_size, utilization, perplexity, dead_codes,
+         error_reduction, vectors)
+        SELECT run_id, epoch, 'val', level, codebook_size, utilization, perplexity,
+               dead_codes, error_reduction, 0
+        FROM codebook_health;
+    DROP TABLE codebook_health;
+    ALTER TABLE codebook_health_by_split RENAME TO codebook_health
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -440,10 +468,11 @@ class Store:
         )
         return [dict(row) for row in rows]
 
-    async def codebook_health(self, run_id: str) -> list[dict[str, Any]]:
-        """Every epoch's per-level health, ordered by epoch then level."""
+    async def codebook_health(self, run_id: str, split: str = VAL_SPLIT) -> list[dict[str, Any]]:
+        """Every epoch's per-level health on one split, ordered by epoch then level."""
         rows = await self._read(
-            "SELECT * FROM codebook_health WHERE run_id = ? ORDER BY epoch, level", (run_id,)
+            "SELECT * FROM codebook_health WHERE run_id = ? AND split = ? ORDER BY epoch, level",
+            (run_id, split),
         )
         return [dict(row) for row in rows]
 
@@ -490,8 +519,8 @@ _EPOCH_UPSERT = (
     f" VALUES (?{', ?' * len(EPOCH_COLUMNS)})"
 )
 _HEALTH_INSERT = (
-    f"INSERT INTO codebook_health (run_id, epoch, {', '.join(HEALTH_COLUMNS)})"
-    f" VALUES (?, ?{', ?' * len(HEALTH_COLUMNS)})"
+    f"INSERT INTO codebook_health (run_id, epoch, split, {', '.join(HEALTH_COLUMNS)})"
+    f" VALUES (?, ?, ?{', ?' * len(HEALTH_COLUMNS)})"
 )
 # The best epoch's loss and weakest level, read back from the rows just written.
 _RUN_RESULT = """
@@ -500,7 +529,8 @@ _RUN_RESULT = """
         final_val_loss = (SELECT val_loss FROM epoch_metrics
                           WHERE run_id = :run_id AND epoch = :best_epoch),
         worst_utilization = (SELECT MIN(utilization) FROM codebook_health
-                             WHERE run_id = :run_id AND epoch = :best_epoch)
+                             WHERE run_id = :run_id AND epoch = :best_epoch
+                             AND split = 'val')
     WHERE run_id = :run_id
 """
 
@@ -525,8 +555,9 @@ def _epoch_metrics(e: Event) -> list[_Statement]:
     p: EpochMetrics = e.typed()
     values = (e.run_id, *(getattr(p, name) for name in EPOCH_COLUMNS))
     levels = [
-        (e.run_id, p.epoch, *(getattr(level, name) for name in HEALTH_COLUMNS))
-        for level in p.levels
+        (e.run_id, p.epoch, split, *(getattr(level, name) for name in HEALTH_COLUMNS))
+        for split, health in ((VAL_SPLIT, p.levels), (TRAIN_SPLIT, p.train_levels))
+        for level in health
     ]
     return [
         (_EPOCH_UPSERT, values),

@@ -109,8 +109,10 @@ class ConvVQVAE(nn.Module):
         normalized = (mel - self.mel_mean) / self.mel_std
         return self.encoder(normalized).transpose(1, 2)
 
-    def quantize(self, latent: Tensor) -> QuantizeOutput:
-        quantized, indices, commit_losses = self.quantizer(latent)
+    def quantize(self, latent: Tensor, mask: Tensor | None = None) -> QuantizeOutput:
+        """`mask` (b, n) bool limits codebook learning (k-means, EMA, dead-code resets) to
+        the audible vectors; the quantizer then outputs zeros for the others."""
+        quantized, indices, commit_losses = self.quantizer(latent, mask=mask)
         if not self.training:  # the library only computes the loss while training
             commit_losses = self.commit_losses(latent, indices)
         return QuantizeOutput(quantized, indices, commit_losses.reshape(-1))
@@ -138,6 +140,26 @@ class ConvVQVAE(nn.Module):
         return VQVAEOutput(self.decode(q.quantized), q.indices, q.commit_losses.sum())
 
     @torch.no_grad()
+    def encode_sound(self, mel: Tensor) -> Tensor:
+        """One whole sound's (m, t) log-mel -> its (n, q) codes, n = ceil(t / downsample).
+
+        The convolutions take any length, so a sound is coded in one piece, padded with
+        silence only up to the next latent step.
+        """
+        down = self.config.downsample
+        frames = mel.shape[-1]
+        padded = F.pad(mel, (0, -frames % down), value=math.log(self.config.mel.log_floor))
+        return self.quantize(self.encode(padded.unsqueeze(0))).indices[0]
+
+    @torch.no_grad()
+    def decode_sound(
+        self, codes: Tensor, frames: int | None = None, levels: int | None = None
+    ) -> Tensor:
+        """(n, q) codes -> (m, frames) log-mel (frames defaults to n * downsample)."""
+        mel = self.decode_indices(codes.unsqueeze(0), levels)[0]
+        return mel if frames is None else mel[:, :frames]
+
+    @torch.no_grad()
     def decode_indices(self, indices: Tensor, levels: int | None = None) -> Tensor:
         """(b, n, q) codes -> (b, m, t) log-mel, using only the first `levels` levels.
 
@@ -151,17 +173,39 @@ class ConvVQVAE(nn.Module):
 
 
 def multiscale_mel_loss(
-    prediction: Tensor, target: Tensor, scales: tuple[int, ...] = (1, 2, 4)
+    prediction: Tensor,
+    target: Tensor,
+    audible: Tensor | None = None,
+    scales: tuple[int, ...] = (1, 2, 4),
 ) -> Tensor:
-    """Mean L1 between log-mels average-pooled over (mel, time) at each scale.
+    """Mean L1 between log-mels average-pooled over (mel, time) at each scale, counted
+    over the audible frames only.
 
     The full-resolution term keeps detail; the pooled terms weigh broad spectral shape
-    and envelopes, which is what a listener notices first.
+    and envelopes, which is what a listener notices first. `audible` (b, t) weighs each
+    frame (1 on a file's own frames, 0 on padding; None counts every frame): a loss over
+    padded windows would mostly teach a drum kit's model the silence after each hit.
+    A pooled cell counts by the share of its frames that are audible.
     """
+    weight = torch.ones_like(prediction[:, 0]) if audible is None else audible.to(prediction.dtype)
+    weight = weight.unsqueeze(1).expand_as(prediction).unsqueeze(1)  # (b, 1, m, t)
     total = prediction.new_zeros(())
     for scale in scales:
-        p, t = prediction.unsqueeze(1), target.unsqueeze(1)  # (b, 1, m, t)
-        if scale > 1:
-            p, t = F.avg_pool2d(p, scale, ceil_mode=True), F.avg_pool2d(t, scale, ceil_mode=True)
-        total = total + F.l1_loss(p, t)
+        p, t, w = prediction.unsqueeze(1), target.unsqueeze(1), weight  # (b, 1, m, t)
+        if scale > 1:  # masked means, so a cell's padding does not leak into it
+            w_pooled = F.avg_pool2d(w, scale, ceil_mode=True)
+            p, t = (
+                F.avg_pool2d(x * w, scale, ceil_mode=True) / w_pooled.clamp(min=1e-6)
+                for x in (p, t)
+            )
+            w = w_pooled
+        total = total + ((p - t).abs() * w).sum() / w.sum().clamp(min=1.0)
     return total / len(scales)
+
+
+def latent_mask(audible: Tensor, downsample: int) -> Tensor:
+    """(b, t) audible frames -> (b, n) bool: a latent vector is audible when any of its
+    frames is."""
+    frames = audible.shape[-1] + (-audible.shape[-1] % downsample)
+    padded = F.pad(audible, (0, frames - audible.shape[-1]))
+    return padded.reshape(audible.shape[0], -1, downsample).amax(dim=-1) > 0

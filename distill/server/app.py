@@ -30,7 +30,7 @@ from distill.server.live import Streams
 from distill.server.security import Guard
 from distill.server.settings import ServerSettings
 from distill.server.views import short_path
-from distill.training.settings import LOW_UTILIZATION
+from distill.training.settings import LOW_UTILIZATION, MIN_VECTORS_PER_CODE
 
 WEB_DIR = Path(distill.__file__).parent / "web"  # a link to ../web in a checkout
 
@@ -44,6 +44,7 @@ def templates() -> Jinja2Templates:
     )
     env.filters.update(pct=_pct, num=_num, when=_when, short_path=short_path)
     env.globals["low_utilization"] = LOW_UTILIZATION
+    env.globals["min_vectors_per_code"] = MIN_VECTORS_PER_CODE
     return Jinja2Templates(env=env)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from distill.core.events import (
+    TRAIN_SPLIT,
     CheckpointSaved,
     CodebookWarning,
     CodesExtracted,
@@ -115,6 +116,8 @@ async def run_context(
         health = await store.codebook_health(run_id)
         last = max((h["epoch"] for h in health), default=None)
         context["levels"] = [h for h in health if h["epoch"] == last]
+        train_health = await store.codebook_health(run_id, TRAIN_SPLIT)
+        context["train_levels"] = [h for h in train_health if h["epoch"] == last]
         context["levels_epoch"] = last
     if "warnings" in parts:
         warnings = store.memorization_warnings if prior else store.warnings

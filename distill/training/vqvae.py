@@ -22,7 +22,13 @@ from torch import Tensor
 
 from distill.audio.dataset import ScanReport, SoundFile, require_usable, scan_dataset
 from distill.audio.mel_config import MelConfig
-from distill.audio.windows import CropSampler, fixed_windows, split_files, window_count
+from distill.audio.windows import (
+    Crops,
+    CropSampler,
+    fixed_crops,
+    split_files,
+    window_count,
+)
 from distill.core.events import (
     CheckpointSaved,
     CodebookWarning,
@@ -38,9 +44,14 @@ from distill.core.events import (
     StepMetrics,
 )
 from distill.models.config import VQVAEConfig, codebook_size_for
-from distill.models.health import count_codes, level_health, low_utilization_levels
+from distill.models.health import (
+    count_codes,
+    level_health,
+    low_utilization_levels,
+    utilization_advice,
+)
 from distill.models.library import save_vqvae
-from distill.models.rvqvae import ConvVQVAE, multiscale_mel_loss
+from distill.models.rvqvae import ConvVQVAE, latent_mask, multiscale_mel_loss
 from distill.training.checkpoint import (
     TrainingState,
     failure_reported,
@@ -110,8 +121,9 @@ def _train(
     sampler = CropSampler(train_mels, config.window_frames, pad, generator)
     val_mels = [torch.from_numpy(s.load_mel()) for s in data.val_files]
     device = training_device(settings.device)
-    val_windows = fixed_windows(val_mels, config.window_frames, pad, MAX_VAL_WINDOWS_PER_FILE)
+    val_windows = fixed_crops(val_mels, config.window_frames, pad, MAX_VAL_WINDOWS_PER_FILE)
     val_windows = val_windows.to(device)
+    train_windows = fixed_crops(train_mels, config.window_frames, pad).to(device)
     emit(preflight_event(data))
 
     # model and optimizer
@@ -183,8 +195,8 @@ def _train(
                 emit(RunCancelled(epoch, str(checkpoint_path)))
                 return TrainResult("cancelled", None, history)
             batch = sampler.batch(settings.batch_size).to(device)
-            out = model(batch)
-            recon = multiscale_mel_loss(out.reconstruction, batch)
+            out = model(batch.mels)
+            recon = multiscale_mel_loss(out.reconstruction, batch.mels, batch.audible)
             loss = recon + config.commitment_weight * out.commit_loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -195,6 +207,10 @@ def _train(
             emit(StepMetrics(epoch, step, steps_per_epoch, loss_value, recon_value, commit_value))
 
         evaluation = evaluate(model, val_windows, settings.batch_size)
+        train_health = level_health(  # what each level adds is measured on held-out files
+            audible_code_counts(model, train_windows, settings.batch_size),
+            [h.error_reduction for h in evaluation.levels],
+        )
         if evaluation.loss < best_loss:
             best_epoch, best_loss, best_state = epoch, evaluation.loss, _copy_state(model)
         train_loss, train_recon, train_commit = (sums / steps_per_epoch).tolist()
@@ -210,12 +226,13 @@ def _train(
             levels=evaluation.levels,
             best_epoch=best_epoch,
             seconds=time.monotonic() - epoch_started,
+            train_levels=train_health,
         )
         history.append(metrics.to_dict())
         emit(metrics)
         if epoch >= 1:  # k-means leaves epoch 0's usage unrepresentative
-            for weak in low_utilization_levels(evaluation.levels):
-                emit(_low_utilization_warning(epoch, weak))
+            for weak in low_utilization_levels(train_health):  # judged on what it saw
+                emit(_low_utilization_warning(epoch, weak, train_health))
 
         last = epoch == settings.epochs - 1
         if previews and (last or (epoch + 1) % settings.preview_every == 0):
@@ -254,16 +271,38 @@ def initialise_codebooks(
     batch it sees in training mode; a batch of 16 windows may hold fewer vectors than a
     codebook has codes, which duplicates codes and lets a level collapse at once.
     """
-    windows = fixed_windows(mels, config.window_frames, pad)[:KMEANS_INIT_WINDOWS]
-    windows = windows.to(next(model.parameters()).device)
+    crops = fixed_crops(mels, config.window_frames, pad)
+    crops = Crops(crops.mels[:KMEANS_INIT_WINDOWS], crops.audible[:KMEANS_INIT_WINDOWS])
+    crops = crops.to(next(model.parameters()).device)
     model.train()
-    with torch.no_grad():
-        model.quantize(model.encode(windows))
+    with torch.no_grad():  # on the audible vectors only: padding would take half the codes
+        model.quantize(model.encode(crops.mels), latent_mask(crops.audible, config.downsample))
+
+
+def _audible_indices(indices: Tensor, audible: Tensor, downsample: int) -> Tensor:
+    """(b, n, q) codes with those of silent (padding) vectors set to -1, which
+    count_codes leaves out."""
+    keep = latent_mask(audible, downsample).unsqueeze(-1)
+    return torch.where(keep, indices, torch.full_like(indices, -1))
 
 
 @torch.no_grad()
-def evaluate(model: ConvVQVAE, windows: Tensor, batch_size: int) -> Evaluation:
-    """Losses and per-level health over the whole validation set, in one pass.
+def audible_code_counts(model: ConvVQVAE, windows: Crops, batch_size: int) -> Tensor:
+    """(q, codebook_size) code counts over every audible latent vector of `windows`."""
+    model.eval()
+    seen = []
+    for start in range(0, len(windows.mels), batch_size):
+        mels = windows.mels[start : start + batch_size]
+        audible = windows.audible[start : start + batch_size]
+        indices = model.quantize(model.encode(mels)).indices
+        seen.append(_audible_indices(indices, audible, model.config.downsample))
+    return count_codes(torch.cat(seen), model.config.codebook_size)
+
+
+@torch.no_grad()
+def evaluate(model: ConvVQVAE, windows: Crops, batch_size: int) -> Evaluation:
+    """Losses and per-level health over the whole validation set, in one pass, counted
+    on the audible frames and vectors only.
 
     Also decodes with levels 1..k for every k, so health can say how much each level
     lowers the reconstruction loss.
@@ -273,31 +312,35 @@ def evaluate(model: ConvVQVAE, windows: Tensor, batch_size: int) -> Evaluation:
     recon_sum = commit_sum = 0.0
     partial_sums = [0.0] * (levels + 1)  # loss decoding levels 1..k, k = 0..levels
     indices_seen = []
-    for start in range(0, len(windows), batch_size):
-        batch = windows[start : start + batch_size]
+    total = float(windows.audible.sum())
+    for start in range(0, len(windows.mels), batch_size):
+        batch = windows.mels[start : start + batch_size]
+        audible = windows.audible[start : start + batch_size]
         out = model(batch)
-        weight = len(batch) / len(windows)
+        weight = float(audible.sum()) / total  # each window weighs by its audible frames
         commit_sum += out.commit_loss.item() * weight
-        recon = multiscale_mel_loss(out.reconstruction, batch).item()
+        recon = multiscale_mel_loss(out.reconstruction, batch, audible).item()
         recon_sum += recon * weight
         partial_sums[levels] += recon * weight  # all levels: the forward pass decoded it
         for k in range(levels):
-            partial_sums[k] += (
-                multiscale_mel_loss(model.decode_indices(out.indices, k), batch).item() * weight
-            )
-        indices_seen.append(out.indices)
+            decoded = model.decode_indices(out.indices, k)
+            partial_sums[k] += multiscale_mel_loss(decoded, batch, audible).item() * weight
+        indices_seen.append(_audible_indices(out.indices, audible, model.config.downsample))
     counts = count_codes(torch.cat(indices_seen), model.config.codebook_size)
     reductions = [partial_sums[k - 1] - partial_sums[k] for k in range(1, levels + 1)]
     loss = recon_sum + model.config.commitment_weight * commit_sum
     return Evaluation(recon_sum, commit_sum, loss, level_health(counts, reductions))
 
 
-def _low_utilization_warning(epoch: int, health: LevelHealth) -> CodebookWarning:
+def _low_utilization_warning(
+    epoch: int, health: LevelHealth, levels: list[LevelHealth]
+) -> CodebookWarning:
     used = health.codebook_size - health.dead_codes
     message = (
         f"level {health.level} uses {used} of its {health.codebook_size} codes "
-        f"({health.utilization:.1%}, under {LOW_UTILIZATION:.0%}): "
-        "try a smaller --codebook-size or fewer --rvq-levels"
+        f"({health.utilization:.1%}, under {LOW_UTILIZATION:.0%}) over the "
+        f"{health.vectors} audible vectors of the training files: "
+        + utilization_advice(health, levels)
     )
     return CodebookWarning(epoch, health.level, health.utilization, LOW_UTILIZATION, message)
 

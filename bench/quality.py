@@ -1,0 +1,154 @@
+"""What a model's sounds are worth, per split: `bench/quality.py MODEL DATASET`.
+
+For the training files and the held-out files of the split the model was trained with
+(same val_fraction and seed), each sound coded whole (never a padded window):
+
+- audible mel error: mean |log-mel error| over the sound's own frames.
+- spectral convergence (SC) against the original audio of: the true mel through
+  Griffin-Lim (the ceiling of that path) and the model's mel through Griffin-Lim, with
+  the median of their per-file ratio (model / ceiling; 1.0 = as good as the path allows);
+  the same for the multi-resolution log-STFT distance.
+- error reduction per level: 1 - e(1..k) / e(1..k-1), the share of the remaining
+  audible mel error that level k removes (level 1 against decoding no codes at all).
+- audible utilization per level: codes used / codebook size over every audible latent
+  vector of the split, with the number of vectors counted.
+
+`--render DIR` writes, for the first few held-out files, the original, the ceiling and
+the model's rendering as WAV and mel PNG, to listen and look at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+from distill.audio.dataset import load_prepared, scan_dataset
+from distill.audio.decode import write_wav
+from distill.audio.images import write_mel_png
+from distill.audio.mel import MelSpectrogram, mel_to_audio
+from distill.audio.metrics import audible_mel_error, log_stft_distance, spectral_convergence
+from distill.audio.windows import split_files
+from distill.models.health import count_codes
+from distill.models.library import load_vqvae
+from distill.paths import mel_cache_dir
+
+GRIFFIN_LIM_ITERS = 32
+RENDERED_FILES = 3
+
+
+def measure(model, sounds, mel_front, render: Path | None) -> dict:
+    config = model.config
+    levels = config.rvq_levels
+    errors = [[0.0, 0] for _ in range(levels + 1)]  # (sum of |error| * frames, frames) per k
+    sc_ceiling, sc_model, lsd_ceiling, lsd_model = [], [], [], []
+    codes_seen = []
+    for index, sound in enumerate(sounds):
+        audio, _ = load_prepared(sound.path, config.mel.sample_rate)
+        if audio is None:
+            continue
+        waveform = torch.from_numpy(audio)
+        with torch.no_grad():
+            true_mel = mel_front(waveform)
+            codes = model.encode_sound(true_mel)
+        frames = true_mel.shape[-1]
+        audible_steps = math.ceil(frames / config.downsample)
+        codes_seen.append(codes[:audible_steps])
+        for k in range(levels + 1):
+            mel_k = model.decode_sound(codes, frames, k)
+            errors[k][0] += audible_mel_error(mel_k, true_mel, frames) * frames
+            errors[k][1] += frames
+        model_mel = model.decode_sound(codes, frames)
+        ceiling_audio = mel_to_audio(
+            true_mel, config.mel, n_iter=GRIFFIN_LIM_ITERS, length=len(audio)
+        )
+        model_audio = mel_to_audio(
+            model_mel, config.mel, n_iter=GRIFFIN_LIM_ITERS, length=len(audio)
+        )
+        sc_ceiling.append(spectral_convergence(waveform, ceiling_audio))
+        sc_model.append(spectral_convergence(waveform, model_audio))
+        lsd_ceiling.append(log_stft_distance(waveform, ceiling_audio))
+        lsd_model.append(log_stft_distance(waveform, model_audio))
+        if render is not None and index < RENDERED_FILES:
+            _render(
+                render,
+                sound.path.stem,
+                config,
+                audio,
+                ceiling_audio,
+                model_audio,
+                true_mel,
+                model_mel,
+            )
+    error_by_k = [s / max(n, 1) for s, n in errors]
+    counts = count_codes(torch.cat(codes_seen), config.codebook_size)
+    return {
+        "files": len(sc_model),
+        "audible_mel_error": error_by_k[levels],
+        "sc_ceiling": statistics.median(sc_ceiling),
+        "sc_model": statistics.median(sc_model),
+        "sc_ratio": statistics.median(m / c for m, c in zip(sc_model, sc_ceiling, strict=True)),
+        "lsd_ceiling": statistics.median(lsd_ceiling),
+        "lsd_model": statistics.median(lsd_model),
+        "lsd_ratio": statistics.median(m / c for m, c in zip(lsd_model, lsd_ceiling, strict=True)),
+        "error_reduction": [1 - error_by_k[k] / error_by_k[k - 1] for k in range(1, levels + 1)],
+        "utilization": [int((row > 0).sum()) / config.codebook_size for row in counts],
+        "vectors": int(counts[0].sum()),
+    }
+
+
+def _render(folder, stem, config, audio, ceiling, rendered, true_mel, model_mel) -> None:
+    rate = config.mel.sample_rate
+    write_wav(folder / f"{stem}_original.wav", audio, rate)
+    write_wav(folder / f"{stem}_ceiling.wav", ceiling, rate)
+    write_wav(folder / f"{stem}_model_griffin_lim.wav", rendered, rate)
+    low = math.log(config.mel.log_floor)
+    high = max(float(true_mel.max()), low + 1)
+    write_mel_png(folder / f"{stem}_original.png", true_mel.numpy(), low, high)
+    write_mel_png(folder / f"{stem}_model.png", model_mel.numpy(), low, high)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("dataset", type=Path)
+    parser.add_argument("--render", type=Path, help="write WAVs and PNGs of a few held-out files")
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    model, card = load_vqvae(args.model)
+    model.eval()
+    training = card.get("training", {})
+    report = scan_dataset(args.dataset, model.config.mel, mel_cache_dir())
+    train, held_out = split_files(
+        report.usable, training.get("val_fraction", 0.15), training.get("seed", 0)
+    )
+    mel_front = MelSpectrogram(model.config.mel)
+    if args.render:
+        args.render.mkdir(parents=True, exist_ok=True)
+    config = model.config
+    print(
+        f"model {args.model.name}: {config.rvq_levels} levels x {config.codebook_size} codes, "
+        f"downsample {config.downsample}; dataset {args.dataset} ({len(train)} training, "
+        f"{len(held_out)} held-out files)"
+    )
+    header = f"{'split':<9}{'files':>6}{'mel err':>9}{'SC ceil':>9}{'SC model':>9}{'SC ratio':>9}"
+    header += f"{'LSD ceil':>9}{'LSD mdl':>9}{'LSD rat':>9}  error reduction / level   utilization / level (vectors)"
+    print(header)
+    for name, sounds, render in (("train", train, None), ("held-out", held_out, args.render)):
+        r = measure(model, sounds, mel_front, render)
+        reductions = " ".join(f"{x:6.1%}" for x in r["error_reduction"])
+        utilization = " ".join(f"{x:4.0%}" for x in r["utilization"])
+        print(
+            f"{name:<9}{r['files']:>6}{r['audible_mel_error']:>9.3f}{r['sc_ceiling']:>9.3f}"
+            f"{r['sc_model']:>9.3f}{r['sc_ratio']:>9.2f}{r['lsd_ceiling']:>9.3f}{r['lsd_model']:>9.3f}"
+            f"{r['lsd_ratio']:>9.2f}  {reductions}   {utilization} ({r['vectors']})"
+        )
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
