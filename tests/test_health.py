@@ -7,7 +7,14 @@ import math
 import pytest
 import torch
 
-from distill.models.health import count_codes, level_health, low_utilization_levels, perplexity
+from distill.models.health import (
+    count_codes,
+    judged,
+    level_health,
+    low_utilization_levels,
+    perplexity,
+    utilization_advice,
+)
 
 
 def test_all_codes_used_uniformly() -> None:
@@ -59,3 +66,24 @@ def test_masked_indices_are_ignored_and_empty_counts_are_zero() -> None:
     counts = count_codes(torch.tensor([[-1], [2], [-1]]), 4)
     assert counts.tolist() == [[0, 0, 1, 0]]
     assert perplexity(torch.zeros(4, dtype=torch.long)) == 0.0
+
+
+def test_a_level_counted_on_too_few_vectors_is_not_judged_nor_warned() -> None:
+    few = torch.arange(20).reshape(-1, 1)  # 20 vectors for 64 codes: 31% at best
+    (health,) = level_health(count_codes(few, 64))
+    assert health.vectors == 20 and not judged(health)
+    assert low_utilization_levels([health]) == []
+
+
+def test_a_level_that_really_under_uses_its_codes_is_warned_with_fitting_advice() -> None:
+    indices = torch.arange(10).repeat(30).reshape(-1, 1)  # 300 vectors, 10 of 64 codes
+    (health,) = level_health(count_codes(indices, 64), [0.5])
+    assert judged(health) and low_utilization_levels([health]) == [health]
+    assert "--codebook-size 16" in utilization_advice(health, [health])
+
+
+def test_a_residual_level_that_adds_nothing_is_told_to_go() -> None:
+    indices = torch.stack([torch.arange(300) % 64, torch.arange(300) % 5], dim=1)
+    levels = level_health(count_codes(indices, 64), [0.5, 0.0])
+    (weak,) = low_utilization_levels(levels)
+    assert weak.level == 2 and "fewer --rvq-levels" in utilization_advice(weak, levels)

@@ -265,7 +265,7 @@ def test_projections_follow_a_realistic_run(db_path: Path) -> None:
 
             rows = await store.codebook_health("r1")
             expected = [
-                {"run_id": "r1", "epoch": n, **dataclasses.asdict(level)}
+                {"run_id": "r1", "epoch": n, "split": "val", **dataclasses.asdict(level)}
                 for n, levels in ((0, epoch0), (1, epoch1))
                 for level in levels
             ]

@@ -82,9 +82,23 @@ def test_epoch_metrics_carry_health_for_every_level(trained) -> None:
             assert 1 <= health.perplexity <= 8
             assert health.dead_codes == round(8 * (1 - health.utilization))
         assert metrics.val_commit_loss > 0, "validation must report the commitment loss too"
+        assert [h.level for h in metrics.train_levels] == [1, 2]
         assert metrics.val_loss == pytest.approx(
             metrics.val_recon_loss + 0.25 * metrics.val_commit_loss
         )
+
+
+def test_health_counts_every_audible_vector_of_each_split_and_no_padding(trained) -> None:
+    spec, events, _ = trained
+    data = prepare_data(spec)
+    down = data.config.downsample
+    audible = {
+        name: sum(math.ceil(s.frames / down) for s in files)
+        for name, files in (("train", data.train_files), ("val", data.val_files))
+    }
+    for metrics in of(events, EpochMetrics):
+        assert {h.vectors for h in metrics.train_levels} == {audible["train"]}
+        assert {h.vectors for h in metrics.levels} == {audible["val"]}
 
 
 def test_previews_hold_original_ceiling_and_each_level(trained) -> None:

@@ -184,7 +184,7 @@ def print_card(path: str, card: dict[str, Any]) -> None:
         f"audio     {mel['sample_rate']} Hz, {mel['n_mels']} mels, hop {mel['hop_length']}, window {config['window_frames']} frames"
     )
     console.print(
-        f"training  {training.get('epochs', '?')} epochs, best epoch {training.get('best_epoch', -1) + 1}, validation loss {training.get('final_val_loss', float('nan')):.4f}"
+        f"training  {training.get('epochs', '?')} epochs, best epoch {training.get('best_epoch', -1) + 1}, validation loss {training.get('final_val_loss', float('nan')):.4f}, mel error on held-out sounds {training.get('val_mel_error', float('nan')):.3f}"
     )
     curves = card.get("curves", {})
     if curves.get("val_loss"):

@@ -209,9 +209,10 @@ class RunRenderer:
         self.last_epoch = m
         self.epochs[m.epoch] = m
         best = " [bold]best[/]" if m.best_epoch == m.epoch else ""
+        error = f"mel error {m.val_mel_error:.3f}  " if m.val_mel_error is not None else ""
         self.console.print(
-            f"epoch {m.epoch + 1}/{m.epochs}  train {m.train_loss:.4f}  val {m.val_loss:.4f}  "
-            f"commit {m.val_commit_loss:.4f}{best}  {m.seconds:.1f}s"
+            f"epoch {m.epoch + 1}/{m.epochs}  {error}train {m.train_loss:.4f}  "
+            f"val {m.val_loss:.4f}  commit {m.val_commit_loss:.4f}{best}  {m.seconds:.1f}s"
         )
         if m.train_levels:
             self.console.print(f"  train    {health_inline(m.train_levels)}")
@@ -246,6 +247,11 @@ class RunRenderer:
             f"{done.seconds:.0f} s in all; the model keeps the best epoch"
         )
         best = self.epochs.get(done.best_epoch, self.last_epoch)
+        if best and best.val_mel_error is not None:
+            self.console.print(
+                f"mel error on the held-out sounds' own frames: [bold]{best.val_mel_error:.3f}[/]"
+                " (mean |log-mel error|, padding left out)"
+            )
         if best:
             if best.train_levels:
                 title = f"codebook health (epoch {best.epoch + 1}, training files)"

@@ -120,6 +120,7 @@ class EpochMetrics(Payload):
     best_epoch: int
     seconds: float
     train_levels: list[LevelHealth] = dataclasses.field(default_factory=list)
+    val_mel_error: float | None = None  # mean |log-mel error| on held-out sounds' own frames
 
 
 @dataclass(frozen=True)

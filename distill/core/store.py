@@ -205,7 +205,8 @@ MIGRATIONS: tuple[str, ...] = (
                dead_codes, error_reduction, 0
         FROM codebook_health;
     DROP TABLE codebook_health;
-    ALTER TABLE codebook_health_by_split RENAME TO codebook_health
+    ALTER TABLE codebook_health_by_split RENAME TO codebook_health;
+    ALTER TABLE epoch_metrics ADD COLUMN val_mel_error REAL
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

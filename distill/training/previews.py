@@ -20,13 +20,13 @@ from distill.audio.dataset import SoundFile, prepare_audio
 from distill.audio.decode import AudioDecodeError, load_audio, write_wav
 from distill.audio.images import write_mel_png
 from distill.audio.mel import MelSpectrogram, mel_to_audio
-from distill.audio.windows import crop
 from distill.core.events import PreviewClip
 from distill.models.config import VQVAEConfig
 from distill.models.rvqvae import ConvVQVAE
 
 PREVIEW_CLIPS = 3
 GRIFFIN_LIM_ITERS = 32
+PREVIEW_MAX_SECONDS = 6.0  # a preview is the whole sound, up to this long
 
 
 @dataclass(frozen=True)
@@ -35,14 +35,14 @@ class PreviewSource:
 
     name: str
     audio: np.ndarray
-    mel: Tensor  # (m, window)
+    mel: Tensor  # (m, frames): the whole sound (up to PREVIEW_MAX_SECONDS), no padding
 
 
 def preview_sources(sounds: list[SoundFile], config: VQVAEConfig) -> list[PreviewSource]:
-    """The first window of up to PREVIEW_CLIPS validation files, decoded once."""
+    """Up to PREVIEW_CLIPS validation files at their own length, decoded once: a drum
+    hit is heard as the hit, not as a window of mostly silence."""
     mel = MelSpectrogram(config.mel)
-    pad = math.log(config.mel.log_floor)
-    samples = config.window_frames * config.mel.hop_length
+    samples = int(PREVIEW_MAX_SECONDS * config.mel.sample_rate)
     sources = []
     for index, sound in enumerate(sounds[:PREVIEW_CLIPS]):
         try:
@@ -55,8 +55,7 @@ def preview_sources(sounds: list[SoundFile], config: VQVAEConfig) -> list[Previe
             continue
         clip = prepared[:samples]
         with torch.no_grad():
-            window = crop(mel(torch.from_numpy(clip)), 0, config.window_frames, pad)
-        sources.append(PreviewSource(f"clip{index + 1}", clip, window))
+            sources.append(PreviewSource(f"clip{index + 1}", clip, mel(torch.from_numpy(clip))))
     return sources
 
 
@@ -88,10 +87,10 @@ def write_previews(
     for source in sources:
         length = len(source.audio)
         device = next(model.parameters()).device
-        indices = model(source.mel.unsqueeze(0).to(device)).indices  # (1, n, q)
+        codes = model.encode_sound(source.mel.to(device))  # (n, q)
         level_wavs = []
         for levels in range(1, config.rvq_levels + 1):
-            mel = model.decode_indices(indices, levels)[0].cpu()
+            mel = model.decode_sound(codes, source.mel.shape[-1], levels).cpu()
             path = folder / f"{source.name}_levels_{levels}.wav"
             write_wav(
                 path,

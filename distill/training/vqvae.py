@@ -84,6 +84,7 @@ class TrainSpec:
 
 
 class Evaluation(NamedTuple):
+    mel_error: float  # mean |log-mel error| over audible frames: the headline figure
     recon_loss: float
     commit_loss: float
     loss: float
@@ -227,6 +228,7 @@ def _train(
             best_epoch=best_epoch,
             seconds=time.monotonic() - epoch_started,
             train_levels=train_health,
+            val_mel_error=evaluation.mel_error,
         )
         history.append(metrics.to_dict())
         emit(metrics)
@@ -309,7 +311,7 @@ def evaluate(model: ConvVQVAE, windows: Crops, batch_size: int) -> Evaluation:
     """
     model.eval()
     levels = model.config.rvq_levels
-    recon_sum = commit_sum = 0.0
+    recon_sum = commit_sum = error_sum = 0.0
     partial_sums = [0.0] * (levels + 1)  # loss decoding levels 1..k, k = 0..levels
     indices_seen = []
     total = float(windows.audible.sum())
@@ -321,6 +323,7 @@ def evaluate(model: ConvVQVAE, windows: Crops, batch_size: int) -> Evaluation:
         commit_sum += out.commit_loss.item() * weight
         recon = multiscale_mel_loss(out.reconstruction, batch, audible).item()
         recon_sum += recon * weight
+        error_sum += multiscale_mel_loss(out.reconstruction, batch, audible, (1,)).item() * weight
         partial_sums[levels] += recon * weight  # all levels: the forward pass decoded it
         for k in range(levels):
             decoded = model.decode_indices(out.indices, k)
@@ -329,7 +332,7 @@ def evaluate(model: ConvVQVAE, windows: Crops, batch_size: int) -> Evaluation:
     counts = count_codes(torch.cat(indices_seen), model.config.codebook_size)
     reductions = [partial_sums[k - 1] - partial_sums[k] for k in range(1, levels + 1)]
     loss = recon_sum + model.config.commitment_weight * commit_sum
-    return Evaluation(recon_sum, commit_sum, loss, level_health(counts, reductions))
+    return Evaluation(error_sum, recon_sum, commit_sum, loss, level_health(counts, reductions))
 
 
 def _low_utilization_warning(
@@ -429,5 +432,6 @@ def _model_card(
             **dataclasses.asdict(settings),
             "best_epoch": best["epoch"],
             "final_val_loss": best["val_loss"],
+            "val_mel_error": best["val_mel_error"],
         },
     }
