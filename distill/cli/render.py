@@ -82,7 +82,7 @@ def preflight_table(scan: DatasetScanned) -> Table:
     table.add_row("audio", f"{scan.total_seconds:.1f} s")
     codes = scan.codebook_size * scan.rvq_levels
     table.add_row(
-        "latent vectors / epoch",
+        "audible latent vectors",
         f"{scan.latent_vectors} for {scan.rvq_levels} levels x {scan.codebook_size} codes = {codes} codes",
     )
     enough = scan.latent_vectors >= scan.codebook_size

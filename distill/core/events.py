@@ -83,7 +83,7 @@ class DatasetScanned(Payload):
     total_seconds: float
     train_files: int
     val_files: int
-    latent_vectors: int  # encoder output vectors in one pass over the training windows
+    latent_vectors: int  # audible latent vectors in the training files (padding left out)
     codebook_size: int
     rvq_levels: int
     suggested_codebook_size: int

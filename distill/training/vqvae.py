@@ -371,7 +371,8 @@ def prepare_data(spec: TrainSpec) -> PreparedData:
 
 def preflight_event(data: PreparedData) -> DatasetScanned:
     """What `distill train --check` prints: usable files, seconds, vectors against codes."""
-    latent_vectors = data.train_windows * data.config.latent_frames
+    # audible vectors only: padding would promise k-means vectors the sounds do not have
+    latent_vectors = sum(math.ceil(s.frames / data.config.downsample) for s in data.train_files)
     report = data.report
     return DatasetScanned(
         dataset=str(report.root),
