@@ -26,12 +26,12 @@ def models_dir(home: Path | None = None) -> Path:
 
 MODEL_FILE_EXTENSION = ".distill"
 CHECKPOINT_NAME = "checkpoint.distill"  # in a run's folder: where it resumes from
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # fullmatch: `$` lets "\n" through
 
 
 def check_model_name(name: str) -> str:
     """Names become file names: letters, digits, '.', '_' and '-', at most 100."""
-    if not _MODEL_NAME.match(name) or name.endswith(MODEL_FILE_EXTENSION):
+    if not _MODEL_NAME.fullmatch(name) or name.endswith(MODEL_FILE_EXTENSION):
         raise ValueError(
             f"bad model name {name!r}: use letters, digits, '.', '_' or '-' (at most 100)"
         )

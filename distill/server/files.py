@@ -14,7 +14,7 @@ from pathlib import Path
 
 from distill.paths import generated_dir, model_path, models_dir, runs_dir
 
-RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # fullmatch: `$` lets "\n" through
 PREVIEW_SUFFIXES = frozenset({".wav", ".png"})
 GENERATED_SUFFIXES = frozenset({".wav"})
 
@@ -23,14 +23,17 @@ class FileRefused(LookupError):
     """The path names no file this route may serve."""
 
 
-def confined(base: Path, relative: str) -> Path:
-    """`base / relative`, resolved, refused unless it is a regular file inside `base`."""
+def confined(home: Path, base: Path, relative: str) -> Path:
+    """`base / relative`, resolved, refused unless it is a regular file inside `base`.
+
+    `base` itself is not resolved: a symlinked folder such as runs/NAME -> /elsewhere
+    would otherwise become the root it is checked against, and lead out of `home`."""
     if not relative or "\\" in relative or "\x00" in relative or relative.startswith("/"):
         raise FileRefused(f"bad path {relative!r}")
     parts = relative.split("/")
     if any(part in ("", ".", "..") for part in parts):
         raise FileRefused(f"bad path {relative!r}")
-    root = base.resolve()
+    root = home.resolve() / base.relative_to(home)
     path = (root / relative).resolve()
     if not path.is_relative_to(root) or not path.is_file():
         raise FileRefused(f"no such file {relative!r}")
@@ -39,11 +42,11 @@ def confined(base: Path, relative: str) -> Path:
 
 def run_file(home: Path, run_id: str, relative: str) -> Path:
     """A preview (WAV or PNG) in one run's folder."""
-    if not RUN_ID.match(run_id):
+    if not RUN_ID.fullmatch(run_id):
         raise FileRefused(f"bad run id {run_id!r}")
     if Path(relative).suffix.lower() not in PREVIEW_SUFFIXES:
         raise FileRefused("only previews (.wav, .png) are served from a run's folder")
-    return confined(runs_dir(home) / run_id, relative)
+    return confined(home, runs_dir(home) / run_id, relative)
 
 
 def library_file(home: Path, name: str) -> Path:
@@ -52,7 +55,7 @@ def library_file(home: Path, name: str) -> Path:
         path = model_path(name, home)
     except ValueError as error:
         raise FileRefused(str(error)) from error
-    return confined(models_dir(home), path.name)
+    return confined(home, models_dir(home), path.name)
 
 
 def generated_file(home: Path, name: str, relative: str) -> Path:
@@ -63,4 +66,4 @@ def generated_file(home: Path, name: str, relative: str) -> Path:
         raise FileRefused(str(error)) from error
     if Path(relative).suffix.lower() not in GENERATED_SUFFIXES:
         raise FileRefused("only generated clips (.wav) are served from a model's history")
-    return confined(generated_dir(home) / name, relative)
+    return confined(home, generated_dir(home) / name, relative)
