@@ -24,6 +24,7 @@ TINY_MODEL = {
     "codebook_dim": 4,
     "rvq_levels": 2,
     "kmeans_iters": 2,
+    "downsample": 4,  # coarser than the default: keeps the tiny priors short
 }
 
 TINY_PRIOR = {"hidden_size": 16, "layers": 1, "heads": 2}
