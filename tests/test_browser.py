@@ -116,7 +116,8 @@ def test_train_from_the_form_watch_it_listen_and_find_the_model(
 
     # The run page fills in live: codebook table, warning, previews.
     page.wait_for_selector("#run-codebook table.health tbody tr")
-    assert page.locator("#run-codebook tbody tr").count() == 3  # the default 3 levels
+    for split in ("train", "val"):  # the default 3 levels, on training and held-out files
+        assert page.locator(f"#run-codebook table[data-split={split}] tbody tr").count() == 3
     page.wait_for_selector("#run-warnings li.warning")
     assert "under 30%" in page.inner_text("#run-warnings")
     shot(page, "run-live")

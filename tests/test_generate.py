@@ -5,14 +5,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 from conftest import tiny_prior_spec, tiny_spec, write_good_sounds
 
+from distill.audio.synth import tone
 from distill.core.events import ClipGenerated, payload_from_dict
 from distill.models.library import read_card
 from distill.models.model_file import ModelFileError
-from distill.training.generate import MANIFEST_NAME, GenerateSpec, generate_clips
+from distill.training.generate import (
+    MANIFEST_NAME,
+    GenerateSpec,
+    default_one_shot,
+    generate_clips,
+)
+from distill.training.one_shot import SILENT_RMS, is_silent, sound_span, trim_decayed
 from distill.training.prior import train_prior
 from distill.training.vqvae import train_vqvae
 
@@ -105,3 +113,46 @@ def test_bad_requests_are_refused_before_any_work(tmp_path: Path) -> None:
     for bad in ({"seconds": 0}, {"count": 0}, {"temperature": -1.0}, {"top_p": 2.0}):
         with pytest.raises(ValueError):
             GenerateSpec(tmp_path / "m.distill", tmp_path, **bad)
+
+
+def test_one_shot_clips_are_one_sound_that_ends_when_it_has_decayed(
+    model_with_prior: Path, tmp_path: Path
+) -> None:
+    spec = GenerateSpec(model_with_prior, tmp_path, seconds=1.0, count=4, one_shot=True)
+    result = generate_clips(spec)
+    continuous = generate_clips(
+        GenerateSpec(model_with_prior, tmp_path / "c", seconds=1.0, count=4, one_shot=False)
+    )
+    for clip, whole in zip(result.clips, continuous.clips, strict=True):
+        audio, rate = sf.read(clip.path)
+        assert clip.one_shot and not whole.one_shot
+        assert 0 < len(audio) <= 8000 and clip.seconds == pytest.approx(len(audio) / rate)
+        assert clip.tries >= 1 and clip.silent == (clip.rms < SILENT_RMS)
+        if not clip.silent:  # the tail is gone: the last 5 ms fade under the peak
+            assert abs(audio[-1]) < 0.1 * abs(audio).max()
+            assert abs(audio[: max(1, len(audio) // 4)]).max() > 0  # starts on the sound
+        assert len(sf.read(whole.path)[0]) == 8000
+
+
+def test_the_default_mode_follows_the_prior_training_files(model_with_prior: Path) -> None:
+    card = read_card(model_with_prior)
+    assert card["prior"]["dataset"]["one_shot"] is False  # 0.4-0.8 s files, 0.26 s window
+    assert default_one_shot(card) is False
+    del card["prior"]["dataset"]["one_shot"]  # a model file from before it was recorded
+    assert default_one_shot(card) is False
+
+
+def test_the_sound_ends_where_the_prior_emits_silence_codes() -> None:
+    silence = np.array([0])  # key 0: codes (0, 0)
+    codes = np.array([[0, 0], [3, 1], [2, 2], [0, 0], [4, 1], [0, 0], [0, 0], [5, 5]])
+    assert sound_span(codes, silence, 8) == (1, 5)  # one silent step does not end it
+    assert sound_span(np.zeros((4, 2), dtype=int), silence, 8) == (0, 0)
+    assert sound_span(codes[1:5], silence, 8) == (0, 4)  # never silent: runs to the end
+
+
+def test_a_decayed_tail_is_trimmed_and_silence_is_silence() -> None:
+    rate = 8000
+    hit = np.concatenate([tone(440, 0.2, rate, decay=30.0), np.zeros(rate, dtype=np.float32)])
+    trimmed = trim_decayed(hit, rate)
+    assert len(trimmed) < 0.25 * rate and trimmed[-1] == 0.0
+    assert is_silent(np.full(rate, 2e-5, dtype=np.float32)) and not is_silent(trimmed)

@@ -38,7 +38,7 @@ def test_train_a_prior_then_generate(tmp_path: Path) -> None:
 
     made = distill(
         home, "generate", "kicks", "--seconds", "2", "--count", "2", "--seed", "5",
-        "--top-k", "8", "--out", str(tmp_path / "out"), "--json",
+        "--top-k", "8", "--continuous", "--out", str(tmp_path / "out"), "--json",
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     report = json.loads(made.stdout)
@@ -49,8 +49,10 @@ def test_train_a_prior_then_generate(tmp_path: Path) -> None:
         assert Path(clip["path"]).parent == tmp_path / "out"
         assert "longest_run_steps" in clip["copy_check"]
 
+    # Kicks are shorter than the prior's window: by default each clip is one sound.
     human = distill(home, "generate", "kicks", "--seconds", "1")
     assert human.returncode == 0, human.stderr
+    assert "one-shot clip(s)" in human.stdout
     assert "nearest training clip" in human.stdout
     assert str(home / "generated" / "kicks") in human.stdout.replace("\n", "")
 

@@ -12,6 +12,7 @@ from test_store import stamp
 
 from distill.core.events import (
     CheckpointSaved,
+    CopiesMeasured,
     MemorizationWarning,
     PriorEpochMetrics,
     PriorSaved,
@@ -59,7 +60,7 @@ def test_a_version_1_database_migrates_and_keeps_its_runs(tmp_path: Path) -> Non
 
 def test_prior_events_fill_the_prior_tables_and_the_run(tmp_path: Path) -> None:
     def epoch(n: int, perplexity: float, best: int) -> PriorEpochMetrics:
-        return PriorEpochMetrics(n, 2, 3.0 - n, 2.5 - n / 10, perplexity, best, 1.5)
+        return PriorEpochMetrics(n, 2, 3.0 - n, 2.5 - n / 10, perplexity, best, 1.5, 20.0 - n)
 
     payloads = [
         RunQueued("prior", "/d", {}),
@@ -70,6 +71,7 @@ def test_prior_events_fill_the_prior_tables_and_the_run(tmp_path: Path) -> None:
         CheckpointSaved(1, "/runs/p/checkpoint.distill"),
         epoch(1, 2.4, 0),
         PriorSaved("kicks", "/models/kicks.distill"),
+        CopiesMeasured(0, 16, 12, 0.75, 0.8, 0.5),
         RunCompleted(0, 2.5, "/models/kicks.distill", 9.0),
     ]
     events = stamp("p", payloads)

@@ -91,7 +91,10 @@ def test_finished_run_page_is_read_from_sqlite(world) -> None:
         page = http.get(f"/runs/{run_id}").text
     assert 'data-status="completed"' in page
     assert "data-live=" not in page  # nothing left to stream
-    assert page.count("<tr class=") == 2  # two levels in the codebook table
+    # Two levels, counted on the training files and on the held-out files.
+    for split in ("train", "val"):
+        table = page.split(f'data-split="{split}"', 1)[1].split("</table>", 1)[0]
+        assert table.count("<tr class=") == 2
     assert "clip1_levels_2.wav" in page
     assert 'class="line val"' in page and 'class="line commit"' in page
 

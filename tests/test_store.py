@@ -101,7 +101,11 @@ def test_migrations_create_the_schema_and_set_user_version(db_path: Path) -> Non
             return [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
 
         # One name per quantity: the tables use the event schema's field names verbatim.
-        numeric = [f.name for f in dataclasses.fields(EpochMetrics) if f.type in ("int", "float")]
+        numeric = [
+            f.name
+            for f in dataclasses.fields(EpochMetrics)
+            if f.type in ("int", "float", "float | None")
+        ]
         assert columns("epoch_metrics") == ["run_id", *numeric] == ["run_id", *EPOCH_COLUMNS]
         level_fields = [f.name for f in dataclasses.fields(LevelHealth)]
         assert columns("codebook_health") == ["run_id", "epoch", "split", *level_fields]

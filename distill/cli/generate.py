@@ -48,6 +48,15 @@ def generate(
         ),
     ] = 1.0,
     seed: Annotated[int, typer.Option(help="Clip i uses seed + i: same seed, same sound.")] = 0,
+    one_shot: Annotated[
+        bool | None,
+        typer.Option(
+            "--one-shot/--continuous",
+            help="One sound per clip, cut where it has decayed (--seconds at most), or clips "
+            "of exactly --seconds. Default: one-shot when the prior's training files were "
+            "mostly shorter than its window.",
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(help="Folder for the WAVs (default: DISTILL_HOME/generated/MODEL/TIME)."),
@@ -73,6 +82,7 @@ def generate(
             top_k=top_k,
             top_p=top_p,
             seed=seed,
+            one_shot=one_shot,
         )
         result = generate_clips(spec)
     except (ModelFileError, ValueError) as error:
@@ -93,14 +103,30 @@ def generate(
 
 def print_report(out_dir: Path, result: GenerationResult) -> None:
     clips = result.clips
+    mode = "one-shot" if clips and clips[0].one_shot else "continuous"
     console.print(
-        f"{len(clips)} clip(s) of {clips[0].seconds:g} s in {result.wall_seconds:.1f} s "
+        f"{len(clips)} {mode} clip(s) in {result.wall_seconds:.1f} s "
         f"({result.realtime_factor:.1f}x real time) in [bold]{out_dir}[/]"
     )
-    table = Table("clip", "seed", "longest run shared with training", "nearest training clip")
+    table = Table(
+        "clip", "seed", "seconds", "rms", "longest run shared with training",
+        "nearest training clip",
+    )  # fmt: skip
     for clip in clips:
-        table.add_row(Path(clip.path).name, str(clip.seed), *_copy_columns(clip))
+        level = f"[bold red]{clip.rms:.4f} silent[/]" if clip.silent else f"{clip.rms:.4f}"
+        if clip.tries > 1:
+            level += f" ({clip.tries} draws)"
+        table.add_row(
+            Path(clip.path).name, str(clip.seed), f"{clip.seconds:.2f}", level,
+            *_copy_columns(clip),
+        )  # fmt: skip
     console.print(table)
+    silent = [clip for clip in clips if clip.silent]
+    if silent:
+        console.print(
+            f"[bold red]warning[/]: {len(silent)} clip(s) came out silent on every draw: the "
+            "prior may be undertrained (train more --epochs) or try another --seed"
+        )
     console.print(
         "[dim]a shared run is a stretch of time steps whose codes equal, at every level, a "
         "stretch of one training file (silence left out): a run of most of a clip is a copy[/]"

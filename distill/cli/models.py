@@ -212,6 +212,13 @@ def print_prior(prior: dict[str, Any] | None) -> None:
         f"validation perplexity {training.get('final_val_perplexity', float('nan')):.2f} "
         f"(memorization warning under {training.get('memorization_threshold', float('nan')):g})"
     )
+    if "copy_rate" in training:
+        console.print(
+            f"copies    {training['copy_rate']:.0%} of clips sampled after training replay a "
+            "training file"
+        )
+    for warning in training.get("memorization_warnings", []):
+        console.print(f"[bold red]warning[/]   epoch {warning['epoch'] + 1}: {warning['message']}")
     curve = prior.get("curves", {}).get("val_perplexity")
     if curve:
         console.print(f"val ppl   {_sparkline(curve)}  {curve[0]:.2f} -> {curve[-1]:.2f}")

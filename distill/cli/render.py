@@ -16,6 +16,7 @@ from rich.table import Table
 from distill.core.events import (
     CodebookWarning,
     CodesExtracted,
+    CopiesMeasured,
     DatasetScanned,
     EpochMetrics,
     LevelHealth,
@@ -113,7 +114,9 @@ def codes_table(codes: CodesExtracted) -> Table:
         f"{codes.context_steps} steps x {codes.rvq_levels} levels of {codes.codebook_size} codes",
     )
     table.add_row(
-        "memorization warning", f"validation perplexity under {codes.memorization_threshold:g}"
+        "memorization warning",
+        f"validation perplexity under {codes.memorization_threshold:g}, a widening gap to the "
+        "training perplexity, or sampled clips that replay training files",
     )
     return table
 
@@ -132,6 +135,7 @@ class RunRenderer:
         self.run_dir: Path | None = None
         self.prior_epochs: dict[int, PriorEpochMetrics] = {}
         self.memorization_warnings: list[MemorizationWarning] = []
+        self.copies: CopiesMeasured | None = None
 
     def __call__(self, payload: Payload) -> None:
         handler = getattr(self, f"on_{payload.kind}", None)
@@ -197,9 +201,12 @@ class RunRenderer:
         marker = " [bold]best[/]" if m.best_epoch == m.epoch else ""
         self.console.print(
             f"epoch {m.epoch + 1}/{m.epochs}  train {m.train_loss:.4f}  val {m.val_loss:.4f}  "
-            f"val perplexity {m.val_perplexity:.2f}{marker}  "
+            f"train perplexity {m.train_perplexity:.2f}  val perplexity {m.val_perplexity:.2f}{marker}  "
             f"(best so far: epoch {best.epoch + 1}, {best.val_perplexity:.2f})  {m.seconds:.1f}s"
         )
+
+    def on_copies_measured(self, copies: CopiesMeasured) -> None:
+        self.copies = copies
 
     def on_memorization_warning(self, warning: MemorizationWarning) -> None:
         self.memorization_warnings.append(warning)
@@ -274,12 +281,19 @@ class RunRenderer:
                 f"best epoch: {best.epoch + 1} (validation perplexity {best.val_perplexity:.2f}), "
                 f"{done.seconds:.0f} s in all; the model keeps the best epoch"
             )
+        if self.copies is not None:
+            c = self.copies
+            self.console.print(
+                f"copy rate: {c.copies} of {c.sampled_clips} clips sampled from the kept prior "
+                f"replay a training file ({c.copy_rate:.0%}; it warns at {c.threshold:.0%})"
+            )
         warnings = self.memorization_warnings
         if warnings:
+            causes = sorted({w.cause for w in warnings})
             epochs = ", ".join(str(w.epoch + 1) for w in warnings)
             self.console.print(
-                f"[bold red]{len(warnings)} memorization warning(s)[/]: validation perplexity "
-                f"under {warnings[-1].threshold:g} in epoch(s) {epochs}"
+                f"[bold red]{len(warnings)} memorization warning(s)[/] ({', '.join(causes)}) "
+                f"in epoch(s) {epochs}: {warnings[-1].message}"
             )
         else:
             self.console.print("no memorization warnings")

@@ -9,6 +9,7 @@ quantity has exactly one name everywhere (`dead_codes`, never `dead_code_count`)
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -261,17 +262,40 @@ class PriorEpochMetrics(Payload):
     val_perplexity: float  # exp(val_loss): codes the prior hesitates between, on average
     best_epoch: int  # lowest val_perplexity so far
     seconds: float
+    train_perplexity: float = math.nan  # exp(train_loss), dropout on; NaN in older runs
+
+
+# What a MemorizationWarning found (see training/memorization.py).
+CAUSE_VAL_PERPLEXITY = "val_perplexity"  # validation perplexity under the threshold
+CAUSE_GAP = "perplexity_gap"  # val far above train and rising while train falls
+CAUSE_COPY_RATE = "copy_rate"  # sampled clips replay training files
 
 
 @dataclass(frozen=True)
 class MemorizationWarning(Payload):
-    """The prior predicts held-out sounds so surely that it is likely replaying its data."""
+    """The prior is likely replaying its training sounds (training/memorization.py)."""
 
     kind: ClassVar[str] = "memorization_warning"
     epoch: int
     val_perplexity: float
-    threshold: float
-    message: str
+    threshold: float  # the bound `measured` crossed
+    message: str  # what it means and what to do
+    cause: str = CAUSE_VAL_PERPLEXITY  # one of the CAUSE_ names above
+    measured: float | None = None  # val_perplexity, val/train perplexity ratio, or copy_rate
+    train_perplexity: float | None = None
+
+
+@dataclass(frozen=True)
+class CopiesMeasured(Payload):
+    """After a prior's last epoch: how many clips sampled from its kept weights are copies."""
+
+    kind: ClassVar[str] = "copies_measured"
+    epoch: int  # the epoch whose weights were sampled (the best one)
+    sampled_clips: int
+    copies: int  # clips whose run shared with one training file covers most of their sound
+    copy_rate: float  # copies / clips
+    mean_shared_share: float  # mean over clips of (longest shared run / sounding steps)
+    threshold: float  # a copy_rate at or over this warns
 
 
 @dataclass(frozen=True)
@@ -306,6 +330,10 @@ class ClipGenerated(Payload):
     seed: int
     copy_check: CopyCheck
     match_path: str = ""  # the nearest training file's stretch, lined up with the clip; "" if none
+    one_shot: bool = False  # one sound, cut where it decayed (seconds is then its own length)
+    tries: int = 1  # draws it took: a silent draw is drawn again (training/one_shot.py)
+    silent: bool = False  # every try was silent: reported, not hidden
+    rms: float = 0.0  # of the written audio, full scale 1
 
 
 PAYLOAD_TYPES: dict[str, type[Payload]] = {
@@ -328,6 +356,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         PriorStepMetrics,
         PriorEpochMetrics,
         MemorizationWarning,
+        CopiesMeasured,
         PriorSaved,
         ClipGenerated,
     )

@@ -31,6 +31,7 @@ from distill.core.events import (
     VAL_SPLIT,
     CheckpointSaved,
     CodebookWarning,
+    CopiesMeasured,
     DatasetScanned,
     EpochMetrics,
     Event,
@@ -183,7 +184,7 @@ MIGRATIONS: tuple[str, ...] = (
 
     ALTER TABLE runs ADD COLUMN final_val_perplexity REAL;  -- prior runs: of best_epoch
     """,
-    # Health is counted on the training files too, over audible vectors, with their count.
+    # 3: health is counted on the training files too, over audible vectors, with their count.
     """
     CREATE TABLE codebook_health_by_split (
         run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
@@ -207,6 +208,16 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE codebook_health;
     ALTER TABLE codebook_health_by_split RENAME TO codebook_health;
     ALTER TABLE epoch_metrics ADD COLUMN val_mel_error REAL
+    """,
+    # 4: memorization has three causes (training/memorization.py); the copy rate of a
+    # prior's kept weights sits on its run.
+    """
+    ALTER TABLE prior_epoch_metrics ADD COLUMN train_perplexity REAL;
+    ALTER TABLE memorization_warnings ADD COLUMN cause TEXT NOT NULL DEFAULT 'val_perplexity';
+    ALTER TABLE memorization_warnings ADD COLUMN measured REAL;
+    ALTER TABLE memorization_warnings ADD COLUMN train_perplexity REAL;
+    UPDATE memorization_warnings SET measured = val_perplexity;
+    ALTER TABLE runs ADD COLUMN copy_rate REAL;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -604,6 +615,11 @@ def _memorization_warning(e: Event) -> list[_Statement]:
     return [(sql, (e.run_id, e.seq, *(getattr(p, name) for name in MEMORIZATION_COLUMNS)))]
 
 
+def _copies_measured(e: Event) -> list[_Statement]:
+    p: CopiesMeasured = e.typed()
+    return [("UPDATE runs SET copy_rate = ? WHERE run_id = ?", (p.copy_rate, e.run_id))]
+
+
 def _prior_saved(e: Event) -> list[_Statement]:
     # The model row keeps the run that trained the model; the prior's run points at it.
     p: PriorSaved = e.typed()
@@ -692,6 +708,7 @@ _PROJECTIONS: dict[str, Callable[[Event], list[_Statement]]] = {
     ModelSaved.kind: _model_saved,
     PriorEpochMetrics.kind: _prior_epoch_metrics,
     MemorizationWarning.kind: _memorization_warning,
+    CopiesMeasured.kind: _copies_measured,
     PriorSaved.kind: _prior_saved,
     RunCompleted.kind: _run_completed,
     RunFailed.kind: _run_ended("failed", "error"),

@@ -22,6 +22,7 @@ from starlette.templating import Jinja2Templates
 
 import distill
 from distill.core.core import Core
+from distill.core.events import TRAIN_SPLIT, VAL_SPLIT
 from distill.server import api, library, pages
 from distill.server.discovery import remove_server_file
 from distill.server.generating import Generations
@@ -45,6 +46,7 @@ def templates() -> Jinja2Templates:
     env.filters.update(pct=_pct, num=_num, when=_when, short_path=short_path)
     env.globals["low_utilization"] = LOW_UTILIZATION
     env.globals["min_vectors_per_code"] = MIN_VECTORS_PER_CODE
+    env.globals["train_split"], env.globals["val_split"] = TRAIN_SPLIT, VAL_SPLIT
     return Jinja2Templates(env=env)
 
 

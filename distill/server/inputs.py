@@ -169,7 +169,15 @@ def generate_options(form: dict[str, Any]) -> dict[str, Any]:
     }
     if options["top_p"] == 0.0:
         raise InputError("top-p must be above 0 (1 = off)")
+    mode = form.get("mode", "auto")
+    if mode not in GENERATE_MODES:
+        raise InputError(f"mode must be one of {', '.join(GENERATE_MODES)}, not {mode!r}")
+    options["one_shot"] = GENERATE_MODES[mode]
     return options
+
+
+# The generate form's mode -> GenerateSpec.one_shot (auto: the prior's default).
+GENERATE_MODES: dict[str, bool | None] = {"auto": None, "one-shot": True, "continuous": False}
 
 
 def api_request(body: Any) -> dict[str, Any]:

@@ -7,7 +7,14 @@ training loops: a plain function of a spec, reporting through `emit` (one ClipGe
 per clip), so the CLI calls it in-process and a worker can run it for the dashboard.
 
 Same spec, same sounds: clip i draws its codes and its Griffin-Lim phases from seed + i
-alone, so `--seed 7 --count 3` gives the clips of seeds 7, 8 and 9.
+alone, so `--seed 7 --count 3` gives the clips of seeds 7, 8 and 9. A silent draw is
+drawn again from the same generator (so still from its seed alone), at most MAX_TRIES
+times; a clip silent on every try is written and reported (ClipGenerated.silent).
+
+One-shot or continuous: a prior trained on short sounds (its card's dataset.one_shot)
+makes one sound per clip by default, cut where the prior ends it and its tail has
+decayed, `seconds` being the longest it may run (training/one_shot.py); continuous
+clips run the whole `seconds`. GenerateSpec.one_shot overrides the default.
 """
 
 from __future__ import annotations
@@ -22,18 +29,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 from distill.audio.dataset import load_prepared
 from distill.audio.decode import write_wav
 from distill.audio.mel import mel_to_audio
 from distill.core.events import ClipGenerated, CopyCheck, Payload
-from distill.models.copy_check import CopyChecker, step_keys
+from distill.models.copy_check import CopyChecker
 from distill.models.library import ModelWithPrior, load_with_prior
 from distill.models.sampling import Sampling, generate_codes
 from distill.paths import generated_dir
 from distill.training.checkpoint import never
-from distill.training.prior_data import silence_codes
+from distill.training.memorization import training_copy_checker
+from distill.training.one_shot import MAX_TRIES, is_silent, rms, sound_span, trim_decayed
 from distill.training.settings import GENERATE_SECONDS
 
 MANIFEST_NAME = "generation.json"
@@ -53,6 +62,7 @@ class GenerateSpec:
     top_p: float = 1.0  # 1 = off
     seed: int = 0  # clip i uses seed + i
     griffin_lim_iters: int = 32
+    one_shot: bool | None = None  # one sound per clip, `seconds` at most; None: the prior's default
 
     def __post_init__(self) -> None:
         if not 0 < self.seconds <= MAX_SECONDS:
@@ -115,28 +125,70 @@ def generate_clips(
     loaded = load_with_prior(spec.model_path)
     mel_config = loaded.vqvae.config.mel
     seconds_per_step = loaded.card["prior"]["seconds_per_step"]
+    one_shot = default_one_shot(loaded.card) if spec.one_shot is None else spec.one_shot
     steps = max(1, math.ceil(spec.seconds / seconds_per_step))
     generators = [torch.Generator().manual_seed(spec.seed + i) for i in range(spec.count)]
     codes = generate_codes(loaded.prior, steps, generators, spec.sampling)  # (count, steps, q)
     checker = copy_checker(loaded)
-    length = round(spec.seconds * mel_config.sample_rate)
     clips = []
     for index in range(spec.count):
         if should_stop():
             break
         seed = spec.seed + index
-        mel = loaded.vqvae.decode_indices(codes[index : index + 1])[0]  # (m, steps * downsample)
-        audio = mel_to_audio(mel, mel_config, spec.griffin_lim_iters, length=length, seed=seed)
+        clip_codes, audio, tries = codes[index], None, 0
+        while tries < MAX_TRIES:  # a silent draw is drawn again from the same generator
+            tries += 1
+            audio, kept = _render(loaded, clip_codes, spec, seed, one_shot, checker.silence)
+            if not is_silent(audio):
+                break
+            if tries < MAX_TRIES:
+                clip_codes = generate_codes(
+                    loaded.prior, steps, [generators[index]], spec.sampling
+                )[0]
         path = spec.out_dir / f"clip{index + 1:02d}_seed{seed}.wav"
         write_wav(path, audio, mel_config.sample_rate)
-        check = checker.check(codes[index].numpy())
-        match = _write_match(loaded, check, path, spec.seconds)
-        clip = ClipGenerated(index, str(path), spec.seconds, seed, check, match)
+        seconds = len(audio) / mel_config.sample_rate
+        check = checker.check(kept.numpy())
+        match = _write_match(loaded, check, path, seconds)
+        clip = ClipGenerated(
+            index, str(path), seconds, seed, check, match, one_shot, tries, is_silent(audio),
+            rms(audio),
+        )  # fmt: skip
         emit(clip)
         clips.append(clip)
     wall = time.perf_counter() - started
     manifest = _write_manifest(spec, loaded.card, clips, wall)
     return GenerationResult(clips, manifest, wall)
+
+
+def default_one_shot(card: dict[str, Any]) -> bool:
+    """One-shot when the prior's training files were mostly shorter than its window
+    (recorded when it trained); continuous for older files, which did not record it."""
+    return bool(card["prior"]["dataset"].get("one_shot", False))
+
+
+def _render(
+    loaded: ModelWithPrior,
+    codes: torch.Tensor,
+    spec: GenerateSpec,
+    seed: int,
+    one_shot: bool,
+    silence: np.ndarray,
+) -> tuple[np.ndarray, torch.Tensor]:
+    """(steps, q) codes -> (audio, the codes it kept): the whole clip, or its one sound."""
+    config = loaded.vqvae.config
+    mel = loaded.vqvae.decode_indices(codes.unsqueeze(0))[0]  # (m, steps * downsample)
+    samples_per_step = config.downsample * config.mel.hop_length
+    length = round(spec.seconds * config.mel.sample_rate)
+    audio = mel_to_audio(mel, config.mel, spec.griffin_lim_iters, length=length, seed=seed)
+    audio = audio.numpy()
+    if not one_shot:
+        return audio, codes
+    span = sound_span(codes.numpy(), silence, loaded.prior.config.codebook_size)
+    if span.end == span.start:
+        return audio[:0], codes[:0]
+    cut = audio[span.start * samples_per_step : span.end * samples_per_step]
+    return trim_decayed(cut, config.mel.sample_rate), codes[span.start : span.end]
 
 
 def _write_match(loaded: ModelWithPrior, check: CopyCheck, clip_path: Path, seconds: float) -> str:
@@ -164,13 +216,12 @@ def _write_match(loaded: ModelWithPrior, check: CopyCheck, clip_path: Path, seco
 def copy_checker(loaded: ModelWithPrior) -> CopyChecker:
     """The prior's training codes, with the VQ-VAE's codes for silence left out of runs."""
     prior_card = loaded.card["prior"]
-    silence = step_keys(silence_codes(loaded.vqvae).numpy(), loaded.prior.config.codebook_size)
-    return CopyChecker(
-        [c.numpy() for c in loaded.training_codes],
+    return training_copy_checker(
+        loaded.vqvae,
+        loaded.training_codes,
         prior_card["training_files"],
         loaded.prior.config.codebook_size,
         prior_card["seconds_per_step"],
-        silence.tolist(),
     )
 
 

@@ -11,19 +11,17 @@ pads a short file included (it has to learn to end a sound), but every loss it r
 steps. Padding is trivially predictable and would otherwise make a prior look sure of
 itself, and fire the memorization warning, on any set of short one-shots.
 
-Memorization: a warning every epoch whose val_perplexity is under
-`memorization_threshold(files)`: 2 for up to 20 files, 3 up to 100, 5 above. Perplexity
-reads as "codes the prior hesitates between at each step" of sounds it never trained
-on. Being nearly certain about unheard sounds means they are (near) copies of training
-sounds and the prior has learned to replay them. The line rises with the dataset: a
-handful of takes of one kick can be honestly predictable, while hundreds of varied
-files cannot be, unless the prior is replaying what it saw.
+Memorization: three checks (training/memorization.py): validation perplexity under a
+threshold that rises with the dataset, a gap between training and validation perplexity
+that widens, and, after the last epoch, the share of clips sampled from the kept
+weights that replay a training file (the copy rate, also in the model's card).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +36,6 @@ from distill.audio.windows import split_files
 from distill.core.events import (
     CheckpointSaved,
     CodesExtracted,
-    MemorizationWarning,
     Payload,
     PriorEpochMetrics,
     PriorSaved,
@@ -57,6 +54,13 @@ from distill.training.checkpoint import (
     never,
     save_checkpoint,
 )
+from distill.training.memorization import (
+    gap_warning,
+    low_perplexity_warning,
+    measure_copy_rate,
+    memorization_threshold,
+    training_copy_checker,
+)
 from distill.training.prior_data import (
     CodeBatch,
     CodeCropSampler,
@@ -69,17 +73,7 @@ from distill.training.vqvae import training_device
 
 Emit = Callable[[Payload], None]
 
-# (most files, threshold): see the module docstring.
-MEMORIZATION_THRESHOLDS = ((20, 2.0), (100, 3.0), (None, 5.0))
 GRAD_CLIP = 1.0
-
-
-def memorization_threshold(file_count: int) -> float:
-    """The val_perplexity under which a prior of a `file_count`-file dataset warns."""
-    for most, threshold in MEMORIZATION_THRESHOLDS:
-        if most is None or file_count <= most:
-            return threshold
-    raise AssertionError("the last threshold has no limit")
 
 
 @dataclass(frozen=True)
@@ -146,6 +140,7 @@ def _train(
         settings.min_steps_per_epoch, math.ceil(sampler.natural_windows / settings.batch_size)
     )
     history: list[dict[str, Any]] = []
+    warned: list[dict[str, Any]] = []  # every MemorizationWarning, for the model's card
     best_epoch, best_perplexity, start_epoch = -1, math.inf, 0
     best_state = _copy_state(prior)
     if spec.resume and checkpoint_path.exists():
@@ -155,6 +150,7 @@ def _train(
         generator.set_state(state.sampler_rng)
         torch.set_rng_state(state.global_rng)
         best_state, history = state.best, state.info.get("history", [])
+        warned = state.info.get("warned", [])
         best_epoch = state.info.get("best_epoch", -1)
         best_perplexity = state.info.get("best_perplexity", math.inf)
         start_epoch = state.next_epoch
@@ -162,6 +158,7 @@ def _train(
     def checkpoint(next_epoch: int) -> None:
         info = {
             "history": history,
+            "warned": warned,
             "best_epoch": best_epoch,
             "best_perplexity": best_perplexity,
             **_run_config(config, settings),
@@ -216,28 +213,59 @@ def _train(
 
         val_loss = evaluate(prior, val_windows, settings.batch_size)
         val_perplexity = math.exp(val_loss)
+        train_loss = audible_loss / max(audible_tokens, 1)
         if val_perplexity < best_perplexity:
             best_epoch, best_perplexity, best_state = epoch, val_perplexity, _copy_state(prior)
         metrics = PriorEpochMetrics(
             epoch=epoch,
             epochs=settings.epochs,
-            train_loss=audible_loss / max(audible_tokens, 1),
+            train_loss=train_loss,
             val_loss=val_loss,
             val_perplexity=val_perplexity,
             best_epoch=best_epoch,
             seconds=time.monotonic() - epoch_started,
+            train_perplexity=math.exp(train_loss),
         )
         history.append(metrics.to_dict())
         emit(metrics)
-        if val_perplexity < data.threshold:
-            emit(_memorization_warning(epoch, val_perplexity, data.threshold))
+        warnings = (
+            low_perplexity_warning(epoch, val_perplexity, math.exp(train_loss), data.threshold),
+            gap_warning(history),
+        )
+        for warning in warnings:
+            if warning is not None:
+                emit(warning)
+                warned.append(warning.to_dict())
         checkpoint(epoch + 1)
 
-    # the best epoch goes into the model's file
+    # the best epoch goes into the model's file, with how often its samples are copies
     prior.load_state_dict(best_state)
     prior.cpu()
     best = history[best_epoch]
     card = _prior_card(spec, data, vqvae, settings, history, best)
+    checker = training_copy_checker(
+        vqvae,
+        [f.codes for f in data.train],
+        card["training_files"],
+        config.codebook_size,
+        card["seconds_per_step"],
+    )
+    copies = measure_copy_rate(
+        prior,
+        checker,
+        best["epoch"],
+        best["val_perplexity"],
+        math.exp(best["train_loss"]),
+        settings.seed,
+    )
+    emit(copies.measured)
+    if copies.warning is not None:
+        emit(copies.warning)
+        warned.append(copies.warning.to_dict())
+    card["training"] |= {
+        "copy_rate": copies.measured.copy_rate,
+        "memorization_warnings": warned,
+    }
     codes = [f.codes for f in data.train]
     save_prior(spec.model_path, prior, card, codes, model_card.get("created"))
     emit(PriorSaved(spec.model_path.stem, str(spec.model_path)))
@@ -307,18 +335,6 @@ def codes_event(spec: PriorSpec, data: PreparedCodes) -> CodesExtracted:
     )
 
 
-def _memorization_warning(
-    epoch: int, val_perplexity: float, threshold: float
-) -> MemorizationWarning:
-    message = (
-        f"validation perplexity {val_perplexity:.2f} is under {threshold:g}: the prior predicts "
-        "sounds it never trained on almost exactly, so it is likely replaying its training "
-        "set; the best epoch is kept, but try fewer --epochs, a smaller --hidden-size or "
-        "more varied sounds"
-    )
-    return MemorizationWarning(epoch, val_perplexity, threshold, message)
-
-
 def _copy_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -341,6 +357,8 @@ def _prior_card(
 ) -> dict[str, Any]:
     vq = vqvae.config
     root = data.report.root
+    seconds_per_step = vq.downsample * vq.mel.hop_length / vq.mel.sample_rate
+    median_steps = statistics.median(f.audible for f in data.train)
     return {
         "run_id": spec.run_id,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -350,9 +368,11 @@ def _prior_card(
             "files": len(data.report.usable),
             "train_files": len(data.train),
             "val_files": len(data.val),
+            "median_seconds": median_steps * seconds_per_step,
+            "one_shot": median_steps <= data.config.context_steps,  # generate's default mode
         },
         "training_files": [_relative(f.sound.path, root) for f in data.train],
-        "seconds_per_step": vq.downsample * vq.mel.hop_length / vq.mel.sample_rate,
+        "seconds_per_step": seconds_per_step,
         "curves": {
             k: [h[k] for h in history] for k in ("train_loss", "val_loss", "val_perplexity")
         },

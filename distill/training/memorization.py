@@ -1,0 +1,186 @@
+"""Is the prior learning its sounds or replaying them? Three checks, one warning kind.
+
+A prior that memorises its training set predicts the training codes almost exactly and
+held-out sounds badly, and what it samples is stretches of training files. Each check
+below catches one face of that; each fires a MemorizationWarning naming its `cause`.
+
+- "val_perplexity" (every epoch it holds): validation perplexity under
+  `memorization_threshold(files)`: 2 for up to 20 files, 3 up to 100, 5 above.
+  Perplexity reads as "codes the prior hesitates between at each step" of sounds it
+  never trained on; being nearly sure of unheard sounds means they are (near) copies of
+  training sounds. The line rises with the dataset: a handful of takes of one kick can
+  be honestly predictable, hundreds of varied files cannot.
+- "perplexity_gap" (on the epoch it starts): the prior is far surer of its training
+  sounds than of held-out ones, and getting worse on the held-out ones. Both must hold:
+  val_perplexity / train_perplexity over GAP_RATIO, and val_perplexity risen to over
+  VAL_RISE times its best while train_perplexity is lower than at that best epoch. Held
+  out sounds can simply be harder than the training ones (a gap alone is no proof),
+  but a gap that widens while the training fit improves is learning by heart. The real
+  case that asked for it: a 17-file drum kit, validation perplexity 43 at epoch 2 and
+  1,176 at epoch 30 while the training perplexity fell to 1.2. The train perplexity is
+  measured with dropout on, so the gap it shows is if anything too small.
+- "copy_rate" (once, after the last epoch, on the kept weights): COPY_CLIPS clips of one
+  window are sampled and each is compared with the training codes by the copy check
+  every generated clip gets (distill/models/copy_check.py). A clip is a copy when its
+  longest run shared with one training file covers at least COPY_SHARE of its sounding
+  (non-silent) steps and at least MIN_COPY_STEPS steps (a couple of steps match by
+  chance). copy_rate is the share of clips that are copies; at COPY_RATE_BOUND or more
+  it warns.
+
+What to do is the same for all three, and every message says it: the best epoch is
+already the one kept, so train fewer --epochs (or keep them and accept the best one),
+a smaller prior (--hidden-size, --layers) or more, more varied sounds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from distill.core.events import (
+    CAUSE_COPY_RATE,
+    CAUSE_GAP,
+    CAUSE_VAL_PERPLEXITY,
+    CopiesMeasured,
+    MemorizationWarning,
+)
+from distill.models.copy_check import CopyChecker, step_keys
+from distill.models.prior import CodePrior
+from distill.models.rvqvae import ConvVQVAE
+from distill.models.sampling import generate_codes
+from distill.training.prior_data import silence_codes
+
+# (most files, threshold) of the val_perplexity check.
+MEMORIZATION_THRESHOLDS = ((20, 2.0), (100, 3.0), (None, 5.0))
+GAP_RATIO = 4.0  # val_perplexity / train_perplexity over this ...
+VAL_RISE = 1.5  # ... and val_perplexity over this times its best, train still falling
+COPY_CLIPS = 16  # clips sampled at the end of training for the copy rate
+COPY_SHARE = 0.5  # a clip whose shared run covers this share of its sounding steps ...
+MIN_COPY_STEPS = 4  # ... and at least this many steps is a copy
+COPY_RATE_BOUND = 0.5  # a copy rate at or over this warns
+
+ADVICE = (
+    "the best epoch is already the one kept; try fewer --epochs, a smaller prior "
+    "(--hidden-size, --layers) or more, more varied sounds"
+)
+
+
+def memorization_threshold(file_count: int) -> float:
+    """The val_perplexity under which a prior of a `file_count`-file dataset warns."""
+    for most, threshold in MEMORIZATION_THRESHOLDS:
+        if most is None or file_count <= most:
+            return threshold
+    raise AssertionError("the last threshold has no limit")
+
+
+def low_perplexity_warning(
+    epoch: int, val_perplexity: float, train_perplexity: float, threshold: float
+) -> MemorizationWarning | None:
+    """The seeds' rule: validation perplexity under the dataset's threshold."""
+    if not val_perplexity < threshold:
+        return None
+    message = (
+        f"validation perplexity {val_perplexity:.2f} is under {threshold:g}: the prior predicts "
+        f"sounds it never trained on almost exactly, so it is likely replaying its training "
+        f"set; {ADVICE}"
+    )
+    return MemorizationWarning(
+        epoch, val_perplexity, threshold, message, CAUSE_VAL_PERPLEXITY, val_perplexity,
+        train_perplexity,
+    )  # fmt: skip
+
+
+def _gap_holds(history: Sequence[dict[str, Any]], index: int) -> bool:
+    """Whether the gap rule holds at history[index] (epochs in order, best_epoch kept)."""
+    now = history[index]
+    best = next((h for h in history[: index + 1] if h["epoch"] == now["best_epoch"]), now)
+    val, train = now["val_perplexity"], math.exp(now["train_loss"])
+    return (
+        val > GAP_RATIO * train
+        and val > VAL_RISE * best["val_perplexity"]
+        and now["train_loss"] < best["train_loss"]
+    )
+
+
+def gap_warning(history: Sequence[dict[str, Any]]) -> MemorizationWarning | None:
+    """The gap rule on the newest epoch of `history` (PriorEpochMetrics dicts), on the
+    epoch it starts to hold only: once it holds, every later epoch would repeat it."""
+    if not history or not _gap_holds(history, len(history) - 1):
+        return None
+    if len(history) > 1 and _gap_holds(history, len(history) - 2):
+        return None
+    now = history[-1]
+    best = next(h for h in history if h["epoch"] == now["best_epoch"])
+    val, train = now["val_perplexity"], math.exp(now["train_loss"])
+    message = (
+        f"validation perplexity {val:.1f} is {val / train:.1f}x the training perplexity "
+        f"{train:.2f}, and it has risen from {best['val_perplexity']:.1f} at epoch "
+        f"{best['epoch'] + 1} while the training perplexity kept falling: the prior is "
+        f"learning its training sounds by heart instead of what they share; {ADVICE}"
+    )
+    return MemorizationWarning(now["epoch"], val, GAP_RATIO, message, CAUSE_GAP, val / train, train)
+
+
+class CopyRate(NamedTuple):
+    measured: CopiesMeasured
+    warning: MemorizationWarning | None
+
+
+def training_copy_checker(
+    vqvae: ConvVQVAE,
+    codes: Sequence[torch.Tensor],
+    names: list[str],
+    codebook_size: int,
+    seconds_per_step: float,
+) -> CopyChecker:
+    """The training codes (each (t, q)), with the VQ-VAE's codes for silence left out."""
+    silence = step_keys(silence_codes(vqvae).numpy(), codebook_size)
+    return CopyChecker(
+        [c.numpy() for c in codes], names, codebook_size, seconds_per_step, silence.tolist()
+    )
+
+
+def sounding_steps(codes: np.ndarray, checker: CopyChecker) -> int:
+    """Time steps of (t, q) codes that are not the VQ-VAE's silence."""
+    keys = step_keys(codes, checker.codebook_size)
+    return int((~np.isin(keys, checker.silence)).sum())
+
+
+def measure_copy_rate(
+    prior: CodePrior,
+    checker: CopyChecker,
+    epoch: int,
+    val_perplexity: float,
+    train_perplexity: float,
+    seed: int,
+) -> CopyRate:
+    """Sample COPY_CLIPS windows from `prior` (seeds seed..seed+COPY_CLIPS-1) and count
+    the copies among them; the warning when the rate reaches COPY_RATE_BOUND."""
+    generators = [torch.Generator().manual_seed(seed + i) for i in range(COPY_CLIPS)]
+    codes = generate_codes(prior, prior.config.context_steps, generators).cpu().numpy()
+    copies, shares = 0, []
+    for clip in codes:
+        sounding = sounding_steps(clip, checker)
+        run = checker.check(clip).longest_run_steps
+        shares.append(run / sounding if sounding else 0.0)
+        copies += run >= max(MIN_COPY_STEPS, COPY_SHARE * sounding)
+    rate = copies / COPY_CLIPS
+    measured = CopiesMeasured(
+        epoch, COPY_CLIPS, copies, rate, float(np.mean(shares)), COPY_RATE_BOUND
+    )
+    if rate < COPY_RATE_BOUND:
+        return CopyRate(measured, None)
+    message = (
+        f"{copies} of {COPY_CLIPS} clips sampled from the kept prior replay a training file: "
+        f"their longest run of codes shared with one file covers at least "
+        f"{COPY_SHARE:.0%} of their sound; what it generates will mostly be its training "
+        f"sounds again; {ADVICE}"
+    )
+    warning = MemorizationWarning(
+        epoch, val_perplexity, COPY_RATE_BOUND, message, CAUSE_COPY_RATE, rate, train_perplexity
+    )
+    return CopyRate(measured, warning)

@@ -1,0 +1,69 @@
+"""One-shots stay one-shots: where a sampled sound starts and ends, and what is silence.
+
+A prior trained on short files learns each one as: the start token, the sound from its
+first step, then the VQ-VAE's silence codes that pad it to a window (prior_data.py: the
+prior trains on that padding, so ending a sound is something it learns). A one-shot clip
+is therefore the stretch from its first sounding step to where the prior, having made a
+sound, emits END_SILENT_STEPS steps of silence codes: the point where, in training, its
+file ended. The audio is then cut there and its decayed tail (under DECAYED_DB of the
+clip's peak) trimmed, with a FADE_SECONDS fade so the cut does not click. A clip that
+never falls silent runs to the length asked for.
+
+A clip is silent when its RMS is under SILENT_RMS (-60 dBFS: the issue's silent clip had
+2e-5) or it has no sounding step at all; generate.py draws such a clip again from the
+same generator, at most MAX_TRIES times in all, and reports it when every try was silent.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from distill.models.copy_check import step_keys
+
+END_SILENT_STEPS = 2  # this many silence steps after a sound end it
+DECAYED_DB = -50.0  # a tail under this many dB below the peak has decayed
+FADE_SECONDS = 0.005  # fade-out at the cut
+SILENT_RMS = 1e-3  # a clip quieter than this (RMS, full scale 1) is silence
+MAX_TRIES = 4  # draws per clip before a silent one is reported
+
+
+class Span(NamedTuple):
+    start: int  # first sounding step
+    end: int  # one past the last step of the sound
+
+
+def sound_span(codes: np.ndarray, silence_keys: np.ndarray, codebook_size: int) -> Span:
+    """(t, q) codes -> the steps of the one sound they start with; (0, 0) if all silence."""
+    silent = np.isin(step_keys(codes, codebook_size), silence_keys)
+    sounding = np.flatnonzero(~silent)
+    if sounding.size == 0:
+        return Span(0, 0)
+    start = int(sounding[0])
+    run = 0
+    for step in range(start, len(silent)):
+        run = run + 1 if silent[step] else 0
+        if run == END_SILENT_STEPS:
+            return Span(start, step + 1 - END_SILENT_STEPS)
+    return Span(start, len(silent))
+
+
+def trim_decayed(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Cut the tail under DECAYED_DB of the peak and fade the new end out."""
+    peak = float(np.abs(audio).max(initial=0.0))
+    if peak == 0.0:
+        return audio
+    loud = np.flatnonzero(np.abs(audio) >= peak * 10 ** (DECAYED_DB / 20))
+    trimmed = audio[: int(loud[-1]) + 1].copy()
+    fade = min(len(trimmed), max(1, round(FADE_SECONDS * sample_rate)))
+    trimmed[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=trimmed.dtype)
+    return trimmed
+
+
+def rms(audio: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
+
+
+def is_silent(audio: np.ndarray) -> bool:
+    return rms(audio) < SILENT_RMS
