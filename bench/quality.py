@@ -12,6 +12,9 @@ For the training files and the held-out files of the split the model was trained
   audible mel error that level k removes (level 1 against decoding no codes at all).
 - audible utilization per level: codes used / codebook size over every audible latent
   vector of the split, with the number of vectors counted.
+- unquantized mel error: the decoder fed the encoder's latent itself, no codes: the
+  floor the quantizer's levels can approach. When the full model sits near it, more or
+  better levels cannot help; the encoder and decoder are what limit the sound.
 
 `--render DIR` writes, for the first few held-out files, the original, the ceiling and
 the model's rendering as WAV and mel PNG, to listen and look at.
@@ -45,6 +48,7 @@ def measure(model, sounds, mel_front, render: Path | None) -> dict:
     config = model.config
     levels = config.rvq_levels
     errors = [[0.0, 0] for _ in range(levels + 1)]  # (sum of |error| * frames, frames) per k
+    unquantized = [0.0, 0]
     sc_ceiling, sc_model, lsd_ceiling, lsd_model = [], [], [], []
     codes_seen = []
     for index, sound in enumerate(sounds):
@@ -56,6 +60,10 @@ def measure(model, sounds, mel_front, render: Path | None) -> dict:
             true_mel = mel_front(waveform)
             codes = model.encode_sound(true_mel)
         frames = true_mel.shape[-1]
+        unquantized[0] += (
+            audible_mel_error(_unquantized(model, true_mel), true_mel, frames) * frames
+        )
+        unquantized[1] += frames
         audible_steps = math.ceil(frames / config.downsample)
         codes_seen.append(codes[:audible_steps])
         for k in range(levels + 1):
@@ -89,6 +97,7 @@ def measure(model, sounds, mel_front, render: Path | None) -> dict:
     return {
         "files": len(sc_model),
         "audible_mel_error": error_by_k[levels],
+        "unquantized_mel_error": unquantized[0] / max(unquantized[1], 1),
         "sc_ceiling": statistics.median(sc_ceiling),
         "sc_model": statistics.median(sc_model),
         "sc_ratio": statistics.median(m / c for m, c in zip(sc_model, sc_ceiling, strict=True)),
@@ -99,6 +108,19 @@ def measure(model, sounds, mel_front, render: Path | None) -> dict:
         "utilization": [int((row > 0).sum()) / config.codebook_size for row in counts],
         "vectors": int(counts[0].sum()),
     }
+
+
+def _unquantized(model, mel: torch.Tensor) -> torch.Tensor:
+    """(m, t) log-mel through the encoder and the quantizer's projections, no codes: the
+    limit of ever more levels."""
+    down = model.config.downsample
+    frames = mel.shape[-1]
+    padded = torch.nn.functional.pad(
+        mel, (0, -frames % down), value=math.log(model.config.mel.log_floor)
+    )
+    latent = model.encode(padded.unsqueeze(0))
+    projected = model.quantizer.project_out(model.quantizer.project_in(latent))
+    return model.decode(projected)[0, :, :frames]
 
 
 def _render(folder, stem, config, audio, ceiling, rendered, true_mel, model_mel) -> None:
@@ -135,7 +157,7 @@ def main() -> None:
         f"downsample {config.downsample}; dataset {args.dataset} ({len(train)} training, "
         f"{len(held_out)} held-out files)"
     )
-    header = f"{'split':<9}{'files':>6}{'mel err':>9}{'SC ceil':>9}{'SC model':>9}{'SC ratio':>9}"
+    header = f"{'split':<9}{'files':>6}{'mel err':>9}{'unquant':>9}{'SC ceil':>9}{'SC model':>9}{'SC ratio':>9}"
     header += f"{'LSD ceil':>9}{'LSD mdl':>9}{'LSD rat':>9}  error reduction / level   utilization / level (vectors)"
     print(header)
     for name, sounds, render in (("train", train, None), ("held-out", held_out, args.render)):
@@ -143,7 +165,8 @@ def main() -> None:
         reductions = " ".join(f"{x:6.1%}" for x in r["error_reduction"])
         utilization = " ".join(f"{x:4.0%}" for x in r["utilization"])
         print(
-            f"{name:<9}{r['files']:>6}{r['audible_mel_error']:>9.3f}{r['sc_ceiling']:>9.3f}"
+            f"{name:<9}{r['files']:>6}{r['audible_mel_error']:>9.3f}"
+            f"{r['unquantized_mel_error']:>9.3f}{r['sc_ceiling']:>9.3f}"
             f"{r['sc_model']:>9.3f}{r['sc_ratio']:>9.2f}{r['lsd_ceiling']:>9.3f}{r['lsd_model']:>9.3f}"
             f"{r['lsd_ratio']:>9.2f}  {reductions}   {utilization} ({r['vectors']})"
         )

@@ -113,7 +113,7 @@ def test_run_page_stream_pushes_fragments_then_closes(server: ServerThread, data
         assert f'id="{part}"' in joined
     last_status = [m for m in messages if 'id="run-status"' in m][-1]
     assert 'data-status="completed"' in last_status
-    assert '<table class="health">' in joined  # the codebook table filled in
+    assert '<table class="health" data-split="val">' in joined  # the codebook table filled in
     assert "clip1_levels_1.wav" in joined and "clip1_levels_2.wav" in joined
 
 
