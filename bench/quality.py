@@ -42,6 +42,7 @@ from distill.paths import mel_cache_dir
 
 GRIFFIN_LIM_ITERS = 32
 RENDERED_FILES = 3
+RENDER_SCALE = 4  # pixels per mel bin and frame: a 0.3 s hit is 26 frames
 
 
 def measure(model, sounds, mel_front, render: Path | None) -> dict:
@@ -130,8 +131,8 @@ def _render(folder, stem, config, audio, ceiling, rendered, true_mel, model_mel)
     write_wav(folder / f"{stem}_model_griffin_lim.wav", rendered, rate)
     low = math.log(config.mel.log_floor)
     high = max(float(true_mel.max()), low + 1)
-    write_mel_png(folder / f"{stem}_original.png", true_mel.numpy(), low, high)
-    write_mel_png(folder / f"{stem}_model.png", model_mel.numpy(), low, high)
+    write_mel_png(folder / f"{stem}_original.png", true_mel.numpy(), low, high, RENDER_SCALE)
+    write_mel_png(folder / f"{stem}_model.png", model_mel.numpy(), low, high, RENDER_SCALE)
 
 
 def main() -> None:

@@ -99,6 +99,10 @@ def test_train_then_show_the_model(dataset: Path, tmp_path: Path) -> None:
     assert [m["name"] for m in listed] == ["kicks-2"]
     runs = json.loads(distill(home, "runs", "--json").stdout)
     assert [r["model_name"] for r in runs] == ["kicks-2"]  # the record follows the rename
+    assert runs[0]["val_mel_error"] > 0  # the headline figure sits on the run's row
+    report = distill(home, "runs", "show", runs[0]["run_id"]).stdout
+    assert "mel error" in report and "training files" in report and "held-out files" in report
+    assert "mel error" in distill(home, "runs").stdout
     missing = distill(home, "models", "rm", "kicks")
     assert missing.returncode == 2 and "no model named 'kicks'" in missing.stdout
 

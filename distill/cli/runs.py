@@ -16,7 +16,7 @@ from distill.cli.follow import EXIT_BAD_INPUT, exit_code, render_stream
 from distill.cli.remote import Remote, RemoteError, find_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer, health_table
 from distill.core.core import Core, RunError
-from distill.core.events import LevelHealth
+from distill.core.events import TRAIN_SPLIT, VAL_SPLIT, LevelHealth
 from distill.core.store import Store
 from distill.paths import data_home, database_path
 
@@ -44,7 +44,7 @@ def list_runs(
         console.print("no runs match" if filtered else "no runs yet: `distill train FOLDER`")
         return
     table = Table(
-        "type", "status", "dataset", "epochs", "best val loss", "worst level", "val ppl", "model"
+        "type", "status", "dataset", "epochs", "mel error", "worst level", "val ppl", "model"
     )
     table.columns[0:0] = [Column("run", no_wrap=True)]
     for r in rows:
@@ -54,7 +54,7 @@ def list_runs(
             _status(r["status"]),
             Path(r["dataset"]).name,
             f"{(r['epoch'] + 1) if r['epoch'] is not None else 0}/{r['epochs'] or '?'}",
-            _num(r["final_val_loss"]),
+            _num(r.get("val_mel_error"), 3),
             f"{r['worst_utilization']:.0%}" if r["worst_utilization"] is not None else "-",
             _num(r.get("final_val_perplexity"), 2),
             r["model_name"] or "-",
@@ -73,7 +73,8 @@ def show(run_id: str, json_output: JsonOption = False) -> None:
         return {
             **_public(run),
             "epoch_metrics": await store.epoch_metrics(run_id),
-            "codebook_health": await store.codebook_health(run_id),
+            "codebook_health": await store.codebook_health(run_id, VAL_SPLIT),
+            "train_codebook_health": await store.codebook_health(run_id, TRAIN_SPLIT),
             "warnings": await store.warnings(run_id),
             "prior_epoch_metrics": await store.prior_epoch_metrics(run_id),
             "memorization_warnings": await store.memorization_warnings(run_id),
@@ -165,21 +166,31 @@ def _print_report(data: dict[str, Any]) -> None:
     console.print(f"created {_when(data['created'])}, finished {_when(data.get('finished'))}")
     metrics = data["epoch_metrics"]
     if metrics:
-        table = Table("epoch", "train loss", "val loss", "val commit", "seconds", title="epochs")
+        table = Table(
+            "epoch", "mel error", "train loss", "val loss", "val commit", "seconds",
+            title="epochs (mel error: held-out sounds' own frames)",
+        )  # fmt: skip
         for m in metrics:
             best = " *" if m["epoch"] == data.get("best_epoch") else ""
             table.add_row(
-                f"{m['epoch'] + 1}{best}", _num(m["train_loss"]), _num(m["val_loss"]),
-                _num(m["val_commit_loss"]), f"{m['seconds']:.1f}",
+                f"{m['epoch'] + 1}{best}", _num(m.get("val_mel_error"), 3),
+                _num(m["train_loss"]), _num(m["val_loss"]), _num(m["val_commit_loss"]),
+                f"{m['seconds']:.1f}",
             )  # fmt: skip
         console.print(table)
     best = data.get("best_epoch")
-    levels = [h for h in data["codebook_health"] if h["epoch"] == best]
-    if levels:
-        health = [
-            LevelHealth(**{k: h[k] for k in LevelHealth.__dataclass_fields__}) for h in levels
-        ]
-        console.print(health_table(health, title=f"codebook health (epoch {best + 1}, validation)"))
+    for key, files in (
+        ("train_codebook_health", "training files"),
+        ("codebook_health", "held-out files"),
+    ):
+        levels = [h for h in data[key] if h["epoch"] == best]
+        if levels:
+            health = [
+                LevelHealth(**{k: h[k] for k in LevelHealth.__dataclass_fields__}) for h in levels
+            ]
+            console.print(
+                health_table(health, title=f"codebook health (epoch {best + 1}, {files})")
+            )
     prior_metrics = data["prior_epoch_metrics"]
     if prior_metrics:
         table = Table(

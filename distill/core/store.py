@@ -82,7 +82,7 @@ MIGRATIONS: tuple[str, ...] = (
         epoch INTEGER,              -- the last finished epoch, 0-based
         best_epoch INTEGER,
         final_val_loss REAL,        -- the val_loss of best_epoch
-        worst_utilization REAL,     -- the lowest level utilization of best_epoch
+        worst_utilization REAL,     -- the lowest level utilization of best_epoch (training files from 3)
         error TEXT,
         checkpoint_path TEXT,
         spec TEXT NOT NULL DEFAULT '{}',  -- JSON: what the run was asked to do
@@ -218,6 +218,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE memorization_warnings ADD COLUMN train_perplexity REAL;
     UPDATE memorization_warnings SET measured = val_perplexity;
     ALTER TABLE runs ADD COLUMN copy_rate REAL;
+    ALTER TABLE runs ADD COLUMN val_mel_error REAL;  -- VQ-VAE runs: of best_epoch
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -534,15 +535,18 @@ _HEALTH_INSERT = (
     f"INSERT INTO codebook_health (run_id, epoch, split, {', '.join(HEALTH_COLUMNS)})"
     f" VALUES (?, ?, ?{', ?' * len(HEALTH_COLUMNS)})"
 )
-# The best epoch's loss and weakest level, read back from the rows just written.
+# The best epoch's loss, mel error and weakest level (on the training files, which the
+# low-utilization warning judges), read back from the rows just written.
 _RUN_RESULT = """
     UPDATE runs SET
         best_epoch = :best_epoch,
         final_val_loss = (SELECT val_loss FROM epoch_metrics
                           WHERE run_id = :run_id AND epoch = :best_epoch),
+        val_mel_error = (SELECT val_mel_error FROM epoch_metrics
+                         WHERE run_id = :run_id AND epoch = :best_epoch),
         worst_utilization = (SELECT MIN(utilization) FROM codebook_health
                              WHERE run_id = :run_id AND epoch = :best_epoch
-                             AND split = 'val')
+                             AND split = :split)
     WHERE run_id = :run_id
 """
 
@@ -579,7 +583,7 @@ def _epoch_metrics(e: Event) -> list[_Statement]:
             "UPDATE runs SET epoch = ?, epochs = ? WHERE run_id = ?",
             (p.epoch, p.epochs, e.run_id),
         ),
-        (_RUN_RESULT, {"run_id": e.run_id, "best_epoch": p.best_epoch}),
+        (_RUN_RESULT, {"run_id": e.run_id, "best_epoch": p.best_epoch, "split": TRAIN_SPLIT}),
     ]
 
 
@@ -677,7 +681,7 @@ def _run_completed(e: Event) -> list[_Statement]:
     )
     return [
         (sql, (e.ts, p.model_path, e.run_id)),
-        (_RUN_RESULT, {"run_id": e.run_id, "best_epoch": p.best_epoch}),
+        (_RUN_RESULT, {"run_id": e.run_id, "best_epoch": p.best_epoch, "split": TRAIN_SPLIT}),
         # The event's own number wins over the projection when both exist.
         ("UPDATE runs SET final_val_loss = ? WHERE run_id = ?", (p.final_val_loss, e.run_id)),
     ]
