@@ -28,6 +28,19 @@ TINY_MODEL = {
 }
 
 TINY_PRIOR = {"hidden_size": 16, "layers": 1, "heads": 2}
+
+
+def model_card(name: str, created: str = "today") -> dict:
+    """The card of a model that was never trained: every section a trained one has."""
+    return {
+        "name": name,
+        "created": created,
+        "run_id": None,
+        "dataset": {"path": "/sounds", "fingerprint": "0" * 16, "files": 6, "seconds": 3.0},
+        "health": [],
+        "curves": {"train_loss": [], "val_loss": []},
+        "training": {"epochs": 0, "best_epoch": 0, "final_val_loss": float("nan")},
+    }
 TINY_PRIOR_SETTINGS = {"batch_size": 4, "min_steps_per_epoch": 4}
 
 
