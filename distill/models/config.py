@@ -32,7 +32,9 @@ class VQVAEConfig:
     window_frames: int = 128  # mel frames per training window (~1.5 s at 22.05 kHz / hop 256)
     hidden_channels: int = 128  # width of the convolutional encoder and decoder
     latent_dim: int = 64  # encoder output channels, the space the RVQ quantizes
-    downsample: int = 2  # mel frames per latent vector (a power of two): 23 ms, fine enough for onsets
+    downsample: int = (
+        2  # mel frames per latent vector (a power of two): 23 ms, fine enough for onsets
+    )
     rvq_levels: int = 3  # residual quantizer levels, 2..4
     codebook_size: int = 64  # codes per level
     codebook_dim: int = 32  # codes live in this projected space

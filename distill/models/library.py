@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
@@ -38,7 +38,7 @@ from distill.models.model_file import (
     open_model_file,
     read_model_header,
     read_model_metadata,
-    read_tensor,
+    read_tensor_chunks,
     save_model_file,
     tensor_dtype,
 )
@@ -91,13 +91,15 @@ def list_models(home: Path | None = None) -> list[Path]:
 def list_cards(home: Path | None = None) -> list[Listed]:
     """Every model file's card; a file that cannot be read is listed with the reason, so
     one bad file never hides the others."""
-    listed = []
-    for path in list_models(home):
-        try:
-            listed.append(Listed(path, read_card(path), None))
-        except (ModelFileError, OSError) as error:
-            listed.append(Listed(path, None, str(error)))
-    return listed
+    return [listed(path) for path in list_models(home)]
+
+
+def listed(path: Path) -> Listed:
+    """One model file's card, or why it cannot be read."""
+    try:
+        return Listed(path, read_card(path), None)
+    except (ModelFileError, OSError) as error:
+        return Listed(path, None, str(error))
 
 
 def save_vqvae(path: Path, model: ConvVQVAE, card: dict[str, Any]) -> Path:
@@ -123,16 +125,18 @@ def load_vqvae(path: Path) -> tuple[ConvVQVAE, dict[str, Any]]:
     """The model in eval mode, and its card. Refuses files whose weights do not fit the config."""
     metadata, tensors = load_model_file(path)
     with _about(path.name):
-        _check(metadata, _shapes(tensors), tensors.__getitem__)
+        _check(metadata, _shapes(tensors), lambda name: [tensors[name].reshape(-1)])
     return _build_vqvae(path, metadata, tensors), metadata
 
 
 def _check(
-    metadata: dict[str, Any], shapes: TensorShapes, tensor: Callable[[str], torch.Tensor]
+    metadata: dict[str, Any],
+    shapes: TensorShapes,
+    values: Callable[[str], Iterable[torch.Tensor]],
 ) -> None:
     """The card against the schema, then the file's tensors against what its configs build
-    (built on torch's meta device: shapes without storage), then the prior's codes, read
-    with `tensor(name)`. Nothing real is built before all of it holds."""
+    (built on torch's meta device: shapes without storage), then the prior's codes, whose
+    values `values(name)` gives in flat chunks. Nothing real is built before all of it holds."""
     check_card(metadata)
     import torch
 
@@ -150,10 +154,11 @@ def _check(
         raise ModelFileError(f"config: {error}") from error
     check_tensors(metadata, shapes, vqvae, prior)
     if prior is not None:
-        steps = tensor("prior_codes.steps")
-        low, high = (int(steps.min()), int(steps.max())) if steps.numel() else (0, 0)
-        counts = tensor("prior_codes.file_steps").tolist()
-        check_training_codes(metadata, steps.shape[0], low, high, counts)
+        ranges = [(int(c.min()), int(c.max())) for c in values("prior_codes.steps") if c.numel()]
+        low, high = min((r[0] for r in ranges), default=0), max((r[1] for r in ranges), default=0)
+        counts = [n for chunk in values("prior_codes.file_steps") for n in chunk.tolist()]
+        rows = shapes["prior_codes.steps"][1][0]
+        check_training_codes(metadata, rows, low, high, counts)
 
 
 def _shapes(tensors: dict[str, torch.Tensor]) -> TensorShapes:
@@ -221,7 +226,7 @@ def load_with_prior(path: Path) -> ModelWithPrior:
 
     metadata, tensors = load_model_file(path)
     with _about(path.name):
-        _check(metadata, _shapes(tensors), tensors.__getitem__)
+        _check(metadata, _shapes(tensors), lambda name: [tensors[name].reshape(-1)])
     if "prior" not in metadata:
         raise ModelFileError(
             f"{path.name} has no prior yet: train one with `distill train-prior {path.stem}`"
@@ -275,7 +280,7 @@ def import_stream(
     target = _free_name(name, home)  # before reading what may be hundreds of MiB
     header = read_model_header(f, size)
     shapes = {n: (e.dtype, tuple(e.shape)) for n, e in header.tensors.items()}
-    _check(header.metadata, shapes, lambda tensor: read_tensor(f, header, tensor))
+    _check(header.metadata, shapes, lambda name: read_tensor_chunks(f, header, name))
     return copy_model_file(f, header, {**header.metadata, "name": target.stem}, target)
 
 

@@ -164,11 +164,16 @@ def tensor_dtype(tensor: torch.Tensor) -> str:
     return _TORCH_DTYPES[str(tensor.dtype)]
 
 
-def read_tensor(f: BinaryIO, header: ModelFileHeader, name: str) -> torch.Tensor:
-    """One tensor of a file `read_model_header` checked, read from its byte range alone."""
+def read_tensor_chunks(f: BinaryIO, header: ModelFileHeader, name: str) -> Iterator[torch.Tensor]:
+    """One tensor of a file `read_model_header` checked, flat, in chunks of about a MiB:
+    a pass over its values that never holds it whole."""
     entry = header.tensors[name]
-    f.seek(header.weights_start + entry.begin)
-    return _tensor(_read_exact(f, entry.end - entry.begin, "weights"), entry)
+    step = _CHUNK - _CHUNK % DTYPE_SIZES[entry.dtype]
+    for start in range(entry.begin, entry.end, step):
+        f.seek(header.weights_start + start)
+        data = _read_exact(f, min(step, entry.end - start), "weights")
+        count = len(data) // DTYPE_SIZES[entry.dtype]
+        yield _tensor(data, TensorEntry(entry.dtype, [count], 0, len(data)))
 
 
 def copy_model_file(f: BinaryIO, header: ModelFileHeader, metadata: dict, path: Path) -> Path:
