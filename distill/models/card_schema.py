@@ -187,7 +187,7 @@ VQVAE = record(
         "commitment_weight": number(0, MAX_COMMITMENT_WEIGHT),
         "ema_decay": number(0, 1),
         "dead_code_threshold": number(0, 1e6),
-        "kmeans_iters": integer(0, 1000),
+        "kmeans_iters": integer(1, 1000),
     },
     closed=True,
 )
@@ -309,6 +309,8 @@ def _check_mel(mel: dict[str, Any], where: str) -> None:
     if not mel["f_min"] < f_max <= nyquist:
         _refuse(f"{where}.f_max", f"must be above f_min ({mel['f_min']:g}) and at most "
                 f"half the sample rate ({nyquist:g})", mel["f_max"])  # fmt: skip
+    if mel["n_fft"] % 2:  # the inverse (Griffin-Lim) needs a whole number of bins per half
+        _refuse(f"{where}.n_fft", "must be even", mel["n_fft"])
     if mel["hop_length"] > mel["n_fft"] // 2:  # the inverse needs overlapping windows
         _refuse(f"{where}.hop_length", f"must be at most half of n_fft ({mel['n_fft']})",
                 mel["hop_length"])  # fmt: skip

@@ -14,6 +14,8 @@ curves and training facts. `"prior" in read_card(path)` says whether a model has
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
@@ -134,22 +136,15 @@ def _check(
     shapes: TensorShapes,
     values: Callable[[str], Iterable[torch.Tensor]],
 ) -> None:
-    """The card against the schema, then the file's tensors against what its configs build
-    (built on torch's meta device: shapes without storage), then the prior's codes, whose
-    values `values(name)` gives in flat chunks. Nothing real is built before all of it holds."""
+    """The card against the schema, then the file's tensors against what its configs build,
+    then the prior's codes, whose values `values(name)` gives in flat chunks. Nothing real
+    is built before all of it holds."""
     check_card(metadata)
-    import torch
-
-    from distill.models.prior import CodePrior, PriorConfig
-    from distill.models.rvqvae import ConvVQVAE
-
+    prior_config = metadata["prior"]["config"] if "prior" in metadata else None
     try:
-        with torch.device("meta"):
-            vqvae = _shapes(ConvVQVAE(VQVAEConfig.from_dict(metadata["config"])).state_dict())
-            prior = None
-            if "prior" in metadata:
-                config = PriorConfig.from_dict(metadata["prior"]["config"])
-                prior = _shapes(CodePrior(config).state_dict())
+        vqvae, prior = _expected_shapes(
+            json.dumps(metadata["config"], sort_keys=True), json.dumps(prior_config)
+        )
     except ValueError as error:  # a rule of the configs the schema does not know (yet)
         raise ModelFileError(f"config: {error}") from error
     check_tensors(metadata, shapes, vqvae, prior)
@@ -159,6 +154,23 @@ def _check(
         counts = [n for chunk in values("prior_codes.file_steps") for n in chunk.tolist()]
         rows = shapes["prior_codes.steps"][1][0]
         check_training_codes(metadata, rows, low, high, counts)
+
+
+@functools.lru_cache(maxsize=16)
+def _expected_shapes(config: str, prior_config: str) -> tuple[TensorShapes, TensorShapes | None]:
+    """The tensors the configs (as JSON) build, from modules built on torch's meta device:
+    shapes without storage. Cached: a model is loaded again and again to generate."""
+    import torch
+
+    from distill.models.prior import CodePrior, PriorConfig
+    from distill.models.rvqvae import ConvVQVAE
+
+    with torch.device("meta"):
+        vqvae = _shapes(ConvVQVAE(VQVAEConfig.from_dict(json.loads(config))).state_dict())
+        prior = json.loads(prior_config)
+        if prior is not None:
+            prior = _shapes(CodePrior(PriorConfig.from_dict(prior)).state_dict())
+    return vqvae, prior
 
 
 def _shapes(tensors: dict[str, torch.Tensor]) -> TensorShapes:
