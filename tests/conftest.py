@@ -28,6 +28,37 @@ TINY_MODEL = {
 }
 
 TINY_PRIOR = {"hidden_size": 16, "layers": 1, "heads": 2}
+
+
+def model_card(name: str, created: str = "today") -> dict:
+    """The card of a model that was never trained: every section a trained one has."""
+    return {
+        "name": name,
+        "created": created,
+        "run_id": None,
+        "dataset": {"path": "/sounds", "fingerprint": "0" * 16, "files": 6, "seconds": 3.0},
+        "health": [],
+        "curves": {"train_loss": [], "val_loss": []},
+        "training": {"epochs": 0, "best_epoch": 0, "final_val_loss": float("nan")},
+    }
+
+
+def prior_card(training_files: list[str], seconds_per_step: float) -> dict:
+    """The card of a prior that was never trained, over `training_files`."""
+    return {
+        "run_id": None,
+        "created": "today",
+        "dataset": {"path": "/sounds", "files": len(training_files), "one_shot": True},
+        "training_files": training_files,
+        "seconds_per_step": seconds_per_step,
+        "curves": {"val_perplexity": []},
+        "training": {
+            "epochs": 0,
+            "best_epoch": 0,
+            "final_val_perplexity": float("nan"),
+            "memorization_threshold": 2.0,
+        },
+    }
 TINY_PRIOR_SETTINGS = {"batch_size": 4, "min_steps_per_epoch": 4}
 
 

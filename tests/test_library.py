@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, model_card
 
 from distill.models.config import VQVAEConfig
 from distill.models.library import (
@@ -28,7 +28,7 @@ from distill.paths import generated_dir, model_path
 def home(tmp_path: Path) -> Path:
     torch.manual_seed(0)
     model = ConvVQVAE(VQVAEConfig(**TINY_MODEL))
-    save_vqvae(model_path("kicks", tmp_path), model, {"name": "kicks", "created": "today"})
+    save_vqvae(model_path("kicks", tmp_path), model, model_card("kicks"))
     return tmp_path
 
 
@@ -82,7 +82,7 @@ def test_a_deleted_models_sounds_are_kept_but_not_inherited(home: Path) -> None:
     assert not (generated_dir(home) / "kicks").exists()
 
     model = ConvVQVAE(VQVAEConfig(**TINY_MODEL))
-    save_vqvae(model_path("snares", home), model, {"name": "snares", "created": "now"})
+    save_vqvae(model_path("snares", home), model, model_card("snares", "now"))
     (generated_dir(home) / "kicks" / "old").mkdir(parents=True)  # left by hand, say
     (generated_dir(home) / "snares" / "mine").mkdir(parents=True)
     rename_model("snares", "kicks", home)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from distill.cli.render import health_table
@@ -50,18 +52,16 @@ def models(
 
 @app.command("list")
 def list_command(json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """The models in the library."""
-    from distill.models.library import list_models, read_card
-    from distill.models.model_file import ModelFileError
+    """The models in the library; a file that cannot be read is listed as unreadable."""
+    from distill.models.library import list_cards
 
     rows = []
-    for path in list_models():
-        try:
-            card = read_card(path)
-        except ModelFileError as error:
-            rows.append({"name": path.stem, "path": str(path), "error": str(error)})
-            continue
-        rows.append({"name": path.stem, "path": str(path), **_summary(card)})
+    for listed in list_cards():
+        row: dict[str, Any] = {"name": listed.path.stem, "path": str(listed.path)}
+        if listed.card is None:
+            rows.append({**row, "unreadable": listed.unreadable})
+        else:
+            rows.append({**row, **_summary(listed.card)})
     if json_output:
         print(json.dumps(rows, indent=2))
         return
@@ -72,8 +72,10 @@ def list_command(json_output: Annotated[bool, typer.Option("--json")] = False) -
         "name", "created", "levels", "codebook size", "worst utilization", "val loss", "prior"
     )
     for row in rows:
-        if "error" in row:
-            table.add_row(row["name"], f"[red]{row['error']}[/]", "", "", "", "", "")
+        if "unreadable" in row:
+            table.add_row(
+                row["name"], f"[red]unreadable: {escape(row['unreadable'])}[/]", *[""] * 5
+            )
         else:
             table.add_row(
                 row["name"],
@@ -120,7 +122,7 @@ def import_command(
     from distill.models import library
 
     path = _or_exit(lambda: library.import_model(file, name))
-    console.print(f"imported {file} as {path.stem} ({path})")
+    console.print(f"imported {file} as {path.stem} ({path})", markup=False)
 
 
 @app.command("export")
@@ -146,7 +148,7 @@ def _or_exit(action: Callable[[], Any]) -> Any:
     try:
         return action()
     except (ModelFileError, OSError) as error:
-        console.print(f"[bold red]error:[/] {error}")
+        console.print(f"[bold red]error:[/] {escape(str(error))}")
         raise typer.Exit(2) from error
 
 
@@ -165,30 +167,35 @@ def _summary(card: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def say(line: str) -> None:
+    """A line of a card: its text is the file's, so never read as rich markup."""
+    console.print(line, markup=False)
+
+
 def print_card(path: str, card: dict[str, Any]) -> None:
     config = card["config"]
     dataset = card.get("dataset", {})
     training = card.get("training", {})
-    console.rule(f"[bold]{card.get('name', path)}")
-    console.print(f"file      {path}")
-    console.print(f"created   {card.get('created', '?')}  (run {card.get('run_id') or '-'})")
-    console.print(
+    console.rule(f"[bold]{escape(card.get('name', path))}")
+    say(f"file      {path}")
+    say(f"created   {card.get('created', '?')}  (run {card.get('run_id') or '-'})")
+    say(
         f"dataset   {dataset.get('path', '?')}: {dataset.get('files', '?')} files, {dataset.get('seconds', 0):.1f} s, fingerprint {dataset.get('fingerprint', '?')}"
     )
-    console.print(
+    say(
         f"model     {config['rvq_levels']} RVQ levels x {config['codebook_size']} codes (dim {config['codebook_dim']}), "
         f"latent {config['latent_dim']}, hidden {config['hidden_channels']}, commitment weight {config['commitment_weight']}"
     )
     mel = config["mel"]
-    console.print(
+    say(
         f"audio     {mel['sample_rate']} Hz, {mel['n_mels']} mels, hop {mel['hop_length']}, window {config['window_frames']} frames"
     )
-    console.print(
+    say(
         f"training  {training.get('epochs', '?')} epochs, best epoch {training.get('best_epoch', -1) + 1}, validation loss {training.get('final_val_loss', float('nan')):.4f}, mel error on held-out sounds {training.get('val_mel_error', float('nan')):.3f}"
     )
     curves = card.get("curves", {})
     if curves.get("val_loss"):
-        console.print(
+        say(
             f"val loss  {_sparkline(curves['val_loss'])}  {curves['val_loss'][0]:.3f} -> {curves['val_loss'][-1]:.3f}"
         )
     health = [LevelHealth(**h) for h in card.get("health", [])]
@@ -199,36 +206,42 @@ def print_card(path: str, card: dict[str, Any]) -> None:
 
 def print_prior(prior: dict[str, Any] | None) -> None:
     if prior is None:
-        console.print("prior     none yet (distill train-prior MODEL)")
+        say("prior     none yet (distill train-prior MODEL)")
         return
     config, training = prior["config"], prior.get("training", {})
-    console.print(
+    say(
         f"prior     {config['layers']} layers x {config['hidden_size']} hidden, {config['heads']} heads, "
         f"window {config['context_steps']} steps x {config['levels']} levels; trained {prior.get('created', '?')} "
         f"(run {prior.get('run_id') or '-'}) on {prior.get('dataset', {}).get('train_files', '?')} files"
     )
-    console.print(
+    say(
         f"          best epoch {training.get('best_epoch', -1) + 1} of {training.get('epochs', '?')}, "
         f"validation perplexity {training.get('final_val_perplexity', float('nan')):.2f} "
         f"(memorization warning under {training.get('memorization_threshold', float('nan')):g})"
     )
     if "copy_rate" in training:
-        console.print(
+        say(
             f"copies    {training['copy_rate']:.0%} of clips sampled after training replay a "
             "training file"
         )
     for warning in training.get("memorization_warnings", []):
-        console.print(f"[bold red]warning[/]   epoch {warning['epoch'] + 1}: {warning['message']}")
+        console.print(
+            f"[bold red]warning[/]   epoch {warning['epoch'] + 1}: {escape(warning['message'])}"
+        )
     curve = prior.get("curves", {}).get("val_perplexity")
     if curve:
-        console.print(f"val ppl   {_sparkline(curve)}  {curve[0]:.2f} -> {curve[-1]:.2f}")
+        say(f"val ppl   {_sparkline(curve)}  {curve[0]:.2f} -> {curve[-1]:.2f}")
 
 
 def _sparkline(values: list[float]) -> str:
+    """One bar per value; a value that is not finite (a diverged loss) is a gap."""
     bars = "▁▂▃▄▅▆▇█"
-    low, high = min(values), max(values)
+    finite = [v for v in values if math.isfinite(v)]
+    low, high = min(finite, default=0.0), max(finite, default=0.0)
     span = (high - low) or 1.0
-    return "".join(bars[int((v - low) / span * (len(bars) - 1))] for v in values)
+    return "".join(
+        bars[int((v - low) / span * (len(bars) - 1))] if math.isfinite(v) else " " for v in values
+    )
 
 
 async def _in_store(change: Callable[[Store], Any]) -> None:

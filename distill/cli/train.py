@@ -13,7 +13,13 @@ from distill.cli.follow import DeviceOption, EventsJsonOption, FollowOption, run
 from distill.cli.remote import find_server, run_on_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer
 from distill.core.core import TrainRequest
-from distill.models.config import MAX_RVQ_LEVELS, MIN_RVQ_LEVELS
+from distill.models.config import (
+    MAX_CODEBOOK_SIZE,
+    MAX_COMMITMENT_WEIGHT,
+    MAX_RVQ_LEVELS,
+    MIN_CODEBOOK_SIZE,
+    MIN_RVQ_LEVELS,
+)
 from distill.paths import check_model_name, data_home, mel_cache_dir
 from distill.training.settings import TrainSettings
 
@@ -34,12 +40,15 @@ def train(
         ),
     ] = 3,
     commitment_weight: Annotated[
-        float, typer.Option(min=0.0, help="Weight of the commitment loss.")
+        float,
+        typer.Option(min=0.0, max=MAX_COMMITMENT_WEIGHT, help="Weight of the commitment loss."),
     ] = 0.25,
     codebook_size: Annotated[
         int | None,
         typer.Option(
-            min=2, help="Codes per level [default: 64/128/256 for <=20/<=100/more files]."
+            min=MIN_CODEBOOK_SIZE,
+            max=MAX_CODEBOOK_SIZE,
+            help="Codes per level [default: 64/128/256 for <=20/<=100/more files].",
         ),
     ] = None,
     codebook_dim: Annotated[

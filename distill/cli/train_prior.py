@@ -19,6 +19,7 @@ from distill.cli.follow import (
 from distill.cli.remote import find_server, run_on_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer
 from distill.core.core import PriorRequest
+from distill.models.card_schema import MAX_PRIOR_HEADS, MAX_PRIOR_HIDDEN_SIZE, MAX_PRIOR_LAYERS
 from distill.paths import data_home
 from distill.training.settings import PriorSettings
 
@@ -39,15 +40,22 @@ def train_prior(
     hidden_size: Annotated[
         int | None,
         typer.Option(
-            min=8, help="Transformer width (default: 128/256/512 for <=20/<=100/more files)."
+            min=8,
+            max=MAX_PRIOR_HIDDEN_SIZE,
+            help="Transformer width (default: 128/256/512 for <=20/<=100/more files).",
         ),
     ] = None,
     layers: Annotated[
-        int | None, typer.Option(min=1, help="Transformer blocks (default: 2/4/6).")
+        int | None,
+        typer.Option(min=1, max=MAX_PRIOR_LAYERS, help="Transformer blocks (default: 2/4/6)."),
     ] = None,
     heads: Annotated[
         int | None,
-        typer.Option(min=1, help="Attention heads; must divide --hidden-size (default: 4/4/8)."),
+        typer.Option(
+            min=1,
+            max=MAX_PRIOR_HEADS,
+            help="Attention heads; must divide --hidden-size (default: 4/4/8).",
+        ),
     ] = None,
     learning_rate: Annotated[
         float, typer.Option("--learning-rate", "--lr", min=0.0, help="AdamW learning rate.")

@@ -10,6 +10,9 @@ from distill.audio.mel_config import MelConfig
 
 MIN_RVQ_LEVELS = 2
 MAX_RVQ_LEVELS = 4
+MIN_CODEBOOK_SIZE = 2
+MAX_CODEBOOK_SIZE = 2**15  # a model file keeps the prior's training codes as int16
+MAX_COMMITMENT_WEIGHT = 10.0  # far past any useful weight (the default is 0.25)
 
 
 def codebook_size_for(file_count: int) -> int:
@@ -29,7 +32,9 @@ class VQVAEConfig:
     window_frames: int = 128  # mel frames per training window (~1.5 s at 22.05 kHz / hop 256)
     hidden_channels: int = 128  # width of the convolutional encoder and decoder
     latent_dim: int = 64  # encoder output channels, the space the RVQ quantizes
-    downsample: int = 2  # mel frames per latent vector (a power of two): 23 ms, fine enough for onsets
+    downsample: int = (
+        2  # mel frames per latent vector (a power of two): 23 ms, fine enough for onsets
+    )
     rvq_levels: int = 3  # residual quantizer levels, 2..4
     codebook_size: int = 64  # codes per level
     codebook_dim: int = 32  # codes live in this projected space
@@ -43,14 +48,17 @@ class VQVAEConfig:
             raise ValueError(
                 f"rvq_levels must be {MIN_RVQ_LEVELS} to {MAX_RVQ_LEVELS}, got {self.rvq_levels}"
             )
-        if self.codebook_size < 2:
-            raise ValueError(f"codebook_size must be at least 2, got {self.codebook_size}")
+        if not MIN_CODEBOOK_SIZE <= self.codebook_size <= MAX_CODEBOOK_SIZE:
+            raise ValueError(
+                f"codebook_size must be {MIN_CODEBOOK_SIZE} to {MAX_CODEBOOK_SIZE}, "
+                f"got {self.codebook_size}"
+            )
         if self.downsample < 1 or self.downsample & (self.downsample - 1):
             raise ValueError(f"downsample must be a power of two, got {self.downsample}")
         if self.window_frames % self.downsample:
             raise ValueError("window_frames must be a multiple of downsample")
-        if self.commitment_weight < 0:
-            raise ValueError("commitment_weight must not be negative")
+        if not 0 <= self.commitment_weight <= MAX_COMMITMENT_WEIGHT:
+            raise ValueError(f"commitment_weight must be 0 to {MAX_COMMITMENT_WEIGHT:g}")
 
     @property
     def latent_frames(self) -> int:

@@ -13,19 +13,36 @@ curves and training facts. `"prior" in read_card(path)` says whether a model has
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import json
 import os
 import shutil
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
+from distill.models.card_schema import (
+    MODEL_TYPE,
+    TensorShapes,
+    check_card,
+    check_tensors,
+    check_training_codes,
+)
 from distill.models.config import VQVAEConfig
 from distill.models.model_file import (
     FILE_EXTENSION,
+    MAX_MODEL_FILE_BYTES,
     ModelFileError,
+    copy_model_file,
     load_model_file,
+    open_model_file,
+    read_model_header,
     read_model_metadata,
+    read_tensor_chunks,
     save_model_file,
+    tensor_dtype,
 )
 from distill.paths import generated_dir, model_path, models_dir
 
@@ -35,7 +52,6 @@ if TYPE_CHECKING:  # the model classes load on first use: listing the library ne
     from distill.models.prior import CodePrior
     from distill.models.rvqvae import ConvVQVAE
 
-MODEL_TYPE = "distill-model"
 DELETED_HISTORIES = "_deleted"  # under generated/: the sounds of deleted models
 PRIOR_PREFIXES = ("prior.", "prior_codes.")
 
@@ -47,6 +63,14 @@ class ModelWithPrior(NamedTuple):
     prior: CodePrior
     card: dict[str, Any]
     training_codes: list[torch.Tensor]  # per training file of the prior: (t, q) long
+
+
+class Listed(NamedTuple):
+    """One file of the library: its card, or why it cannot be read."""
+
+    path: Path
+    card: dict[str, Any] | None
+    unreadable: str | None  # the reason, when card is None
 
 
 def resolve_model(name_or_path: str, home: Path | None = None) -> Path:
@@ -66,25 +90,100 @@ def list_models(home: Path | None = None) -> list[Path]:
     return sorted(models_dir(home).glob(f"*{FILE_EXTENSION}"))
 
 
+def list_cards(home: Path | None = None) -> list[Listed]:
+    """Every model file's card; a file that cannot be read is listed with the reason, so
+    one bad file never hides the others."""
+    return [listed(path) for path in list_models(home)]
+
+
+def listed(path: Path) -> Listed:
+    """One model file's card, or why it cannot be read."""
+    try:
+        return Listed(path, read_card(path), None)
+    except (ModelFileError, OSError) as error:
+        return Listed(path, None, str(error))
+
+
 def save_vqvae(path: Path, model: ConvVQVAE, card: dict[str, Any]) -> Path:
+    """Write a trained VQ-VAE and its card; a card the schema would refuse is never written."""
     tensors = {f"vqvae.{k}": v for k, v in model.state_dict().items()}
     metadata = {"type": MODEL_TYPE, **card, "config": model.config.to_dict()}
+    with _about(path.name):
+        check_card(metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_model_file(path, tensors, metadata)
 
 
 def read_card(path: Path) -> dict[str, Any]:
-    """The model's card, validated, without loading weights."""
+    """The model's card, checked against the schema (models/card_schema.py), without
+    loading weights or torch."""
     metadata = read_model_metadata(path)
-    _check_type(path, metadata)
+    with _about(path.name):
+        check_card(metadata)
     return metadata
 
 
 def load_vqvae(path: Path) -> tuple[ConvVQVAE, dict[str, Any]]:
     """The model in eval mode, and its card. Refuses files whose weights do not fit the config."""
     metadata, tensors = load_model_file(path)
-    _check_type(path, metadata)
+    with _about(path.name):
+        _check(metadata, _shapes(tensors), lambda name: [tensors[name].reshape(-1)])
     return _build_vqvae(path, metadata, tensors), metadata
+
+
+def _check(
+    metadata: dict[str, Any],
+    shapes: TensorShapes,
+    values: Callable[[str], Iterable[torch.Tensor]],
+) -> None:
+    """The card against the schema, then the file's tensors against what its configs build,
+    then the prior's codes, whose values `values(name)` gives in flat chunks. Nothing real
+    is built before all of it holds."""
+    check_card(metadata)
+    prior_config = metadata["prior"]["config"] if "prior" in metadata else None
+    try:
+        vqvae, prior = _expected_shapes(
+            json.dumps(metadata["config"], sort_keys=True), json.dumps(prior_config)
+        )
+    except ValueError as error:  # a rule of the configs the schema does not know (yet)
+        raise ModelFileError(f"config: {error}") from error
+    check_tensors(metadata, shapes, vqvae, prior)
+    if prior is not None:
+        ranges = [(int(c.min()), int(c.max())) for c in values("prior_codes.steps") if c.numel()]
+        low, high = min((r[0] for r in ranges), default=0), max((r[1] for r in ranges), default=0)
+        counts = [n for chunk in values("prior_codes.file_steps") for n in chunk.tolist()]
+        rows = shapes["prior_codes.steps"][1][0]
+        check_training_codes(metadata, rows, low, high, counts)
+
+
+@functools.lru_cache(maxsize=16)
+def _expected_shapes(config: str, prior_config: str) -> tuple[TensorShapes, TensorShapes | None]:
+    """The tensors the configs (as JSON) build, from modules built on torch's meta device:
+    shapes without storage. Cached: a model is loaded again and again to generate."""
+    import torch
+
+    from distill.models.prior import CodePrior, PriorConfig
+    from distill.models.rvqvae import ConvVQVAE
+
+    with torch.device("meta"):
+        vqvae = _shapes(ConvVQVAE(VQVAEConfig.from_dict(json.loads(config))).state_dict())
+        prior = json.loads(prior_config)
+        if prior is not None:
+            prior = _shapes(CodePrior(PriorConfig.from_dict(prior)).state_dict())
+    return vqvae, prior
+
+
+def _shapes(tensors: dict[str, torch.Tensor]) -> TensorShapes:
+    return {name: (tensor_dtype(t), tuple(t.shape)) for name, t in tensors.items()}
+
+
+@contextlib.contextmanager
+def _about(label: str) -> Iterator[None]:
+    """Refusals inside name the file (or what the user gave) they are about."""
+    try:
+        yield
+    except ModelFileError as error:
+        raise ModelFileError(f"{label}: {error}") from error
 
 
 def _build_vqvae(path: Path, metadata: dict[str, Any], tensors: dict) -> ConvVQVAE:
@@ -114,7 +213,8 @@ def save_prior(
     prior would not fit it, and saving is refused.
     """
     metadata, tensors = load_model_file(path)
-    _check_type(path, metadata)
+    with _about(path.name):
+        check_card(metadata)
     if metadata.get("created") != model_created:
         raise ModelFileError(
             f"{path.name} was replaced by another model while its prior trained; "
@@ -127,6 +227,8 @@ def save_prior(
     kept["prior_codes.steps"] = torch.cat(training_codes).to(torch.int16)  # (sum t, q)
     kept["prior_codes.file_steps"] = torch.tensor([len(c) for c in training_codes])
     card = {**prior_card, "config": prior.config.to_dict()}
+    with _about(path.name):
+        check_card({**metadata, "prior": card})
     return save_model_file(path, kept, {**metadata, "prior": card})
 
 
@@ -135,12 +237,13 @@ def load_with_prior(path: Path) -> ModelWithPrior:
     from distill.models.prior import CodePrior, PriorConfig
 
     metadata, tensors = load_model_file(path)
-    _check_type(path, metadata)
-    vqvae = _build_vqvae(path, metadata, tensors)
+    with _about(path.name):
+        _check(metadata, _shapes(tensors), lambda name: [tensors[name].reshape(-1)])
     if "prior" not in metadata:
         raise ModelFileError(
             f"{path.name} has no prior yet: train one with `distill train-prior {path.stem}`"
         )
+    vqvae = _build_vqvae(path, metadata, tensors)
     try:
         prior = CodePrior(PriorConfig.from_dict(metadata["prior"]["config"]))
         prior.load_state_dict(_with_prefix(tensors, "prior."), strict=True)
@@ -158,30 +261,49 @@ def _with_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, tor
     return {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
 
 
-def import_model(source: Path, name: str | None = None, home: Path | None = None) -> Path:
-    """Copy a model file into the library under `name` (default: its file name).
-
-    The whole file is checked first (checksum, every tensor, weights against config), so
-    a bad file is refused with the reason and never lands in the library. It is written
-    anew, with the card's name set to the library name.
-    """
+def import_model(
+    source: Path,
+    name: str | None = None,
+    home: Path | None = None,
+    max_bytes: int = MAX_MODEL_FILE_BYTES,
+) -> Path:
+    """Copy a model file into the library under `name` (default: its file name); every
+    refusal names `source` as given."""
     source = Path(source).expanduser()
-    if not source.is_file():
-        raise ModelFileError(f"no such file: {source}")
-    metadata, tensors = load_model_file(source)
-    _check_type(source, metadata)
-    load_vqvae(source)  # the weights must fit the config, not just parse
-    target = _free_name(name or source.name.removesuffix(FILE_EXTENSION), home)
-    return save_model_file(target, tensors, {**metadata, "name": target.stem})
+    with open_model_file(source) as (f, size):  # refusals inside are prefixed with source
+        return import_stream(f, size, name or source.name.removesuffix(FILE_EXTENSION),
+                             home, max_bytes)  # fmt: skip
+
+
+def import_stream(
+    f: BinaryIO, size: int, name: str, home: Path | None = None,
+    max_bytes: int = MAX_MODEL_FILE_BYTES,
+) -> Path:  # fmt: skip
+    """Copy the model file open as `f` into the library as `name`, streamed: the whole file
+    is checked first (size, checksum, card, every tensor's shape against the config, the
+    prior's codes) without holding its weights, so a bad file is refused with the reason
+    and never lands in the library. It is written anew, with the card's name set to the
+    library name. Refusals do not name the file: the caller knows what the user gave."""
+    if size > max_bytes:
+        raise ModelFileError(
+            f"the file is {size / 1024**2:.1f} MiB; the library imports model files of up "
+            f"to {max_bytes / 1024**2:.0f} MiB"
+        )
+    target = _free_name(name, home)  # before reading what may be hundreds of MiB
+    header = read_model_header(f, size)
+    shapes = {n: (e.dtype, tuple(e.shape)) for n, e in header.tensors.items()}
+    _check(header.metadata, shapes, lambda name: read_tensor_chunks(f, header, name))
+    return copy_model_file(f, header, {**header.metadata, "name": target.stem}, target)
 
 
 def rename_model(old: str, new: str, home: Path | None = None) -> Path:
     """Give a library model a new name (its card's name too); the sounds it generated
-    move with it."""
+    move with it. The file is copied in chunks, never held whole."""
     source = resolve_library_model(old, home)
     target = _free_name(new, home)
-    metadata, tensors = load_model_file(source)
-    save_model_file(target, tensors, {**metadata, "name": target.stem})
+    with open_model_file(source) as (f, size):
+        header = read_model_header(f, size)
+        copy_model_file(f, header, {**header.metadata, "name": target.stem}, target)
     source.unlink()
     history = generated_dir(home) / source.stem
     set_aside_history(target.stem, home)  # left by an earlier model of the new name
@@ -254,10 +376,3 @@ def _free_name(name: str, home: Path | None) -> Path:
         raise ModelFileError(f"a model named {name!r} is already in the library")
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _check_type(path: Path, metadata: dict[str, Any]) -> None:
-    if metadata.get("type") != MODEL_TYPE:
-        raise ModelFileError(
-            f"{path.name} is a distill file but not a model (type {metadata.get('type')!r})"
-        )

@@ -35,7 +35,7 @@ import os
 import secrets
 import stat
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
@@ -49,6 +49,7 @@ FORMAT_VERSION = 1
 FILE_EXTENSION = MODEL_FILE_EXTENSION
 
 MAX_METADATA_BYTES = 16 * 1024 * 1024
+MAX_MODEL_FILE_BYTES = 512 * 1024**2  # the largest file the library imports (CLI and server)
 MAX_SAFETENSORS_HEADER_BYTES = 16 * 1024 * 1024  # a small model's header is a few KiB
 MAX_RANK = 32
 MAX_ELEMENTS = 2**48  # cap on the product of a shape's non-zero dims, even for empty tensors
@@ -66,13 +67,23 @@ _TORCH_DTYPE_OF = {
 }
 
 
-class _Entry(NamedTuple):
+class TensorEntry(NamedTuple):
     """One tensor of a validated weights header; begin and end index the whole blob."""
 
     dtype: str
     shape: list[int]
     begin: int
     end: int
+
+
+class ModelFileHeader(NamedTuple):
+    """A model file read through without its weights: what `copy_model_file` and
+    `read_tensor` need to use the file's weights without holding them."""
+
+    metadata: dict
+    tensors: dict[str, TensorEntry]
+    weights_start: int  # offset of the weights blob in the file
+    checksum: bytes  # the file's SHA-256, which the streamed read verified
 
 
 _PRELUDE = struct.Struct("<8sIQ")  # magic, version, metadata length
@@ -93,16 +104,7 @@ def save_model_file(path: Path | str, tensors: dict[str, torch.Tensor], metadata
     safetensors refuses tensors that share storage (tied weights).
     """
     path = Path(path)
-    if not isinstance(metadata, dict):
-        raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
-    try:
-        meta_raw = json.dumps(metadata).encode("utf-8")
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"metadata is not JSON-serialisable: {exc}") from exc
-    if len(meta_raw) > MAX_METADATA_BYTES:
-        raise ValueError(
-            f"metadata is {len(meta_raw)} bytes as JSON; the limit is {MAX_METADATA_BYTES}"
-        )
+    meta_raw = _metadata_bytes(metadata)
     import safetensors.torch
     import torch
 
@@ -122,20 +124,90 @@ def save_model_file(path: Path | str, tensors: dict[str, torch.Tensor], metadata
     return path
 
 
+def _metadata_bytes(metadata: dict) -> bytes:
+    """The metadata as the file stores it; refused (TypeError, ValueError) before any write."""
+    if not isinstance(metadata, dict):
+        raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
+    try:
+        meta_raw = json.dumps(metadata).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"metadata is not JSON-serialisable: {exc}") from exc
+    if len(meta_raw) > MAX_METADATA_BYTES:
+        raise ValueError(
+            f"metadata is {len(meta_raw)} bytes as JSON; the limit is {MAX_METADATA_BYTES}"
+        )
+    return meta_raw
+
+
 def read_model_metadata(path: Path | str) -> dict:
     """The model card, for listing and inspecting models without building any tensors.
 
     The whole file is still checksummed (streamed in chunks) and the weights header validated,
     so a card is never shown for a file that would then fail to load.
     """
-    with _open_model(path) as (f, size):
-        metadata, _ = _read_container(f, size, keep_weights=False)
-    return metadata
+    with open_model_file(path) as (f, size):
+        return read_model_header(f, size).metadata
+
+
+def read_model_header(f: BinaryIO, size: int) -> ModelFileHeader:
+    """Check a whole model file streamed in chunks, from an open file of `size` bytes:
+    checksum, metadata and weights header; the weights themselves are not kept."""
+    container = _read_container(f, size, keep_weights=False)
+    assert container.entries is not None
+    return ModelFileHeader(
+        container.metadata, container.entries, container.weights_start, container.checksum
+    )
+
+
+def tensor_dtype(tensor: torch.Tensor) -> str:
+    """The safetensors name of a tensor's dtype ("F32"), as the weights header says it."""
+    return _TORCH_DTYPES[str(tensor.dtype)]
+
+
+def read_tensor_chunks(f: BinaryIO, header: ModelFileHeader, name: str) -> Iterator[torch.Tensor]:
+    """One tensor of a file `read_model_header` checked, flat, in chunks of about a MiB:
+    a pass over its values that never holds it whole."""
+    entry = header.tensors[name]
+    step = _CHUNK - _CHUNK % DTYPE_SIZES[entry.dtype]
+    for start in range(entry.begin, entry.end, step):
+        f.seek(header.weights_start + start)
+        data = _read_exact(f, min(step, entry.end - start), "weights")
+        count = len(data) // DTYPE_SIZES[entry.dtype]
+        yield _tensor(data, TensorEntry(entry.dtype, [count], 0, len(data)))
+
+
+def copy_model_file(f: BinaryIO, header: ModelFileHeader, metadata: dict, path: Path) -> Path:
+    """Write `path` atomically: `metadata` and the weights of open file `f`, copied in
+    chunks. The copied bytes are hashed again, so a file that changed since
+    `read_model_header` checked it is refused rather than copied."""
+    meta_raw = _metadata_bytes(metadata)
+    f.seek(0)
+    weights_len_at = header.weights_start - _U64.size
+    source = hashlib.sha256(_read_exact(f, weights_len_at, "header"))
+    weights_len_raw = _read_exact(f, _U64.size, "weights length")
+    source.update(weights_len_raw)
+    (weights_len,) = _U64.unpack(weights_len_raw)
+    head = _PRELUDE.pack(MAGIC, FORMAT_VERSION, len(meta_raw)) + meta_raw + weights_len_raw
+    written = hashlib.sha256(head)
+
+    def chunks() -> Iterator[bytes]:
+        yield head
+        for start in range(0, weights_len, _CHUNK):
+            chunk = _read_exact(f, min(_CHUNK, weights_len - start), "weights")
+            source.update(chunk)
+            written.update(chunk)
+            yield chunk
+        if not hmac.compare_digest(source.digest(), header.checksum):
+            raise ModelFileError("the file changed while it was being read")
+        yield written.digest()
+
+    _atomic_write(path, chunks())
+    return path
 
 
 def load_model_file(path: Path | str) -> tuple[dict, dict[str, torch.Tensor]]:
     """(metadata, tensors) from a fully validated file."""
-    with _open_model(path) as (f, size):
+    with open_model_file(path) as (f, size):
         return _load_stream(f, size)
 
 
@@ -166,31 +238,30 @@ def _load_bytes(data: bytes) -> tuple[dict, dict[str, torch.Tensor]]:
 
 
 def _load_stream(f: BinaryIO, size: int) -> tuple[dict, dict[str, torch.Tensor]]:
-    metadata, blob = _read_container(f, size, keep_weights=True)
+    container = _read_container(f, size, keep_weights=True)
+    blob = container.blob
     assert blob is not None
-    return metadata, _tensors(blob, _validate_safetensors_header(blob))
+    entries = _validate_safetensors_header(blob)
+    return container.metadata, {
+        name: _tensor(blob[entry.begin : entry.end], entry) for name, entry in entries.items()
+    }
 
 
-def _tensors(blob: bytes, entries: dict[str, _Entry]) -> dict[str, torch.Tensor]:
-    """Tensors straight from the validated header's byte ranges: no loader of any kind
-    runs on the file, only copies of bytes whose dtype, shape and extent were checked.
+def _tensor(data: bytes, entry: TensorEntry) -> torch.Tensor:
+    """A tensor straight from a validated header entry's bytes: no loader of any kind runs
+    on the file, only copies of bytes whose dtype, shape and extent were checked.
     safetensors data is little-endian, as every machine torch runs on here is."""
     import torch
 
-    tensors = {}
-    for name, (dtype, shape, begin, end) in entries.items():
-        torch_dtype = getattr(torch, _TORCH_DTYPE_OF[dtype])
-        raw = bytearray(blob[begin:end])  # its own aligned, writable buffer
-        flat = (
-            torch.frombuffer(raw, dtype=torch_dtype) if raw else torch.empty(0, dtype=torch_dtype)
-        )
-        tensors[name] = flat.reshape(shape)
-    return tensors
+    torch_dtype = getattr(torch, _TORCH_DTYPE_OF[entry.dtype])
+    raw = bytearray(data)  # its own aligned, writable buffer
+    flat = torch.frombuffer(raw, dtype=torch_dtype) if raw else torch.empty(0, dtype=torch_dtype)
+    return flat.reshape(entry.shape)
 
 
 @contextlib.contextmanager
-def _open_model(path: Path | str) -> Iterator[tuple[BinaryIO, int]]:
-    """Open a model for reading; every refusal names the file it is about."""
+def open_model_file(path: Path | str) -> Iterator[tuple[BinaryIO, int]]:
+    """Open a model for reading: (file, size); every refusal inside names the file."""
     path = Path(path)
     try:
         f = _open_for_reading(path)  # closed by the with below
@@ -208,8 +279,17 @@ def _open_model(path: Path | str) -> Iterator[tuple[BinaryIO, int]]:
             raise ModelFileError(f"{path}: {exc}") from exc
 
 
-def _read_container(f: BinaryIO, size: int, *, keep_weights: bool) -> tuple[dict, bytes | None]:
-    """Check magic, version, lengths and checksum; return the metadata (and the weights blob)."""
+class _Container(NamedTuple):
+    metadata: dict
+    blob: bytes | None  # the weights, when kept
+    entries: dict[str, TensorEntry] | None  # the weights header, when they were streamed
+    weights_start: int
+    checksum: bytes
+
+
+def _read_container(f: BinaryIO, size: int, *, keep_weights: bool) -> _Container:
+    """Check magic, version, lengths and checksum; return the metadata and the weights
+    blob, or (streamed, not kept) the weights header's entries."""
     if size == 0:
         raise ModelFileError("empty file: not a distill model file")
     head = f.read(_PRELUDE.size)
@@ -249,15 +329,17 @@ def _read_container(f: BinaryIO, size: int, *, keep_weights: bool) -> tuple[dict
             digest.update(chunk)
             if len(prefix) < _safetensors_header_end(prefix):
                 prefix += chunk
-    if not hmac.compare_digest(digest.digest(), _read_exact(f, _CHECKSUM_BYTES, "checksum")):
+    checksum = _read_exact(f, _CHECKSUM_BYTES, "checksum")
+    if not hmac.compare_digest(digest.digest(), checksum):
         raise ModelFileError("checksum mismatch: the file is corrupted")
 
     metadata = _parse_json(meta_raw, "metadata", allow_nan=True)
     if not isinstance(metadata, dict):
         raise ModelFileError(f"metadata is a JSON {type(metadata).__name__}, not an object")
-    if blob is None:  # refuse exactly what load_model_file would refuse
-        _validate_safetensors_header(prefix, weights_len)
-    return metadata, blob
+    # streamed: refuse exactly what load_model_file would refuse
+    entries = None if blob is not None else _validate_safetensors_header(prefix, weights_len)
+    weights_start = _PRELUDE.size + meta_len + _U64.size
+    return _Container(metadata, blob, entries, weights_start, checksum)
 
 
 def _safetensors_header_end(prefix: bytes) -> int:
@@ -268,7 +350,9 @@ def _safetensors_header_end(prefix: bytes) -> int:
     return _U64.size + min(header_len, MAX_SAFETENSORS_HEADER_BYTES)
 
 
-def _validate_safetensors_header(blob: bytes, blob_len: int | None = None) -> dict[str, _Entry]:
+def _validate_safetensors_header(
+    blob: bytes, blob_len: int | None = None
+) -> dict[str, TensorEntry]:
     """Refuse any safetensors blob whose header is not exactly what our writer produces;
     return its tensors' entries, with byte ranges counted from the start of the blob.
 
@@ -292,7 +376,7 @@ def _validate_safetensors_header(blob: bytes, blob_len: int | None = None) -> di
     data_len = blob_len - _U64.size - header_len
 
     data_start = _U64.size + header_len
-    entries: dict[str, _Entry] = {}
+    entries: dict[str, TensorEntry] = {}
     for name, info in header.items():
         if not _is_text(name):
             raise ModelFileError(f"tensor name {name!r} is not valid Unicode")
@@ -301,7 +385,7 @@ def _validate_safetensors_header(blob: bytes, blob_len: int | None = None) -> di
                 raise ModelFileError("weights header __metadata__ must map strings to strings")
         else:
             dtype, shape, begin, end = _validate_tensor_entry(name, info, data_len)
-            entries[name] = _Entry(dtype, shape, data_start + begin, data_start + end)
+            entries[name] = TensorEntry(dtype, shape, data_start + begin, data_start + end)
 
     cursor = data_start
     for name, entry in sorted(
@@ -423,7 +507,7 @@ def _container_parts(
     return head, blob, digest.digest()
 
 
-def _atomic_write(path: Path, chunks: tuple[bytes, ...]) -> None:
+def _atomic_write(path: Path, chunks: Iterable[bytes]) -> None:
     """Temp file in the same folder, fsync, rename over the target, fsync the folder."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     # os.open with 0o666 lets the umask decide permissions, as for any normally written file.

@@ -16,7 +16,13 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.types import Message, Receive
 
-from distill.models.config import MAX_RVQ_LEVELS, MIN_RVQ_LEVELS, VQVAEConfig
+from distill.models.card_schema import MAX_PRIOR_HEADS, MAX_PRIOR_HIDDEN_SIZE, MAX_PRIOR_LAYERS
+from distill.models.config import (
+    MAX_COMMITMENT_WEIGHT,
+    MAX_RVQ_LEVELS,
+    MIN_RVQ_LEVELS,
+    VQVAEConfig,
+)
 from distill.models.prior import PriorConfig
 from distill.paths import check_model_name, models_dir
 from distill.server.settings import ServerSettings
@@ -131,8 +137,8 @@ def train_options(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any],
         weight = float(form.get("commitment_weight", 0.25))
     except (TypeError, ValueError):
         raise InputError("the commitment weight must be a number, like 0.25") from None
-    if not 0 <= weight <= 10:
-        raise InputError("the commitment weight must be between 0 and 10")
+    if not 0 <= weight <= MAX_COMMITMENT_WEIGHT:
+        raise InputError(f"the commitment weight must be between 0 and {MAX_COMMITMENT_WEIGHT:g}")
     name = (form.get("model_name") or "").strip() or None
     return (
         {"epochs": epochs},
@@ -147,8 +153,9 @@ def prior_options(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
     learning_rate = _float(form.get("learning_rate", PriorSettings.learning_rate),
                            "the learning rate", 1e-6, 1.0)  # fmt: skip
     overrides = {}
-    for field, what, high in (("hidden_size", "hidden size", 2048), ("layers", "layers", 24),
-                              ("heads", "heads", 32)):  # fmt: skip
+    for field, what, high in (("hidden_size", "hidden size", MAX_PRIOR_HIDDEN_SIZE),
+                              ("layers", "layers", MAX_PRIOR_LAYERS),
+                              ("heads", "heads", MAX_PRIOR_HEADS)):  # fmt: skip
         raw = str(form.get(field) or "").strip()
         overrides[field] = _int(raw, what, 1, high) if raw else None
     hidden, heads = overrides["hidden_size"], overrides["heads"]

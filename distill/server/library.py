@@ -8,9 +8,7 @@ renames and deletions so runs keep pointing at their model.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import secrets
-from pathlib import Path
+import os
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -19,10 +17,9 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 
 from distill.core.core import PriorRequest, RunError
 from distill.models import library
-from distill.models.library import list_models, read_card
+from distill.models.library import Listed, list_cards, read_card
 from distill.models.model_file import ModelFileError
 from distill.models.prior import prior_size_for
-from distill.paths import models_dir
 from distill.server.charts import Series, line_chart
 from distill.server.files import FileRefused, library_file
 from distill.server.files import generated_file as find_generated_file
@@ -41,7 +38,7 @@ from distill.training.settings import PriorSettings
 
 async def models_page(request: Request, error: str | None = None, status: int = 200) -> Response:
     home = request.app.state.settings.home
-    cards = await asyncio.to_thread(lambda: [_entry(path) for path in list_models(home)])
+    cards = await asyncio.to_thread(lambda: [_entry(listed) for listed in list_cards(home)])
     return render(request, "models.html", {"models": cards, "error": error}, status)
 
 
@@ -53,7 +50,7 @@ async def model_page(request: Request, error: str | None = None, status: int = 2
         path = library_file(home, name)
     except FileRefused:
         raise HTTPException(404, f"no model named {name!r}") from None
-    entry = await asyncio.to_thread(_entry, path)
+    entry = await asyncio.to_thread(lambda: _entry(library.listed(path)))
     runs = await request.app.state.core.store.runs(model_name=name, run_type="prior", limit=20)
     context = {
         "m": entry,
@@ -69,14 +66,12 @@ async def model_page(request: Request, error: str | None = None, status: int = 2
     return render(request, "model.html", context, status)
 
 
-def _entry(path: Path) -> dict[str, Any]:
+def _entry(listed: Listed) -> dict[str, Any]:
     """A model's card and loss chart for a page; a file that cannot be read shows why."""
-    entry: dict[str, Any] = {"name": path.stem, "path": str(path), "size": path.stat().st_size}
-    try:
-        card = read_card(path)
-    except (ModelFileError, OSError) as error:
-        entry["error"] = str(error)
-        return entry
+    entry: dict[str, Any] = {"name": listed.path.stem, "path": str(listed.path)}
+    card = listed.card
+    if card is None:
+        return {**entry, "unreadable": listed.unreadable}
     curves = card.get("curves", {})
     entry["card"] = card
     entry["chart"] = line_chart(
@@ -234,12 +229,10 @@ async def delete_model(request: Request) -> Response:
 
 
 async def import_model(request: Request) -> Response:
-    """A `.distill` file from the browser: size-limited, then through the library's import,
-    which checks the whole file before it lands."""
+    """A `.distill` file from the browser: size-limited, then streamed through the
+    library's import, which checks the whole file before it lands. Refusals name the
+    file the user chose."""
     settings = request.app.state.settings
-    folder = models_dir(settings.home)
-    folder.mkdir(parents=True, exist_ok=True)
-    temporary = folder / f".import-{secrets.token_hex(6)}.tmp"
     try:
         check_length(request, settings.max_model_upload_bytes)
         counted = Request(request.scope, limited(request.receive, settings.max_model_upload_bytes))
@@ -247,25 +240,24 @@ async def import_model(request: Request) -> Response:
             form = await counted.form(max_files=1, max_fields=5)
         except HTTPException as error:
             raise InputError(f"upload refused: {error.detail}") from None
-        request.state.form = form  # closed below, with the temporary file
+        request.state.form = form  # closed below, with its spooled file
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise InputError("choose a .distill file to import")
-        wanted = str(form.get("name") or "").strip()
+        given = upload.filename or "the uploaded file"
         stem = safe_file_name(upload.filename or "", "imported").removesuffix(".distill")
-        with open(temporary, "xb") as out:
-            while chunk := await upload.read(1 << 20):
-                out.write(chunk)
-        name = wanted or stem.replace(" ", "-")
+        name = str(form.get("name") or "").strip() or stem.replace(" ", "-")
+        upload.file.seek(0, os.SEEK_END)
+        size = upload.file.tell()
+        upload.file.seek(0)
         try:
-            await asyncio.to_thread(library.import_model, temporary, name, settings.home)
+            await asyncio.to_thread(library.import_stream, upload.file, size, name,
+                                    settings.home, settings.max_model_upload_bytes)  # fmt: skip
         except ModelFileError as error:
-            raise InputError(f"not imported: {error}") from None
+            raise InputError(f"{given} not imported: {error}") from None
     except InputError as error:
         return await models_page(request, str(error), error.status)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
         if getattr(request.state, "form", None) is not None:
             await request.state.form.close()
     return RedirectResponse(request.url_for("models"), status_code=303)

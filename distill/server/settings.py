@@ -12,11 +12,13 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from distill.models.model_file import MAX_MODEL_FILE_BYTES
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 MAX_UPLOAD_FILES = 500  # the most sounds distill is meant for
 MAX_UPLOAD_BYTES = 1024**3  # one upload request, all files together
-MAX_MODEL_UPLOAD_BYTES = 512 * 1024**2  # one imported .distill file
+MAX_MODEL_UPLOAD_BYTES = MAX_MODEL_FILE_BYTES  # one imported .distill file, as the CLI's
 WS_MAX_MESSAGE_BYTES = 64 * 1024  # a client never needs to send more than a small JSON
 
 
