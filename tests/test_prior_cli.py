@@ -23,6 +23,13 @@ def test_train_a_prior_then_generate(tmp_path: Path) -> None:
     assert early.returncode == 2 and "has no prior yet" in early.stdout
     assert "Traceback" not in early.stdout + early.stderr
 
+    # A prior its model file could not hold is refused before it trains.
+    huge = distill(
+        home, "train-prior", "kicks", "--hidden-size", "2048", "--layers", "24", "--heads", "8"
+    )
+    assert huge.returncode != 0 and "a model file may hold" in huge.stdout.replace("\n", " ")
+    assert "Traceback" not in huge.stdout + huge.stderr
+
     prior = distill(
         home, "train-prior", "kicks", "--epochs", "2", "--hidden-size", "16", "--layers", "1",
         "--heads", "2", "--lr", "0.001",

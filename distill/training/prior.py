@@ -44,6 +44,8 @@ from distill.core.events import (
     RunCompleted,
     RunStarted,
 )
+from distill.models.card_schema import MAX_MODEL_ELEMENTS, prior_elements, vqvae_elements
+from distill.models.config import VQVAEConfig
 from distill.models.library import load_vqvae, save_prior
 from distill.models.prior import CodePrior, PriorConfig, token_mask
 from distill.models.rvqvae import ConvVQVAE
@@ -306,6 +308,7 @@ def prepare_codes(spec: PriorSpec, vqvae: ConvVQVAE, card: dict[str, Any]) -> Pr
     config = PriorConfig.from_file_count(
         len(report.usable), vq.rvq_levels, vq.codebook_size, vq.latent_frames, **spec.overrides
     )
+    require_fits_a_model_file(vq, config)
     fingerprint = card.get("dataset", {}).get("fingerprint")
     return PreparedCodes(
         report=report,
@@ -315,6 +318,18 @@ def prepare_codes(spec: PriorSpec, vqvae: ConvVQVAE, card: dict[str, Any]) -> Pr
         dataset_changed=fingerprint is not None and fingerprint != report.fingerprint(),
         threshold=memorization_threshold(len(report.usable)),
     )
+
+
+def require_fits_a_model_file(vq: VQVAEConfig, config: PriorConfig) -> None:
+    """Refuse, before any training, a prior the model file could not hold: the file's
+    schema would refuse it on load, so the run would only fail at its end."""
+    size = vqvae_elements(vq.to_dict()) + prior_elements(config.to_dict())
+    if size > MAX_MODEL_ELEMENTS:
+        raise ValueError(
+            f"a prior of hidden size {config.hidden_size} and {config.layers} layers makes a "
+            f"model of {size:,} weights, over the {MAX_MODEL_ELEMENTS:,} a model file may "
+            "hold: choose a smaller --hidden-size or fewer --layers"
+        )
 
 
 def codes_event(spec: PriorSpec, data: PreparedCodes) -> CodesExtracted:
