@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 
 from distill.core.core import PriorRequest, RunError, TrainRequest
+from distill.core.store import UnknownStatus
 from distill.models.model_file import ModelFileError
 from distill.server.inputs import (
     InputError,
@@ -31,14 +32,19 @@ async def health(request: Request) -> Response:
 
 
 async def list_runs(request: Request) -> Response:
-    params = request.query_params
-    runs = await request.app.state.core.store.runs(
-        status=params.get("status") or None, dataset=params.get("dataset") or None
-    )
+    params, core = request.query_params, request.app.state.core
+    await core.settle()
+    try:
+        runs = await core.store.runs(
+            status=params.get("status") or None, dataset=params.get("dataset") or None
+        )
+    except UnknownStatus as error:
+        return _error(str(error), 400)
     return JSONResponse([_public(r) for r in runs])
 
 
 async def get_run(request: Request) -> Response:
+    await request.app.state.core.settle()
     store = request.app.state.core.store
     run_id = request.path_params["run_id"]
     run = await store.run(run_id)

@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from distill.core.core import process_alive
+from distill.core.owners import process_alive
 
 SERVER_FILE = "server.json"
 

@@ -54,6 +54,7 @@ async def model_page(request: Request, error: str | None = None, status: int = 2
     except FileRefused:
         raise HTTPException(404, f"no model named {name!r}") from None
     entry = await asyncio.to_thread(_entry, path)
+    await request.app.state.core.settle()
     runs = await request.app.state.core.store.runs(model_name=name, run_type="prior", limit=20)
     context = {
         "m": entry,
