@@ -22,12 +22,14 @@ from distill.server import helper
 from distill.server.files import FileRefused
 from distill.server.files import run_file as find_run_file
 from distill.server.inputs import (
+    MAX_PAGE,
     InputError,
     check_length,
     confine_dataset,
     limited,
     save_uploads,
     train_options,
+    whole_number,
 )
 from distill.server.views import home_context, run_context, runs_context
 from distill.training.settings import TrainSettings
@@ -171,7 +173,8 @@ async def runs_list(request: Request) -> Response:
     try:
         if status is not None:
             check_status(status)
-    except UnknownStatus as error:
+        page = whole_number(params.get("page", "1"), "page", 1, MAX_PAGE)
+    except (UnknownStatus, InputError) as error:
         raise HTTPException(400, str(error)) from None
     await request.app.state.core.settle()
     context = await runs_context(
@@ -179,20 +182,10 @@ async def runs_list(request: Request) -> Response:
         status,
         params.get("dataset") or None,
         params.getlist("compare"),
-        _page_number(params.get("page", "1")),
+        page,
     )
     context["statuses"] = RUN_STATUSES
     return render(request, "runs.html", context)
-
-
-def _page_number(text: str) -> int:
-    try:
-        page = int(text)
-    except ValueError:
-        page = 0
-    if page < 1:
-        raise HTTPException(400, f"page must be a whole number from 1, not {text!r}")
-    return page
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
