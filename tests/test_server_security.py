@@ -369,3 +369,14 @@ def test_file_routes_cannot_leave_the_run_folder(
 def test_model_download_cannot_leave_the_library(server: ServerThread, path: str) -> None:
     status, _, _ = raw_request(server, "GET", path)
     assert status in (400, 404)
+
+
+def test_a_long_uploaded_name_keeps_its_extension(server: ServerThread, roots) -> None:
+    sound = sorted((roots["allowed"] / "sounds").iterdir())[0]
+    long_name = "a very long name " * 12 + sound.suffix  # 204 characters and the extension
+    response = upload(server, [(long_name, sound.read_bytes())])
+    assert response.status_code == 200, response.text
+    assert "<strong>1</strong> usable files" in response.text and "skipped" not in response.text
+    saved = [p for p in server.settings.uploads_dir.rglob("*") if p.stat().st_size and
+             p.name.startswith("a very long name")]  # fmt: skip
+    assert len(saved) == 1 and saved[0].suffix == sound.suffix and len(saved[0].name) == 120

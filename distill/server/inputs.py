@@ -32,6 +32,8 @@ MAX_REQUEST_INT = 2**53
 MAX_SEQ = MAX_REQUEST_INT  # a WebSocket's `after`
 MAX_PAGE = 10**9  # the runs list's `page`
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
+MAX_FILE_NAME = 120  # characters of an uploaded file's name that are kept
+MAX_EXTENSION = 16  # a longer "extension" is part of the name
 TRAIN_SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainSettings))
 MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(VQVAEConfig)) - {"mel"}
 PRIOR_SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(PriorSettings))
@@ -123,9 +125,19 @@ async def save_uploads(files: list[UploadFile], settings: ServerSettings) -> Pat
 
 
 def safe_file_name(name: str, fallback: str) -> str:
-    """The last part of a client's file name, with only plain characters, never hidden."""
+    """The last part of a client's file name, with only plain characters, never hidden.
+
+    A name past MAX_FILE_NAME is shortened before its extension, which it keeps: a scan
+    goes by the extension, and a cut-off one made the sound a skipped file.
+    """
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    base = _SAFE_NAME.sub("_", base).strip(" .")[:120]
+    base = _SAFE_NAME.sub("_", base).strip(" .")
+    if len(base) > MAX_FILE_NAME:
+        stem, dot, extension = base.rpartition(".")
+        if stem and len(extension) <= MAX_EXTENSION:
+            base = stem[: MAX_FILE_NAME - len(extension) - 1].rstrip(" .") + dot + extension
+        else:
+            base = base[:MAX_FILE_NAME].rstrip(" .")
     return base or fallback
 
 
