@@ -380,3 +380,19 @@ def test_a_long_uploaded_name_keeps_its_extension(server: ServerThread, roots) -
     saved = [p for p in server.settings.uploads_dir.rglob("*") if p.stat().st_size and
              p.name.startswith("a very long name")]  # fmt: skip
     assert len(saved) == 1 and saved[0].suffix == sound.suffix and len(saved[0].name) == 120
+
+
+def test_two_servers_on_one_host_keep_their_own_token_cookies(tmp_path: Path) -> None:
+    """Cookies are kept per host, not per port, by browsers and by httpx alike: with one
+    cookie name, logging in to the second server logged the first one out."""
+    servers = [
+        ServerThread(ServerSettings.for_host(tmp_path / name, "127.0.0.1", 0, token=name))
+        for name in ("token-a", "token-b")
+    ]
+    with servers[0] as first, servers[1] as second, httpx.Client(trust_env=False) as browser:
+        for server in (first, second):
+            login = browser.get(f"{server.url}/?token={server.settings.token}")
+            assert login.status_code == 303
+            assert login.headers["set-cookie"].startswith(f"distill_token_{server.info.port}=")
+        for server in (first, second):
+            assert browser.get(f"{server.url}/runs").status_code == 200, server.url
