@@ -126,8 +126,13 @@ def test_token_is_required_for_websockets(token_server: ServerThread) -> None:
     asyncio.run(attempt({"Authorization": f"Bearer {TOKEN}"}))
 
 
-def test_serve_off_loopback_prints_a_token_and_requires_it(tmp_path: Path) -> None:
-    """The real command, bound to every address; only loopback is ever contacted."""
+def test_serve_off_loopback_prints_addresses_a_browser_can_open_and_requires_the_token(
+    tmp_path: Path,
+) -> None:
+    """The real command, bound to every address: it prints this machine's name and
+    addresses, never 0.0.0.0, each with the token. Only this machine is ever contacted."""
+    import re
+    import socket
     import subprocess
     import sys
 
@@ -146,14 +151,31 @@ def test_serve_off_loopback_prints_a_token_and_requires_it(tmp_path: Path) -> No
     try:
         info = wait_until(lambda: read_server_file(home), 60, "the server file")
         assert info.token
+        announced = []
+        for line in process.stdout:  # the announcement ends with how to stop it
+            announced.append(line)
+            if "Ctrl-C" in line:
+                break
+        output = "".join(announced)
+        addresses = re.findall(r"http://(\S+?):(\d+)/\?token=(\S+)", output)
+        assert "0.0.0.0" not in output
+        assert {(port, token) for _, port, token in addresses} == {(str(info.port), info.token)}
+        hosts = [host for host, _, _ in addresses]
+        assert hosts[0] == socket.gethostname() and hosts[-1] == "127.0.0.1"
+        for host in hosts:  # each is opened here as a browser would (the name by its Host)
+            ip = "127.0.0.1" if host == socket.gethostname() else host
+            url = f"http://{ip}:{info.port}/?token={info.token}"
+            with httpx.Client(trust_env=False, headers={"Host": f"{host}:{info.port}"}) as browser:
+                assert browser.get(url).status_code == 303, host  # the token becomes a cookie
+                assert browser.get(url.split("?")[0]).status_code == 200, host
+
         base = f"http://127.0.0.1:{info.port}"
         assert httpx.get(base + "/api/runs", trust_env=False).status_code == 401
         authorised = {"Authorization": f"Bearer {info.token}"}
         assert httpx.get(base + "/api/runs", headers=authorised, trust_env=False).status_code == 200
     finally:
         process.terminate()
-        output, _ = process.communicate(timeout=60)
-    assert f"?token={info.token}" in output
+        process.communicate(timeout=60)
     assert not (home / "server.json").exists()  # removed on the way out
 
 
