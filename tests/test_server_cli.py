@@ -126,7 +126,10 @@ def test_cancel_and_resume_go_through_the_server(setup) -> None:
 def test_bad_input_is_refused_by_the_server_with_its_reason(setup) -> None:
     result = distill(setup, "train", "/etc", "--epochs", "1", "--no-follow")
     assert result.returncode == 2
-    assert "outside the folders" in result.stdout
+    out = " ".join(result.stdout.split())
+    assert f"the distill server at {setup['info'].url} refused" in out
+    assert "outside the folders" in out
+    assert "restart the server as `distill serve --allow-root /etc`" in out  # how to allow it
 
 
 def test_following_an_unknown_run_is_bad_input(setup) -> None:

@@ -69,8 +69,9 @@ def confine_dataset(raw: str, settings: ServerSettings) -> Path:
     if not any(resolved.is_relative_to(root) for root in settings.allowed_roots):
         roots = ", ".join(str(r) for r in settings.allowed_roots)
         raise InputError(
-            f"{resolved} is outside the folders this server may read ({roots}); "
-            "start `distill serve --allow-root FOLDER` to add one",
+            f"{resolved} is outside the folders this server may read ({roots}); to allow"
+            f" it, restart the server as `distill serve --allow-root {resolved}`"
+            " (or add it to DISTILL_ALLOWED_ROOTS)",
             status=403,
         )
     if not resolved.is_dir():
