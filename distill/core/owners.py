@@ -69,3 +69,21 @@ async def interrupt_orphans(store: Store, starting: bool = False) -> list[Event]
         if event is not None:
             ended.append(event)
     return ended
+
+
+async def model_in_use(store: Store, name: str) -> str | None:
+    """Why the model called `name` must not be renamed or deleted now, or None.
+
+    A queued or running run reads the model's file when it starts and a prior run writes
+    its prior into that file when it ends: moved or gone, the run fails with "no such
+    model file". So changing the file waits until the run ends. Callers end the runs of
+    dead processes first (interrupt_orphans, Core.settle): those use nothing.
+    """
+    runs = [r for r in await store.unfinished_runs() if r["model_name"] == name]
+    if not runs:
+        return None
+    busy = ", ".join(f"{r['run_id']} ({r['status']})" for r in runs)
+    return (
+        f"model {name!r} is in use by run {busy}: rename or delete it once the run ends,"
+        f" or cancel the run first (`distill runs cancel {runs[0]['run_id']}`)"
+    )
