@@ -159,3 +159,20 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_checkpoint(dataset: Path, tmp_path: 
     assert process.returncode == 1
     cancelled = json_lines(rest)[-1]["payload"]
     assert Path(cancelled["checkpoint_path"]).is_file()
+
+
+def test_skip_reasons_say_what_is_wrong_and_the_decoder_keeps_quiet(tmp_path: Path) -> None:
+    """A zero-byte file is empty (not "Format not recognised"); a text file named .mp3 is
+    not audio (not "File does not exist ... possibly a pipe?"); and mpg123's "Note:"
+    lines about it stay off the terminal."""
+    folder = tmp_path / "sounds"
+    write_good_sounds(folder, count=2)
+    (folder / "zero.wav").write_bytes(b"")
+    (folder / "words.mp3").write_text("these are words, not a sound\n" * 20)
+    result = distill(tmp_path / "home", "train", str(folder), "--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = " ".join(result.stdout.split())
+    assert "zero.wav: empty (a file of 0 bytes)" in out
+    assert "words.mp3: unreadable: not audio that soundfile can read (no MP3 data)" in out
+    assert "possibly a pipe" not in out and "Format not recognised" not in out
+    assert "Note:" not in result.stderr and "MPEG" not in result.stderr, result.stderr

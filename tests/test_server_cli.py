@@ -126,7 +126,10 @@ def test_cancel_and_resume_go_through_the_server(setup) -> None:
 def test_bad_input_is_refused_by_the_server_with_its_reason(setup) -> None:
     result = distill(setup, "train", "/etc", "--epochs", "1", "--no-follow")
     assert result.returncode == 2
-    assert "outside the folders" in result.stdout
+    out = " ".join(result.stdout.split())
+    assert f"the distill server at {setup['info'].url} refused" in out
+    assert "outside the folders" in out
+    assert "restart the server as `distill serve --allow-root /etc`" in out  # how to allow it
 
 
 def test_following_an_unknown_run_is_bad_input(setup) -> None:
@@ -152,3 +155,37 @@ def test_a_stale_server_file_is_ignored(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "needs a running `distill serve`" in result.stdout
+
+
+def test_a_stopped_server_leaves_no_leaked_semaphores(tmp_path: Path) -> None:
+    """The worker pool and the helper each hold multiprocessing queues. Stopped by SIGTERM
+    (uvicorn then re-raises the signal, so Python's exit hooks never run), a server that
+    still held them got "resource_tracker: ... leaked semaphore objects" at exit."""
+    import signal
+
+    empty, home = tmp_path / "empty", tmp_path / "home"
+    empty.mkdir()
+    env = {**os.environ, "DISTILL_HOME": str(home), "DISTILL_ALLOWED_ROOTS": str(tmp_path)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "distill.cli.main", "serve", "--port", "0"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        info = wait_until(lambda: read_server_file(home), 60, "the server file")
+        # A run (it fails at once: no sounds) starts the worker pool; a scan, the helper.
+        body = {"dataset": str(empty), "settings": {"epochs": 1}}
+        run = httpx.post(f"{info.url}/api/runs", json=body, trust_env=False).json()["run_id"]
+
+        def status() -> str:
+            return httpx.get(f"{info.url}/api/runs/{run}", trust_env=False).json()["status"]
+
+        wait_until(lambda: status() == "failed", DEADLINE, "the run to fail")
+        scan = httpx.post(f"{info.url}/new/scan", data={"dataset": str(empty)},
+                          headers={"Origin": info.url}, trust_env=False)  # fmt: skip
+        assert scan.status_code == 400 and "no audio files" in scan.text
+        server.send_signal(signal.SIGTERM)
+        _, stderr = server.communicate(timeout=DEADLINE)
+    finally:
+        server.kill()
+    assert "leaked semaphore" not in stderr, stderr
+    assert "Traceback" not in stderr, stderr

@@ -126,8 +126,13 @@ def test_token_is_required_for_websockets(token_server: ServerThread) -> None:
     asyncio.run(attempt({"Authorization": f"Bearer {TOKEN}"}))
 
 
-def test_serve_off_loopback_prints_a_token_and_requires_it(tmp_path: Path) -> None:
-    """The real command, bound to every address; only loopback is ever contacted."""
+def test_serve_off_loopback_prints_addresses_a_browser_can_open_and_requires_the_token(
+    tmp_path: Path,
+) -> None:
+    """The real command, bound to every address: it prints this machine's name and
+    addresses, never 0.0.0.0, each with the token. Only this machine is ever contacted."""
+    import re
+    import socket
     import subprocess
     import sys
 
@@ -146,14 +151,31 @@ def test_serve_off_loopback_prints_a_token_and_requires_it(tmp_path: Path) -> No
     try:
         info = wait_until(lambda: read_server_file(home), 60, "the server file")
         assert info.token
+        announced = []
+        for line in process.stdout:  # the announcement ends with how to stop it
+            announced.append(line)
+            if "Ctrl-C" in line:
+                break
+        output = "".join(announced)
+        addresses = re.findall(r"http://(\S+?):(\d+)/\?token=(\S+)", output)
+        assert "0.0.0.0" not in output
+        assert {(port, token) for _, port, token in addresses} == {(str(info.port), info.token)}
+        hosts = [host for host, _, _ in addresses]
+        assert hosts[0] == socket.gethostname() and hosts[-1] == "127.0.0.1"
+        for host in hosts:  # each is opened here as a browser would (the name by its Host)
+            ip = "127.0.0.1" if host == socket.gethostname() else host
+            url = f"http://{ip}:{info.port}/?token={info.token}"
+            with httpx.Client(trust_env=False, headers={"Host": f"{host}:{info.port}"}) as browser:
+                assert browser.get(url).status_code == 303, host  # the token becomes a cookie
+                assert browser.get(url.split("?")[0]).status_code == 200, host
+
         base = f"http://127.0.0.1:{info.port}"
         assert httpx.get(base + "/api/runs", trust_env=False).status_code == 401
         authorised = {"Authorization": f"Bearer {info.token}"}
         assert httpx.get(base + "/api/runs", headers=authorised, trust_env=False).status_code == 200
     finally:
         process.terminate()
-        output, _ = process.communicate(timeout=60)
-    assert f"?token={info.token}" in output
+        process.communicate(timeout=60)
     assert not (home / "server.json").exists()  # removed on the way out
 
 
@@ -369,3 +391,30 @@ def test_file_routes_cannot_leave_the_run_folder(
 def test_model_download_cannot_leave_the_library(server: ServerThread, path: str) -> None:
     status, _, _ = raw_request(server, "GET", path)
     assert status in (400, 404)
+
+
+def test_a_long_uploaded_name_keeps_its_extension(server: ServerThread, roots) -> None:
+    sound = sorted((roots["allowed"] / "sounds").iterdir())[0]
+    long_name = "a very long name " * 12 + sound.suffix  # 204 characters and the extension
+    response = upload(server, [(long_name, sound.read_bytes())])
+    assert response.status_code == 200, response.text
+    assert "<strong>1</strong> usable files" in response.text and "skipped" not in response.text
+    saved = [p for p in server.settings.uploads_dir.rglob("*") if p.stat().st_size and
+             p.name.startswith("a very long name")]  # fmt: skip
+    assert len(saved) == 1 and saved[0].suffix == sound.suffix and len(saved[0].name) == 120
+
+
+def test_two_servers_on_one_host_keep_their_own_token_cookies(tmp_path: Path) -> None:
+    """Cookies are kept per host, not per port, by browsers and by httpx alike: with one
+    cookie name, logging in to the second server logged the first one out."""
+    servers = [
+        ServerThread(ServerSettings.for_host(tmp_path / name, "127.0.0.1", 0, token=name))
+        for name in ("token-a", "token-b")
+    ]
+    with servers[0] as first, servers[1] as second, httpx.Client(trust_env=False) as browser:
+        for server in (first, second):
+            login = browser.get(f"{server.url}/?token={server.settings.token}")
+            assert login.status_code == 303
+            assert login.headers["set-cookie"].startswith(f"distill_token_{server.info.port}=")
+        for server in (first, second):
+            assert browser.get(f"{server.url}/runs").status_code == 200, server.url

@@ -400,7 +400,7 @@ def test_set_status_marks_a_run_and_refuses_unknown_ones(db_path: Path) -> None:
             assert await store.unfinished_runs() == []
             with pytest.raises(UnknownRun):
                 await store.set_status("nobody", "failed")
-            with pytest.raises(ValueError, match="unknown run status"):
+            with pytest.raises(ValueError, match="unknown status"):
                 await store.set_status("r1", "exploded")
             assert await store.run("nobody") is None
 

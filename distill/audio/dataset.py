@@ -28,6 +28,7 @@ TRIM_BELOW_PEAK_DB = 50.0  # trim leading/trailing samples 50 dB under the file'
 MIN_SECONDS = 0.005  # what is left after trimming must be at least this long
 PEAK_TARGET = 0.9  # files are peak-normalised so level differences do not dominate the loss
 PREP_VERSION = 1  # bump when trimming or normalisation change, to invalidate the cache
+REASONS_VERSION = 2  # bump when skip reasons are worded anew: skipped files are decoded again
 
 
 class DatasetError(ValueError):
@@ -162,7 +163,7 @@ def _prepare(
 ) -> dict:
     prepared, reason = load_prepared(path, config.sample_rate)
     if prepared is None:
-        meta = {"skip_reason": reason}
+        meta = {"skip_reason": reason, "reasons": REASONS_VERSION}
     else:
         with torch.no_grad():
             log_mel = mel(torch.from_numpy(prepared)).numpy().astype(np.float32)
@@ -187,6 +188,8 @@ def _read_cache_meta(meta_path: Path, mel_path: Path) -> dict | None:
         return None
     if not meta.get("skip_reason") and not mel_path.exists():
         return None
+    if meta.get("skip_reason") and meta.get("reasons") != REASONS_VERSION:
+        return None  # a reason worded by an older distill: decode the file again
     return meta
 
 

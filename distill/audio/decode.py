@@ -8,6 +8,11 @@ soxr leaks out to crash a long dataset scan.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +41,42 @@ class AudioDecodeError(Exception):
         return (type(self), (self.path, self.reason))
 
 
-def _soundfile_message(exc: Exception) -> str:
-    """The informative tail of a soundfile error, without the repeated file path."""
+def _soundfile_message(exc: Exception, path: Path) -> str:
+    """The informative tail of a soundfile error, without the repeated file path.
+
+    libsndfile answers a file with an audio extension but no audio in it (a text file
+    named .mp3) with "File does not exist or is not a regular file (possibly a pipe?)",
+    which is false and sends the user looking in the wrong place: say what it is.
+    """
     message = getattr(exc, "error_string", None) or str(exc)
     message = str(message).strip().rstrip(".")
+    if "does not exist" in message and path.is_file():
+        return f"not audio that soundfile can read (no {path.suffix.lstrip('.').upper()} data)"
     return message or type(exc).__name__
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 goes to /dev/null for the duration.
+
+    libsndfile's MP3 decoder (mpg123) prints "Note: Illegal Audio-MPEG-Header ..." and
+    "Note: Trying to resync..." straight to fd 2 for every odd file, which no Python-level
+    redirect catches; a scan of a folder would fill the terminal with them. The reason a
+    file is skipped comes back through the exception instead.
+    """
+    with _STDERR_LOCK:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def load_audio(path: Path | str, sample_rate: int) -> np.ndarray:
@@ -68,9 +104,12 @@ def decode_audio(path: Path | str) -> tuple[np.ndarray, int]:
         raise AudioDecodeError(path, f"unsupported format ({suffix or 'no extension'})")
 
     try:
-        data, source_rate = sf.read(path, dtype="float32", always_2d=True)
+        if path.stat().st_size == 0:
+            raise AudioDecodeError(path, "empty (a file of 0 bytes)")
+        with _quiet_stderr():
+            data, source_rate = sf.read(path, dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError, ValueError, TypeError, OSError, EOFError) as exc:
-        raise AudioDecodeError(path, f"unreadable: {_soundfile_message(exc)}") from exc
+        raise AudioDecodeError(path, f"unreadable: {_soundfile_message(exc, path)}") from exc
 
     if data.shape[0] == 0:
         raise AudioDecodeError(path, "empty (no samples)")

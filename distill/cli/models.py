@@ -16,6 +16,7 @@ from rich.table import Table
 
 from distill.cli.render import health_table
 from distill.core.events import LevelHealth
+from distill.core.owners import interrupt_orphans, model_in_use
 from distill.core.store import Store
 from distill.paths import data_home, database_path
 
@@ -94,6 +95,7 @@ def rm(name: Annotated[str, typer.Argument(help="A model name in the library.")]
     """Delete a model from the library."""
     from distill.models import library
 
+    _refuse_in_use(name)
     deleted = _or_exit(lambda: library.delete_model(name))
     asyncio.run(_in_store(lambda store: store.forget_model(name)))
     console.print(f"deleted {deleted.model}")
@@ -106,6 +108,7 @@ def rename(old: str, new: str) -> None:
     """Give a library model a new name."""
     from distill.models import library
 
+    _refuse_in_use(old)
     path = _or_exit(lambda: library.rename_model(old, new))
     asyncio.run(_in_store(lambda store: store.rename_model(old, path.stem, str(path))))
     console.print(f"renamed {old} -> {path.stem} ({path})")
@@ -244,10 +247,24 @@ def _sparkline(values: list[float]) -> str:
     )
 
 
-async def _in_store(change: Callable[[Store], Any]) -> None:
-    """Runs that made a renamed or deleted model follow it in the record."""
+def _refuse_in_use(name: str) -> None:
+    """Exit 2 with the reason when a queued or running run uses the model."""
+
+    async def check(store: Store) -> str | None:
+        await interrupt_orphans(store)
+        return await model_in_use(store, name)
+
+    busy = asyncio.run(_in_store(check))
+    if busy is not None:
+        console.print(f"[bold red]error:[/] {busy}")
+        raise typer.Exit(2)
+
+
+async def _in_store(change: Callable[[Store], Any]) -> Any:
+    """`change(store)` on the record (None when there is none yet): runs that made a
+    renamed or deleted model follow it, and the runs that use a model are found there."""
     database = database_path(data_home())
     if not database.exists():
-        return
+        return None
     async with await Store.open(database) as store:
-        await change(store)
+        return await change(store)

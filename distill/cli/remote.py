@@ -121,7 +121,10 @@ async def run_on_server(
     try:
         run_id = await remote.submit(request)
     except RemoteError as error:
-        console.print(f"[bold red]error:[/] {error}")
+        # Say whose refusal it is: without a server the same command would have run here.
+        console.print(
+            f"[bold red]error:[/] the distill server at {remote.info.url} refused: {error}"
+        )
         return EXIT_BAD_INPUT
     if not follow:
         print(json.dumps({"run_id": run_id}) if json_output else run_id)

@@ -17,7 +17,8 @@ from distill.cli.remote import Remote, RemoteError, find_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer, health_table
 from distill.core.core import Core, RunError
 from distill.core.events import TRAIN_SPLIT, VAL_SPLIT, LevelHealth
-from distill.core.store import Store
+from distill.core.owners import interrupt_orphans
+from distill.core.store import RUN_STATUSES, Store, UnknownStatus, check_status
 from distill.paths import data_home, database_path
 
 app = typer.Typer(help="Training runs, past and present.", invoke_without_command=True)
@@ -28,13 +29,20 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts
 @app.callback()
 def list_runs(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help=f"Only runs with this status: {', '.join(RUN_STATUSES)}.")
+    ] = None,
     dataset: Annotated[str | None, typer.Option(help="Only runs on this dataset folder.")] = None,
     json_output: JsonOption = False,
 ) -> None:
     """List runs, newest first."""
     if ctx.invoked_subcommand is not None:
         return
+    if status is not None:
+        try:
+            check_status(status)
+        except UnknownStatus as error:
+            _bad_input(str(error))
     rows = asyncio.run(_read(lambda store: store.runs(status=status, dataset=dataset)))
     if json_output:
         print(json.dumps([_public(r) for r in rows], indent=2, default=str))
@@ -150,8 +158,10 @@ async def _follow_remote(remote: Remote, run_id: str, render, resume: bool) -> i
 
 
 async def _read(query):
+    """`query(store)`, after ending the runs of processes that are gone (core/owners.py)."""
     store = await Store.open(database_path(data_home()))
     try:
+        await interrupt_orphans(store)
         return await query(store)
     finally:
         await store.close()

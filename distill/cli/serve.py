@@ -10,7 +10,12 @@ import typer
 from rich.console import Console
 
 from distill.paths import data_home
-from distill.server.settings import DEFAULT_HOST, DEFAULT_PORT, ServerSettings, is_loopback
+from distill.server.settings import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    ServerSettings,
+    browser_hosts,
+)
 
 console = Console()
 
@@ -47,10 +52,14 @@ def serve(
     )
 
     def announce(info) -> None:
-        address = f"http://{'localhost' if is_loopback(host) else host}:{info.port}/"
-        if settings.token:
-            address += f"?token={settings.token}"
-        console.print(f"distill is serving {settings.home} at [bold]{address}[/]")
+        query = f"?token={settings.token}" if settings.token else ""
+        addresses = [f"http://{name}:{info.port}/{query}" for name in browser_hosts(host)]
+        if len(addresses) == 1:
+            console.print(f"distill is serving {settings.home} at [bold]{addresses[0]}[/]")
+        else:
+            console.print(f"distill is serving {settings.home} at any of:")
+            for address in addresses:
+                console.print(f"  [bold]{address}[/]", soft_wrap=True)
         if settings.token:
             console.print("the token in that address is required: keep it to yourself")
         console.print("Ctrl-C stops it (running jobs checkpoint first)")

@@ -23,12 +23,12 @@ from distill.core.events import (
     Payload,
     RunCancelled,
     RunFailed,
-    RunInterrupted,
     RunQueued,
 )
+from distill.core.owners import interrupt_orphans, orphaned, owner_of
 from distill.core.recorder import Recorder
 from distill.core.runner import WORKER_DIED, Job, JobRunner
-from distill.core.store import Store
+from distill.core.store import OWNER_FIELD, UNFINISHED_STATUSES, Store
 from distill.paths import (
     CHECKPOINT_NAME,
     data_home,
@@ -38,7 +38,6 @@ from distill.paths import (
     runs_dir,
 )
 
-ACTIVE = ("queued", "running")  # run statuses that still produce events
 FOLLOW_PAGE = 500  # events read from the store at a time by a catching-up follower
 
 
@@ -142,7 +141,7 @@ class Core:
             "run_id": run_id,
             "run_type": run_type,
             "run_dir": str(runs_dir(self.home) / run_id),
-            "core_pid": os.getpid(),
+            OWNER_FIELD: os.getpid(),
         }
         Path(spec["run_dir"]).mkdir(parents=True, exist_ok=True)  # its cancel file goes here
         await self.store.create_run(run_id, run_type, spec["dataset"], spec, model_name)
@@ -185,9 +184,19 @@ class Core:
             raise RunError(f"run {run_id} is already {run['status']}")
         if run["status"] == "completed":
             raise RunError(f"run {run_id} already completed")
-        spec = {**run["spec"], "resume": True, "core_pid": os.getpid()}
+        owner = owner_of(run)
+        if run["status"] in UNFINISHED_STATUSES and owner != os.getpid() and not orphaned(run):
+            raise RunError(
+                f"run {run_id} is {run['status']} in another distill process"
+                f" (pid {owner}): follow or cancel it there"
+            )
+        spec = {**run["spec"], "resume": True, OWNER_FIELD: os.getpid()}
         if not (Path(spec["run_dir"]) / CHECKPOINT_NAME).exists():
             spec["resume"] = False  # it never finished an epoch: start over
+        # Owner first, then the seq: a reader that found the run orphaned under its old
+        # owner either ended it before this (its event is counted in last_seq) or, the
+        # owner having changed, leaves it alone (store.interrupt_orphan).
+        await self.store.set_owner(run_id, os.getpid())
         self._seq[run_id] = await self.store.last_seq(run_id)
         self._finished.discard(run_id)
         self._emit(run_id, RunQueued(run["run_type"], spec["dataset"], _public_config(spec)))
@@ -197,7 +206,7 @@ class Core:
     async def cancel(self, run_id: str) -> None:
         run = await self._run(run_id)
         if not self.runner.cancel(run_id):
-            if run["status"] in ACTIVE:
+            if run["status"] in UNFINISHED_STATUSES:
                 # Another process's core runs it: its worker watches the same cancel file.
                 from distill.core.worker import CANCEL_FILE
 
@@ -214,6 +223,7 @@ class Core:
         fell behind is reopened and the gap re-read from the store.
         """
         await self._run(run_id)
+        await self.settle()  # a dead process's run would never end here
         last, last_kind = after_seq, None
         while True:
             sub = self.bus.subscribe(run_id)
@@ -221,7 +231,7 @@ class Core:
                 # The status is read before the events: a run's end is committed with its
                 # status, so a run already ended here has every event in the pages below.
                 # (Read after them, an end committed in between would be skipped.)
-                ended = (await self._run(run_id))["status"] not in ACTIVE
+                ended = (await self._run(run_id))["status"] not in UNFINISHED_STATUSES
                 while True:
                     page = await self.store.events(run_id, after_seq=last, limit=FOLLOW_PAGE)
                     for event in page:
@@ -277,17 +287,22 @@ class Core:
         path = runs_dir(self.home) / run_id / CHECKPOINT_NAME
         return str(path) if path.exists() else None
 
+    async def settle(self) -> None:
+        """Runs whose owning process is gone become interrupted now (core/owners.py).
+
+        Whatever lists or shows runs calls this first. The endings are stored, then
+        published, so a page following such a run sees it end.
+        """
+        self._published_endings(await interrupt_orphans(self.store))
+
     async def _interrupt_orphans(self) -> None:
-        """Runs a killed core left "queued" or "running" become interrupted, resumable."""
-        for run in await self.store.unfinished_runs():
-            owner = run["spec"].get("core_pid")
-            if owner and owner != os.getpid() and process_alive(owner):
-                continue  # another live process's core is running it
-            run_id = run["run_id"]
-            self._seq[run_id] = await self.store.last_seq(run_id)
-            reason = "distill stopped before the run finished; resume it to go on"
-            self._emit(run_id, RunInterrupted(reason, self._checkpoint_of(run_id)))
-        await self.recorder.flush()
+        """At start-up: runs a killed core left "queued" or "running" become interrupted."""
+        self._published_endings(await interrupt_orphans(self.store, starting=True))
+
+    def _published_endings(self, events: list[Event]) -> None:
+        for event in events:
+            self._seq[event.run_id] = max(self._seq.get(event.run_id, 0), event.seq)
+        self.bus.publish_many(events)
 
     def _on_write_error(self, error: BaseException) -> None:
         self.last_write_error = str(error)
@@ -304,14 +319,3 @@ def _public_config(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         k: spec[k] for k in ("settings", "overrides", "model_path", "rate", "seconds") if k in spec
     }
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process of that id exists (a core's owner, a server in server.json)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

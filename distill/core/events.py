@@ -209,9 +209,10 @@ class RunCancelled(Payload):
 class RunInterrupted(Payload):
     """The core that ran it stopped before the run finished; resumable from its checkpoint.
 
-    Written by a core at start-up, never by a training loop, for runs that a killed core
-    left "queued" or "running". (A worker that dies under a live core is a `RunFailed`,
-    with the reason, and is just as resumable.)
+    Never written by a training loop: whoever reads runs (a core at start-up, a listing,
+    a page) writes it for a run left "queued" or "running" by a process that is gone
+    (core/owners.py). (A worker that dies under a live core is a `RunFailed`, with the
+    reason, and is just as resumable.)
     """
 
     kind: ClassVar[str] = "run_interrupted"

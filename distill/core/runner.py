@@ -112,11 +112,18 @@ class JobRunner:
         futures = list(self.running.values())
         if futures:
             await asyncio.gather(*(asyncio.wrap_future(f) for f in futures), return_exceptions=True)
-        if self._pool is not None:
-            await asyncio.to_thread(self._pool.shutdown, True)
-        if self._channel is not None:
-            await self._channel.retire()
+        pool, channel, self._pool, self._channel = self._pool, self._channel, None, None
+        if pool is not None:
+            await asyncio.to_thread(pool.shutdown, True)
+        if channel is not None:
+            await channel.retire()
         await asyncio.gather(*self._retiring.values(), return_exceptions=True)
+        # Drop every reference to the queues: their semaphores are unlinked when the
+        # objects are freed, and on SIGTERM the process ends (uvicorn re-raises the
+        # signal) before multiprocessing's exit hooks would, so the resource tracker
+        # would warn of leaked semaphores. A retirement task holds its channel too.
+        self._retiring.clear()
+        del pool, channel
 
     # -- jobs -------------------------------------------------------------------------
 

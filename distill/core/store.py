@@ -20,9 +20,9 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -50,8 +50,10 @@ from distill.core.events import (
 
 logger = logging.getLogger(__name__)
 
+# Every status a run can have: the one list the CLI, the API and the pages check against.
 RUN_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
-UNFINISHED_STATUSES = ("queued", "running")
+UNFINISHED_STATUSES = ("queued", "running")  # a run still waiting or producing events
+OWNER_FIELD = "core_pid"  # in a run's spec: the process whose core runs it (core/owners.py)
 BUSY_TIMEOUT_MS = 5000  # how long a write waits for another process's write lock
 
 # Column names are the event schema's field names, so a quantity has one name everywhere.
@@ -240,6 +242,17 @@ class StoreClosed(StoreError):
     """The store was used after `close()`."""
 
 
+class UnknownStatus(StoreError, ValueError):
+    """A status that is none of RUN_STATUSES."""
+
+
+def check_status(status: str) -> str:
+    """`status` if it is a run status; else UnknownStatus, naming the ones there are."""
+    if status not in RUN_STATUSES:
+        raise UnknownStatus(f"unknown status {status!r}: one of {', '.join(RUN_STATUSES)}")
+    return status
+
+
 class Store:
     """One SQLite file: the event record and the tables the pages read."""
 
@@ -319,27 +332,42 @@ class Store:
         A (run_id, seq) already stored, or an event of a run never created, raises
         sqlite3.IntegrityError; on any error nothing of the batch is kept.
         """
-        if not events:
-            return
-        rows = [(e.run_id, e.seq, e.ts, e.kind, _to_json(e.payload)) for e in events]
-        statements: list[_Statement] = []
-        last_seq: dict[str, int] = {}
-        for event in events:
-            project = _PROJECTIONS.get(event.kind)
-            if project is not None:
-                statements.extend(project(event))
-            last_seq[event.run_id] = max(last_seq.get(event.run_id, 0), event.seq)
-        statements.append(
-            (
-                "UPDATE runs SET last_seq = MAX(last_seq, ?) WHERE run_id = ?",
-                [(seq, run_id) for run_id, seq in last_seq.items()],
+        if events:
+            await self._write(_appending(events))
+
+    async def interrupt_orphan(
+        self, run_id: str, owner: int | None, payload: RunInterrupted
+    ) -> Event | None:
+        """Append `payload` as the run's next event, in one transaction, if the run is
+        still unfinished and still owned by `owner`; the event, or None if it was not.
+
+        For runs whose owner is gone (core/owners.py): the check and the write are one
+        transaction, so of two processes that find the same orphan only one ends it, and
+        a run resumed by another core in between (a new owner) is left alone.
+        """
+
+        async def end(db: aiosqlite.Connection) -> Event | None:
+            rows = await db.execute_fetchall(
+                f"SELECT status, json_extract(spec, '$.{OWNER_FIELD}') AS owner,"
+                " (SELECT MAX(seq) FROM events WHERE run_id = :run_id) AS seq"
+                " FROM runs WHERE run_id = :run_id",
+                {"run_id": run_id},
             )
-        )
-        events_insert = (
-            "INSERT INTO events (run_id, seq, ts, kind, payload) VALUES (?, ?, ?, ?, ?)",
-            rows,
-        )
-        await self._write([events_insert, *statements])
+            if not rows or rows[0]["status"] not in UNFINISHED_STATUSES:
+                return None
+            if rows[0]["owner"] != owner:
+                return None
+            event = Event(run_id, (rows[0]["seq"] or 0) + 1, payload.kind, payload.to_dict())
+            await _execute(db, _appending([event]))
+            return event
+
+        return await self._transaction(end)
+
+    async def set_owner(self, run_id: str, pid: int) -> None:
+        """Record the process whose core now runs the run (a resume changes it)."""
+        sql = f"UPDATE runs SET spec = json_set(spec, '$.{OWNER_FIELD}', ?) WHERE run_id = ?"
+        if await self._write([(sql, (pid, run_id))]) == 0:
+            raise UnknownRun(f"no run {run_id!r}")
 
     async def set_status(self, run_id: str, status: str, error: str | None = None) -> None:
         """Set a run's status without an event; a finished status also stamps `finished`.
@@ -347,8 +375,7 @@ class Store:
         For repairs only: the core reports what happens to a run with events, so that
         the record tells the whole story.
         """
-        if status not in RUN_STATUSES:
-            raise ValueError(f"unknown run status {status!r}: one of {', '.join(RUN_STATUSES)}")
+        check_status(status)
         finished = None if status in UNFINISHED_STATUSES else time.time()
         changed = await self._write(
             [
@@ -386,22 +413,20 @@ class Store:
         A statement whose parameters are a list of tuples runs as one `executemany`.
         On any error the transaction is rolled back and the error propagates.
         """
+        return await self._transaction(lambda db: _execute(db, statements))
+
+    async def _transaction(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """`work(writer)` inside BEGIN IMMEDIATE ... COMMIT; rolled back on any error."""
         async with self._write_lock:
             db = self._connection(self._writer)
-            changed = 0
             try:
                 await db.execute("BEGIN IMMEDIATE")  # inside: a cancelled BEGIN still runs
-                for sql, params in statements:
-                    if isinstance(params, list):
-                        cursor = await db.executemany(sql, params)
-                    else:
-                        cursor = await db.execute(sql, params)
-                    changed += max(cursor.rowcount, 0)
+                result = await work(db)
                 await db.execute("COMMIT")
             except BaseException:
                 await _rollback(db)
                 raise
-            return changed
+            return result
 
     # -- reads --------------------------------------------------------------------------
 
@@ -450,7 +475,12 @@ class Store:
         run_type: str | None = None,
     ) -> list[dict[str, Any]]:
         """Runs newest first, optionally only those with a status, of a dataset, of a
-        model (the runs that made it or trained its prior) or of a type."""
+        model (the runs that made it or trained its prior) or of a type.
+
+        An unknown status raises UnknownStatus: a typo is an error, not an empty list.
+        """
+        if status is not None:
+            check_status(status)
         where, params = [], []
         for column, value in (
             ("status", status),
@@ -469,9 +499,10 @@ class Store:
         return [_run_row(row) for row in rows]
 
     async def unfinished_runs(self) -> list[dict[str, Any]]:
-        """Runs still queued or running: at start-up, those a killed core left behind."""
+        """Runs still queued or running, oldest first (core/owners.py checks their owners)."""
+        marks = ", ".join("?" * len(UNFINISHED_STATUSES))
         rows = await self._read(
-            "SELECT * FROM runs WHERE status IN ('queued', 'running') ORDER BY created"
+            f"SELECT * FROM runs WHERE status IN ({marks}) ORDER BY created", UNFINISHED_STATUSES
         )
         return [_run_row(row) for row in rows]
 
@@ -526,6 +557,41 @@ class Store:
 # -- projections: what each kind of event changes besides the record -----------------------
 
 _Statement = tuple[str, Sequence[Any] | list[Sequence[Any]]]
+T = TypeVar("T")
+
+
+def _appending(events: Sequence[Event]) -> list[_Statement]:
+    """The statements that store `events` and update the projections from them."""
+    rows = [(e.run_id, e.seq, e.ts, e.kind, _to_json(e.payload)) for e in events]
+    statements: list[_Statement] = [
+        ("INSERT INTO events (run_id, seq, ts, kind, payload) VALUES (?, ?, ?, ?, ?)", rows)
+    ]
+    last_seq: dict[str, int] = {}
+    for event in events:
+        project = _PROJECTIONS.get(event.kind)
+        if project is not None:
+            statements.extend(project(event))
+        last_seq[event.run_id] = max(last_seq.get(event.run_id, 0), event.seq)
+    statements.append(
+        (
+            "UPDATE runs SET last_seq = MAX(last_seq, ?) WHERE run_id = ?",
+            [(seq, run_id) for run_id, seq in last_seq.items()],
+        )
+    )
+    return statements
+
+
+async def _execute(db: aiosqlite.Connection, statements: Sequence[_Statement]) -> int:
+    """Run statements on `db` (a list of parameter tuples: one executemany); rows changed."""
+    changed = 0
+    for sql, params in statements:
+        if isinstance(params, list):
+            cursor = await db.executemany(sql, params)
+        else:
+            cursor = await db.execute(sql, params)
+        changed += max(cursor.rowcount, 0)
+    return changed
+
 
 _EPOCH_UPSERT = (
     f"INSERT OR REPLACE INTO epoch_metrics (run_id, {', '.join(EPOCH_COLUMNS)})"

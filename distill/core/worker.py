@@ -6,8 +6,10 @@ in the worker, after spawn. A job is plain data (a dict) so it pickles across th
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,9 @@ from distill.core.events import TERMINAL_KINDS, RunFailed
 CANCEL_FILE = "CANCEL"  # touched in a run's folder to ask its worker to stop at the next step
 
 _events = None  # the multiprocessing queue, set once per worker by `init_worker`
+_orphaned = threading.Event()  # the core's process is gone: stop the job, then exit
+_idle = threading.Event()  # no job is running in this worker
+_idle.set()
 
 
 def init_worker(events_queue, threads: int) -> None:
@@ -24,14 +29,29 @@ def init_worker(events_queue, threads: int) -> None:
     Workers ignore Ctrl-C: a terminal sends SIGINT to the whole process group, and a
     worker that died of it would lose the step in progress. The core asks a worker to
     stop through the run's cancel file, and the worker checkpoints first.
+
+    A worker also outlives a core killed outright (SIGKILL) and would train on for nobody,
+    and a resumed run would then have two writers: so it watches its parent and, once
+    that is gone, stops its job as a cancel does (a checkpoint, for the resume) and exits.
     """
     global _events
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _events = events_queue
+    threading.Thread(target=_exit_when_orphaned, name="distill-orphan", daemon=True).start()
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     import torch
 
     torch.set_num_threads(threads)
+
+
+def _exit_when_orphaned() -> None:
+    parent = multiprocessing.parent_process()  # spawned: its sentinel ends with it
+    if parent is None:
+        return
+    parent.join()
+    _orphaned.set()
+    _idle.wait()  # the job in progress sees _orphaned at its next step and checkpoints
+    os._exit(0)
 
 
 def run_job(job: dict[str, Any]) -> str:
@@ -45,20 +65,26 @@ def run_job(job: dict[str, Any]) -> str:
     cancel_file = Path(job["run_dir"]) / CANCEL_FILE
     ended = False
 
+    def should_stop() -> bool:
+        return _orphaned.is_set() or cancel_file.exists()
+
     def emit(payload) -> None:
         nonlocal ended
         ended = ended or payload.kind in TERMINAL_KINDS
         _events.put((run_id, payload.kind, payload.to_dict()))
 
+    _idle.clear()
     try:
         run_type = job.get("run_type", "vqvae")
         if run_type not in RUN_TYPES:
             raise ValueError(f"unknown run type {run_type!r}: one of {sorted(RUN_TYPES)}")
-        return RUN_TYPES[run_type](job, emit, cancel_file.exists)
+        return RUN_TYPES[run_type](job, emit, should_stop)
     except Exception as error:
         if not ended:  # the loops report their own errors; this catches everything else
             emit(RunFailed(f"{type(error).__name__}: {error}"))
         return "failed"
+    finally:
+        _idle.set()
 
 
 def _train_vqvae(job: dict[str, Any], emit, should_stop) -> str:

@@ -15,13 +15,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 
 from distill.core.core import PriorRequest, RunError, TrainRequest
+from distill.core.store import UnknownStatus
 from distill.models.model_file import ModelFileError
 from distill.server.inputs import (
+    MAX_SEQ,
     InputError,
     api_request,
+    bounded_json,
     confine_dataset,
     library_model_name,
     prior_api_request,
+    whole_number,
 )
 from distill.server.live import serve_client
 
@@ -31,14 +35,19 @@ async def health(request: Request) -> Response:
 
 
 async def list_runs(request: Request) -> Response:
-    params = request.query_params
-    runs = await request.app.state.core.store.runs(
-        status=params.get("status") or None, dataset=params.get("dataset") or None
-    )
+    params, core = request.query_params, request.app.state.core
+    await core.settle()
+    try:
+        runs = await core.store.runs(
+            status=params.get("status") or None, dataset=params.get("dataset") or None
+        )
+    except UnknownStatus as error:
+        return _error(str(error), 400)
     return JSONResponse([_public(r) for r in runs])
 
 
 async def get_run(request: Request) -> Response:
+    await request.app.state.core.settle()
     store = request.app.state.core.store
     run_id = request.path_params["run_id"]
     run = await store.run(run_id)
@@ -112,24 +121,23 @@ async def home_stream(ws: WebSocket) -> None:
 
 
 async def run_page_stream(ws: WebSocket) -> None:
-    streams = ws.app.state.streams
-    run_id, after = ws.path_params["run_id"], _after(ws)
+    streams, run_id = ws.app.state.streams, ws.path_params["run_id"]
     await serve_client(
-        ws, _limit(ws), streams.stats, lambda client: streams.run_page(client, run_id, after)
+        ws, _limit(ws), streams.stats, lambda client: streams.run_page(client, run_id, _after(ws))
     )
 
 
 async def run_event_stream(ws: WebSocket) -> None:
-    streams = ws.app.state.streams
-    run_id, after = ws.path_params["run_id"], _after(ws)
+    streams, run_id = ws.app.state.streams, ws.path_params["run_id"]
     await serve_client(
-        ws, _limit(ws), streams.stats, lambda client: streams.run_events(client, run_id, after)
+        ws, _limit(ws), streams.stats, lambda client: streams.run_events(client, run_id, _after(ws))
     )
 
 
 def _after(ws: WebSocket) -> int:
-    raw = ws.query_params.get("after", "0")
-    return int(raw) if raw.isdigit() else 0
+    """The last seq the client has. Read inside the stream (serve_client), so that a bad
+    one closes the socket with 1008 and the reason, after the handshake."""
+    return whole_number(ws.query_params.get("after", "0"), "after (the last seq seen)", 0, MAX_SEQ)
 
 
 def _limit(ws: WebSocket) -> int:
@@ -138,9 +146,10 @@ def _limit(ws: WebSocket) -> int:
 
 async def _json(request: Request):
     try:
-        return json.loads(await request.body())
+        body = json.loads(await request.body())
     except ValueError:
         raise InputError("the body is not valid JSON") from None
+    return bounded_json(body)
 
 
 def _public(run: dict) -> dict:

@@ -23,6 +23,7 @@ from starlette.templating import Jinja2Templates
 import distill
 from distill.core.core import Core
 from distill.core.events import TRAIN_SPLIT, VAL_SPLIT
+from distill.core.store import UNFINISHED_STATUSES
 from distill.server import api, library, pages
 from distill.server.discovery import remove_server_file
 from distill.server.generating import Generations
@@ -47,6 +48,7 @@ def templates() -> Jinja2Templates:
     env.globals["low_utilization"] = LOW_UTILIZATION
     env.globals["min_vectors_per_code"] = MIN_VECTORS_PER_CODE
     env.globals["train_split"], env.globals["val_split"] = TRAIN_SPLIT, VAL_SPLIT
+    env.globals["unfinished_statuses"] = UNFINISHED_STATUSES
     return Jinja2Templates(env=env)
 
 

@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from distill.core.core import process_alive
+from distill.core.owners import process_alive
 
 SERVER_FILE = "server.json"
 
@@ -29,7 +29,7 @@ class ServerInfo:
     @property
     def connect_host(self) -> str:
         """A wildcard bind is reached on loopback from this machine."""
-        if self.host in ("0.0.0.0", ""):
+        if self.host in ("0.0.0.0", ""):  # settings.WILDCARD_HOSTS
             return "127.0.0.1"
         if self.host == "::":
             return "[::1]"

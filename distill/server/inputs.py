@@ -7,6 +7,7 @@ nothing from a request reaches the file system or the core unchecked.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import secrets
 from pathlib import Path
@@ -31,7 +32,14 @@ from distill.training.settings import PriorSettings, TrainSettings
 MAX_EPOCHS = 1000
 MAX_PAGE_SECONDS = 60.0  # a generate request from a page: seconds per clip
 MAX_PAGE_CLIPS = 8  # and clips per request
+# The largest whole number a request may carry anywhere: JSON's exact integers, well
+# inside SQLite's 64-bit ones (a bigger one overflowed into a 500 or a 1011 close).
+MAX_REQUEST_INT = 2**53
+MAX_SEQ = MAX_REQUEST_INT  # a WebSocket's `after`
+MAX_PAGE = 10**9  # the runs list's `page`
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
+MAX_FILE_NAME = 120  # characters of an uploaded file's name that are kept
+MAX_EXTENSION = 16  # a longer "extension" is part of the name
 TRAIN_SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainSettings))
 MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(VQVAEConfig)) - {"mel"}
 PRIOR_SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(PriorSettings))
@@ -67,8 +75,9 @@ def confine_dataset(raw: str, settings: ServerSettings) -> Path:
     if not any(resolved.is_relative_to(root) for root in settings.allowed_roots):
         roots = ", ".join(str(r) for r in settings.allowed_roots)
         raise InputError(
-            f"{resolved} is outside the folders this server may read ({roots}); "
-            "start `distill serve --allow-root FOLDER` to add one",
+            f"{resolved} is outside the folders this server may read ({roots}); to allow"
+            f" it, restart the server as `distill serve --allow-root {resolved}`"
+            " (or add it to DISTILL_ALLOWED_ROOTS)",
             status=403,
         )
     if not resolved.is_dir():
@@ -123,16 +132,26 @@ async def save_uploads(files: list[UploadFile], settings: ServerSettings) -> Pat
 
 
 def safe_file_name(name: str, fallback: str) -> str:
-    """The last part of a client's file name, with only plain characters, never hidden."""
+    """The last part of a client's file name, with only plain characters, never hidden.
+
+    A name past MAX_FILE_NAME is shortened before its extension, which it keeps: a scan
+    goes by the extension, and a cut-off one made the sound a skipped file.
+    """
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    base = _SAFE_NAME.sub("_", base).strip(" .")[:120]
+    base = _SAFE_NAME.sub("_", base).strip(" .")
+    if len(base) > MAX_FILE_NAME:
+        stem, dot, extension = base.rpartition(".")
+        if stem and len(extension) <= MAX_EXTENSION:
+            base = stem[: MAX_FILE_NAME - len(extension) - 1].rstrip(" .") + dot + extension
+        else:
+            base = base[:MAX_FILE_NAME].rstrip(" .")
     return base or fallback
 
 
 def train_options(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str | None]:
     """(settings, overrides, model name) from the new-run form's fields, checked."""
-    levels = _int(form.get("rvq_levels", 3), "RVQ levels", MIN_RVQ_LEVELS, MAX_RVQ_LEVELS)
-    epochs = _int(form.get("epochs", TrainSettings.epochs), "epochs", 1, MAX_EPOCHS)
+    levels = whole_number(form.get("rvq_levels", 3), "RVQ levels", MIN_RVQ_LEVELS, MAX_RVQ_LEVELS)
+    epochs = whole_number(form.get("epochs", TrainSettings.epochs), "epochs", 1, MAX_EPOCHS)
     try:
         weight = float(form.get("commitment_weight", 0.25))
     except (TypeError, ValueError):
@@ -149,7 +168,7 @@ def train_options(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any],
 
 def prior_options(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(settings, overrides) from the train-prior form; an empty size field means auto."""
-    epochs = _int(form.get("epochs", PriorSettings.epochs), "epochs", 1, MAX_EPOCHS)
+    epochs = whole_number(form.get("epochs", PriorSettings.epochs), "epochs", 1, MAX_EPOCHS)
     learning_rate = _float(form.get("learning_rate", PriorSettings.learning_rate),
                            "the learning rate", 1e-6, 1.0)  # fmt: skip
     overrides = {}
@@ -157,7 +176,7 @@ def prior_options(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
                               ("layers", "layers", MAX_PRIOR_LAYERS),
                               ("heads", "heads", MAX_PRIOR_HEADS)):  # fmt: skip
         raw = str(form.get(field) or "").strip()
-        overrides[field] = _int(raw, what, 1, high) if raw else None
+        overrides[field] = whole_number(raw, what, 1, high) if raw else None
     hidden, heads = overrides["hidden_size"], overrides["heads"]
     if hidden is not None and heads is not None and hidden % heads:
         raise InputError(f"heads ({heads}) must divide the hidden size ({hidden})")
@@ -168,11 +187,11 @@ def generate_options(form: dict[str, Any]) -> dict[str, Any]:
     """GenerateSpec fields from the generate form, within what a page should wait for."""
     options = {
         "seconds": _float(form.get("seconds", 4.0), "seconds", 0.1, MAX_PAGE_SECONDS),
-        "count": _int(form.get("count", 1), "count", 1, MAX_PAGE_CLIPS),
+        "count": whole_number(form.get("count", 1), "count", 1, MAX_PAGE_CLIPS),
         "temperature": _float(form.get("temperature", 1.0), "the temperature", 0.0, 5.0),
-        "top_k": _int(form.get("top_k", 0), "top-k", 0, 1_000_000),
+        "top_k": whole_number(form.get("top_k", 0), "top-k", 0, 1_000_000),
         "top_p": _float(form.get("top_p", 1.0), "top-p", 0.0, 1.0),
-        "seed": _int(form.get("seed", 0), "the seed", 0, 2**31 - 1),
+        "seed": whole_number(form.get("seed", 0), "the seed", 0, 2**31 - 1),
     }
     if options["top_p"] == 0.0:
         raise InputError("top-p must be above 0 (1 = off)")
@@ -244,14 +263,34 @@ def _model_name(name: str | None) -> str | None:
         raise InputError(str(error)) from None
 
 
-def _int(value: Any, what: str, low: int, high: int) -> int:
+def whole_number(value: Any, what: str, low: int, high: int) -> int:
+    """`value` as an int from `low` to `high`; InputError (400) saying so otherwise."""
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         raise InputError(f"{what} must be a whole number") from None
     if not low <= number <= high:
         raise InputError(f"{what} must be {low} to {high}")
     return number
+
+
+def bounded_json(value: Any) -> Any:
+    """A parsed JSON body, refused (InputError) if any number in it is out of bounds:
+    an integer past MAX_REQUEST_INT, or NaN or an infinity (Python's json reads both)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, bool):
+            continue
+        elif isinstance(item, int) and abs(item) > MAX_REQUEST_INT:
+            raise InputError("a number in the request is too large (2^53 at most)")
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise InputError(f"numbers in a request must be finite, not {item}")
+    return value
 
 
 def _float(value: Any, what: str, low: float, high: float) -> float:

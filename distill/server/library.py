@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
 from distill.core.core import PriorRequest, RunError
+from distill.core.owners import model_in_use
 from distill.models import library
 from distill.models.library import Listed, list_cards, read_card
 from distill.models.model_file import ModelFileError
@@ -51,6 +52,7 @@ async def model_page(request: Request, error: str | None = None, status: int = 2
     except FileRefused:
         raise HTTPException(404, f"no model named {name!r}") from None
     entry = await asyncio.to_thread(lambda: _entry(library.listed(path)))
+    await request.app.state.core.settle()
     runs = await request.app.state.core.store.runs(model_name=name, run_type="prior", limit=20)
     context = {
         "m": entry,
@@ -208,6 +210,8 @@ async def rename_model(request: Request) -> Response:
         library_file(home, name)
     except FileRefused:
         raise HTTPException(404, "no such model") from None
+    if (busy := await _in_use(request, name)) is not None:
+        return await models_page(request, busy, 409)
     try:
         target = await asyncio.to_thread(library.rename_model, name, new_name, home)
     except ModelFileError as error:
@@ -221,11 +225,23 @@ async def delete_model(request: Request) -> Response:
     name = request.path_params["name"]
     try:
         library_file(home, name)
+    except FileRefused:
+        raise HTTPException(404, "no such model") from None
+    if (busy := await _in_use(request, name)) is not None:
+        return await models_page(request, busy, 409)
+    try:
         await asyncio.to_thread(library.delete_model, name, home)
-    except (FileRefused, ModelFileError):
+    except ModelFileError:
         raise HTTPException(404, "no such model") from None
     await request.app.state.core.store.forget_model(name)
     return RedirectResponse(request.url_for("models"), status_code=303)
+
+
+async def _in_use(request: Request, name: str) -> str | None:
+    """Why the model may not change now (a run uses it), or None."""
+    core = request.app.state.core
+    await core.settle()
+    return await model_in_use(core.store, name)
 
 
 async def import_model(request: Request) -> Response:

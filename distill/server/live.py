@@ -39,6 +39,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from distill.core.bus import SubscriptionClosed
 from distill.core.core import Core, RunError
 from distill.core.events import STEP_KINDS, TERMINAL_KINDS
+from distill.server.inputs import InputError
 from distill.server.views import PARTS_OF_KIND, RUN_PARTS, home_context, run_context
 
 logger = logging.getLogger(__name__)
@@ -167,7 +168,7 @@ async def serve_client(
     async def producer() -> None:
         try:
             await produce(client)
-        except RunError as error:
+        except (RunError, InputError) as error:  # an unknown run, a bad `after`
             await client.finish(POLICY_VIOLATION, str(error))
         except asyncio.CancelledError:
             raise

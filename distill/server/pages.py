@@ -15,19 +15,21 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from distill.core.core import RunError, TrainRequest
-from distill.core.store import RUN_STATUSES
+from distill.core.store import RUN_STATUSES, UnknownStatus, check_status
 from distill.models.config import MAX_RVQ_LEVELS, MIN_RVQ_LEVELS, codebook_size_for
 from distill.paths import mel_cache_dir
 from distill.server import helper
 from distill.server.files import FileRefused
 from distill.server.files import run_file as find_run_file
 from distill.server.inputs import (
+    MAX_PAGE,
     InputError,
     check_length,
     confine_dataset,
     limited,
     save_uploads,
     train_options,
+    whole_number,
 )
 from distill.server.views import home_context, run_context, runs_context
 from distill.training.settings import TrainSettings
@@ -39,6 +41,7 @@ def render(request: Request, name: str, context: dict[str, Any], status: int = 2
 
 
 async def home(request: Request) -> Response:
+    await request.app.state.core.settle()
     store = request.app.state.core.store
     context = await home_context(store)
     context["models"] = (await store.models())[:10]
@@ -120,6 +123,7 @@ async def start_run(request: Request) -> Response:
 
 async def run_page(request: Request) -> Response:
     run_id = request.path_params["run_id"]
+    await request.app.state.core.settle()
     context = await run_context(request.app.state.core.store, run_id)
     if context is None:
         raise HTTPException(404, f"no run {run_id!r}")
@@ -166,27 +170,22 @@ def confined_file(request: Request, find: Callable[[], Path]) -> Response:
 async def runs_list(request: Request) -> Response:
     params = request.query_params
     status = params.get("status") or None
-    if status is not None and status not in RUN_STATUSES:
-        raise HTTPException(400, f"unknown status {status!r}: one of {', '.join(RUN_STATUSES)}")
+    try:
+        if status is not None:
+            check_status(status)
+        page = whole_number(params.get("page", "1"), "page", 1, MAX_PAGE)
+    except (UnknownStatus, InputError) as error:
+        raise HTTPException(400, str(error)) from None
+    await request.app.state.core.settle()
     context = await runs_context(
         request.app.state.core.store,
         status,
         params.get("dataset") or None,
         params.getlist("compare"),
-        _page_number(params.get("page", "1")),
+        page,
     )
     context["statuses"] = RUN_STATUSES
     return render(request, "runs.html", context)
-
-
-def _page_number(text: str) -> int:
-    try:
-        page = int(text)
-    except ValueError:
-        page = 0
-    if page < 1:
-        raise HTTPException(400, f"page must be a whole number from 1, not {text!r}")
-    return page
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

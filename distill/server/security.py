@@ -7,7 +7,9 @@ checks (Starlette and uvicorn check no WebSocket Origin themselves):
   must name this server: a loopback name, an IP literal when bound off loopback, this
   machine's hostname, or a name allowed explicitly.
 - Token: off loopback every request needs it, as `Authorization: Bearer`, the
-  `distill_token` cookie, or once as `?token=` (which sets the cookie, like Jupyter).
+  `distill_token_PORT` cookie, or once as `?token=` (which sets the cookie, like Jupyter).
+  Browsers keep cookies per host, not per port: the port in the name keeps two servers
+  on one machine from overwriting each other's token.
 - Origin: a WebSocket handshake and every state-changing request from a browser carries
   an Origin; it must be this server's own. Clients that are not browsers (the CLI) send
   none and are let through on the token alone. `Origin: null` and a cross-site
@@ -28,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from distill.server.settings import ServerSettings, is_loopback
 
-TOKEN_COOKIE = "distill_token"
+TOKEN_COOKIE_PREFIX = "distill_token_"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 POLICY_VIOLATION = 1008  # WebSocket close code: refused by policy
 
@@ -61,8 +63,9 @@ class Guard:
             # A token in the URL becomes a cookie, and leaves the address bar.
             response = RedirectResponse(_without_token(scope), status_code=303)
             response.set_cookie(
-                TOKEN_COOKIE, self.settings.token, httponly=True, samesite="strict", path="/"
-            )
+                token_cookie(scope), self.settings.token, httponly=True, samesite="strict",
+                path="/",
+            )  # fmt: skip
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
@@ -108,8 +111,9 @@ class Guard:
             cookie.load(headers.get("cookie", ""))
         except Exception:  # noqa: BLE001 - a malformed cookie header is just no cookie
             cookie = SimpleCookie()
-        if TOKEN_COOKIE in cookie:
-            supplied.append(cookie[TOKEN_COOKIE].value)
+        name = token_cookie(scope)
+        if name in cookie:
+            supplied.append(cookie[name].value)
         query = _query_token(scope)
         if query:
             supplied.append(query)
@@ -135,6 +139,13 @@ class Guard:
             return
         response: Response = PlainTextResponse(message, status_code=status)
         await response(scope, receive, send)
+
+
+def token_cookie(scope: Scope) -> str:
+    """The name of this server's token cookie: it carries the port the server listens on
+    (the socket's, so also right for a server started on port 0)."""
+    server = scope.get("server") or (None, None)
+    return f"{TOKEN_COOKIE_PREFIX}{server[1] or 'default'}"
 
 
 def _hostname(host_header: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,34 @@ MAX_UPLOAD_FILES = 500  # the most sounds distill is meant for
 MAX_UPLOAD_BYTES = 1024**3  # one upload request, all files together
 MAX_MODEL_UPLOAD_BYTES = MAX_MODEL_FILE_BYTES  # one imported .distill file, as the CLI's
 WS_MAX_MESSAGE_BYTES = 64 * 1024  # a client never needs to send more than a small JSON
+
+
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # bind to every address: not an address to open
+
+
+def browser_hosts(bind: str) -> list[str]:
+    """Host parts of the addresses a browser can open for a server bound to `bind`.
+
+    A wildcard bind is no address: this machine's name and its own addresses are (the
+    Host check accepts both), then loopback for a browser on this machine.
+    """
+    if is_loopback(bind):
+        return ["localhost"]
+    if bind not in WILDCARD_HOSTS:
+        return [_bracketed(bind)]
+    name = socket.gethostname()
+    family = socket.AF_INET if bind == "0.0.0.0" else socket.AF_UNSPEC
+    try:
+        found = socket.getaddrinfo(name, None, family, socket.SOCK_STREAM)
+    except OSError:  # a name this machine cannot resolve: its addresses are unknown
+        found = []
+    addresses = dict.fromkeys(str(info[4][0]) for info in found)
+    own = [_bracketed(address) for address in addresses if not is_loopback(address)]
+    return [name, *own, "127.0.0.1" if bind == "0.0.0.0" else "[::1]"]
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def is_loopback(host: str) -> bool:

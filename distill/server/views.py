@@ -34,11 +34,10 @@ from distill.core.events import (
     RunStarted,
     StepMetrics,
 )
-from distill.core.store import Store
+from distill.core.store import UNFINISHED_STATUSES, Store
 from distill.server.charts import overlay_chart, prior_charts, run_loss_chart
 
 RUN_PARTS = ("status", "progress", "chart", "codebook", "prior", "warnings", "previews", "scan")
-ACTIVE_STATUSES = ("queued", "running")
 RUNS_PER_PAGE = 100  # rows on one page of the runs list
 
 # The parts each type of run has; a run type not here (a load test) shows the VQ-VAE's.
@@ -107,10 +106,10 @@ async def run_context(
         else:
             context["charts"] = [("Loss", run_loss_chart(context["epochs"]))]
     if "progress" in parts:
-        if step is None and run["status"] in ACTIVE_STATUSES:
+        if step is None and run["status"] in UNFINISHED_STATUSES:
             latest = await store.latest_event(run_id, step_kind(run))
             step = latest.payload if latest else None
-        context["step"] = step if run["status"] in ACTIVE_STATUSES else None
+        context["step"] = step if run["status"] in UNFINISHED_STATUSES else None
         context["progress"] = progress_of(run, step)
     if "codebook" in parts:
         health = await store.codebook_health(run_id)
@@ -139,7 +138,7 @@ def progress_of(run: dict[str, Any], step: dict[str, Any] | None) -> dict[str, A
         return {"fraction": 1.0, "label": f"{epochs} of {epochs} epochs"}
     fraction = done_epochs / epochs if epochs else 0.0
     label = f"epoch {min(done_epochs + 1, epochs) if epochs else 1} of {epochs or '?'}"
-    if step is not None and run["status"] in ACTIVE_STATUSES and epochs:
+    if step is not None and run["status"] in UNFINISHED_STATUSES and epochs:
         within = (step["step"] + 1) / step["steps_per_epoch"]
         fraction = (step["epoch"] + within) / epochs
         label = (
