@@ -142,11 +142,14 @@ class PreviewClip:
 
     name: str
     original_wav: str
-    ceiling_wav: str  # the original's own mel through Griffin-Lim
-    reconstruction_wav: str
-    level_wavs: list[str]  # reconstruction from levels 1..k, k = 1..levels
+    ceiling_wav: str  # the original's own mel through Griffin-Lim: the old ceiling
+    reconstruction_wav: str  # the model, heard the default way (its decoder stage, if any)
+    level_wavs: list[str]  # reconstruction from levels 1..k, k = 1..levels, heard the same way
     original_png: str
     reconstruction_png: str
+    # The model's mel through Griffin-Lim, beside the decoder stage's rendering; "" while
+    # there is no trained stage (reconstruction_wav is then itself Griffin-Lim).
+    griffin_lim_wav: str = ""
 
 
 @dataclass(frozen=True)
