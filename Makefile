@@ -27,6 +27,9 @@ $(WEB_STAMP): web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund
 	mkdir -p web/static/vendor
 	cp web/node_modules/htmx.org/dist/htmx.min.js web/static/vendor/
+	cp web/node_modules/wavesurfer.js/dist/wavesurfer.min.js web/static/vendor/
+	cp web/node_modules/wavesurfer.js/dist/plugins/spectrogram.min.js web/static/vendor/wavesurfer-spectrogram.min.js
+	cp web/node_modules/wavesurfer.js/LICENSE web/static/vendor/wavesurfer-LICENSE.txt
 	touch $(WEB_STAMP)
 
 # The browser tests drive Debian's Chromium through Playwright; no browser is downloaded.
