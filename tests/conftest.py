@@ -209,3 +209,56 @@ def run_events(server, run_id: str) -> list[dict]:
             return [json.loads(message) async for message in ws]
 
     return asyncio.run(read())
+
+
+def write_preview_run(server, run_id: str, decoder_stage: bool, seconds: float = 2.0) -> None:
+    """A finished run in a ServerThread's store with one preview clip, its files on disk:
+    `seconds`-long tones at a different pitch for each sound. With `decoder_stage`, the
+    clip has the model through Griffin-Lim beside the decoder stage's rendering."""
+    from distill.audio.images import write_mel_png
+    from distill.audio.synth import tone
+    from distill.core.events import (
+        Event,
+        PreviewClip,
+        PreviewReady,
+        RunCompleted,
+        RunQueued,
+        RunStarted,
+    )
+    from distill.paths import runs_dir
+
+    folder = runs_dir(server.settings.home) / run_id / "previews" / "epoch_001"
+    sounds = ["original", "ceiling", "model", "level_1", "level_2"]
+    sounds += ["griffin_lim"] if decoder_stage else []
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, sound in enumerate(sounds):
+        sf.write(folder / f"clip1_{sound}.wav", tone(220.0 * (index + 1), seconds, 8000, 0.5), 8000)
+    mel = np.random.default_rng(0).random((24, 64))  # (mels, frames): any picture will do
+    for image in ("original", "model"):
+        write_mel_png(folder / f"clip1_{image}.png", mel, 0, 1)
+    path = "previews/epoch_001/clip1_"
+    clip = PreviewClip(
+        "clip1",
+        original_wav=path + "original.wav",
+        ceiling_wav=path + "ceiling.wav",
+        reconstruction_wav=path + "model.wav",
+        level_wavs=[path + "level_1.wav", path + "level_2.wav"],
+        original_png=path + "original.png",
+        reconstruction_png=path + "model.png",
+        griffin_lim_wav=path + "griffin_lim.wav" if decoder_stage else "",
+    )
+    payloads = [
+        RunQueued("vqvae", "/sounds", {}),
+        RunStarted("vqvae", "/sounds", 2, 0, 1, {}),
+        PreviewReady(1, [clip]),
+        RunCompleted(1, 0.5, "", 1.0),
+    ]
+    events = [
+        Event(run_id, seq, p.kind, p.to_dict(), 1000.0 + seq) for seq, p in enumerate(payloads, 1)
+    ]
+
+    async def store() -> None:
+        await server.core.store.create_run(run_id, "vqvae", "/sounds", {})
+        await server.core.store.append(events)
+
+    server.call(store())

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import write_bad_sounds, write_good_sounds
+from conftest import write_bad_sounds, write_good_sounds, write_preview_run
 
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
@@ -77,17 +77,35 @@ def shot(page, name: str) -> None:
 
 
 def play(audio) -> str:
-    """Click an audio player (a user gesture, so the browser lets it play) and wait until
-    it plays; returns what it plays. An error from the element fails the test."""
-    audio.scroll_into_view_if_needed()
-    audio.click()
-    return audio.evaluate(
-        """audio => new Promise((resolve, reject) => {
-            audio.addEventListener("playing", () => resolve(audio.currentSrc));
+    """Press an audio player's play button (a user gesture, so the browser lets it play)
+    and wait until it plays; returns what it plays. An error from the element fails the
+    test."""
+    audio.evaluate(
+        """audio => { audio.started = new Promise((resolve, reject) => {
+            audio.addEventListener("playing", () => resolve(audio.currentSrc), {once: true});
             audio.addEventListener("error", () => reject(new Error("audio error " + audio.error.code)));
-            audio.play().catch(reject);
-        })"""
+        }); }"""
     )
+    button = player_of(audio).locator("button.play")
+    button.scroll_into_view_if_needed()
+    button.click()
+    return audio.evaluate("audio => audio.started")
+
+
+def player_of(audio):
+    """The player box players.js built around an <audio> element."""
+    return audio.locator("xpath=..")
+
+
+def wait_drawn(players) -> None:
+    """Wait until each player has drawn its waveform and spectrogram (players.js sets
+    data-ready), then check both pictures are there."""
+    assert players.count() > 0
+    for player in players.all():
+        player.scroll_into_view_if_needed()  # a player loads its sound once in view
+        player.and_(player.page.locator("[data-ready='1']")).wait_for()
+        assert player.locator(".wave canvas").count() >= 1  # in wavesurfer's shadow root
+        assert player.locator(".spectrogram canvas").count() >= 1
 
 
 def test_train_from_the_form_watch_it_listen_and_find_the_model(
@@ -123,9 +141,15 @@ def test_train_from_the_form_watch_it_listen_and_find_the_model(
     page.wait_for_selector("#run-status[data-status=completed]")
     assert page.locator("#run-warnings li.warning").count() == 0  # not judged on so few
     assert page.locator("#run-chart polyline.val").count() == 1
+    # Previews swapped in live are players with their waveform and spectrogram: three
+    # sounds in the row while the model has no decoder stage.
+    clip = page.locator("#run-previews .clip").first
+    assert clip.locator(".clip-row .player").count() == 3
+    assert "model (Griffin-Lim)" in clip.inner_text() and "decoder stage" not in clip.inner_text()
+    wait_drawn(clip.locator(".clip-row .player"))
     preview = page.locator("#run-previews audio.reconstruction").first
     assert play(preview).endswith("_levels_3.wav")
-    levels = page.locator("#run-previews .clip").first.locator(".levels audio")
+    levels = clip.locator(".levels audio")
     assert levels.count() == 3  # what levels 1, 1..2 and 1..3 sound like
     shot(page, "run-finished")
 
@@ -185,3 +209,86 @@ def test_train_a_prior_and_generate_from_the_model_page(page, server: ServerThre
     page.reload()  # kept in the model's history
     assert page.locator("#generations .generated-clip").count() == 2
     shot(page, "model")
+
+
+def switch(page, target, press) -> float:
+    """`press()` (a key or a button), then wait until `target` plays; returns its position
+    when it started."""
+    target.evaluate(
+        """audio => { audio.started = new Promise(resolve => audio.addEventListener(
+            "playing", () => resolve(audio.currentTime), {once: true})); }"""
+    )
+    press()
+    return target.evaluate("audio => audio.started")
+
+
+def test_preview_rows_draw_every_sound_and_switch_between_them_at_the_same_moment(
+    page, server: ServerThread
+) -> None:
+    write_preview_run(server, "decoder-stage", decoder_stage=True)
+    write_preview_run(server, "griffin-lim-only", decoder_stage=False)
+
+    page.goto(server.url + "/runs/decoder-stage")
+    row = page.locator("#run-previews .clip-row").first
+    captions = row.locator("figcaption").all_inner_texts()
+    assert captions == [
+        "original",
+        "true mel through Griffin-Lim (the old ceiling)",
+        "model (Griffin-Lim)",
+        "model (decoder stage)",
+    ]
+    assert row.locator("audio.griffin-lim").get_attribute("src").endswith("clip1_griffin_lim.wav")
+    assert row.locator("audio.reconstruction").get_attribute("src").endswith("clip1_model.wav")
+    assert page.locator("#run-previews .clip img").count() == 2  # the mel PNGs stay
+    wait_drawn(row.locator(".player"))
+    wait_drawn(page.locator("#run-previews .levels .player"))
+    assert "keys 1–4" in page.inner_text("#run-previews .ab-hint")
+
+    # A/B: the original plays from 1 s; key 3 moves playback to the model through
+    # Griffin-Lim at the same moment, then its A/B button moves it to the decoder stage.
+    audios = row.locator("audio")
+    original, griffin_lim, decoder = audios.nth(0), audios.nth(2), audios.nth(3)
+    play(original)
+    original.evaluate(
+        """audio => new Promise(resolve => {
+            audio.addEventListener("seeked", resolve, {once: true});
+            audio.currentTime = 1.0;
+        })"""
+    )
+    started = switch(page, griffin_lim, lambda: page.keyboard.press("3"))
+    left = original.evaluate("audio => [audio.paused, audio.currentTime]")
+    assert left[0] is True and left[1] >= 1.0
+    assert abs(started - left[1]) < 0.1  # a position tolerance: the same moment of the sound
+    ab = player_of(decoder).locator("button.ab")
+    assert ab.inner_text() == "A/B 4"
+    started = switch(page, decoder, ab.click)
+    left = griffin_lim.evaluate("audio => [audio.paused, audio.currentTime]")
+    assert left[0] is True and left[1] >= 1.0
+    assert abs(started - left[1]) < 0.1
+    assert ab.get_attribute("aria-pressed") == "true"
+    decoder.evaluate("audio => audio.pause()")
+
+    # Without a decoder stage, three sounds: the model's rendering is Griffin-Lim.
+    page.goto(server.url + "/runs/griffin-lim-only")
+    row = page.locator("#run-previews .clip-row").first
+    assert row.locator("figcaption").all_inner_texts() == [
+        "original",
+        "true mel through Griffin-Lim (the old ceiling)",
+        "model (Griffin-Lim)",
+    ]
+    assert row.locator("audio.griffin-lim").count() == 0
+    wait_drawn(row.locator(".player"))
+
+
+def test_without_javascript_the_players_are_plain_audio_elements(browser, server) -> None:
+    write_preview_run(server, "no-script", decoder_stage=True)
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(server.url + "/runs/no-script")
+        row = page.locator("#run-previews .clip-row").first
+        assert row.locator("audio[controls]:not([hidden])").count() == 4
+        assert page.locator(".player").count() == 0
+        assert page.locator(".ab-hint").is_hidden()  # no A/B without the script
+    finally:
+        context.close()

@@ -166,5 +166,16 @@ def test_pages_use_only_our_own_static_files(world) -> None:
         page = http.get("/new").text
         assert "/static/vendor/htmx.min.js" in page
         htmx = http.get("/static/vendor/htmx.min.js")
+        players = {
+            name: http.get(f"/static/{name}")
+            for name in (
+                "vendor/wavesurfer.min.js",
+                "vendor/wavesurfer-spectrogram.min.js",
+                "players.js",
+            )
+        }
     assert htmx.status_code == 200 and "htmx" in htmx.text
+    for name, response in players.items():
+        assert f"/static/{name}" in page
+        assert response.status_code == 200 and "WaveSurfer" in response.text, name
     assert "https://" not in page and "cdn" not in page.lower()
