@@ -200,10 +200,12 @@ def test_train_a_prior_and_generate_from_the_model_page(page, server: ServerThre
     page.fill("#generate-form [name=count]", "2")
     page.click("#generate-button")
     page.wait_for_selector("#generations .generation.pending progress")  # polled for 1 s at least
-    page.wait_for_selector("#generations .generated-clip audio")
+    page.wait_for_selector("#generations .generated-clip .player")  # upgraded after the swap
     clips = page.locator("#generations .generated-clip")
     assert clips.count() == 2 and page.locator(".generation.pending").count() == 0
     assert "longest run shared with training" in clips.first.inner_text()
+    wait_drawn(clips.first.locator(".player"))  # the clip and its training stretch
+    assert "keys 1–2" in page.inner_text("#generations .ab-hint")
     for audio in (clips.first.locator("audio").first, clips.first.locator("audio.match")):
         assert play(audio).endswith(".wav")
     page.reload()  # kept in the model's history
