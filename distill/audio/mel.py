@@ -112,17 +112,22 @@ class MelSpectrogram(torch.nn.Module):
         )
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        magnitude = self.magnitude(audio)
+        mel = torch.matmul(self.filterbank.to(magnitude.dtype), magnitude)
+        return torch.log(torch.clamp(mel, min=self.config.log_floor))
+
+    def magnitude(self, audio: torch.Tensor) -> torch.Tensor:
+        """audio (..., samples) -> the linear STFT magnitude (..., n_fft // 2 + 1, frames)
+        the mel is taken from: what the decoder stage learns to predict."""
         lead, samples = audio.shape[:-1], audio.shape[-1]
         flat = audio.reshape(math.prod(lead), samples)  # explicit: -1 fails for 0 samples
         window = self.window.to(flat.dtype)
         magnitude = _stft(flat, self.config.n_fft, self.config.hop_length, window).abs()
-        mel = torch.matmul(self.filterbank.to(magnitude.dtype), magnitude)
-        log_mel = torch.log(torch.clamp(mel, min=self.config.log_floor))
-        return log_mel.reshape(*lead, self.config.n_mels, log_mel.shape[-1])
+        return magnitude.reshape(*lead, magnitude.shape[-2], magnitude.shape[-1])
 
 
 @functools.lru_cache(maxsize=16)
-def _filterbank_pinv(config: MelConfig) -> torch.Tensor:
+def filterbank_pinv(config: MelConfig) -> torch.Tensor:
     """Least-squares inverse of the filterbank; cached because pinv is an SVD."""
     fb = mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.f_min, config.f_max)
     return torch.linalg.pinv(fb.to(torch.float64)).to(torch.float32)
@@ -147,7 +152,7 @@ def mel_to_audio(
             f"got {tuple(log_mel.shape)}"
         )
     mel = torch.exp(log_mel.to(torch.float32))
-    pinv = _filterbank_pinv(config).to(mel.device)
+    pinv = filterbank_pinv(config).to(mel.device)
     magnitude = torch.clamp(torch.matmul(pinv, mel), min=0.0)
     return griffin_lim(magnitude, config.n_fft, config.hop_length, n_iter, momentum, length, seed)
 
