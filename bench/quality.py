@@ -5,9 +5,10 @@ For the training files and the held-out files of the split the model was trained
 
 - audible mel error: mean |log-mel error| over the sound's own frames.
 - spectral convergence (SC) against the original audio of: the true mel through
-  Griffin-Lim (the ceiling of that path) and the model's mel through Griffin-Lim, with
-  the median of their per-file ratio (model / ceiling; 1.0 = as good as the path allows);
-  the same for the multi-resolution log-STFT distance.
+  Griffin-Lim (the old ceiling of that path), the model's mel through Griffin-Lim, and
+  the model through its decoder stage (what a user hears; "-" for a model without one),
+  with the median of the per-file ratios to the ceiling (below 1.0: better than the true
+  mel through Griffin-Lim); the same for the multi-resolution log-STFT distance (LSD).
 - error reduction per level: 1 - e(1..k) / e(1..k-1), the share of the remaining
   audible mel error that level k removes (level 1 against decoding no codes at all).
 - audible utilization per level: codes used / codebook size over every audible latent
@@ -17,7 +18,10 @@ For the training files and the held-out files of the split the model was trained
   better levels cannot help; the encoder and decoder are what limit the sound.
 
 `--render DIR` writes, for the first few held-out files, the original, the ceiling and
-the model's rendering as WAV and mel PNG, to listen and look at.
+the model's renderings (Griffin-Lim and decoder stage) as WAV, the mels and the STFT
+magnitudes (true, and through the stage) as PNG, to listen and look at. The last line is
+the decode speed: a 4 s clip from codes to audio through the path a user hears, as a
+multiple of real time on this machine's threads.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import argparse
 import math
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -38,19 +43,20 @@ from distill.audio.metrics import audible_mel_error, log_stft_distance, spectral
 from distill.audio.windows import split_files
 from distill.models.health import count_codes
 from distill.models.library import load_vqvae
+from distill.models.magnitude import GRIFFIN_LIM_ITERS, render, stage_magnitude
 from distill.paths import mel_cache_dir
 
-GRIFFIN_LIM_ITERS = 32
 RENDERED_FILES = 3
 RENDER_SCALE = 4  # pixels per mel bin and frame: a 0.3 s hit is 26 frames
 
 
-def measure(model, sounds, mel_front, render: Path | None) -> dict:
+def measure(model, sounds, mel_front, folder: Path | None) -> dict:
     config = model.config
     levels = config.rvq_levels
     errors = [[0.0, 0] for _ in range(levels + 1)]  # (sum of |error| * frames, frames) per k
     unquantized = [0.0, 0]
     sc_ceiling, sc_model, lsd_ceiling, lsd_model = [], [], [], []
+    sc_stage, lsd_stage = [], []
     codes_seen = []
     for index, sound in enumerate(sounds):
         audio, _ = load_prepared(sound.path, config.mel.sample_rate)
@@ -82,17 +88,16 @@ def measure(model, sounds, mel_front, render: Path | None) -> dict:
         sc_model.append(spectral_convergence(waveform, model_audio))
         lsd_ceiling.append(log_stft_distance(waveform, ceiling_audio))
         lsd_model.append(log_stft_distance(waveform, model_audio))
-        if render is not None and index < RENDERED_FILES:
-            _render(
-                render,
-                sound.path.stem,
-                config,
-                audio,
-                ceiling_audio,
-                model_audio,
-                true_mel,
-                model_mel,
-            )
+        stage_audio = None
+        if model.stage is not None:
+            stage_audio = render(model, model_mel, length=len(audio))
+            sc_stage.append(spectral_convergence(waveform, stage_audio))
+            lsd_stage.append(log_stft_distance(waveform, stage_audio))
+        if folder is not None and index < RENDERED_FILES:
+            renders = {"ceiling": ceiling_audio, "model_griffin_lim": model_audio}
+            if stage_audio is not None:
+                renders["model_stage"] = stage_audio
+            _render(folder, sound.path.stem, model, audio, renders, true_mel, model_mel)
     error_by_k = [s / max(n, 1) for s, n in errors]
     counts = count_codes(torch.cat(codes_seen), config.codebook_size)
     return {
@@ -105,6 +110,10 @@ def measure(model, sounds, mel_front, render: Path | None) -> dict:
         "lsd_ceiling": statistics.median(lsd_ceiling),
         "lsd_model": statistics.median(lsd_model),
         "lsd_ratio": statistics.median(m / c for m, c in zip(lsd_model, lsd_ceiling, strict=True)),
+        "sc_stage": _median(sc_stage),
+        "sc_stage_ratio": _median([s / c for s, c in zip(sc_stage, sc_ceiling, strict=False)]),
+        "lsd_stage": _median(lsd_stage),
+        "lsd_stage_ratio": _median([s / c for s, c in zip(lsd_stage, lsd_ceiling, strict=False)]),
         "error_reduction": [1 - error_by_k[k] / error_by_k[k - 1] for k in range(1, levels + 1)],
         "utilization": [int((row > 0).sum()) / config.codebook_size for row in counts],
         "vectors": int(counts[0].sum()),
@@ -124,15 +133,42 @@ def _unquantized(model, mel: torch.Tensor) -> torch.Tensor:
     return model.decode(projected)[0, :, :frames]
 
 
-def _render(folder, stem, config, audio, ceiling, rendered, true_mel, model_mel) -> None:
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def _render(folder, stem, model, audio, renders, true_mel, model_mel) -> None:
+    config = model.config
     rate = config.mel.sample_rate
     write_wav(folder / f"{stem}_original.wav", audio, rate)
-    write_wav(folder / f"{stem}_ceiling.wav", ceiling, rate)
-    write_wav(folder / f"{stem}_model_griffin_lim.wav", rendered, rate)
+    for name, rendered in renders.items():
+        write_wav(folder / f"{stem}_{name}.wav", rendered, rate)
     low = math.log(config.mel.log_floor)
     high = max(float(true_mel.max()), low + 1)
     write_mel_png(folder / f"{stem}_original.png", true_mel.numpy(), low, high, RENDER_SCALE)
     write_mel_png(folder / f"{stem}_model.png", model_mel.numpy(), low, high, RENDER_SCALE)
+    # STFT magnitudes (every bin, 1 px per bin): what the stage adds inside the mel bands
+    true_magnitude = torch.log(MelSpectrogram(config.mel).magnitude(torch.from_numpy(audio)))
+    bins = true_magnitude.clamp(min=low)
+    top = max(float(bins.max()), low + 1)
+    write_mel_png(folder / f"{stem}_original_stft.png", bins.numpy(), low, top, 2)
+    if model.stage is not None:
+        staged = torch.log(stage_magnitude(model, model_mel)).clamp(min=low)
+        write_mel_png(folder / f"{stem}_model_stage_stft.png", staged.numpy(), low, top, 2)
+
+
+def decode_speed(model, seconds: float = 4.0, repeats: int = 3) -> float:
+    """Real-time factor of codes -> audio for a clip of `seconds`: the decoder, then the
+    path a user hears (the stage and Griffin-Lim, or Griffin-Lim alone)."""
+    config = model.config
+    steps = math.ceil(seconds * config.mel.sample_rate / config.mel.hop_length / config.downsample)
+    codes = torch.randint(config.codebook_size, (steps, config.rvq_levels))
+    length = round(seconds * config.mel.sample_rate)
+    render(model, model.decode_sound(codes), length=length)  # warm-up
+    started = time.perf_counter()
+    for _ in range(repeats):
+        render(model, model.decode_sound(codes), length=length)
+    return seconds * repeats / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -159,18 +195,25 @@ def main() -> None:
         f"{len(held_out)} held-out files)"
     )
     header = f"{'split':<9}{'files':>6}{'mel err':>9}{'unquant':>9}{'SC ceil':>9}{'SC model':>9}{'SC ratio':>9}"
-    header += f"{'LSD ceil':>9}{'LSD mdl':>9}{'LSD rat':>9}  error reduction / level   utilization / level (vectors)"
+    header += f"{'SC stage':>9}{'ratio':>7}{'LSD ceil':>9}{'LSD mdl':>9}{'LSD rat':>9}{'LSD stg':>9}{'ratio':>7}"
+    header += "  error reduction / level   utilization / level (vectors)"
     print(header)
-    for name, sounds, render in (("train", train, None), ("held-out", held_out, args.render)):
-        r = measure(model, sounds, mel_front, render)
+    for name, sounds, folder in (("train", train, None), ("held-out", held_out, args.render)):
+        r = measure(model, sounds, mel_front, folder)
         reductions = " ".join(f"{x:6.1%}" for x in r["error_reduction"])
         utilization = " ".join(f"{x:4.0%}" for x in r["utilization"])
         print(
             f"{name:<9}{r['files']:>6}{r['audible_mel_error']:>9.3f}"
             f"{r['unquantized_mel_error']:>9.3f}{r['sc_ceiling']:>9.3f}"
-            f"{r['sc_model']:>9.3f}{r['sc_ratio']:>9.2f}{r['lsd_ceiling']:>9.3f}{r['lsd_model']:>9.3f}"
-            f"{r['lsd_ratio']:>9.2f}  {reductions}   {utilization} ({r['vectors']})"
+            f"{r['sc_model']:>9.3f}{r['sc_ratio']:>9.2f}{r['sc_stage']:>9.3f}{r['sc_stage_ratio']:>7.2f}"
+            f"{r['lsd_ceiling']:>9.3f}{r['lsd_model']:>9.3f}{r['lsd_ratio']:>9.2f}"
+            f"{r['lsd_stage']:>9.3f}{r['lsd_stage_ratio']:>7.2f}  {reductions}   {utilization} ({r['vectors']})"
         )
+    path = "decoder stage" if model.stage is not None else "Griffin-Lim (no decoder stage)"
+    threads = torch.get_num_threads()
+    print(
+        f"decode: a 4 s clip from codes through {path}: {decode_speed(model):.1f}x real time ({threads} threads)"
+    )
     sys.stdout.flush()
 
 

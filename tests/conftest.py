@@ -25,6 +25,7 @@ TINY_MODEL = {
     "rvq_levels": 2,
     "kmeans_iters": 2,
     "downsample": 4,  # coarser than the default: keeps the tiny priors short
+    "decoder_stage_channels": 8,
 }
 
 TINY_PRIOR = {"hidden_size": 16, "layers": 1, "heads": 2}
@@ -59,6 +60,8 @@ def prior_card(training_files: list[str], seconds_per_step: float) -> dict:
             "memorization_threshold": 2.0,
         },
     }
+
+
 TINY_PRIOR_SETTINGS = {"batch_size": 4, "min_steps_per_epoch": 4}
 
 
@@ -126,7 +129,9 @@ def tiny_spec(
         run_dir=tmp_path / "runs" / name,
         model_path=tmp_path / "models" / f"{name}.distill",
         cache_dir=tmp_path / "cache",
-        settings=TrainSettings(epochs=epochs, batch_size=4, min_steps_per_epoch=2, preview_every=1),
+        settings=TrainSettings(
+            epochs=epochs, batch_size=4, min_steps_per_epoch=2, preview_every=1, stage_steps=4
+        ),
         overrides={**TINY_MODEL, **overrides},
         mel=TINY_MEL,
         run_id=name,
@@ -161,7 +166,7 @@ def sounds(tmp_path: Path) -> Path:
 
 # -- a real server: distill.server.serve.ServerThread on 127.0.0.1 and a free port --------
 
-TINY_SETTINGS = {"batch_size": 4, "min_steps_per_epoch": 2, "preview_every": 1}
+TINY_SETTINGS = {"batch_size": 4, "min_steps_per_epoch": 2, "preview_every": 1, "stage_steps": 4}
 
 
 def tiny_run_request(dataset: Path, epochs: int = 2, **settings) -> dict:

@@ -102,6 +102,7 @@ def test_a_config_field_missing_or_unknown_is_refused(base, tmp_path: Path) -> N
     to a config without the schema knowing fails here)."""
     home = tmp_path / "home"
     fields = [f.name for f in dataclasses.fields(VQVAEConfig)]
+    fields.remove("decoder_stage_channels")  # optional: a file from before the stage
     fields += [f"mel.{f.name}" for f in dataclasses.fields(TINY_MEL)]
     for field in fields:
         *parents, name = ["config", *field.split(".")]
@@ -115,6 +116,23 @@ def test_a_config_field_missing_or_unknown_is_refused(base, tmp_path: Path) -> N
         refused_everywhere(variant(base, tmp_path, drop), home, rf"config\.{field}: missing")
     extra = variant(base, tmp_path, setting("prior", "config", "bias", True))
     refused_everywhere(extra, home, r"prior\.config\.bias: unknown field")
+
+
+def test_a_stage_the_config_does_not_have_is_refused(base, tmp_path: Path) -> None:
+    """Without decoder_stage_channels a card is one from before the stage; its file must
+    then hold no stage tensors, and a stage of another width does not fit either."""
+    home = tmp_path / "home"
+
+    def drop(metadata: dict, tensors: dict) -> None:
+        del metadata["config"]["decoder_stage_channels"]
+
+    for change in (drop, setting("config", "decoder_stage_channels", 16)):
+        path = variant(base, tmp_path, change)
+        for load in (load_vqvae, load_with_prior, lambda p: import_model(p, "x", home)):
+            with pytest.raises(ModelFileError, match=r"vqvae\.stage"):
+                load(path)
+    huge = variant(base, tmp_path, setting("config", "decoder_stage_channels", 10**6))
+    refused_everywhere(huge, home, r"config\.decoder_stage_channels: must be")
 
 
 def test_fields_that_must_agree_are_checked(base, tmp_path: Path) -> None:

@@ -104,9 +104,14 @@ def test_health_counts_every_audible_vector_of_each_split_and_no_padding(trained
 def test_previews_hold_original_ceiling_and_each_level(trained) -> None:
     spec, events, _ = trained
     previews = of(events, PreviewReady)
-    assert [p.epoch for p in previews] == [0, 1]
+    # each epoch's, then the saved model's (its best epoch) through its decoder stage
+    assert [p.epoch for p in previews] == [0, 1, of(events, RunCompleted)[0].best_epoch]
+    assert all(c.griffin_lim_wav == "" for p in previews[:-1] for c in p.clips)
     clip = previews[-1].clips[0]
+    assert clip.griffin_lim_wav.startswith("previews/model/")
+    assert clip.reconstruction_wav.startswith("previews/model/")
     files = [clip.original_wav, clip.ceiling_wav, clip.reconstruction_wav, *clip.level_wavs]
+    files += [clip.griffin_lim_wav]
     files += [clip.original_png, clip.reconstruction_png]
     assert len(clip.level_wavs) == 2
     for relative in files:

@@ -176,6 +176,8 @@ def say(line: str) -> None:
 
 
 def print_card(path: str, card: dict[str, Any]) -> None:
+    from distill.models.library import listening
+
     config = card["config"]
     dataset = card.get("dataset", {})
     training = card.get("training", {})
@@ -196,6 +198,7 @@ def print_card(path: str, card: dict[str, Any]) -> None:
     say(
         f"training  {training.get('epochs', '?')} epochs, best epoch {training.get('best_epoch', -1) + 1}, validation loss {training.get('final_val_loss', float('nan')):.4f}, mel error on held-out sounds {training.get('val_mel_error', float('nan')):.3f}"
     )
+    say(f"listening {listening(card)}")
     curves = card.get("curves", {})
     if curves.get("val_loss"):
         say(

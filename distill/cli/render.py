@@ -18,6 +18,8 @@ from distill.core.events import (
     CodesExtracted,
     CopiesMeasured,
     DatasetScanned,
+    DecoderStageProgress,
+    DecoderStageTrained,
     EpochMetrics,
     LevelHealth,
     MemorizationWarning,
@@ -136,6 +138,7 @@ class RunRenderer:
         self.prior_epochs: dict[int, PriorEpochMetrics] = {}
         self.memorization_warnings: list[MemorizationWarning] = []
         self.copies: CopiesMeasured | None = None
+        self.stage: DecoderStageTrained | None = None
 
     def __call__(self, payload: Payload) -> None:
         handler = getattr(self, f"on_{payload.kind}", None)
@@ -237,6 +240,23 @@ class RunRenderer:
     def on_model_saved(self, saved: ModelSaved) -> None:
         self.model_path = saved.path
 
+    def on_decoder_stage_progress(self, step: DecoderStageProgress) -> None:
+        if self.progress is None:
+            return
+        if self.task is None or self.progress.tasks[0].description != "decoder stage":
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+            self.task = self.progress.add_task("decoder stage", total=step.steps, loss="-")
+        self.progress.update(self.task, completed=step.step, loss=f"{step.train_loss:.4f}")
+
+    def on_decoder_stage_trained(self, trained: DecoderStageTrained) -> None:
+        self.stage = trained
+        self.console.print(
+            f"decoder stage: {trained.steps} steps, {trained.seconds:.0f} s; held-out magnitude "
+            f"error (spectral convergence) {trained.val_convergence_baseline:.3f} through the "
+            f"mel's pseudo-inverse -> {trained.val_convergence:.3f} through the stage"
+        )
+
     def on_run_completed(self, done: RunCompleted) -> None:
         self._stop_progress()
         if self.prior_epochs:
@@ -266,6 +286,8 @@ class RunRenderer:
             title = f"codebook health (epoch {best.epoch + 1}, held-out files)"
             self.console.print(health_table(best.levels, title=title))
         self._print_warning_summary()
+        if self.stage is not None:
+            self.console.print("its sounds play through the decoder stage it trained")
         self.console.print(f"model: [bold]{done.model_path}[/]")
 
     def _prior_report(self, done: RunCompleted) -> None:

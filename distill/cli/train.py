@@ -21,7 +21,7 @@ from distill.models.config import (
     MIN_RVQ_LEVELS,
 )
 from distill.paths import check_model_name, data_home, mel_cache_dir
-from distill.training.settings import TrainSettings
+from distill.training.settings import MAX_STAGE_STEPS, TrainSettings
 
 console = Console()
 
@@ -57,6 +57,15 @@ def train(
     batch_size: Annotated[
         int, typer.Option(min=1, help="Windows per step.")
     ] = TrainSettings.batch_size,
+    stage_steps: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=MAX_STAGE_STEPS,
+            help="Steps of the decoder stage, trained after the epochs; the model's sounds play "
+            "through it. 0 trains none: they play through Griffin-Lim.",
+        ),
+    ] = TrainSettings.stage_steps,
     model_name: Annotated[
         str | None, typer.Option(help="Name in the model library [default: timestamped].")
     ] = None,
@@ -73,7 +82,13 @@ def train(
     request = TrainRequest(
         dataset=str(dataset),
         model_name=model_name,
-        settings={"epochs": epochs, "batch_size": batch_size, "seed": seed, "device": device},
+        settings={
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "seed": seed,
+            "device": device,
+            "stage_steps": stage_steps,
+        },
         overrides={
             "rvq_levels": rvq_levels,
             "commitment_weight": commitment_weight,

@@ -153,6 +153,31 @@ class PreviewClip:
 
 
 @dataclass(frozen=True)
+class DecoderStageProgress(Payload):
+    """The decoder stage's training, after the VQ-VAE's epochs (training/stage.py)."""
+
+    kind: ClassVar[str] = "decoder_stage_progress"
+    step: int  # steps done
+    steps: int
+    train_loss: float  # mean so far: log-magnitude L1 plus spectral convergence
+
+
+@dataclass(frozen=True)
+class DecoderStageTrained(Payload):
+    """The decoder stage is trained; its kept weights are the best on held-out files."""
+
+    kind: ClassVar[str] = "decoder_stage_trained"
+    steps: int
+    train_loss: float
+    # Median spectral convergence of the model's magnitude against the true one on the
+    # held-out files: the pseudo-inverse baseline (what Griffin-Lim is given without the
+    # stage) and through the stage. Lower is closer; before Griffin-Lim's phase.
+    val_convergence_baseline: float
+    val_convergence: float
+    seconds: float
+
+
+@dataclass(frozen=True)
 class PreviewReady(Payload):
     """Reconstruction previews were written for this epoch."""
 
@@ -350,6 +375,8 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         EpochMetrics,
         CodebookWarning,
         PreviewReady,
+        DecoderStageProgress,
+        DecoderStageTrained,
         CheckpointSaved,
         ModelSaved,
         RunCompleted,
@@ -369,7 +396,7 @@ TERMINAL_KINDS = frozenset(
     {RunCompleted.kind, RunFailed.kind, RunCancelled.kind, RunInterrupted.kind}
 )
 # Step metrics are progress gauges: the bus may coalesce them (latest wins).
-STEP_KINDS = frozenset({StepMetrics.kind, PriorStepMetrics.kind})
+STEP_KINDS = frozenset({StepMetrics.kind, PriorStepMetrics.kind, DecoderStageProgress.kind})
 _NESTED = {
     "levels": LevelHealth,
     "train_levels": LevelHealth,

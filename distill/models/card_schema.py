@@ -31,6 +31,7 @@ from distill.models.config import (
     MAX_RVQ_LEVELS,
     MIN_CODEBOOK_SIZE,
     MIN_RVQ_LEVELS,
+    STAGE_DILATIONS,
 )
 from distill.models.model_file import MAX_MODEL_FILE_BYTES, ModelFileError
 
@@ -189,6 +190,7 @@ VQVAE = record(
         "dead_code_threshold": number(0, 1e6),
         "kmeans_iters": integer(1, 1000),
     },
+    {"decoder_stage_channels": integer(0, MAX_CHANNELS)},  # absent before format 2
     closed=True,
 )
 
@@ -278,7 +280,17 @@ CARD = record(
             closed=False,
         ),
     },
-    {"name": text, "created": optional(text), "run_id": optional(text), "prior": PRIOR},
+    {
+        "name": text,
+        "created": optional(text),
+        "run_id": optional(text),
+        "prior": PRIOR,
+        "decoder_stage": record(  # how the decoder stage trained (DecoderStageTrained)
+            {"steps": COUNT, "val_convergence_baseline": metric, "val_convergence": metric},
+            {"train_loss": metric, "seconds": metric},
+            closed=False,
+        ),
+    },
     closed=False,
 )
 
@@ -370,7 +382,19 @@ def vqvae_elements(config: dict[str, Any]) -> int:
     projections = 0 if c == d else 2 * d * c + c + d
     codebook = 2 + k + 2 * k * c  # zero, initted, cluster_size, embed_avg, embed
     quantizer = projections + q + q * codebook  # q: the beam score weights
-    return 2 + encoder + decoder + quantizer  # 2: the mel mean and std
+    stage = stage_elements(n_mels, config["mel"]["n_fft"], config.get("decoder_stage_channels", 0))
+    return 2 + encoder + decoder + quantizer + stage  # 2: the mel mean and std
+
+
+def stage_elements(n_mels: int, n_fft: int, channels: int) -> int:
+    """Parameters of MagnitudeStage (models/magnitude.py); 0 channels is no stage."""
+    if not channels:
+        return 0
+    bins = n_fft // 2 + 1
+    block = (3 * channels * channels + channels) + (channels * channels + channels)
+    return (
+        (3 * n_mels * channels + channels) + len(STAGE_DILATIONS) * block + (channels * bins + bins)
+    )
 
 
 def prior_elements(config: dict[str, Any]) -> int:

@@ -13,6 +13,8 @@ MAX_RVQ_LEVELS = 4
 MIN_CODEBOOK_SIZE = 2
 MAX_CODEBOOK_SIZE = 2**15  # a model file keeps the prior's training codes as int16
 MAX_COMMITMENT_WEIGHT = 10.0  # far past any useful weight (the default is 0.25)
+DECODER_STAGE_CHANNELS = 128  # width of the decoder stage (models/magnitude.py); 0 = none
+STAGE_DILATIONS = (1, 2, 4, 1)  # its residual blocks: about 17 frames (0.2 s) of context
 
 
 def codebook_size_for(file_count: int) -> int:
@@ -42,6 +44,9 @@ class VQVAEConfig:
     ema_decay: float = 0.9  # EMA decay of codebook updates (small sets need fast updates)
     dead_code_threshold: float = 1.0  # EMA usage under which a code is reset to a data vector
     kmeans_iters: int = 10  # k-means iterations of the codebook initialisation
+    # The decoder stage's width, 0 for none: a model file from before the stage has
+    # no such field and reads as 0, so it plays through Griffin-Lim as it always did.
+    decoder_stage_channels: int = DECODER_STAGE_CHANNELS
 
     def __post_init__(self) -> None:
         if not MIN_RVQ_LEVELS <= self.rvq_levels <= MAX_RVQ_LEVELS:
@@ -59,6 +64,8 @@ class VQVAEConfig:
             raise ValueError("window_frames must be a multiple of downsample")
         if not 0 <= self.commitment_weight <= MAX_COMMITMENT_WEIGHT:
             raise ValueError(f"commitment_weight must be 0 to {MAX_COMMITMENT_WEIGHT:g}")
+        if self.decoder_stage_channels < 0:
+            raise ValueError("decoder_stage_channels must be 0 (no stage) or more")
 
     @property
     def latent_frames(self) -> int:
@@ -82,4 +89,5 @@ class VQVAEConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["mel"] = MelConfig.from_dict(data.get("mel", {}))
+        values.setdefault("decoder_stage_channels", 0)  # written before the stage existed
         return cls(**values)

@@ -104,6 +104,23 @@ def listed(path: Path) -> Listed:
         return Listed(path, None, str(error))
 
 
+def listening(card: dict[str, Any]) -> str:
+    """How the model's sounds are rendered, in words for its card (CLI and dashboard)."""
+    stage = card.get("decoder_stage")
+    if card["config"].get("decoder_stage_channels") and stage:
+        return (
+            f"through its decoder stage (held-out magnitude error "
+            f"{stage['val_convergence_baseline']:.3f} with the mel's pseudo-inverse, "
+            f"{stage['val_convergence']:.3f} through the stage)"
+        )
+    if "decoder_stage_channels" not in card["config"]:
+        return (
+            "through Griffin-Lim: trained before the decoder stage existed; "
+            "retrain it to hear it through one"
+        )
+    return "through Griffin-Lim: trained without a decoder stage (--stage-steps 0)"
+
+
 def save_vqvae(path: Path, model: ConvVQVAE, card: dict[str, Any]) -> Path:
     """Write a trained VQ-VAE and its card; a card the schema would refuse is never written."""
     tensors = {f"vqvae.{k}": v for k, v in model.state_dict().items()}

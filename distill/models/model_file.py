@@ -45,7 +45,10 @@ if TYPE_CHECKING:  # torch loads only to save or load weights: listing models st
     import torch
 
 MAGIC = b"DISTILL\x00"
-FORMAT_VERSION = 1
+# 2: the model may carry a decoder stage (config.decoder_stage_channels, vqvae.stage.*);
+# a version 1 file has none and still loads, playing through Griffin-Lim.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 FILE_EXTENSION = MODEL_FILE_EXTENSION
 
 MAX_METADATA_BYTES = 16 * 1024 * 1024
@@ -299,9 +302,10 @@ def _read_container(f: BinaryIO, size: int, *, keep_weights: bool) -> _Container
         raise ModelFileError("not a distill model file (bad magic bytes)")
     _need(_PRELUDE.size, len(head), "header")
     _, version, meta_len = _PRELUDE.unpack(head)
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ModelFileError(
-            f"unsupported format version {version} (this distill reads version {FORMAT_VERSION})"
+            f"unsupported format version {version} (this distill reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))})"
         )
     if meta_len > MAX_METADATA_BYTES:
         raise ModelFileError(f"metadata length {meta_len} is over the {MAX_METADATA_BYTES} limit")

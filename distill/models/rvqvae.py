@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from vector_quantize_pytorch import ResidualVQ
 
 from distill.models.config import VQVAEConfig
+from distill.models.magnitude import MagnitudeStage
 
 
 class QuantizeOutput(NamedTuple):
@@ -99,6 +100,10 @@ class ConvVQVAE(nn.Module):
             threshold_ema_dead_code=config.dead_code_threshold,
             commitment_weight=1.0,  # the one weight lives in our loss, not inside the quantizer
         )
+        # The decoder stage, trained after the rest (training/stage.py); None for a model
+        # without one, which then plays through the reference path.
+        channels = config.decoder_stage_channels
+        self.stage = MagnitudeStage(config.mel, channels) if channels else None
 
     def set_normalization(self, mean: float, std: float) -> None:
         self.mel_mean.fill_(mean)

@@ -27,7 +27,7 @@ from distill.models.config import (
 from distill.models.prior import PriorConfig
 from distill.paths import check_model_name, models_dir
 from distill.server.settings import ServerSettings
-from distill.training.settings import PriorSettings, TrainSettings
+from distill.training.settings import MAX_STAGE_STEPS, PriorSettings, TrainSettings
 
 MAX_EPOCHS = 1000
 MAX_PAGE_SECONDS = 60.0  # a generate request from a page: seconds per clip
@@ -158,9 +158,15 @@ def train_options(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any],
         raise InputError("the commitment weight must be a number, like 0.25") from None
     if not 0 <= weight <= MAX_COMMITMENT_WEIGHT:
         raise InputError(f"the commitment weight must be between 0 and {MAX_COMMITMENT_WEIGHT:g}")
+    stage_steps = whole_number(
+        form.get("stage_steps", TrainSettings.stage_steps),
+        "decoder stage steps",
+        0,
+        MAX_STAGE_STEPS,
+    )
     name = (form.get("model_name") or "").strip() or None
     return (
-        {"epochs": epochs},
+        {"epochs": epochs, "stage_steps": stage_steps},
         {"rvq_levels": levels, "commitment_weight": weight},
         _model_name(name),
     )

@@ -18,7 +18,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from distill.core.core import PriorRequest, RunError
 from distill.core.owners import model_in_use
 from distill.models import library
-from distill.models.library import Listed, list_cards, read_card
+from distill.models.library import Listed, list_cards, listening, read_card
 from distill.models.model_file import ModelFileError
 from distill.models.prior import prior_size_for
 from distill.server.charts import Series, line_chart
@@ -76,6 +76,7 @@ def _entry(listed: Listed) -> dict[str, Any]:
         return {**entry, "unreadable": listed.unreadable}
     curves = card.get("curves", {})
     entry["card"] = card
+    entry["listening"] = listening(card)
     entry["chart"] = line_chart(
         [
             Series("train loss", "train", curves.get("train_loss", [])),

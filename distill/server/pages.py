@@ -32,7 +32,7 @@ from distill.server.inputs import (
     whole_number,
 )
 from distill.server.views import home_context, run_context, runs_context
-from distill.training.settings import TrainSettings
+from distill.training.settings import MAX_STAGE_STEPS, TrainSettings
 
 
 def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
@@ -53,6 +53,8 @@ def _new_run_context(**extra: Any) -> dict[str, Any]:
         "min_levels": MIN_RVQ_LEVELS,
         "max_levels": MAX_RVQ_LEVELS,
         "epochs": TrainSettings.epochs,
+        "stage_steps": TrainSettings.stage_steps,
+        "max_stage_steps": MAX_STAGE_STEPS,
         "sizes": [
             (20, codebook_size_for(20)),
             (100, codebook_size_for(100)),

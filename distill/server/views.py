@@ -19,6 +19,8 @@ from distill.core.events import (
     CodebookWarning,
     CodesExtracted,
     DatasetScanned,
+    DecoderStageProgress,
+    DecoderStageTrained,
     EpochMetrics,
     MemorizationWarning,
     ModelSaved,
@@ -56,6 +58,8 @@ PARTS_OF_KIND: dict[str, frozenset[str]] = {
     EpochMetrics.kind: frozenset({"progress", "chart", "codebook"}),
     CodebookWarning.kind: frozenset({"warnings"}),
     PreviewReady.kind: frozenset({"previews"}),
+    DecoderStageProgress.kind: frozenset({"progress"}),
+    DecoderStageTrained.kind: frozenset({"progress"}),
     CheckpointSaved.kind: frozenset(),
     ModelSaved.kind: frozenset({"status"}),
     CodesExtracted.kind: frozenset({"scan", "chart", "prior"}),
@@ -138,7 +142,13 @@ def progress_of(run: dict[str, Any], step: dict[str, Any] | None) -> dict[str, A
         return {"fraction": 1.0, "label": f"{epochs} of {epochs} epochs"}
     fraction = done_epochs / epochs if epochs else 0.0
     label = f"epoch {min(done_epochs + 1, epochs) if epochs else 1} of {epochs or '?'}"
-    if step is not None and run["status"] in UNFINISHED_STATUSES and epochs:
+    if step is not None and run["status"] in UNFINISHED_STATUSES and "steps_per_epoch" not in step:
+        # a DecoderStageProgress: the epochs are done, the decoder stage trains
+        label = (
+            f"{epochs} of {epochs} epochs; decoder stage, step {step['step']} of "
+            f"{step['steps']}, loss {step['train_loss']:.4f}"
+        )
+    elif step is not None and run["status"] in UNFINISHED_STATUSES and epochs:
         within = (step["step"] + 1) / step["steps_per_epoch"]
         fraction = (step["epoch"] + within) / epochs
         label = (

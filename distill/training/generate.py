@@ -34,10 +34,10 @@ import torch
 
 from distill.audio.dataset import load_prepared
 from distill.audio.decode import write_wav
-from distill.audio.mel import mel_to_audio
 from distill.core.events import ClipGenerated, CopyCheck, Payload
 from distill.models.copy_check import CopyChecker
 from distill.models.library import ModelWithPrior, load_with_prior
+from distill.models.magnitude import render
 from distill.models.sampling import Sampling, generate_codes
 from distill.paths import generated_dir
 from distill.training.checkpoint import never
@@ -180,7 +180,7 @@ def _render(
     mel = loaded.vqvae.decode_indices(codes.unsqueeze(0))[0]  # (m, steps * downsample)
     samples_per_step = config.downsample * config.mel.hop_length
     length = round(spec.seconds * config.mel.sample_rate)
-    audio = mel_to_audio(mel, config.mel, spec.griffin_lim_iters, length=length, seed=seed)
+    audio = render(loaded.vqvae, mel, length, seed, spec.griffin_lim_iters)  # through its stage
     audio = audio.numpy()
     if not one_shot:
         return audio, codes

@@ -1,9 +1,10 @@
 """Reconstruction previews: what a user listens to while a model learns.
 
-The same validation clips every time, each as three sounds: the original, the
-original's own mel through Griffin-Lim (the ceiling this pipeline can reach; anything
-worse than it is the model), and the model's reconstruction, plus the reconstruction
-from levels 1..k for every k so a user hears what each level adds.
+The same validation clips every time: the original, the original's own mel through
+Griffin-Lim (the old ceiling: what the mel pipeline itself reaches), and the model's
+reconstruction, plus the reconstruction from levels 1..k for every k so a user hears
+what each level adds. Once the decoder stage is trained, the saved model's previews
+(previews/model/) play through it, with the model through Griffin-Lim beside them.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from distill.audio.images import write_mel_png
 from distill.audio.mel import MelSpectrogram, mel_to_audio
 from distill.core.events import PreviewClip
 from distill.models.config import VQVAEConfig
+from distill.models.magnitude import GRIFFIN_LIM_ITERS, render
 from distill.models.rvqvae import ConvVQVAE
 
 PREVIEW_CLIPS = 3
-GRIFFIN_LIM_ITERS = 32
 PREVIEW_MAX_SECONDS = 6.0  # a preview is the whole sound, up to this long
 
 
@@ -73,14 +74,22 @@ def write_ceiling(sources: list[PreviewSource], config: VQVAEConfig, folder: Pat
 
 @torch.no_grad()
 def write_previews(
-    model: ConvVQVAE, sources: list[PreviewSource], run_dir: Path, epoch: int
+    model: ConvVQVAE, sources: list[PreviewSource], run_dir: Path, epoch: int, stage: bool = False
 ) -> list[PreviewClip]:
-    """Reconstructions for this epoch under run_dir/previews/epoch_NNN; paths relative to run_dir."""
+    """Reconstructions for this epoch under run_dir/previews/epoch_NNN, or with `stage`
+    (the decoder stage is trained) the saved model's under previews/model; paths
+    relative to run_dir."""
     config = model.config
     base = run_dir / "previews"
     if sources and not (base / f"{sources[0].name}_ceiling.wav").exists():
         write_ceiling(sources, config, base)
-    folder = base / f"epoch_{epoch:03d}"
+    folder = base / ("model" if stage else f"epoch_{epoch:03d}")
+
+    def audio_of(mel: Tensor, length: int) -> Tensor:
+        if stage:
+            return render(model, mel, length)
+        return mel_to_audio(mel.cpu(), config.mel, n_iter=GRIFFIN_LIM_ITERS, length=length)
+
     was_training = model.training
     model.eval()
     clips = []
@@ -90,14 +99,17 @@ def write_previews(
         codes = model.encode_sound(source.mel.to(device))  # (n, q)
         level_wavs = []
         for levels in range(1, config.rvq_levels + 1):
-            mel = model.decode_sound(codes, source.mel.shape[-1], levels).cpu()
+            mel = model.decode_sound(codes, source.mel.shape[-1], levels)
             path = folder / f"{source.name}_levels_{levels}.wav"
-            write_wav(
-                path,
-                mel_to_audio(mel, config.mel, n_iter=GRIFFIN_LIM_ITERS, length=length),
-                config.mel.sample_rate,
-            )
+            write_wav(path, audio_of(mel, length), config.mel.sample_rate)
             level_wavs.append(str(path.relative_to(run_dir)))
+        griffin_lim_wav = ""
+        if stage:  # the same mel through the reference path, to compare
+            path = folder / f"{source.name}_griffin_lim.wav"
+            reference = mel_to_audio(mel.cpu(), config.mel, n_iter=GRIFFIN_LIM_ITERS, length=length)
+            write_wav(path, reference, config.mel.sample_rate)
+            griffin_lim_wav = str(path.relative_to(run_dir))
+        mel = mel.cpu()
         reconstruction_png = folder / f"{source.name}_reconstruction.png"
         write_mel_png(reconstruction_png, mel.numpy(), *_png_range(source.mel, config))
         clips.append(
@@ -109,6 +121,7 @@ def write_previews(
                 level_wavs=level_wavs,
                 original_png=f"previews/{source.name}_original.png",
                 reconstruction_png=str(reconstruction_png.relative_to(run_dir)),
+                griffin_lim_wav=griffin_lim_wav,
             )
         )
     model.train(was_training)

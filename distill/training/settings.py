@@ -17,6 +17,7 @@ class TrainSettings:
     preview_every: int = 5  # epochs between reconstruction previews (and always the last)
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when there is one), "cpu" or "cuda"
+    stage_steps: int = 800  # decoder stage steps after the epochs (training/stage.py); 0: none
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class PriorSettings:
     device: str = "auto"  # "auto" (CUDA when there is one), "cpu" or "cuda"
 
 
+MAX_STAGE_STEPS = 100_000
 GENERATE_SECONDS = 4.0  # default length of a generated clip (CLI and GenerateSpec)
 LOW_UTILIZATION = 0.30  # a codebook level under this share of codes in use gets a warning
 MIN_VECTORS_PER_CODE = 2  # fewer audible vectors per code than this: a level is not judged

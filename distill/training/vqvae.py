@@ -1,8 +1,8 @@
 """Train a ConvVQVAE on a folder of sounds: `train_vqvae(spec, emit)`.
 
 Read it top to bottom: scan, split, model, optimizer, k-means initialisation, the loop
-(steps, evaluation, health, warnings, previews, checkpoint), then the best epoch goes
-into the model library. The loop reports through `emit` and knows nothing of asyncio,
+(steps, evaluation, health, warnings, previews, checkpoint), then the best epoch's
+decoder stage is trained (training/stage.py) and the model goes into the library. The loop reports through `emit` and knows nothing of asyncio,
 SQLite or HTTP: a test passes `list.append`, a worker passes a queue's `put`.
 """
 
@@ -61,6 +61,7 @@ from distill.training.checkpoint import (
 )
 from distill.training.previews import preview_sources, write_previews
 from distill.training.settings import LOW_UTILIZATION, TrainSettings
+from distill.training.stage import train_stage
 
 Emit = Callable[[Payload], None]
 
@@ -241,10 +242,23 @@ def _train(
             emit(PreviewReady(epoch, write_previews(model, previews, spec.run_dir, epoch)))
         checkpoint(epoch + 1)
 
-    # the best epoch goes into the library
+    # the best epoch, with its decoder stage trained, goes into the library
     model.load_state_dict(best_state)
     best = history[best_epoch] if 0 <= best_epoch < len(history) else history[-1]
     card = _model_card(spec, data.report, config, settings, history, best)
+    if model.stage is not None:
+        trained = train_stage(
+            model, data.train_files, data.val_files, settings.stage_steps, settings.seed,
+            emit, should_stop,
+        )  # fmt: skip
+        if trained is None:  # cancelled; the epochs are kept and a resume trains the stage
+            checkpoint(settings.epochs)
+            emit(RunCancelled(settings.epochs, str(checkpoint_path)))
+            return TrainResult("cancelled", None, history)
+        card["decoder_stage"] = dataclasses.asdict(trained)
+        if previews:  # what the saved model sounds like, through its stage
+            clips = write_previews(model, previews, spec.run_dir, best["epoch"], stage=True)
+            emit(PreviewReady(best["epoch"], clips))
     save_vqvae(spec.model_path, model, card)
     emit(ModelSaved(spec.model_path.stem, str(spec.model_path)))
     emit(
@@ -361,7 +375,10 @@ def prepare_data(spec: TrainSpec) -> PreparedData:
     spec.cache_dir.mkdir(parents=True, exist_ok=True)
     report = scan_dataset(spec.dataset, spec.mel, spec.cache_dir)
     require_usable(report)
-    config = VQVAEConfig.from_file_count(len(report.usable), mel=spec.mel, **spec.overrides)
+    overrides = dict(spec.overrides)
+    if spec.settings.stage_steps == 0:  # no stage to train: the model is built without one
+        overrides["decoder_stage_channels"] = 0
+    config = VQVAEConfig.from_file_count(len(report.usable), mel=spec.mel, **overrides)
     train_files, val_files = split_files(
         report.usable, spec.settings.val_fraction, spec.settings.seed
     )

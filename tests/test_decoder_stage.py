@@ -1,0 +1,147 @@
+"""The decoder stage: it starts as the reference path, learns, is kept in the model file,
+and a model from before it still plays, through Griffin-Lim, saying so on its card."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY_MEL, TINY_MODEL, tiny_spec, write_good_sounds
+from test_model_file import build_file, split_file
+
+from distill.audio.mel import MelSpectrogram, mel_to_audio
+from distill.core.events import (
+    DecoderStageProgress,
+    DecoderStageTrained,
+    PreviewReady,
+    RunCancelled,
+    RunCompleted,
+)
+from distill.models.config import VQVAEConfig
+from distill.models.library import listening, load_vqvae, read_card, save_vqvae
+from distill.models.magnitude import render, stage_magnitude
+from distill.models.model_file import FORMAT_VERSION
+from distill.models.rvqvae import ConvVQVAE
+from distill.training.vqvae import train_vqvae
+
+
+def test_a_new_stage_is_exactly_the_pseudo_inverse() -> None:
+    model = ConvVQVAE(VQVAEConfig(mel=TINY_MEL, **TINY_MODEL)).eval()
+    log_mel = torch.randn(TINY_MEL.n_mels, 40) - 4
+    with torch.no_grad():
+        baseline = torch.exp(model.stage.baseline(log_mel.unsqueeze(0))[0])
+        assert torch.equal(stage_magnitude(model, log_mel), baseline)
+    assert baseline.shape == (TINY_MEL.n_fft // 2 + 1, 40)
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory):
+    """A tiny run whose stage trains long enough to move."""
+    tmp_path = tmp_path_factory.mktemp("staged")
+    write_good_sounds(tmp_path / "sounds", count=8)
+    spec = tiny_spec(tmp_path / "sounds", tmp_path, epochs=2, name="staged")
+    spec = replace(spec, settings=replace(spec.settings, stage_steps=120))
+    events: list = []
+    train_vqvae(spec, events.append)
+    return spec, events
+
+
+def test_the_stage_trains_and_gets_closer_than_the_pseudo_inverse(staged) -> None:
+    spec, events = staged
+    progress = [e for e in events if isinstance(e, DecoderStageProgress)]
+    assert [p.step for p in progress] == [50, 100, 120]
+    trained = [e for e in events if isinstance(e, DecoderStageTrained)]
+    assert len(trained) == 1 and trained[0].steps == 120
+    # held-out magnitude against the true one: the stage beats where it started
+    assert trained[0].val_convergence < trained[0].val_convergence_baseline
+    assert events.index(trained[0]) < events.index(
+        next(e for e in events if isinstance(e, RunCompleted))
+    )
+
+
+def test_the_model_file_carries_the_stage_and_plays_through_it(staged) -> None:
+    spec, events = staged
+    card = read_card(spec.model_path)
+    assert card["config"]["decoder_stage_channels"] == TINY_MODEL["decoder_stage_channels"]
+    assert card["decoder_stage"]["steps"] == 120
+    assert listening(card).startswith("through its decoder stage")
+    assert split_file(spec.model_path.read_bytes())[0] == FORMAT_VERSION == 2
+    model, _ = load_vqvae(spec.model_path)
+    log_mel = torch.randn(TINY_MEL.n_mels, 30) - 4
+    with torch.no_grad():
+        trained = stage_magnitude(model, log_mel)
+        assert not torch.allclose(trained, torch.exp(model.stage.baseline(log_mel[None])[0]))
+    through_stage = render(model, log_mel, length=30 * TINY_MEL.hop_length)
+    reference = mel_to_audio(log_mel, TINY_MEL, length=30 * TINY_MEL.hop_length)
+    assert through_stage.shape == reference.shape and not torch.allclose(through_stage, reference)
+    # the final previews are the saved model's, through the stage, Griffin-Lim beside them
+    final = [e for e in events if isinstance(e, PreviewReady)][-1]
+    assert all(c.griffin_lim_wav and c.reconstruction_wav.startswith("previews/model/")
+               for c in final.clips)  # fmt: skip
+
+
+def test_a_model_from_before_the_stage_loads_and_plays_through_griffin_lim(
+    tmp_path: Path,
+) -> None:
+    """A version 1 file: no decoder_stage_channels, no stage tensors."""
+    config = VQVAEConfig(mel=TINY_MEL, **{**TINY_MODEL, "decoder_stage_channels": 0})
+    model = ConvVQVAE(config)
+    card = {
+        "name": "old", "dataset": {"path": "/x", "fingerprint": "f", "files": 6, "seconds": 1.0},
+        "health": [], "curves": {}, "training": {"epochs": 1, "best_epoch": 0, "final_val_loss": 1.0},
+    }  # fmt: skip
+    path = save_vqvae(tmp_path / "new.distill", model, card)
+    _, meta, blob = split_file(path.read_bytes())
+    old_meta = json.loads(meta)
+    del old_meta["config"]["decoder_stage_channels"]
+    old = tmp_path / "old.distill"
+    old.write_bytes(build_file(json.dumps(old_meta).encode(), blob, version=1))
+
+    loaded, loaded_card = load_vqvae(old)
+    assert loaded.stage is None and loaded.config.decoder_stage_channels == 0
+    assert "trained before the decoder stage" in listening(loaded_card)
+    log_mel = MelSpectrogram(TINY_MEL)(torch.randn(2000) * 0.1)
+    assert torch.equal(
+        render(loaded, log_mel, length=2000, seed=3),
+        mel_to_audio(log_mel, TINY_MEL, length=2000, seed=3),
+    )
+
+
+def test_a_run_cancelled_in_the_stage_resumes_into_it(tmp_path: Path) -> None:
+    write_good_sounds(tmp_path / "sounds")
+    spec = tiny_spec(tmp_path / "sounds", tmp_path, epochs=2, name="cancel-stage")
+    spec = replace(spec, settings=replace(spec.settings, stage_steps=60))
+    events: list = []
+
+    def in_the_stage() -> bool:
+        return any(isinstance(e, DecoderStageProgress) for e in events)
+
+    assert train_vqvae(spec, events.append, in_the_stage).status == "cancelled"
+    cancelled = [e for e in events if isinstance(e, RunCancelled)]
+    assert len(cancelled) == 1 and cancelled[0].epoch == 2
+    assert not spec.model_path.exists()
+
+    again: list = []
+    resumed = replace(spec, resume=True)
+    assert train_vqvae(resumed, again.append).status == "completed"
+    assert not any(type(e).__name__ == "EpochMetrics" for e in again)  # straight to the stage
+    assert [e.steps for e in again if isinstance(e, DecoderStageTrained)] == [60]
+    assert read_card(spec.model_path)["decoder_stage"]["steps"] == 60
+
+
+def test_no_stage_steps_means_a_model_without_a_stage(tmp_path: Path) -> None:
+    write_good_sounds(tmp_path / "sounds")
+    spec = tiny_spec(tmp_path / "sounds", tmp_path, epochs=1, name="no-stage")
+    spec = replace(spec, settings=replace(spec.settings, stage_steps=0))
+    events: list = []
+    train_vqvae(spec, events.append)
+    assert not any(isinstance(e, DecoderStageTrained) for e in events)
+    card = read_card(spec.model_path)
+    assert card["config"]["decoder_stage_channels"] == 0 and "decoder_stage" not in card
+    assert (
+        listening(card) == "through Griffin-Lim: trained without a decoder stage (--stage-steps 0)"
+    )
+    assert load_vqvae(spec.model_path)[0].stage is None
