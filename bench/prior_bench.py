@@ -27,9 +27,9 @@ from statistics import median
 
 import torch
 
-from distill.audio.mel import mel_to_audio
 from distill.models.config import VQVAEConfig
 from distill.models.library import load_with_prior, save_prior, save_vqvae
+from distill.models.magnitude import render
 from distill.models.prior import CodePrior, PriorConfig, token_mask
 from distill.models.rvqvae import ConvVQVAE
 from distill.models.sampling import generate_codes
@@ -111,11 +111,10 @@ def realtime_factor(folder: Path, seconds: float, count: int, repeats: int) -> N
         loaded = load_with_prior(path)
         steps = math.ceil(seconds / loaded.card["prior"]["seconds_per_step"])
         codes, sample_s = timed(lambda: generate_codes(loaded.prior, steps, seeds(count)))  # noqa: B023
-        mel_config = loaded.vqvae.config.mel
 
-        def decode(loaded=loaded, codes=codes, mel_config=mel_config):
-            for i in range(count):
-                mel_to_audio(loaded.vqvae.decode_indices(codes[i : i + 1])[0], mel_config)
+        def decode(loaded=loaded, codes=codes):
+            for i in range(count):  # the path a user hears: the stage when there is one
+                render(loaded.vqvae, loaded.vqvae.decode_indices(codes[i : i + 1])[0])
 
         _, decode_s = timed(decode)
         c = loaded.prior.config

@@ -30,11 +30,11 @@ import argparse
 import math
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
+from bench.stage_cost import decode_speed
 from distill.audio.dataset import load_prepared, scan_dataset
 from distill.audio.decode import write_wav
 from distill.audio.images import write_mel_png
@@ -155,20 +155,6 @@ def _render(folder, stem, model, audio, renders, true_mel, model_mel) -> None:
     if model.stage is not None:
         staged = torch.log(stage_magnitude(model, model_mel)).clamp(min=low)
         write_mel_png(folder / f"{stem}_model_stage_stft.png", staged.numpy(), low, top, 2)
-
-
-def decode_speed(model, seconds: float = 4.0, repeats: int = 3) -> float:
-    """Real-time factor of codes -> audio for a clip of `seconds`: the decoder, then the
-    path a user hears (the stage and Griffin-Lim, or Griffin-Lim alone)."""
-    config = model.config
-    steps = math.ceil(seconds * config.mel.sample_rate / config.mel.hop_length / config.downsample)
-    codes = torch.randint(config.codebook_size, (steps, config.rvq_levels))
-    length = round(seconds * config.mel.sample_rate)
-    render(model, model.decode_sound(codes), length=length)  # warm-up
-    started = time.perf_counter()
-    for _ in range(repeats):
-        render(model, model.decode_sound(codes), length=length)
-    return seconds * repeats / (time.perf_counter() - started)
 
 
 def main() -> None:

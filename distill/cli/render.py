@@ -251,10 +251,14 @@ class RunRenderer:
 
     def on_decoder_stage_trained(self, trained: DecoderStageTrained) -> None:
         self.stage = trained
+        kept = "" if trained.val_loss < trained.val_loss_baseline else (
+            " (no better than the pseudo-inverse on sounds it never heard: kept as that)"
+        )  # fmt: skip
         self.console.print(
-            f"decoder stage: {trained.steps} steps, {trained.seconds:.0f} s; held-out magnitude "
-            f"error (spectral convergence) {trained.val_convergence_baseline:.3f} through the "
-            f"mel's pseudo-inverse -> {trained.val_convergence:.3f} through the stage"
+            f"decoder stage: {trained.steps} steps, {trained.seconds:.0f} s; on the held-out "
+            f"sounds, the loss {trained.val_loss_baseline:.3f} -> {trained.val_loss:.3f} and the "
+            f"magnitude's spectral convergence {trained.val_convergence_baseline:.3f} -> "
+            f"{trained.val_convergence:.3f} (the mel's pseudo-inverse -> the stage){kept}"
         )
 
     def on_run_completed(self, done: RunCompleted) -> None:

@@ -169,9 +169,12 @@ class DecoderStageTrained(Payload):
     kind: ClassVar[str] = "decoder_stage_trained"
     steps: int
     train_loss: float
-    # Median spectral convergence of the model's magnitude against the true one on the
-    # held-out files: the pseudo-inverse baseline (what Griffin-Lim is given without the
-    # stage) and through the stage. Lower is closer; before Griffin-Lim's phase.
+    # On the held-out files, the model's magnitude against the true one (lower is closer,
+    # before Griffin-Lim's phase), with the pseudo-inverse (what Griffin-Lim is given
+    # without a stage) and through the kept stage: the stage's loss (mean), which picks
+    # the weights kept, and the spectral convergence (median).
+    val_loss_baseline: float
+    val_loss: float
     val_convergence_baseline: float
     val_convergence: float
     seconds: float

@@ -287,7 +287,12 @@ CARD = record(
         "prior": PRIOR,
         "decoder_stage": record(  # how the decoder stage trained (DecoderStageTrained)
             {"steps": COUNT, "val_convergence_baseline": metric, "val_convergence": metric},
-            {"train_loss": metric, "seconds": metric},
+            {
+                "train_loss": metric,
+                "seconds": metric,
+                "val_loss_baseline": metric,
+                "val_loss": metric,
+            },
             closed=False,
         ),
     },

@@ -13,7 +13,7 @@ MAX_RVQ_LEVELS = 4
 MIN_CODEBOOK_SIZE = 2
 MAX_CODEBOOK_SIZE = 2**15  # a model file keeps the prior's training codes as int16
 MAX_COMMITMENT_WEIGHT = 10.0  # far past any useful weight (the default is 0.25)
-DECODER_STAGE_CHANNELS = 128  # width of the decoder stage (models/magnitude.py); 0 = none
+DECODER_STAGE_CHANNELS = 64  # width of the decoder stage (models/magnitude.py); 0 = none
 STAGE_DILATIONS = (1, 2, 4, 1)  # its residual blocks: about 17 frames (0.2 s) of context
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
@@ -108,8 +109,13 @@ def listening(card: dict[str, Any]) -> str:
     """How the model's sounds are rendered, in words for its card (CLI and dashboard)."""
     stage = card.get("decoder_stage")
     if card["config"].get("decoder_stage_channels") and stage:
+        if not stage.get("val_loss", 0.0) < stage.get("val_loss_baseline", math.inf):
+            return (
+                "through its decoder stage, kept as the mel's pseudo-inverse it started as: "
+                "training it did not bring the held-out sounds closer"
+            )
         return (
-            f"through its decoder stage (held-out magnitude error "
+            f"through its decoder stage (held-out sounds: magnitude spectral convergence "
             f"{stage['val_convergence_baseline']:.3f} with the mel's pseudo-inverse, "
             f"{stage['val_convergence']:.3f} through the stage)"
         )

@@ -17,7 +17,7 @@ class TrainSettings:
     preview_every: int = 5  # epochs between reconstruction previews (and always the last)
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when there is one), "cpu" or "cuda"
-    stage_steps: int = 800  # decoder stage steps after the epochs (training/stage.py); 0: none
+    stage_steps: int = 600  # decoder stage steps after the epochs (training/stage.py); 0: none
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ inside a band) and some of the model's habitual errors. The loss is an L1 on the
 magnitude (every bin counts, quiet ones too) plus the spectral convergence of the
 linear magnitude (the loud bins, which a listener hears first), over each file's own
 frames. It is judged every STAGE_EVAL_EVERY steps on the held-out files and the best
-weights are kept, the way the VQ-VAE keeps its best epoch.
+weights are kept (by the same loss, over the held-out files whole), the way the VQ-VAE
+keeps its best epoch: a stage that does not help sounds it never heard stays the
+pseudo-inverse it started as.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -106,28 +109,33 @@ def stage_loss(log_magnitude: Tensor, target: Tensor, audible: Tensor, log_floor
     return l1 + convergence
 
 
+class HeldOut(NamedTuple):
+    loss: float  # mean over files of the stage's loss: what picks the weights kept
+    convergence: float  # median over files of the magnitude's spectral convergence
+
+
 @torch.no_grad()
-def magnitude_convergence(
-    model: ConvVQVAE, pairs: list[StagePair], *, through_stage: bool
-) -> float:
-    """Median over files of the spectral convergence of the magnitude the model gives
-    (through its stage, or the pseudo-inverse baseline) against the true magnitude."""
+def held_out(model: ConvVQVAE, pairs: list[StagePair], *, through_stage: bool) -> HeldOut:
+    """How close the magnitude the model gives (through its stage, or the pseudo-inverse
+    baseline) comes to the true one, file by file, whole."""
     assert model.stage is not None
-    values = []
+    losses, convergences = [], []
+    log_floor = model.config.mel.log_floor
     for pair in pairs:
-        mel = pair.reconstruction.unsqueeze(0)
+        mel, target = pair.reconstruction.unsqueeze(0), pair.magnitude.unsqueeze(0)
         if through_stage:
             log_magnitude = model.stage(mel, model.mel_mean, model.mel_std)
         else:
             log_magnitude = model.stage.baseline(mel)
-        estimate = torch.exp(log_magnitude[0].clamp(max=MAX_LOG_MAGNITUDE))
-        values.append(
-            float(
-                torch.linalg.norm(pair.magnitude - estimate)
-                / torch.linalg.norm(pair.magnitude).clamp(min=1e-8)
-            )
+        audible = target.new_ones(1, target.shape[-1])
+        losses.append(float(stage_loss(log_magnitude, target, audible, log_floor)))
+        estimate = torch.exp(log_magnitude.clamp(max=MAX_LOG_MAGNITUDE))
+        convergences.append(
+            float(torch.linalg.norm(target - estimate) / torch.linalg.norm(target).clamp(min=1e-8))
         )
-    return statistics.median(values) if values else math.nan
+    if not pairs:
+        return HeldOut(math.nan, math.nan)
+    return HeldOut(statistics.fmean(losses), statistics.median(convergences))
 
 
 def train_stage(
@@ -150,8 +158,8 @@ def train_stage(
     floor = math.log(model.config.mel.log_floor)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(stage.parameters(), lr=STAGE_LEARNING_RATE)
-    baseline = magnitude_convergence(model, val_pairs, through_stage=False)
-    best_value, best_state = baseline, _copy(stage)  # the stage starts as the baseline
+    baseline = held_out(model, val_pairs, through_stage=False)
+    best, best_state = baseline, _copy(stage)  # the stage starts as the baseline
     loss_sum, loss_count = 0.0, 0
     for step in range(steps):
         if should_stop():
@@ -169,16 +177,18 @@ def train_stage(
             emit(DecoderStageProgress(done, steps, loss_sum / loss_count))
         if done % STAGE_EVAL_EVERY == 0 or done == steps:
             stage.eval()
-            value = magnitude_convergence(model, val_pairs, through_stage=True)
-            if value < best_value:
-                best_value, best_state = value, _copy(stage)
+            figures = held_out(model, val_pairs, through_stage=True)
+            if figures.loss < best.loss:
+                best, best_state = figures, _copy(stage)
     stage.load_state_dict(best_state)
     stage.eval()
     trained = DecoderStageTrained(
         steps=steps,
         train_loss=loss_sum / max(loss_count, 1),
-        val_convergence_baseline=baseline,
-        val_convergence=best_value,
+        val_loss_baseline=baseline.loss,
+        val_loss=best.loss,
+        val_convergence_baseline=baseline.convergence,
+        val_convergence=best.convergence,
         seconds=time.monotonic() - started,
     )
     emit(trained)
