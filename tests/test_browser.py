@@ -126,6 +126,8 @@ def test_train_from_the_form_watch_it_listen_and_find_the_model(
     assert page.input_value("#codebook_size") == "64"  # chosen from 6 files, read-only
     assert page.get_attribute("#codebook_size", "readonly") is not None
     page.fill("#epochs", "2")
+    assert page.input_value("#stage_steps") == "600"
+    page.fill("#stage_steps", "20")  # a short decoder stage: the previews then play through it
     page.fill("#model_name", "browser-kicks")
     shot(page, "new-run")
     page.click("#start")
@@ -141,14 +143,15 @@ def test_train_from_the_form_watch_it_listen_and_find_the_model(
     page.wait_for_selector("#run-status[data-status=completed]")
     assert page.locator("#run-warnings li.warning").count() == 0  # not judged on so few
     assert page.locator("#run-chart polyline.val").count() == 1
-    # Previews swapped in live are players with their waveform and spectrogram: three
-    # sounds in the row while the model has no decoder stage.
+    # Previews swapped in live are players with their waveform and spectrogram; the saved
+    # model's come last, four sounds in the row: the model through its decoder stage too.
     clip = page.locator("#run-previews .clip").first
-    assert clip.locator(".clip-row .player").count() == 3
-    assert "model (Griffin-Lim)" in clip.inner_text() and "decoder stage" not in clip.inner_text()
+    clip.locator(".clip-row .player").nth(3).wait_for()
+    assert clip.locator(".clip-row .player").count() == 4
+    assert "model (Griffin-Lim)" in clip.inner_text() and "decoder stage" in clip.inner_text()
     wait_drawn(clip.locator(".clip-row .player"))
     preview = page.locator("#run-previews audio.reconstruction").first
-    assert play(preview).endswith("_levels_3.wav")
+    assert play(preview).endswith("model/clip1_levels_3.wav")
     levels = clip.locator(".levels audio")
     assert levels.count() == 3  # what levels 1, 1..2 and 1..3 sound like
     shot(page, "run-finished")

@@ -69,7 +69,7 @@ def test_train_then_show_the_model(dataset: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     result = distill(
         home, "train", str(dataset), "--epochs", "1", "--rvq-levels", "2",
-        "--codebook-size", "16", "--model-name", "kicks", "--json",
+        "--codebook-size", "16", "--stage-steps", "5", "--model-name", "kicks", "--json",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     events = json_lines(result.stdout)
@@ -112,10 +112,22 @@ def test_train_then_show_the_model(dataset: Path, tmp_path: Path) -> None:
 
 def test_the_human_report_has_health_and_the_model_path(dataset: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    result = distill(home, "train", str(dataset), "--epochs", "2", "--model-name", "report")
+    result = distill(
+        home,
+        "train",
+        str(dataset),
+        "--epochs",
+        "2",
+        "--stage-steps",
+        "10",
+        "--model-name",
+        "report",
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "training complete" in out
+    assert "decoder stage: 10 steps" in " ".join(out.split())
+    assert "its sounds play through the decoder stage it trained" in out
     assert "utilization" in out and "perplexity" in out and "dead codes" in out
     assert str(home / "models" / "report.distill") in out.replace("\n", "")
 

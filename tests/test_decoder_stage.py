@@ -25,6 +25,8 @@ from distill.models.library import listening, load_vqvae, read_card, save_vqvae
 from distill.models.magnitude import render, stage_magnitude
 from distill.models.model_file import FORMAT_VERSION
 from distill.models.rvqvae import ConvVQVAE
+from distill.server.inputs import InputError, train_options
+from distill.server.views import progress_of
 from distill.training.checkpoint import never
 from distill.training.stage import train_stage
 from distill.training.vqvae import prepare_data, train_vqvae
@@ -164,3 +166,18 @@ def test_no_stage_steps_means_a_model_without_a_stage(tmp_path: Path) -> None:
         listening(card) == "through Griffin-Lim: trained without a decoder stage (--stage-steps 0)"
     )
     assert load_vqvae(spec.model_path)[0].stage is None
+
+
+def test_the_run_page_says_the_stage_is_training() -> None:
+    run = {"status": "running", "epochs": 30, "epoch": 29}
+    step = DecoderStageProgress(200, 600, 0.8125).to_dict()
+    progress = progress_of(run, step)
+    assert progress["label"] == "30 of 30 epochs; decoder stage, step 200 of 600, loss 0.8125"
+    assert progress["fraction"] == 1.0
+
+
+@pytest.mark.parametrize("steps", ["-1", "100001", "x"])
+def test_the_form_refuses_stage_steps_out_of_range(steps: str) -> None:
+    with pytest.raises(InputError, match="decoder stage steps"):
+        train_options({"stage_steps": steps})
+    assert train_options({"stage_steps": "0"})[0]["stage_steps"] == 0

@@ -15,7 +15,7 @@ def test_train_a_prior_then_generate(tmp_path: Path) -> None:
     write_good_sounds(tmp_path / "sounds")
     trained = distill(
         home, "train", str(tmp_path / "sounds"), "--epochs", "1", "--rvq-levels", "2",
-        "--codebook-size", "16", "--model-name", "kicks", "--json",
+        "--codebook-size", "16", "--stage-steps", "5", "--model-name", "kicks", "--json",
     )  # fmt: skip
     assert trained.returncode == 0, trained.stderr
 

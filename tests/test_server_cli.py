@@ -16,7 +16,7 @@ from distill.server.discovery import read_server_file
 
 pytestmark = pytest.mark.slow
 DEADLINE = 240  # seconds: a guard against a hung process, not a speed check
-SMALL = ["--rvq-levels", "2", "--codebook-size", "16", "--batch-size", "4"]
+SMALL = ["--rvq-levels", "2", "--codebook-size", "16", "--batch-size", "4", "--stage-steps", "5"]
 
 
 @pytest.fixture(scope="module")
