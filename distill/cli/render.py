@@ -251,9 +251,9 @@ class RunRenderer:
 
     def on_decoder_stage_trained(self, trained: DecoderStageTrained) -> None:
         self.stage = trained
-        kept = "" if trained.val_loss < trained.val_loss_baseline else (
-            " (no better than the pseudo-inverse on sounds it never heard: kept as that)"
-        )  # fmt: skip
+        kept = (
+            "" if trained.helped else " (it did not help sounds it never heard: kept as it started)"
+        )
         self.console.print(
             f"decoder stage: {trained.steps} steps, {trained.seconds:.0f} s; on the held-out "
             f"sounds, the loss {trained.val_loss_baseline:.3f} -> {trained.val_loss:.3f} and the "
@@ -290,8 +290,13 @@ class RunRenderer:
             title = f"codebook health (epoch {best.epoch + 1}, held-out files)"
             self.console.print(health_table(best.levels, title=title))
         self._print_warning_summary()
-        if self.stage is not None:
+        if self.stage is not None and self.stage.helped:
             self.console.print("its sounds play through the decoder stage it trained")
+        elif self.stage is not None:
+            self.console.print(
+                "its decoder stage stayed the mel's pseudo-inverse, so its sounds play as "
+                "through Griffin-Lim; more, or more varied, sounds give the stage more to learn"
+            )
         self.console.print(f"model: [bold]{done.model_path}[/]")
 
     def _prior_report(self, done: RunCompleted) -> None:

@@ -179,6 +179,11 @@ class DecoderStageTrained(Payload):
     val_convergence: float
     seconds: float
 
+    @property
+    def helped(self) -> bool:
+        """The kept stage beats the pseudo-inverse it started as, on held-out sounds."""
+        return self.val_loss < self.val_loss_baseline
+
 
 @dataclass(frozen=True)
 class PreviewReady(Payload):

@@ -286,12 +286,14 @@ CARD = record(
         "run_id": optional(text),
         "prior": PRIOR,
         "decoder_stage": record(  # how the decoder stage trained (DecoderStageTrained)
-            {"steps": COUNT, "val_convergence_baseline": metric, "val_convergence": metric},
             {
+                "steps": COUNT,
                 "train_loss": metric,
-                "seconds": metric,
                 "val_loss_baseline": metric,
                 "val_loss": metric,
+                "val_convergence_baseline": metric,
+                "val_convergence": metric,
+                "seconds": metric,
             },
             closed=False,
         ),

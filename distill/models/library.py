@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import math
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
@@ -24,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
+from distill.core.events import DecoderStageTrained, payload_from_dict
 from distill.models.card_schema import (
     MODEL_TYPE,
     TensorShapes,
@@ -109,7 +109,7 @@ def listening(card: dict[str, Any]) -> str:
     """How the model's sounds are rendered, in words for its card (CLI and dashboard)."""
     stage = card.get("decoder_stage")
     if card["config"].get("decoder_stage_channels") and stage:
-        if not stage.get("val_loss", 0.0) < stage.get("val_loss_baseline", math.inf):
+        if not payload_from_dict(DecoderStageTrained.kind, stage).helped:
             return (
                 "through its decoder stage, kept as the mel's pseudo-inverse it started as: "
                 "training it did not bring the held-out sounds closer"
