@@ -44,6 +44,7 @@ run: install
 
 lint: install
 	$(BIN)/ruff check distill tests bench
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/pytest

@@ -14,8 +14,9 @@ from statistics import quantiles
 
 from distill.core.bus import EventBus
 from distill.core.core import Core, TrainRequest
-from distill.core.events import CodebookWarning, Event, Payload, StepMetrics
 from distill.core.store import Store
+from distill.events import CodebookWarning, Event, Payload, StepMetrics
+from distill.training.jobs import RUN_TYPES
 
 
 def make_events(n: int, payload: Payload, run_id: str = "r") -> list[Event]:
@@ -94,7 +95,7 @@ async def end_to_end(epochs: int, folder: Path) -> None:
     direct_total = time.perf_counter() - started
 
     core_line = Timeline()
-    async with Core(folder / "home") as core:
+    async with Core(folder / "home", run_types=RUN_TYPES) as core:
         started = time.perf_counter()
         run_id = await core.submit_training(TrainRequest(str(folder / "sounds"), settings=settings))
         async for event in core.follow(run_id):  # one follower

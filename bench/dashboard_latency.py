@@ -23,7 +23,7 @@ from pathlib import Path
 
 from websockets.asyncio.client import connect
 
-from distill.core.events import RunStarted, StepMetrics
+from distill.events import RunStarted, StepMetrics
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
 

@@ -190,6 +190,7 @@ class Timeline:
 async def training(folder: Path, epochs: int, files: int, repeats: int) -> None:
     from distill.audio.synth import make_demo_set
     from distill.core.core import Core, PriorRequest
+    from distill.training.jobs import RUN_TYPES
     from distill.training.prior import PriorSpec, train_prior
     from distill.training.settings import PriorSettings, TrainSettings
     from distill.training.vqvae import TrainSpec, train_vqvae
@@ -211,7 +212,7 @@ async def training(folder: Path, epochs: int, files: int, repeats: int) -> None:
     )  # fmt: skip
     bare_loop(spec, 1)  # warm-up
     bares, directs, cores = [], [], []
-    async with Core(home) as core:
+    async with Core(home, run_types=RUN_TYPES) as core:
         for _ in range(repeats):  # interleaved, so drift in machine load hits all three
             bares.append(bare_loop(spec, epochs))
             direct = Timeline()

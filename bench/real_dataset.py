@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from statistics import median
 
-from distill.core.events import DatasetScanned, EpochMetrics, RunCompleted
+from distill.events import DatasetScanned, EpochMetrics, RunCompleted
 from distill.training.vqvae import TrainSettings, TrainSpec, train_vqvae
 
 FREEDESKTOP = Path("/usr/share/sounds/freedesktop/stereo")

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from distill.core.events import (
+from distill.core.store import Store
+from distill.events import (
     CheckpointSaved,
     CodebookWarning,
     DatasetScanned,
@@ -36,7 +37,6 @@ from distill.core.events import (
     RunStarted,
     StepMetrics,
 )
-from distill.core.store import Store
 from distill.paths import database_path
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings

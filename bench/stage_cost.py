@@ -24,7 +24,7 @@ from statistics import median
 import torch
 
 from distill.audio.synth import make_demo_set
-from distill.core.events import DecoderStageTrained
+from distill.events import DecoderStageTrained
 from distill.models.library import load_vqvae
 from distill.models.magnitude import render
 from distill.training.settings import TrainSettings

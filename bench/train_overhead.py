@@ -23,7 +23,7 @@ import torch
 
 from distill.audio.synth import make_demo_set
 from distill.audio.windows import CropSampler
-from distill.core.events import StepMetrics
+from distill.events import StepMetrics
 from distill.models.rvqvae import ConvVQVAE, multiscale_mel_loss
 from distill.training.vqvae import (
     TrainSettings,

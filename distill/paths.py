@@ -26,6 +26,8 @@ def models_dir(home: Path | None = None) -> Path:
 
 MODEL_FILE_EXTENSION = ".distill"
 CHECKPOINT_NAME = "checkpoint.distill"  # in a run's folder: where it resumes from
+# Touched in a run's (or a generate request's) folder to ask its worker to stop at the next step.
+CANCEL_FILE = "CANCEL"
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # fullmatch: `$` lets "\n" through
 
 

@@ -222,7 +222,7 @@ def write_preview_run(server, run_id: str, decoder_stage: bool, seconds: float =
     clip has the model through Griffin-Lim beside the decoder stage's rendering."""
     from distill.audio.images import write_mel_png
     from distill.audio.synth import tone
-    from distill.core.events import (
+    from distill.events import (
         Event,
         PreviewClip,
         PreviewReady,

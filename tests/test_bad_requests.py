@@ -16,7 +16,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from distill.core.store import RUN_STATUSES
+from distill.events import RUN_STATUSES
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
 

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import pytest
 
 from distill.core.bus import FELL_BEHIND, EventBus, Subscription, SubscriptionClosed
-from distill.core.events import CheckpointSaved, EpochMetrics, Event, StepMetrics
+from distill.events import CheckpointSaved, EpochMetrics, Event, StepMetrics
 
 T = TypeVar("T")
 STEP = StepMetrics.kind

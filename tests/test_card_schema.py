@@ -19,7 +19,7 @@ from distill.models.card_schema import (
     prior_elements,
     vqvae_elements,
 )
-from distill.models.config import MAX_CODEBOOK_SIZE, VQVAEConfig
+from distill.models.config import MAX_CODEBOOK_SIZE, PRIOR_SIZES, VQVAEConfig
 from distill.models.library import (
     import_model,
     list_cards,
@@ -29,7 +29,7 @@ from distill.models.library import (
     save_vqvae,
 )
 from distill.models.model_file import ModelFileError, load_model_file, save_model_file
-from distill.models.prior import PRIOR_SIZES, CodePrior, PriorConfig
+from distill.models.prior import CodePrior, PriorConfig
 from distill.models.rvqvae import ConvVQVAE
 
 
@@ -224,7 +224,7 @@ def test_the_counted_size_is_what_the_modules_hold() -> None:
 def test_the_largest_models_distill_picks_fit() -> None:
     """The biggest sizes distill chooses by itself (500 files) pass, far under the cap."""
     config = VQVAEConfig.from_file_count(500)
-    _, hidden, layers, heads, dropout = PRIOR_SIZES[-1]
+    hidden, layers, heads, dropout = PRIOR_SIZES[-1]
     prior = PriorConfig(config.rvq_levels, config.codebook_size, config.latent_frames,
                         hidden, layers, heads, dropout)  # fmt: skip
     card = {**model_card("big"), "type": "distill-model", "config": config.to_dict()}

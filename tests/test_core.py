@@ -15,9 +15,10 @@ import pytest
 from conftest import TINY_MEL, TINY_MODEL, write_good_sounds
 
 from distill.core.core import Core, RunError, TrainRequest
-from distill.core.events import TERMINAL_KINDS
 from distill.core.worker import init_worker
+from distill.events import TERMINAL_KINDS
 from distill.paths import database_path
+from distill.training.jobs import RUN_TYPES
 
 DEADLINE = 180.0  # seconds; a guard against hangs, never a speed check
 
@@ -61,7 +62,7 @@ def test_a_run_goes_through_worker_store_and_followers(dataset: Path, tmp_path: 
     home = tmp_path / "home"
 
     async def scenario():
-        async with Core(home) as core:
+        async with Core(home, run_types=RUN_TYPES) as core:
             run_id = await core.submit_training(request(dataset, name="through-core"))
             first, second = await asyncio.gather(collect(core, run_id), collect(core, run_id))
             return run_id, first, second, await core.store.run(run_id)
@@ -80,7 +81,7 @@ def test_a_late_follower_reads_history_then_goes_on_live(dataset: Path, tmp_path
     home = tmp_path / "home"
 
     async def scenario():
-        async with Core(home) as core:
+        async with Core(home, run_types=RUN_TYPES) as core:
             run_id = await core.submit_training(request(dataset, epochs=3))
             async for event in core.follow(run_id):
                 if event.kind == "epoch_metrics":
@@ -98,10 +99,10 @@ def test_follow_delivers_an_end_committed_while_it_reads_the_store(tmp_path: Pat
     ended. An end committed between the two was once skipped (a reconnecting client got
     nothing and the stream closed). The store's read is wrapped to commit the end at
     exactly that moment: a real store and recorder, with the race made deterministic."""
-    from distill.core.events import RunCompleted, RunStarted
+    from distill.events import RunCompleted, RunStarted
 
     async def scenario() -> list[str]:
-        core = Core(tmp_path / "home")
+        core = Core(tmp_path / "home", run_types=RUN_TYPES)
         await core.start()
         try:
             await core.store.create_run("r", "vqvae", "/x", {})
@@ -129,7 +130,7 @@ def test_cancel_a_running_and_a_queued_run(dataset: Path, tmp_path: Path) -> Non
     home = tmp_path / "home"
 
     async def scenario():
-        async with Core(home, concurrency=1) as core:
+        async with Core(home, concurrency=1, run_types=RUN_TYPES) as core:
             running = await core.submit_training(request(dataset, epochs=50))
             queued = await core.submit_training(request(dataset, epochs=50))
             await core.cancel(queued)
@@ -153,7 +154,7 @@ def test_cancel_a_running_and_a_queued_run(dataset: Path, tmp_path: Path) -> Non
 
 
 async def _cancel(home: Path, run_id: str) -> None:
-    async with Core(home) as core:
+    async with Core(home, run_types=RUN_TYPES) as core:
         await core.cancel(run_id)
 
 
@@ -161,7 +162,7 @@ def test_a_killed_worker_fails_its_run_and_resume_finishes(dataset: Path, tmp_pa
     home = tmp_path / "home"
 
     async def scenario():
-        async with Core(home) as core:
+        async with Core(home, run_types=RUN_TYPES) as core:
             run_id = await core.submit_training(request(dataset, epochs=4))
             async for event in core.follow(run_id):
                 if event.kind == "checkpoint_saved":
@@ -198,9 +199,10 @@ def test_a_killed_core_leaves_its_run_interrupted_and_resumable(
         "sys.path.insert(0, 'tests')\n"
         "from test_core import request\n"
         "from distill.core.core import Core\n"
+        "from distill.training.jobs import RUN_TYPES\n"
         "from pathlib import Path\n"
         "async def main():\n"
-        "    async with Core(Path(sys.argv[1])) as core:\n"
+        "    async with Core(Path(sys.argv[1]), run_types=RUN_TYPES) as core:\n"
         "        run_id = await core.submit_training(request(Path(sys.argv[2]), epochs=200))\n"
         "        async for _ in core.follow(run_id): pass\n"
         "asyncio.run(main())\n"
@@ -215,7 +217,7 @@ def test_a_killed_core_leaves_its_run_interrupted_and_resumable(
         process.wait()
 
     async def scenario():
-        async with Core(home) as core:
+        async with Core(home, run_types=RUN_TYPES) as core:
             row = await core.store.run(run_id)
             await core.resume(run_id)
             resumed = []

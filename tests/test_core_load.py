@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 
 from distill.core.core import Core
-from distill.core.events import StepMetrics
+from distill.events import StepMetrics
 from distill.paths import database_path
 
 DEADLINE = 180.0  # seconds; a guard against hangs, never a speed check

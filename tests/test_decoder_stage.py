@@ -13,7 +13,7 @@ from conftest import TINY_MEL, TINY_MODEL, tiny_spec, write_good_sounds
 from test_model_file import build_file, split_file
 
 from distill.audio.mel import MelSpectrogram, mel_to_audio
-from distill.core.events import (
+from distill.events import (
     DecoderStageProgress,
     DecoderStageTrained,
     PreviewReady,

@@ -23,6 +23,7 @@ from conftest import TINY_MEL, TINY_MODEL, write_good_sounds
 from distill.core.core import Core, TrainRequest
 from distill.paths import CHECKPOINT_NAME, database_path, runs_dir
 from distill.training.checkpoint import load_checkpoint
+from distill.training.jobs import RUN_TYPES
 
 DEADLINE = 180.0  # seconds; a guard against hangs, never a speed check
 
@@ -87,7 +88,9 @@ def test_a_checkpoint_that_does_not_fit_fails_the_run_and_keeps_the_last(
     write_good_sounds(tmp_path / "sounds")
 
     async def scenario() -> None:
-        async with Core(tmp_path / "measure") as core:  # how big is one checkpoint?
+        async with Core(
+            tmp_path / "measure", run_types=RUN_TYPES
+        ) as core:  # how big is one checkpoint?
             run_id = await core.submit_training(request(tmp_path / "sounds", epochs=1))
             await run_to_end(core, run_id)
         size = (runs_dir(tmp_path / "measure") / run_id / CHECKPOINT_NAME).stat().st_size
@@ -95,7 +98,7 @@ def test_a_checkpoint_that_does_not_fit_fails_the_run_and_keeps_the_last(
         home = tmp_path / "home"
         # Room for one checkpoint, not for the next one's temporary file beside it.
         disk = tmpfs_at(runs_dir(home), size * 3 // 2)
-        async with Core(home) as core:
+        async with Core(home, run_types=RUN_TYPES) as core:
             run_id = await core.submit_training(request(tmp_path / "sounds", epochs=3))
             events = await run_to_end(core, run_id)
             failed = events[-1]
@@ -120,7 +123,7 @@ def test_a_full_disk_under_sqlite_loses_no_event(tmp_path: Path, tmpfs_at) -> No
     disk = tmpfs_at(home, 256 * 1024)
 
     async def scenario() -> None:
-        async with Core(home) as core:
+        async with Core(home, run_types=RUN_TYPES) as core:
             run_id = await core.submit_load(rate=20_000, seconds=0.5)  # megabytes of events
             follower = asyncio.ensure_future(run_to_end(core, run_id))
             deadline = asyncio.get_running_loop().time() + DEADLINE / 2

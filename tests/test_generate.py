@@ -11,7 +11,7 @@ import soundfile as sf
 from conftest import tiny_prior_spec, tiny_spec, write_good_sounds
 
 from distill.audio.synth import tone
-from distill.core.events import ClipGenerated, payload_from_dict
+from distill.events import ClipGenerated, payload_from_dict
 from distill.models.library import read_card
 from distill.models.model_file import ModelFileError
 from distill.training.generate import (

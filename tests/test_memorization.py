@@ -11,7 +11,7 @@ import soundfile as sf
 from conftest import tiny_prior_spec, tiny_spec
 
 from distill.audio.synth import chirp, click, noise_burst, tone
-from distill.core.events import (
+from distill.events import (
     CAUSE_COPY_RATE,
     CAUSE_GAP,
     CopiesMeasured,

@@ -14,6 +14,7 @@ from distill.core.core import Core, PriorRequest, RunError
 from distill.models.library import read_card
 from distill.models.model_file import ModelFileError
 from distill.paths import database_path
+from distill.training.jobs import RUN_TYPES
 
 
 def prior_request(model: str, epochs: int = 2, dataset: str | None = None) -> PriorRequest:
@@ -30,7 +31,7 @@ def test_a_prior_run_goes_through_worker_store_and_followers(tmp_path: Path) -> 
     write_good_sounds(tmp_path / "sounds")
 
     async def scenario():
-        async with Core(home) as core:
+        async with Core(home, run_types=RUN_TYPES) as core:
             vqvae_run = await core.submit_training(request(tmp_path / "sounds", 1, "kicks"))
             await collect(core, vqvae_run)
             run_id = await core.submit_prior(prior_request("kicks"))  # dataset from the card
@@ -76,7 +77,7 @@ def test_a_cancelled_prior_run_resumes_as_a_prior_run(tmp_path: Path) -> None:
     write_good_sounds(tmp_path / "sounds")
 
     async def scenario():
-        async with Core(home) as core:
+        async with Core(home, run_types=RUN_TYPES) as core:
             await collect(core, await core.submit_training(request(tmp_path / "sounds", 1, "m")))
             run_id = await core.submit_prior(prior_request("m", epochs=200))
             asked = False  # the cancel's own checkpoint_saved must not ask again
@@ -86,7 +87,9 @@ def test_a_cancelled_prior_run_resumes_as_a_prior_run(tmp_path: Path) -> None:
                     asked = True
             cancelled = await core.store.run(run_id)
             after = await core.store.last_seq(run_id)
-        async with Core(home) as core:  # as `distill runs resume` does, in a new process
+        async with Core(
+            home, run_types=RUN_TYPES
+        ) as core:  # as `distill runs resume` does, in a new process
             await core.resume(run_id)
             asked = False
             # stop the resumed run too, once it has gone on from its checkpoint
@@ -111,7 +114,7 @@ def test_bad_prior_requests_are_refused_before_anything_is_queued(tmp_path: Path
     home = tmp_path / "home"
 
     async def scenario():
-        async with Core(home) as core:
+        async with Core(home, run_types=RUN_TYPES) as core:
             with pytest.raises(ModelFileError, match="no model named 'nope'"):
                 await core.submit_prior(prior_request("nope"))
             foreign = tmp_path / "foreign.distill"

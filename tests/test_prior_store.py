@@ -10,7 +10,8 @@ from pathlib import Path
 
 from test_store import stamp
 
-from distill.core.events import (
+from distill.core.store import MIGRATIONS, SCHEMA_VERSION, Store
+from distill.events import (
     CheckpointSaved,
     CopiesMeasured,
     MemorizationWarning,
@@ -21,7 +22,6 @@ from distill.core.events import (
     RunQueued,
     RunStarted,
 )
-from distill.core.store import MIGRATIONS, SCHEMA_VERSION, Store
 
 
 def columns(db: sqlite3.Connection, table: str) -> list[str]:
@@ -107,7 +107,7 @@ async def _open_and_close(path: Path) -> None:
 
 def test_prior_steps_are_coalesced_like_vqvae_steps_never_across_kinds() -> None:
     from distill.core.bus import EventBus
-    from distill.core.events import StepMetrics
+    from distill.events import StepMetrics
 
     bus = EventBus()
     sub = bus.subscribe(queue_size=4)

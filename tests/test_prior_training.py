@@ -12,7 +12,7 @@ import torch
 from conftest import tiny_prior_spec, tiny_spec, write_good_sounds
 
 from distill.audio.synth import chirp
-from distill.core.events import (
+from distill.events import (
     CAUSE_VAL_PERPLEXITY,
     CodesExtracted,
     MemorizationWarning,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from distill.core.events import Event, StepMetrics
 from distill.core.recorder import Recorder, RecorderClosed
 from distill.core.store import Store
+from distill.events import Event, StepMetrics
 
 RUNS = ("run-a", "run-b", "run-c")
 

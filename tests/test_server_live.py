@@ -14,7 +14,7 @@ from conftest import tiny_run_request, wait_until, write_good_sounds
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from distill.core.events import TERMINAL_KINDS
+from distill.events import TERMINAL_KINDS
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
 
@@ -223,7 +223,7 @@ def stalled_client(server: ServerThread, path: str) -> socket.socket:
 
 def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(server: ServerThread) -> None:
     """2,000 large events into one run: the stalled socket is dropped, the reader gets all."""
-    from distill.core.events import CheckpointSaved, RunCompleted
+    from distill.events import CheckpointSaved, RunCompleted
 
     core = server.core
     run_id = "flood-run"

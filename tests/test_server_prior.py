@@ -14,6 +14,7 @@ import soundfile as sf
 from conftest import page_client, run_events, tiny_run_request, write_good_sounds
 
 from distill.audio.synth import chirp
+from distill.paths import CANCEL_FILE
 from distill.server import helper
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
@@ -123,7 +124,7 @@ def test_a_generate_request_can_be_cancelled(world, tmp_path) -> None:
         run_events(server, trained.headers["location"].rsplit("/", 1)[-1])
     folder = tmp_path / "request"
     folder.mkdir()
-    (folder / helper.CANCEL_NAME).touch()  # as the cancel button does, while it waits
+    (folder / CANCEL_FILE).touch()  # as the cancel button does, while it waits
     path = str(home / "models" / "drums.distill")
     options = {"seconds": 0.5, "count": 3}
     assert helper.generate(path, str(folder), options) == {"out_dir": str(folder)}
@@ -144,7 +145,7 @@ def test_a_generate_request_can_be_cancelled(world, tmp_path) -> None:
             ended = http.get(block.group(1).removesuffix("/cancel"))
         assert http.post(block.group(1)).status_code == 404  # gone once ended
     leftovers = [p.name for p in (home / "generated" / "drums").rglob("*")]
-    assert helper.CANCEL_NAME not in leftovers and helper.PROGRESS_NAME not in leftovers
+    assert CANCEL_FILE not in leftovers and helper.PROGRESS_NAME not in leftovers
 
     # Stopped after its first clip (deterministically, without the race): the history
     # keeps that clip and says the request stopped early.

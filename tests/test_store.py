@@ -11,7 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from distill.core.events import (
+from distill.core.store import (
+    EPOCH_COLUMNS,
+    HEALTH_COLUMNS,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SchemaTooNew,
+    Store,
+    StoreClosed,
+    UnknownRun,
+)
+from distill.events import (
     CheckpointSaved,
     CodebookWarning,
     DatasetScanned,
@@ -27,16 +37,6 @@ from distill.core.events import (
     RunStarted,
     SkippedFile,
     StepMetrics,
-)
-from distill.core.store import (
-    EPOCH_COLUMNS,
-    HEALTH_COLUMNS,
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    SchemaTooNew,
-    Store,
-    StoreClosed,
-    UnknownRun,
 )
 
 TABLES = {"events", "runs", "epoch_metrics", "codebook_health", "warnings", "datasets", "models"}

@@ -14,7 +14,7 @@ from conftest import tiny_spec, write_bad_sounds, write_good_sounds
 from distill.audio.dataset import DatasetError
 from distill.audio.synth import click
 from distill.audio.windows import fixed_crops
-from distill.core.events import (
+from distill.events import (
     CheckpointSaved,
     DatasetScanned,
     EpochMetrics,

@@ -21,7 +21,7 @@ import torch
 from distill.audio.decode import SUPPORTED_EXTENSIONS, AudioDecodeError, decode_audio, resample
 from distill.audio.mel import MelSpectrogram
 from distill.audio.mel_config import MelConfig
-from distill.core.events import SkippedFile
+from distill.events import SkippedFile
 
 SILENCE_PEAK = 10 ** (-70 / 20)  # a file whose peak is under -70 dBFS is silent
 TRIM_BELOW_PEAK_DB = 50.0  # trim leading/trailing samples 50 dB under the file's peak

@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 
 from distill.core.core import Core, PriorRequest, RunError, TrainRequest
-from distill.core.events import TERMINAL_KINDS, Event
+from distill.events import TERMINAL_KINDS, Event
+from distill.training.jobs import RUN_TYPES
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -75,7 +76,7 @@ def exit_code(terminal: Event | None) -> int:
 async def run_in_process(home: Path, request: TrainRequest | PriorRequest, render,
                          console: Console) -> int:  # fmt: skip
     """No server running: start a core in this process, submit, follow to the end."""
-    async with Core(home) as core:
+    async with Core(home, run_types=RUN_TYPES) as core:
         submit = core.submit_prior if isinstance(request, PriorRequest) else core.submit_training
         try:
             run_id = await submit(request)

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from distill.cli.follow import EXIT_BAD_INPUT
-from distill.core.events import ClipGenerated
+from distill.events import ClipGenerated
 from distill.paths import data_home
 from distill.training.settings import GENERATE_SECONDS
 

@@ -15,9 +15,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from distill.cli.render import health_table
-from distill.core.events import LevelHealth
 from distill.core.owners import interrupt_orphans, model_in_use
 from distill.core.store import Store
+from distill.events import LevelHealth
 from distill.paths import data_home, database_path
 
 app = typer.Typer(help="The model library: list, show, import, export, rename, rm.")

@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from distill.cli.follow import EXIT_BAD_INPUT, exit_code, render_stream
 from distill.core.core import PriorRequest, TrainRequest
-from distill.core.events import TERMINAL_KINDS, Event
+from distill.events import TERMINAL_KINDS, Event
 from distill.server.discovery import ServerInfo, read_server_file
 
 RESYNC = 4000  # the server dropped us for falling behind: reconnect from the last seq

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from distill.core.events import (
+from distill.events import (
     CodebookWarning,
     CodesExtracted,
     CopiesMeasured,

@@ -16,10 +16,11 @@ from distill.cli.follow import EXIT_BAD_INPUT, exit_code, render_stream
 from distill.cli.remote import Remote, RemoteError, find_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer, health_table
 from distill.core.core import Core, RunError
-from distill.core.events import TRAIN_SPLIT, VAL_SPLIT, LevelHealth
 from distill.core.owners import interrupt_orphans
-from distill.core.store import RUN_STATUSES, Store, UnknownStatus, check_status
+from distill.core.store import Store, UnknownStatus, check_status
+from distill.events import RUN_STATUSES, TRAIN_SPLIT, VAL_SPLIT, LevelHealth
 from distill.paths import data_home, database_path
+from distill.training.jobs import RUN_TYPES
 
 app = typer.Typer(help="Training runs, past and present.", invoke_without_command=True)
 console = Console()
@@ -131,7 +132,7 @@ async def _follow(run_id: str, render, resume: bool) -> int:
     remote = await asyncio.to_thread(find_server, data_home())
     if remote is not None:
         return await _follow_remote(remote, run_id, render, resume)
-    async with Core(data_home()) as core:
+    async with Core(data_home(), run_types=RUN_TYPES) as core:
         try:
             after = 0
             if resume:

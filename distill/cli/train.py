@@ -13,12 +13,15 @@ from distill.cli.follow import DeviceOption, EventsJsonOption, FollowOption, run
 from distill.cli.remote import find_server, run_on_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer
 from distill.core.core import TrainRequest
+from distill.events import TIERS_HELP
 from distill.models.config import (
+    CODEBOOK_SIZES,
     MAX_CODEBOOK_SIZE,
     MAX_COMMITMENT_WEIGHT,
     MAX_RVQ_LEVELS,
     MIN_CODEBOOK_SIZE,
     MIN_RVQ_LEVELS,
+    VQVAEConfig,
 )
 from distill.paths import check_model_name, data_home, mel_cache_dir
 from distill.training.settings import MAX_STAGE_STEPS, TrainSettings
@@ -38,21 +41,21 @@ def train(
             max=MAX_RVQ_LEVELS,
             help="Fewer levels = faster, more levels = finer detail.",
         ),
-    ] = 3,
+    ] = VQVAEConfig.rvq_levels,
     commitment_weight: Annotated[
         float,
         typer.Option(min=0.0, max=MAX_COMMITMENT_WEIGHT, help="Weight of the commitment loss."),
-    ] = 0.25,
+    ] = VQVAEConfig.commitment_weight,
     codebook_size: Annotated[
         int | None,
         typer.Option(
             min=MIN_CODEBOOK_SIZE,
             max=MAX_CODEBOOK_SIZE,
-            help="Codes per level [default: 64/128/256 for <=20/<=100/more files].",
+            help=f"Codes per level (default: {TIERS_HELP.format(*CODEBOOK_SIZES)}).",
         ),
     ] = None,
     codebook_dim: Annotated[
-        int | None, typer.Option(min=1, help="Dimension codes live in [default: 32].")
+        int | None, typer.Option(min=1, help="Dimension codes live in (default: 32).")
     ] = None,
     batch_size: Annotated[
         int, typer.Option(min=1, help="Windows per step.")
@@ -67,7 +70,7 @@ def train(
         ),
     ] = TrainSettings.stage_steps,
     model_name: Annotated[
-        str | None, typer.Option(help="Name in the model library [default: timestamped].")
+        str | None, typer.Option(help="Name in the model library (default: timestamped).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for the split, initialisation and sampling.")] = 0,
     device: DeviceOption = "auto",

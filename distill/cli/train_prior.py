@@ -19,11 +19,18 @@ from distill.cli.follow import (
 from distill.cli.remote import find_server, run_on_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer
 from distill.core.core import PriorRequest
+from distill.events import TIERS_HELP
 from distill.models.card_schema import MAX_PRIOR_HEADS, MAX_PRIOR_HIDDEN_SIZE, MAX_PRIOR_LAYERS
+from distill.models.config import PRIOR_SIZES
 from distill.paths import data_home
 from distill.training.settings import PriorSettings
 
 console = Console()
+
+
+def _tiers(column: int) -> str:
+    """One PRIOR_SIZES column as help text: "128/256/512 for <=20/<=100/more files"."""
+    return TIERS_HELP.format(*(size[column] for size in PRIOR_SIZES))
 
 
 def train_prior(
@@ -42,19 +49,21 @@ def train_prior(
         typer.Option(
             min=8,
             max=MAX_PRIOR_HIDDEN_SIZE,
-            help="Transformer width (default: 128/256/512 for <=20/<=100/more files).",
+            help=f"Transformer width (default: {_tiers(0)}).",
         ),
     ] = None,
     layers: Annotated[
         int | None,
-        typer.Option(min=1, max=MAX_PRIOR_LAYERS, help="Transformer blocks (default: 2/4/6)."),
+        typer.Option(
+            min=1, max=MAX_PRIOR_LAYERS, help=f"Transformer blocks (default: {_tiers(1)})."
+        ),
     ] = None,
     heads: Annotated[
         int | None,
         typer.Option(
             min=1,
             max=MAX_PRIOR_HEADS,
-            help="Attention heads; must divide --hidden-size (default: 4/4/8).",
+            help=f"Attention heads; must divide --hidden-size (default: {_tiers(2)}).",
         ),
     ] = None,
     learning_rate: Annotated[

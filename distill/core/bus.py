@@ -32,7 +32,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from distill.core.events import STEP_KINDS, Event
+from distill.events import STEP_KINDS, Event
 
 FELL_BEHIND = "fell behind: resync from the store"
 

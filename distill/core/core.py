@@ -11,25 +11,28 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from distill.core.bus import FELL_BEHIND, EventBus, SubscriptionClosed
-from distill.core.events import (
+from distill.core.owners import interrupt_orphans, orphaned, owner_of
+from distill.core.recorder import Recorder
+from distill.core.runner import WORKER_DIED, Job, JobRunner
+from distill.core.store import OWNER_FIELD, Store
+from distill.core.worker import emit_load_job
+from distill.events import (
     TERMINAL_KINDS,
+    UNFINISHED_STATUSES,
     Event,
     Payload,
     RunCancelled,
     RunFailed,
     RunQueued,
 )
-from distill.core.owners import interrupt_orphans, orphaned, owner_of
-from distill.core.recorder import Recorder
-from distill.core.runner import WORKER_DIED, Job, JobRunner
-from distill.core.store import OWNER_FIELD, UNFINISHED_STATUSES, Store
 from distill.paths import (
+    CANCEL_FILE,
     CHECKPOINT_NAME,
     data_home,
     database_path,
@@ -75,8 +78,17 @@ def new_run_id() -> str:
 
 
 class Core:
-    def __init__(self, home: Path | None = None, concurrency: int = 1) -> None:
+    def __init__(
+        self,
+        home: Path | None = None,
+        concurrency: int = 1,
+        run_types: Mapping[str, Callable[..., str]] | None = None,
+    ) -> None:
+        """`run_types`: what this core can run (run type -> function, as in
+        distill.training.jobs.RUN_TYPES); handed in, so the core imports nothing above it.
+        A core built without them still follows, lists, cancels and load-tests runs."""
         self.home = home or data_home()
+        self.run_types = {"load": emit_load_job, **(run_types or {})}
         self.bus = EventBus()
         self.store: Store | None = None
         self.recorder: Recorder | None = None
@@ -136,6 +148,7 @@ class Core:
     async def _submit(
         self, run_id: str, run_type: str, spec: dict[str, Any], model_name: str | None
     ) -> str:
+        run = self._run_function(run_type)  # before anything is on record
         spec = {
             **spec,
             "run_id": run_id,
@@ -148,7 +161,7 @@ class Core:
         self._seq[run_id] = 0
         self._emit(run_id, RunQueued(run_type, spec["dataset"], _public_config(spec)))
         await self.recorder.flush()  # once submit returns, the run is on record
-        self.runner.submit(Job(run_id, spec))
+        self.runner.submit(Job(run_id, spec, run))
         return run_id
 
     async def submit_prior(self, request: PriorRequest) -> str:
@@ -190,6 +203,7 @@ class Core:
                 f"run {run_id} is {run['status']} in another distill process"
                 f" (pid {owner}): follow or cancel it there"
             )
+        function = self._run_function(run["run_type"])
         spec = {**run["spec"], "resume": True, OWNER_FIELD: os.getpid()}
         if not (Path(spec["run_dir"]) / CHECKPOINT_NAME).exists():
             spec["resume"] = False  # it never finished an epoch: start over
@@ -201,15 +215,13 @@ class Core:
         self._finished.discard(run_id)
         self._emit(run_id, RunQueued(run["run_type"], spec["dataset"], _public_config(spec)))
         await self.recorder.flush()
-        self.runner.submit(Job(run_id, spec))
+        self.runner.submit(Job(run_id, spec, function))
 
     async def cancel(self, run_id: str) -> None:
         run = await self._run(run_id)
         if not self.runner.cancel(run_id):
             if run["status"] in UNFINISHED_STATUSES:
                 # Another process's core runs it: its worker watches the same cancel file.
-                from distill.core.worker import CANCEL_FILE
-
                 (Path(run["spec"]["run_dir"]) / CANCEL_FILE).touch()
             else:
                 raise RunError(f"run {run_id} is not running (it is {run['status']})")
@@ -260,6 +272,13 @@ class Core:
                 self.bus.unsubscribe(sub)
 
     # -- events -------------------------------------------------------------------------
+
+    def _run_function(self, run_type: str) -> Callable[..., str]:
+        if run_type not in self.run_types:
+            raise RunError(
+                f"this distill cannot run {run_type!r} runs (it runs {', '.join(sorted(self.run_types))})"
+            )
+        return self.run_types[run_type]
 
     def _emit(self, run_id: str, payload: Payload) -> None:
         self._emit_raw(run_id, payload.kind, payload.to_dict())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from distill.core.events import (
+from distill.events import (
     CheckpointSaved,
     Payload,
     RunCancelled,

@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from distill.core.events import Event, RunInterrupted
 from distill.core.store import OWNER_FIELD, Store
+from distill.events import Event, RunInterrupted
 from distill.paths import CHECKPOINT_NAME
 
 ORPHAN_REASON = "distill stopped before the run finished; resume it to go on"

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from itertools import islice
 from typing import Protocol
 
-from distill.core.events import Event
+from distill.events import Event
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distill.core.worker import CANCEL_FILE, init_worker, run_job
+from distill.core.worker import init_worker, run_job
+from distill.paths import CANCEL_FILE
 
 WORKER_DIED = "__worker_died__"  # a kind only the runner sends, never stored
 DEATH_REASON = "the worker process died (killed, or out of memory) before the run finished"
@@ -36,7 +37,8 @@ DEATH_REASON = "the worker process died (killed, or out of memory) before the ru
 @dataclass
 class Job:
     run_id: str
-    spec: dict[str, Any]  # plain data for distill.core.worker.run_job
+    spec: dict[str, Any]  # plain data for the run function
+    run: Callable[..., str]  # the run type's function (Core's run_types), run in a worker
 
 
 OnMessages = Callable[[list[tuple[str, str, dict]]], None]  # batches of (run_id, kind, payload)
@@ -163,7 +165,7 @@ class JobRunner:
         while self.waiting and len(self.running) < self.concurrency:
             job = self.waiting.popleft()
             pool = self._ensure_pool()
-            future = pool.submit(run_job, job.spec)
+            future = pool.submit(run_job, job.run, job.spec)
             self.running[job.run_id] = future
             self._jobs[job.run_id] = job
             self._channel_of[job.run_id] = self._channel

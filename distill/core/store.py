@@ -26,8 +26,10 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from distill.core.events import (
+from distill.events import (
+    RUN_STATUSES,
     TRAIN_SPLIT,
+    UNFINISHED_STATUSES,
     VAL_SPLIT,
     CheckpointSaved,
     CodebookWarning,
@@ -50,9 +52,6 @@ from distill.core.events import (
 
 logger = logging.getLogger(__name__)
 
-# Every status a run can have: the one list the CLI, the API and the pages check against.
-RUN_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
-UNFINISHED_STATUSES = ("queued", "running")  # a run still waiting or producing events
 OWNER_FIELD = "core_pid"  # in a run's spec: the process whose core runs it (core/owners.py)
 BUSY_TIMEOUT_MS = 5000  # how long a write waits for another process's write lock
 

@@ -1,7 +1,8 @@
 """What runs inside a spawned worker process: one training job, events out through a queue.
 
 Kept apart from the runner so the core never imports torch: heavy imports happen here,
-in the worker, after spawn. A job is plain data (a dict) so it pickles across the spawn.
+in the worker, after spawn. A job is plain data (a dict) so it pickles across the spawn,
+and the function that runs it travels by reference (its module is imported here).
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ import multiprocessing
 import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from distill.core.events import TERMINAL_KINDS, RunFailed
-
-CANCEL_FILE = "CANCEL"  # touched in a run's folder to ask its worker to stop at the next step
+from distill.events import TERMINAL_KINDS, RunFailed
+from distill.paths import CANCEL_FILE
 
 _events = None  # the multiprocessing queue, set once per worker by `init_worker`
 _orphaned = threading.Event()  # the core's process is gone: stop the job, then exit
@@ -54,12 +55,11 @@ def _exit_when_orphaned() -> None:
     os._exit(0)
 
 
-def run_job(job: dict[str, Any]) -> str:
-    """Run one job by its run type; every payload goes to the core as (run_id, kind, dict).
+def run_job(run: Callable[..., str], job: dict[str, Any]) -> str:
+    """Run one job with the function its run type was registered with (Core's run_types).
 
-    `job["run_type"]` names the loop: "vqvae" (the default, for jobs queued before there
-    was a choice), "prior" or "load". Returns the outcome; a training error has already
-    been emitted as run_failed.
+    Every payload goes to the core as (run_id, kind, dict). Returns the outcome; a
+    training error has already been emitted as run_failed.
     """
     run_id = job["run_id"]
     cancel_file = Path(job["run_dir"]) / CANCEL_FILE
@@ -71,14 +71,12 @@ def run_job(job: dict[str, Any]) -> str:
     def emit(payload) -> None:
         nonlocal ended
         ended = ended or payload.kind in TERMINAL_KINDS
+        assert _events is not None, "init_worker runs first in every worker"
         _events.put((run_id, payload.kind, payload.to_dict()))
 
     _idle.clear()
     try:
-        run_type = job.get("run_type", "vqvae")
-        if run_type not in RUN_TYPES:
-            raise ValueError(f"unknown run type {run_type!r}: one of {sorted(RUN_TYPES)}")
-        return RUN_TYPES[run_type](job, emit, should_stop)
+        return run(job, emit, should_stop)
     except Exception as error:
         if not ended:  # the loops report their own errors; this catches everything else
             emit(RunFailed(f"{type(error).__name__}: {error}"))
@@ -87,25 +85,11 @@ def run_job(job: dict[str, Any]) -> str:
         _idle.set()
 
 
-def _train_vqvae(job: dict[str, Any], emit, should_stop) -> str:
-    from distill.training.vqvae import train_vqvae
-
-    return train_vqvae(spec_from_job(job), emit, should_stop=should_stop).status
-
-
-def _train_prior(job: dict[str, Any], emit, should_stop) -> str:
-    from distill.training.prior import train_prior
-
-    return train_prior(prior_spec_from_job(job), emit, should_stop=should_stop).status
-
-
-def _emit_load(job: dict[str, Any], emit, should_stop) -> str:
+def emit_load_job(job: dict[str, Any], emit, should_stop) -> str:
+    """The core's own run type: a synthetic run for the load test and benchmark."""
     from distill.core.loadgen import emit_load
 
     return emit_load(job["rate"], job["seconds"], emit, should_stop)
-
-
-RUN_TYPES = {"vqvae": _train_vqvae, "prior": _train_prior, "load": _emit_load}
 
 
 def thread_count() -> int:
@@ -113,39 +97,3 @@ def thread_count() -> int:
     import torch
 
     return torch.get_num_threads()
-
-
-def spec_from_job(job: dict[str, Any]):
-    """Rebuild the TrainSpec from the job's plain data."""
-    from distill.audio.mel_config import MelConfig
-    from distill.training.vqvae import TrainSettings, TrainSpec
-
-    settings = TrainSettings(**job.get("settings", {}))
-    return TrainSpec(
-        mel=MelConfig.from_dict(job.get("mel", {})),
-        dataset=Path(job["dataset"]),
-        run_dir=Path(job["run_dir"]),
-        model_path=Path(job["model_path"]),
-        cache_dir=Path(job["cache_dir"]),
-        settings=settings,
-        overrides=job.get("overrides", {}),
-        run_id=job["run_id"],
-        resume=job.get("resume", False),
-    )
-
-
-def prior_spec_from_job(job: dict[str, Any]):
-    """Rebuild the PriorSpec from the job's plain data."""
-    from distill.training.prior import PriorSpec
-    from distill.training.settings import PriorSettings
-
-    return PriorSpec(
-        model_path=Path(job["model_path"]),
-        dataset=Path(job["dataset"]),
-        run_dir=Path(job["run_dir"]),
-        cache_dir=Path(job["cache_dir"]),
-        settings=PriorSettings(**job.get("settings", {})),
-        overrides=job.get("overrides", {}),
-        run_id=job["run_id"],
-        resume=job.get("resume", False),
-    )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from distill.audio.mel_config import MelConfig
+from distill.events import size_tier
 
 MIN_RVQ_LEVELS = 2
 MAX_RVQ_LEVELS = 4
@@ -15,15 +16,27 @@ MAX_CODEBOOK_SIZE = 2**15  # a model file keeps the prior's training codes as in
 MAX_COMMITMENT_WEIGHT = 10.0  # far past any useful weight (the default is 0.25)
 DECODER_STAGE_CHANNELS = 64  # width of the decoder stage (models/magnitude.py); 0 = none
 STAGE_DILATIONS = (1, 2, 4, 1)  # its residual blocks: about 17 frames (0.2 s) of context
+CODEBOOK_SIZES = (64, 128, 256)  # codes per level, by size_tier: a small set cannot fill more
 
 
 def codebook_size_for(file_count: int) -> int:
-    """64 codes for up to 20 files, 128 up to 100, 256 above: a small set cannot fill more."""
-    if file_count <= 20:
-        return 64
-    if file_count <= 100:
-        return 128
-    return 256
+    """The codebook size of the dataset's size tier (distill/events.py: SMALL_SET, MID_SET)."""
+    return CODEBOOK_SIZES[size_tier(file_count)]
+
+
+# (hidden size, layers, heads, dropout) by size_tier: a small set gets a small, heavily
+# regularised prior; it would memorise a large one in a few epochs.
+PRIOR_SIZES = (
+    (128, 2, 4, 0.3),
+    (256, 4, 4, 0.2),
+    (512, 6, 8, 0.1),
+)
+
+
+def prior_size_for(file_count: int) -> dict[str, Any]:
+    """hidden_size, layers, heads and dropout for a dataset of `file_count` files."""
+    hidden, layers, heads, dropout = PRIOR_SIZES[size_tier(file_count)]
+    return {"hidden_size": hidden, "layers": layers, "heads": heads, "dropout": dropout}
 
 
 @dataclass(frozen=True)

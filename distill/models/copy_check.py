@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from distill.core.events import CopyCheck
+from distill.events import CopyCheck
 
 _NO_MATCH_REFERENCE = -1  # file boundaries and silence in the training codes
 _NO_MATCH_CLIP = -2  # silence in the clip: differs from every reference key

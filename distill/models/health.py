@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch loads on first count: the CLI renders health without it
     from torch import Tensor
 
-from distill.core.events import LevelHealth
-from distill.training.settings import LOW_UTILIZATION, MIN_VECTORS_PER_CODE
+from distill.events import LOW_UTILIZATION, MIN_VECTORS_PER_CODE, LevelHealth
 
 
 def count_codes(indices: Tensor, codebook_size: int) -> Tensor:

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
-from distill.core.events import DecoderStageTrained, payload_from_dict
+from distill.events import DecoderStageTrained, payload_from_dict
 from distill.models.card_schema import (
     MODEL_TYPE,
     TensorShapes,

@@ -24,21 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# (most files, hidden size, layers, heads, dropout): a small set gets a small, heavily
-# regularised prior; it would memorise a large one in a few epochs.
-PRIOR_SIZES = (
-    (20, 128, 2, 4, 0.3),
-    (100, 256, 4, 4, 0.2),
-    (None, 512, 6, 8, 0.1),
-)
-
-
-def prior_size_for(file_count: int) -> dict[str, Any]:
-    """hidden_size, layers, heads and dropout for a dataset of `file_count` files."""
-    for most, hidden, layers, heads, dropout in PRIOR_SIZES:
-        if most is None or file_count <= most:
-            return {"hidden_size": hidden, "layers": layers, "heads": heads, "dropout": dropout}
-    raise AssertionError("the last size has no limit")
+from distill.models.config import prior_size_for
 
 
 @dataclass(frozen=True)

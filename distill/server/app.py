@@ -22,8 +22,13 @@ from starlette.templating import Jinja2Templates
 
 import distill
 from distill.core.core import Core
-from distill.core.events import TRAIN_SPLIT, VAL_SPLIT
-from distill.core.store import UNFINISHED_STATUSES
+from distill.events import (
+    LOW_UTILIZATION,
+    MIN_VECTORS_PER_CODE,
+    TRAIN_SPLIT,
+    UNFINISHED_STATUSES,
+    VAL_SPLIT,
+)
 from distill.server import api, library, pages
 from distill.server.discovery import remove_server_file
 from distill.server.generating import Generations
@@ -32,7 +37,7 @@ from distill.server.live import Streams
 from distill.server.security import Guard
 from distill.server.settings import ServerSettings
 from distill.server.views import short_path
-from distill.training.settings import LOW_UTILIZATION, MIN_VECTORS_PER_CODE
+from distill.training.jobs import RUN_TYPES
 
 WEB_DIR = Path(distill.__file__).parent / "web"  # a link to ../web in a checkout
 
@@ -55,7 +60,7 @@ def templates() -> Jinja2Templates:
 def create_app(settings: ServerSettings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        core = Core(settings.home, concurrency=settings.concurrency)
+        core = Core(settings.home, concurrency=settings.concurrency, run_types=RUN_TYPES)
         await core.start()
         app.state.core = core
         app.state.helper = Helper()

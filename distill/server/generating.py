@@ -2,7 +2,7 @@
 
 A request runs in the helper process (helper.generate) while its page polls here. Its id
 is its folder under generated/MODEL/; progress and cancel travel through files in that
-folder (helper.PROGRESS_NAME, helper.CANCEL_NAME), so nothing but the folder is shared
+folder (helper.PROGRESS_NAME, CANCEL_FILE), so nothing but the folder is shared
 with the helper. A request stays listed until someone reads its end (`finish`): the page
 polling it, or the plain form post waiting on it.
 """
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distill.paths import CANCEL_FILE
 from distill.server import helper
 from distill.server.helper import Helper
 
@@ -39,7 +40,7 @@ class Generation:
             started = True
         except (OSError, ValueError, KeyError, TypeError):
             done, started = 0, False
-        stopping = (self.folder / helper.CANCEL_NAME).exists()
+        stopping = (self.folder / CANCEL_FILE).exists()
         return {"clips_done": done, "count": self.count, "started": started, "stopping": stopping}
 
 
@@ -71,7 +72,7 @@ class Generations:
         """Stop before the next clip; the clips already written stay in the history."""
         if not generation.task.done():
             generation.folder.mkdir(parents=True, exist_ok=True)  # it may still be queued
-            (generation.folder / helper.CANCEL_NAME).touch()
+            (generation.folder / CANCEL_FILE).touch()
 
     async def finish(self, generation: Generation) -> str | None:
         """Wait for its end and forget it; the error the helper gave, if any."""

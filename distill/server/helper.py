@@ -7,7 +7,7 @@ process (never forked: torch), started on first use, restarted if it dies.
 
 `scan_folder` and `generate` run in the helper; they take and return plain data.
 `generate` reports through two files in its request's folder, as a run's cancel file
-does: PROGRESS_NAME (clips written so far), which it writes, and CANCEL_NAME, which the
+does: PROGRESS_NAME (clips written so far), which it writes, and CANCEL_FILE, which the
 server touches to stop it before the next clip.
 """
 
@@ -22,8 +22,9 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+from distill.paths import CANCEL_FILE
+
 PROGRESS_NAME = "progress.json"
-CANCEL_NAME = "cancel"
 
 
 class Helper:
@@ -78,7 +79,7 @@ def generate(model_path: str, out_dir: str, options: dict[str, Any]) -> dict[str
     from distill.training.generate import GenerateSpec, generate_clips
 
     folder = Path(out_dir)
-    progress, cancel = folder / PROGRESS_NAME, folder / CANCEL_NAME
+    progress, cancel = folder / PROGRESS_NAME, folder / CANCEL_FILE
 
     def report(clips_done: int) -> None:
         tmp = progress.with_suffix(".tmp")

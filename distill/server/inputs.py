@@ -150,12 +150,16 @@ def safe_file_name(name: str, fallback: str) -> str:
 
 def train_options(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str | None]:
     """(settings, overrides, model name) from the new-run form's fields, checked."""
-    levels = whole_number(form.get("rvq_levels", 3), "RVQ levels", MIN_RVQ_LEVELS, MAX_RVQ_LEVELS)
+    levels = whole_number(
+        form.get("rvq_levels", VQVAEConfig.rvq_levels), "RVQ levels", MIN_RVQ_LEVELS, MAX_RVQ_LEVELS
+    )
     epochs = whole_number(form.get("epochs", TrainSettings.epochs), "epochs", 1, MAX_EPOCHS)
     try:
-        weight = float(form.get("commitment_weight", 0.25))
+        weight = float(form.get("commitment_weight", VQVAEConfig.commitment_weight))
     except (TypeError, ValueError):
-        raise InputError("the commitment weight must be a number, like 0.25") from None
+        raise InputError(
+            f"the commitment weight must be a number, like {VQVAEConfig.commitment_weight}"
+        ) from None
     if not 0 <= weight <= MAX_COMMITMENT_WEIGHT:
         raise InputError(f"the commitment weight must be between 0 and {MAX_COMMITMENT_WEIGHT:g}")
     stage_steps = whole_number(

@@ -18,9 +18,9 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from distill.core.core import PriorRequest, RunError
 from distill.core.owners import model_in_use
 from distill.models import library
+from distill.models.config import prior_size_for
 from distill.models.library import Listed, list_cards, listening, read_card
 from distill.models.model_file import ModelFileError
-from distill.models.prior import prior_size_for
 from distill.server.charts import Series, line_chart
 from distill.server.files import FileRefused, library_file
 from distill.server.files import generated_file as find_generated_file

@@ -38,7 +38,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from distill.core.bus import SubscriptionClosed
 from distill.core.core import Core, RunError
-from distill.core.events import STEP_KINDS, TERMINAL_KINDS
+from distill.events import STEP_KINDS, TERMINAL_KINDS
 from distill.server.inputs import InputError
 from distill.server.views import PARTS_OF_KIND, RUN_PARTS, home_context, run_context
 

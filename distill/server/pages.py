@@ -15,8 +15,15 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from distill.core.core import RunError, TrainRequest
-from distill.core.store import RUN_STATUSES, UnknownStatus, check_status
-from distill.models.config import MAX_RVQ_LEVELS, MIN_RVQ_LEVELS, codebook_size_for
+from distill.core.store import UnknownStatus, check_status
+from distill.events import RUN_STATUSES, SET_TIERS
+from distill.models.config import (
+    CODEBOOK_SIZES,
+    MAX_COMMITMENT_WEIGHT,
+    MAX_RVQ_LEVELS,
+    MIN_RVQ_LEVELS,
+    VQVAEConfig,
+)
 from distill.paths import mel_cache_dir
 from distill.server import helper
 from distill.server.files import FileRefused
@@ -52,14 +59,13 @@ def _new_run_context(**extra: Any) -> dict[str, Any]:
     return {
         "min_levels": MIN_RVQ_LEVELS,
         "max_levels": MAX_RVQ_LEVELS,
+        "rvq_levels": VQVAEConfig.rvq_levels,
+        "commitment_weight": VQVAEConfig.commitment_weight,
+        "max_commitment_weight": MAX_COMMITMENT_WEIGHT,
         "epochs": TrainSettings.epochs,
         "stage_steps": TrainSettings.stage_steps,
         "max_stage_steps": MAX_STAGE_STEPS,
-        "sizes": [
-            (20, codebook_size_for(20)),
-            (100, codebook_size_for(100)),
-            (None, codebook_size_for(101)),
-        ],
+        "sizes": [(most, CODEBOOK_SIZES[tier]) for tier, most in enumerate(SET_TIERS)],
         **extra,
     }
 

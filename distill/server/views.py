@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from distill.core.events import (
+from distill.core.store import Store
+from distill.events import (
     TRAIN_SPLIT,
+    UNFINISHED_STATUSES,
     CheckpointSaved,
     CodebookWarning,
     CodesExtracted,
@@ -36,7 +38,6 @@ from distill.core.events import (
     RunStarted,
     StepMetrics,
 )
-from distill.core.store import UNFINISHED_STATUSES, Store
 from distill.server.charts import overlay_chart, prior_charts, run_loss_chart
 
 RUN_PARTS = ("status", "progress", "chart", "codebook", "prior", "warnings", "previews", "scan")

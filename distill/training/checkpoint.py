@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from distill.core.events import Payload, RunFailed
+from distill.events import Payload, RunFailed
 from distill.models.model_file import load_model_file, save_model_file
 from distill.paths import CHECKPOINT_NAME
 

@@ -34,7 +34,7 @@ import torch
 
 from distill.audio.dataset import load_prepared
 from distill.audio.decode import write_wav
-from distill.core.events import ClipGenerated, CopyCheck, Payload
+from distill.events import ClipGenerated, CopyCheck, Payload
 from distill.models.copy_check import CopyChecker
 from distill.models.library import ModelWithPrior, load_with_prior
 from distill.models.magnitude import render

@@ -5,7 +5,7 @@ held-out sounds badly, and what it samples is stretches of training files. Each 
 below catches one face of that; each fires a MemorizationWarning naming its `cause`.
 
 - "val_perplexity" (every epoch it holds): validation perplexity under
-  `memorization_threshold(files)`: 2 for up to 20 files, 3 up to 100, 5 above.
+  `memorization_threshold(files)`: 2, 3 or 5 by the dataset's size tier (events.py).
   Perplexity reads as "codes the prior hesitates between at each step" of sounds it
   never trained on; being nearly sure of unheard sounds means they are (near) copies of
   training sounds. The line rises with the dataset: a handful of takes of one kick can
@@ -41,12 +41,13 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from distill.core.events import (
+from distill.events import (
     CAUSE_COPY_RATE,
     CAUSE_GAP,
     CAUSE_VAL_PERPLEXITY,
     CopiesMeasured,
     MemorizationWarning,
+    size_tier,
 )
 from distill.models.copy_check import CopyChecker, step_keys
 from distill.models.prior import CodePrior
@@ -54,8 +55,7 @@ from distill.models.rvqvae import ConvVQVAE
 from distill.models.sampling import generate_codes
 from distill.training.prior_data import silence_codes
 
-# (most files, threshold) of the val_perplexity check.
-MEMORIZATION_THRESHOLDS = ((20, 2.0), (100, 3.0), (None, 5.0))
+MEMORIZATION_THRESHOLDS = (2.0, 3.0, 5.0)  # the val_perplexity check's line, by size_tier
 GAP_RATIO = 4.0  # val_perplexity / train_perplexity over this ...
 VAL_RISE = 1.5  # ... and val_perplexity over this times its best, train still falling
 COPY_CLIPS = 16  # clips sampled at the end of training for the copy rate
@@ -71,10 +71,7 @@ ADVICE = (
 
 def memorization_threshold(file_count: int) -> float:
     """The val_perplexity under which a prior of a `file_count`-file dataset warns."""
-    for most, threshold in MEMORIZATION_THRESHOLDS:
-        if most is None or file_count <= most:
-            return threshold
-    raise AssertionError("the last threshold has no limit")
+    return MEMORIZATION_THRESHOLDS[size_tier(file_count)]
 
 
 def low_perplexity_warning(

@@ -21,7 +21,7 @@ from distill.audio.dataset import SoundFile, prepare_audio
 from distill.audio.decode import AudioDecodeError, load_audio, write_wav
 from distill.audio.images import write_mel_png
 from distill.audio.mel import MelSpectrogram, mel_to_audio
-from distill.core.events import PreviewClip
+from distill.events import PreviewClip
 from distill.models.config import VQVAEConfig
 from distill.models.magnitude import GRIFFIN_LIM_ITERS, render
 from distill.models.rvqvae import ConvVQVAE

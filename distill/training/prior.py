@@ -33,7 +33,7 @@ import torch
 
 from distill.audio.dataset import ScanReport, require_usable, scan_dataset
 from distill.audio.windows import split_files
-from distill.core.events import (
+from distill.events import (
     CheckpointSaved,
     CodesExtracted,
     Payload,

@@ -40,5 +40,3 @@ class PriorSettings:
 
 MAX_STAGE_STEPS = 100_000
 GENERATE_SECONDS = 4.0  # default length of a generated clip (CLI and GenerateSpec)
-LOW_UTILIZATION = 0.30  # a codebook level under this share of codes in use gets a warning
-MIN_VECTORS_PER_CODE = 2  # fewer audible vectors per code than this: a level is not judged

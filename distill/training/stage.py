@@ -26,7 +26,7 @@ from torch import Tensor
 
 from distill.audio.dataset import SoundFile, load_prepared
 from distill.audio.mel import MelSpectrogram
-from distill.core.events import DecoderStageProgress, DecoderStageTrained, Payload
+from distill.events import DecoderStageProgress, DecoderStageTrained, Payload
 from distill.models.magnitude import MAX_LOG_MAGNITUDE
 from distill.models.rvqvae import ConvVQVAE
 

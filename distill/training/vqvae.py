@@ -29,7 +29,8 @@ from distill.audio.windows import (
     split_files,
     window_count,
 )
-from distill.core.events import (
+from distill.events import (
+    LOW_UTILIZATION,
     CheckpointSaved,
     CodebookWarning,
     DatasetScanned,
@@ -60,7 +61,7 @@ from distill.training.checkpoint import (
     save_checkpoint,
 )
 from distill.training.previews import preview_sources, write_previews
-from distill.training.settings import LOW_UTILIZATION, TrainSettings
+from distill.training.settings import TrainSettings
 from distill.training.stage import train_stage
 
 Emit = Callable[[Payload], None]
