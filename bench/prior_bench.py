@@ -81,7 +81,7 @@ def write_random_model(path: Path, files: int) -> Path:
     created = datetime.now(UTC).isoformat()
     save_vqvae(path, vqvae, {"name": path.stem, "created": created, "training": {}})
     config = PriorConfig.from_file_count(
-        files, vq_config.rvq_levels, vq_config.codebook_size, vq_config.latent_frames
+        files, vq_config.rvq_levels, vq_config.codebook_size, vq_config.window_steps
     )
     codes = [torch.randint(0, vq_config.codebook_size, (64, vq_config.rvq_levels))] * files
     card = {

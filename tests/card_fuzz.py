@@ -80,7 +80,7 @@ def _prior_config(config: VQVAEConfig) -> PriorConfig:
     return PriorConfig(
         levels=config.rvq_levels,
         codebook_size=config.codebook_size,
-        context_steps=config.latent_frames,
+        context_steps=config.window_steps,
         **TINY_PRIOR,
     )
 

@@ -225,7 +225,7 @@ def test_the_largest_models_distill_picks_fit() -> None:
     """The biggest sizes distill chooses by itself (500 files) pass, far under the cap."""
     config = VQVAEConfig.from_file_count(500)
     hidden, layers, heads, dropout = PRIOR_SIZES[-1]
-    prior = PriorConfig(config.rvq_levels, config.codebook_size, config.latent_frames,
+    prior = PriorConfig(config.rvq_levels, config.codebook_size, config.window_steps,
                         hidden, layers, heads, dropout)  # fmt: skip
     card = {**model_card("big"), "type": "distill-model", "config": config.to_dict()}
     step = config.downsample * config.mel.hop_length / config.mel.sample_rate

@@ -222,7 +222,7 @@ class RunRenderer:
         error = f"mel error {m.val_mel_error:.3f}  " if m.val_mel_error is not None else ""
         self.console.print(
             f"epoch {m.epoch + 1}/{m.epochs}  {error}train {m.train_loss:.4f}  "
-            f"val {m.val_loss:.4f}  commit {m.val_commit_loss:.4f}{best}  {m.seconds:.1f}s"
+            f"val {m.val_loss:.4f}  commitment {m.val_commit_loss:.4f}{best}  {m.seconds:.1f}s"
         )
         if m.train_levels:
             self.console.print(f"  train    {health_inline(m.train_levels)}")

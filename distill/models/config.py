@@ -81,7 +81,7 @@ class VQVAEConfig:
             raise ValueError("decoder_stage_channels must be 0 (no stage) or more")
 
     @property
-    def latent_frames(self) -> int:
+    def window_steps(self) -> int:
         """Latent vectors per training window."""
         return self.window_frames // self.downsample
 

@@ -24,7 +24,7 @@ MAX_KEPT = 64  # ended requests nobody read yet (a closed tab): the oldest are f
 
 @dataclass
 class Generation:
-    model: str
+    model_name: str
     folder: Path
     count: int
     task: asyncio.Task = field(repr=False)
@@ -51,22 +51,24 @@ class Generations:
         self.helper = helper_process
         self._items: dict[tuple[str, str], Generation] = {}
 
-    def start(self, model: str, path: Path, folder: Path, options: dict[str, Any]) -> Generation:
+    def start(
+        self, model_name: str, path: Path, folder: Path, options: dict[str, Any]
+    ) -> Generation:
         call = self.helper.call(helper.generate, str(path), str(folder), options)
-        generation = Generation(model, folder, options["count"], asyncio.ensure_future(call))
-        self._items[(model, generation.id)] = generation
+        generation = Generation(model_name, folder, options["count"], asyncio.ensure_future(call))
+        self._items[(model_name, generation.id)] = generation
         ended = [key for key, g in self._items.items() if g.task.done()]
         for key in ended[: max(0, len(ended) - MAX_KEPT)]:
             del self._items[key]
         return generation
 
-    def of_model(self, model: str) -> list[Generation]:
+    def of_model(self, model_name: str) -> list[Generation]:
         """Its requests not yet finished, newest first."""
-        found = [g for (m, _), g in self._items.items() if m == model]
+        found = [g for (m, _), g in self._items.items() if m == model_name]
         return sorted(found, key=lambda g: g.id, reverse=True)
 
-    def get(self, model: str, generation_id: str) -> Generation | None:
-        return self._items.get((model, generation_id))
+    def get(self, model_name: str, generation_id: str) -> Generation | None:
+        return self._items.get((model_name, generation_id))
 
     def cancel(self, generation: Generation) -> None:
         """Stop before the next clip; the clips already written stay in the history."""
@@ -81,7 +83,7 @@ class Generations:
         except Exception as error:  # noqa: BLE001 - the helper died twice, say: tell the page
             return f"generating failed: {error or type(error).__name__}"
         finally:
-            self._items.pop((generation.model, generation.id), None)
+            self._items.pop((generation.model_name, generation.id), None)
         return result.get("error")
 
     async def close(self) -> None:

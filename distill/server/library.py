@@ -146,7 +146,7 @@ async def generating(request: Request) -> Response:
     runs, the whole history (swapped in its place) once it has ended."""
     generation = _generation(request)
     if generation is not None and not generation.task.done():
-        context = {"name": generation.model, "job": _job(generation)}
+        context = {"name": generation.model_name, "pending": _pending(generation)}
         return render(request, "_generating.html", context)
     name = request.path_params["name"]
     error = await request.app.state.generations.finish(generation) if generation else None
@@ -170,7 +170,8 @@ def _generation(request: Request):
     return request.app.state.generations.get(params["name"], params["generation_id"])
 
 
-def _job(generation) -> dict[str, Any]:
+def _pending(generation) -> dict[str, Any]:
+    """A generate request in progress, as its block on the page shows it."""
     return {"id": generation.id, **generation.progress()}
 
 
@@ -178,7 +179,7 @@ async def _generations_context(request: Request, name: str) -> dict[str, Any]:
     home = request.app.state.settings.home
     return {
         "generations": await asyncio.to_thread(generation_history, name, home),
-        "generating": [_job(g) for g in request.app.state.generations.of_model(name)],
+        "generating": [_pending(g) for g in request.app.state.generations.of_model(name)],
     }
 
 

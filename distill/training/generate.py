@@ -232,7 +232,7 @@ def _write_manifest(
         k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(spec).items()
     }
     manifest = {
-        "model": card.get("name", spec.model_path.stem),
+        "model_name": card.get("name", spec.model_path.stem),
         "prior_run_id": card["prior"].get("run_id", ""),
         "dataset": card["prior"]["dataset"]["path"],
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

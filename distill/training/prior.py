@@ -306,7 +306,7 @@ def prepare_codes(spec: PriorSpec, vqvae: ConvVQVAE, card: dict[str, Any]) -> Pr
     )
     vq = vqvae.config
     config = PriorConfig.from_file_count(
-        len(report.usable), vq.rvq_levels, vq.codebook_size, vq.latent_frames, **spec.overrides
+        len(report.usable), vq.rvq_levels, vq.codebook_size, vq.window_steps, **spec.overrides
     )
     require_fits_a_model_file(vq, config)
     fingerprint = card.get("dataset", {}).get("fingerprint")
