@@ -32,7 +32,7 @@ from distill.server.inputs import (
     prior_options,
     safe_file_name,
 )
-from distill.server.pages import confined_file, render
+from distill.server.responses import confined_file, render
 from distill.training.generate import generation_history, new_out_dir
 from distill.training.settings import PriorSettings
 

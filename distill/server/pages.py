@@ -6,13 +6,11 @@ input comes back as the same page with the reason shown (InputError), never a tr
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from distill.core.core import RunError, TrainRequest
 from distill.core.store import UnknownStatus, check_status
@@ -26,7 +24,6 @@ from distill.models.config import (
 )
 from distill.paths import mel_cache_dir
 from distill.server import helper
-from distill.server.files import FileRefused
 from distill.server.files import run_file as find_run_file
 from distill.server.inputs import (
     MAX_PAGE,
@@ -38,13 +35,9 @@ from distill.server.inputs import (
     train_options,
     whole_number,
 )
+from distill.server.responses import confined_file, render
 from distill.server.views import home_context, run_context, runs_context
 from distill.training.settings import MAX_STAGE_STEPS, TrainSettings
-
-
-def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
-    templates = request.app.state.templates
-    return templates.TemplateResponse(request, name, context, status_code=status)
 
 
 async def home(request: Request) -> Response:
@@ -160,19 +153,6 @@ async def run_file(request: Request) -> Response:
     """A preview WAV or PNG from the run's folder; nothing else, nowhere else."""
     home, params = request.app.state.settings.home, request.path_params
     return confined_file(request, lambda: find_run_file(home, params["run_id"], params["path"]))
-
-
-def confined_file(request: Request, find: Callable[[], Path]) -> Response:
-    """The file `find` names, or 404 for any path it refuses (files.py) and for encoded
-    slashes, backslashes and NULs, which a router would otherwise decode into a path."""
-    raw = request.scope.get("raw_path", b"").lower()
-    if b"%2f" in raw or b"%5c" in raw or b"%00" in raw:
-        raise HTTPException(404, "no such file")
-    try:
-        path = find()
-    except FileRefused:
-        raise HTTPException(404, "no such file") from None
-    return FileResponse(path)
 
 
 async def runs_list(request: Request) -> Response:
