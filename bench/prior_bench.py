@@ -27,10 +27,10 @@ from statistics import median
 
 import torch
 
-from distill.models.config import VQVAEConfig
+from distill.models.config import PriorConfig, VQVAEConfig
 from distill.models.library import load_with_prior, save_prior, save_vqvae
 from distill.models.magnitude import render
-from distill.models.prior import CodePrior, PriorConfig, token_mask
+from distill.models.prior import CodePrior, token_mask
 from distill.models.rvqvae import ConvVQVAE
 from distill.models.sampling import generate_codes
 from distill.training.generate import GenerateSpec, generate_clips

@@ -29,7 +29,7 @@ from conftest import TINY_MEL, TINY_MODEL, TINY_PRIOR, model_card, prior_card
 from distill.audio.mel import MelSpectrogram, mel_to_audio
 from distill.models import model_file as mf
 from distill.models.card_schema import check_card, prior_elements, seconds_per_step, vqvae_elements
-from distill.models.config import VQVAEConfig
+from distill.models.config import PriorConfig, VQVAEConfig
 from distill.models.library import (
     import_model,
     load_vqvae,
@@ -39,7 +39,7 @@ from distill.models.library import (
     save_vqvae,
 )
 from distill.models.model_file import ModelFileError
-from distill.models.prior import CodePrior, PriorConfig
+from distill.models.prior import CodePrior
 from distill.models.rvqvae import ConvVQVAE
 from distill.models.sampling import generate_codes
 from distill.training.generate import copy_checker

@@ -19,7 +19,7 @@ from distill.models.card_schema import (
     prior_elements,
     vqvae_elements,
 )
-from distill.models.config import MAX_CODEBOOK_SIZE, PRIOR_SIZES, VQVAEConfig
+from distill.models.config import MAX_CODEBOOK_SIZE, PRIOR_SIZES, PriorConfig, VQVAEConfig
 from distill.models.library import (
     import_model,
     list_cards,
@@ -29,7 +29,7 @@ from distill.models.library import (
     save_vqvae,
 )
 from distill.models.model_file import ModelFileError, load_model_file, save_model_file
-from distill.models.prior import CodePrior, PriorConfig
+from distill.models.prior import CodePrior
 from distill.models.rvqvae import ConvVQVAE
 
 

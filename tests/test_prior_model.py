@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from distill.models.prior import CodePrior, PriorConfig, codes_to_tokens, window_inputs
+from distill.models.config import PriorConfig
+from distill.models.prior import CodePrior, codes_to_tokens, window_inputs
 from distill.models.sampling import Sampling, generate_codes, sample_next
 
 CONFIG = PriorConfig(

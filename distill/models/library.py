@@ -185,7 +185,8 @@ def _expected_shapes(config: str, prior_config: str) -> tuple[TensorShapes, Tens
     shapes without storage. Cached: a model is loaded again and again to generate."""
     import torch
 
-    from distill.models.prior import CodePrior, PriorConfig
+    from distill.models.config import PriorConfig
+    from distill.models.prior import CodePrior
     from distill.models.rvqvae import ConvVQVAE
 
     with torch.device("meta"):
@@ -257,7 +258,8 @@ def save_prior(
 
 def load_with_prior(path: Path) -> ModelWithPrior:
     """The VQ-VAE and its prior in eval mode; a model without a prior is refused by name."""
-    from distill.models.prior import CodePrior, PriorConfig
+    from distill.models.config import PriorConfig
+    from distill.models.prior import CodePrior
 
     metadata, tensors = load_model_file(path)
     with _about(path.name):

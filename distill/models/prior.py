@@ -16,63 +16,11 @@ with k = codebook_size. Attention caches `(b, heads, context, head_dim)`.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distill.models.config import prior_size_for
-
-
-@dataclass(frozen=True)
-class PriorConfig:
-    """Everything needed to rebuild a CodePrior; stored in the model file under "prior"."""
-
-    levels: int  # RVQ levels of the VQ-VAE the prior models (q)
-    codebook_size: int  # codes per level (k)
-    context_steps: int  # time steps one window holds; the sequence is context_steps * levels
-    hidden_size: int = 128  # width of the embeddings and the residual stream
-    layers: int = 2  # transformer blocks
-    heads: int = 4  # attention heads; must divide hidden_size
-    dropout: float = 0.3  # on embeddings, attention and MLP outputs, while training
-
-    def __post_init__(self) -> None:
-        for name in ("levels", "codebook_size", "context_steps", "hidden_size", "layers", "heads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.hidden_size % self.heads:
-            raise ValueError(f"heads ({self.heads}) must divide hidden_size ({self.hidden_size})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-
-    @property
-    def sequence_length(self) -> int:
-        """Tokens in one full window."""
-        return self.context_steps * self.levels
-
-    @classmethod
-    def from_file_count(
-        cls, file_count: int, levels: int, codebook_size: int, window_steps: int, **overrides: Any
-    ) -> PriorConfig:
-        """Sized for `file_count` files (PRIOR_SIZES); None overrides are ignored.
-
-        The context defaults to `window_steps`, one VQ-VAE training window.
-        """
-        chosen = prior_size_for(file_count)
-        chosen |= {k: v for k, v in overrides.items() if v is not None}
-        chosen.setdefault("context_steps", window_steps)
-        return cls(levels=levels, codebook_size=codebook_size, **chosen)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PriorConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+from distill.models.config import PriorConfig
 
 
 class KVCache(nn.Module):

@@ -22,9 +22,9 @@ from distill.models.config import (
     MAX_COMMITMENT_WEIGHT,
     MAX_RVQ_LEVELS,
     MIN_RVQ_LEVELS,
+    PriorConfig,
     VQVAEConfig,
 )
-from distill.models.prior import PriorConfig
 from distill.paths import check_model_name, models_dir
 from distill.server.settings import ServerSettings
 from distill.training.settings import MAX_STAGE_STEPS, PriorSettings, TrainSettings

@@ -45,9 +45,9 @@ from distill.events import (
     RunStarted,
 )
 from distill.models.card_schema import MAX_MODEL_ELEMENTS, prior_elements, vqvae_elements
-from distill.models.config import VQVAEConfig
+from distill.models.config import PriorConfig, VQVAEConfig
 from distill.models.library import load_vqvae, save_prior
-from distill.models.prior import CodePrior, PriorConfig, token_mask
+from distill.models.prior import CodePrior, token_mask
 from distill.models.rvqvae import ConvVQVAE
 from distill.training.checkpoint import (
     TrainingState,
