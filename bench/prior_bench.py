@@ -109,7 +109,7 @@ def realtime_factor(folder: Path, seconds: float, count: int, repeats: int) -> N
         results = [generate_clips(spec) for _ in range(repeats)]
         result = sorted(results, key=lambda r: r.realtime_factor)[len(results) // 2]
         loaded = load_with_prior(path)
-        steps = math.ceil(seconds / loaded.card["prior"]["seconds_per_step"])
+        steps = math.ceil(seconds / loaded.card.prior.seconds_per_step)
         codes, sample_s = timed(lambda: generate_codes(loaded.prior, steps, seeds(count)))  # noqa: B023
 
         def decode(loaded=loaded, codes=codes):
@@ -151,7 +151,7 @@ def bare_loop(spec, epochs: int) -> float:
         for _ in range(steps):
             batch = sampler.batch(settings.batch_size)
             losses = prior.loss(batch.codes)
-            valid = token_mask(batch.valid, config.levels)
+            valid = token_mask(batch.valid, config.rvq_levels)
             loss = (losses * valid).sum() / valid.sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -166,7 +166,7 @@ def main() -> None:
     torch.set_grad_enabled(False)
     model, card = load_vqvae(args.model)
     model.eval()
-    training = card.get("training", {})
+    training = card.training
     report = scan_dataset(args.dataset, model.config.mel, mel_cache_dir())
     train, held_out = split_files(
         report.usable, training.get("val_fraction", 0.15), training.get("seed", 0)

@@ -78,7 +78,7 @@ def base_model(folder: Path) -> Path:
 
 def _prior_config(config: VQVAEConfig) -> PriorConfig:
     return PriorConfig(
-        levels=config.rvq_levels,
+        rvq_levels=config.rvq_levels,
         codebook_size=config.codebook_size,
         context_steps=config.window_steps,
         **TINY_PRIOR,
@@ -263,7 +263,10 @@ def _rebuilt(rng: random.Random, meta: dict, blob: bytes) -> Mutant:
     description = f"rebuilt: {'.'.join(map(str, path))} = {new!r}"
     try:
         if rng.random() < 0.8:  # keep the prior in step with the VQ-VAE, as training does
-            prior["levels"], prior["codebook_size"] = config["rvq_levels"], config["codebook_size"]
+            prior["rvq_levels"], prior["codebook_size"] = (
+                config["rvq_levels"],
+                config["codebook_size"],
+            )
             prior["context_steps"] = max(1, config["window_frames"] // config["downsample"])
         meta["prior"]["seconds_per_step"] = seconds_per_step(config)
         check_card(meta)  # only a card the schema takes gets weights to fit it
@@ -277,7 +280,7 @@ def _rebuilt(rng: random.Random, meta: dict, blob: bytes) -> Mutant:
     vqvae, prior_model = ConvVQVAE(vqvae_config), CodePrior(prior_config)
     tensors = {f"vqvae.{k}": v for k, v in vqvae.state_dict().items()}
     tensors |= {f"prior.{k}": v for k, v in prior_model.state_dict().items()}
-    k, q = prior_config.codebook_size, prior_config.levels
+    k, q = prior_config.codebook_size, prior_config.rvq_levels
     tensors["prior_codes.steps"] = torch.randint(0, k, (sum(FILE_STEPS), q), dtype=torch.int16)
     tensors["prior_codes.file_steps"] = torch.tensor(FILE_STEPS)
     return Mutant(description, seal(meta, safetensors.torch.save(tensors)))

@@ -26,6 +26,7 @@ from distill.models.library import (
     load_vqvae,
     load_with_prior,
     read_card,
+    read_metadata,
     save_vqvae,
 )
 from distill.models.model_file import ModelFileError, load_model_file, save_model_file
@@ -84,7 +85,7 @@ KNOWN_BAD = {
                               r"config\.commitment_weight: must be a finite number"),
     "a huge prior window": (("prior", "config", "context_steps", 10**6),
                             r"prior\.config\.context_steps: must"),
-    "a prior too big": (("prior", "config", {"levels": 2, "codebook_size": 8, "context_steps": 8,
+    "a prior too big": (("prior", "config", {"rvq_levels": 2, "codebook_size": 8, "context_steps": 8,
                          "hidden_size": 2048, "layers": 24, "heads": 2, "dropout": 0.0}),
                         r"prior\.config: implies"),
     "health not a list": (("health", {"level": 1}), r"health: must be a list"),
@@ -138,7 +139,10 @@ def test_a_stage_the_config_does_not_have_is_refused(base, tmp_path: Path) -> No
 def test_fields_that_must_agree_are_checked(base, tmp_path: Path) -> None:
     home = tmp_path / "home"
     cases = [
-        (setting("prior", "config", "levels", 3), r"prior\.config\.levels: must equal config"),
+        (
+            setting("prior", "config", "rvq_levels", 3),
+            r"prior\.config\.rvq_levels: must equal config",
+        ),
         (setting("prior", "config", "heads", 3), r"prior\.config\.heads: must divide"),
         (setting("prior", "seconds_per_step", 1e-9), r"prior\.seconds_per_step: must be"),
         (setting("config", "mel", "f_max", 1e6), r"config\.mel\.f_max: must be"),
@@ -156,7 +160,7 @@ def test_weights_that_do_not_fit_the_config_are_refused_before_building(
     tensors against what the config builds, on torch's meta device."""
     home = tmp_path / "home"
     wider = variant(base, tmp_path, setting("config", "hidden_channels", 32))
-    assert read_card(wider)["config"]["hidden_channels"] == 32
+    assert read_metadata(wider)["config"]["hidden_channels"] == 32
     for action in (load_vqvae, lambda p: import_model(p, "x", home)):
         with pytest.raises(
             ModelFileError, match=r"tensor vqvae\.\S+: is F32 \[16.*builds F32 \[32"
@@ -210,8 +214,10 @@ def test_the_counted_size_is_what_the_modules_hold() -> None:
         held = sum(t.numel() for t in [*model.parameters(), *model.buffers()])
         assert vqvae_elements(config.to_dict()) == held, config
     prior_configs = [
-        PriorConfig(levels=2, codebook_size=8, context_steps=8, hidden_size=16, layers=1, heads=2),
-        PriorConfig(levels=4, codebook_size=256, context_steps=64, hidden_size=512, layers=6),
+        PriorConfig(
+            rvq_levels=2, codebook_size=8, context_steps=8, hidden_size=16, layers=1, heads=2
+        ),
+        PriorConfig(rvq_levels=4, codebook_size=256, context_steps=64, hidden_size=512, layers=6),
     ]
     for config in prior_configs:
         with torch.device("meta"):
@@ -235,7 +241,7 @@ def test_the_largest_models_distill_picks_fit() -> None:
         "training_files": [],
         "seconds_per_step": step,
         "curves": {},
-        "training": {"epochs": 1, "best_epoch": 0, "final_val_perplexity": 1.0,
+        "training": {"epochs": 1, "best_epoch": 0, "best_val_perplexity": 1.0,
                      "memorization_threshold": 2.0},
     }  # fmt: skip
     check_card(card)

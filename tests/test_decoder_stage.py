@@ -21,7 +21,7 @@ from distill.events import (
     RunCompleted,
 )
 from distill.models.config import VQVAEConfig
-from distill.models.library import listening, load_vqvae, read_card, save_vqvae
+from distill.models.library import load_vqvae, read_card, read_metadata, save_vqvae
 from distill.models.magnitude import render, stage_magnitude
 from distill.models.model_file import FORMAT_VERSION
 from distill.models.rvqvae import ConvVQVAE
@@ -81,15 +81,16 @@ def test_the_stage_learns_the_sounds_it_is_trained_on(staged) -> None:
 def test_the_model_file_carries_the_stage_and_plays_through_it(staged) -> None:
     spec, events = staged
     card = read_card(spec.model_path)
-    assert card["config"]["decoder_stage_channels"] == TINY_MODEL["decoder_stage_channels"]
-    assert card["decoder_stage"]["steps"] == 120
-    assert listening(card).startswith("through its decoder stage")
+    assert card.config.decoder_stage_channels == TINY_MODEL["decoder_stage_channels"]
+    assert card.decoder_stage is not None and card.decoder_stage.steps == 120
+    assert card.listening().startswith("through its decoder stage")
     assert split_file(spec.model_path.read_bytes())[0] == FORMAT_VERSION == 2
     # a stage with weights of its own (this tiny run may keep the start) survives the file
     model, _ = load_vqvae(spec.model_path)
     torch.nn.init.normal_(model.stage.output.weight, std=0.1)
-    card.pop("config")
-    again, _ = load_vqvae(save_vqvae(spec.model_path.with_name("moved.distill"), model, card))
+    metadata = read_metadata(spec.model_path)
+    metadata.pop("config")
+    again, _ = load_vqvae(save_vqvae(spec.model_path.with_name("moved.distill"), model, metadata))
     assert torch.equal(again.stage.output.weight, model.stage.output.weight)
     log_mel = torch.randn(TINY_MEL.n_mels, 30) - 4
     with torch.no_grad():
@@ -107,23 +108,26 @@ def test_the_model_file_carries_the_stage_and_plays_through_it(staged) -> None:
 def test_a_model_from_before_the_stage_loads_and_plays_through_griffin_lim(
     tmp_path: Path,
 ) -> None:
-    """A version 1 file: no decoder_stage_channels, no stage tensors."""
+    """A version 1 file: no decoder_stage_channels, no stage tensors, and the name its
+    best validation loss had then."""
     config = VQVAEConfig(mel=TINY_MEL, **{**TINY_MODEL, "decoder_stage_channels": 0})
     model = ConvVQVAE(config)
     card = {
         "name": "old", "dataset": {"path": "/x", "fingerprint": "f", "files": 6, "seconds": 1.0},
-        "health": [], "curves": {}, "training": {"epochs": 1, "best_epoch": 0, "final_val_loss": 1.0},
+        "health": [], "curves": {}, "training": {"epochs": 1, "best_epoch": 0, "best_val_loss": 1.0},
     }  # fmt: skip
     path = save_vqvae(tmp_path / "new.distill", model, card)
     _, meta, blob = split_file(path.read_bytes())
     old_meta = json.loads(meta)
     del old_meta["config"]["decoder_stage_channels"]
+    old_meta["training"]["final_val_loss"] = old_meta["training"].pop("best_val_loss")
     old = tmp_path / "old.distill"
     old.write_bytes(build_file(json.dumps(old_meta).encode(), blob, version=1))
 
     loaded, loaded_card = load_vqvae(old)
     assert loaded.stage is None and loaded.config.decoder_stage_channels == 0
-    assert "trained before the decoder stage" in listening(loaded_card)
+    assert "trained before the decoder stage" in loaded_card.listening()
+    assert loaded_card.training.best_val_loss == 1.0 == read_card(old).training.best_val_loss
     log_mel = MelSpectrogram(TINY_MEL)(torch.randn(2000) * 0.1)
     assert torch.equal(
         render(loaded, log_mel, length=2000, seed=3),
@@ -150,7 +154,7 @@ def test_a_run_cancelled_in_the_stage_resumes_into_it(tmp_path: Path) -> None:
     assert train_vqvae(resumed, again.append).status == "completed"
     assert not any(type(e).__name__ == "EpochMetrics" for e in again)  # straight to the stage
     assert [e.steps for e in again if isinstance(e, DecoderStageTrained)] == [60]
-    assert read_card(spec.model_path)["decoder_stage"]["steps"] == 60
+    assert read_metadata(spec.model_path)["decoder_stage"]["steps"] == 60
 
 
 def test_no_stage_steps_means_a_model_without_a_stage(tmp_path: Path) -> None:
@@ -161,9 +165,9 @@ def test_no_stage_steps_means_a_model_without_a_stage(tmp_path: Path) -> None:
     train_vqvae(spec, events.append)
     assert not any(isinstance(e, DecoderStageTrained) for e in events)
     card = read_card(spec.model_path)
-    assert card["config"]["decoder_stage_channels"] == 0 and "decoder_stage" not in card
+    assert card.config.decoder_stage_channels == 0 and card.decoder_stage is None
     assert (
-        listening(card) == "through Griffin-Lim: trained without a decoder stage (--stage-steps 0)"
+        card.listening() == "through Griffin-Lim: trained without a decoder stage (--stage-steps 0)"
     )
     assert load_vqvae(spec.model_path)[0].stage is None
 

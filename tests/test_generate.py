@@ -12,12 +12,12 @@ from conftest import tiny_prior_spec, tiny_spec, write_good_sounds
 
 from distill.audio.synth import tone
 from distill.events import ClipGenerated, payload_from_dict
-from distill.models.library import read_card
+from distill.models.card import ModelCard
+from distill.models.library import read_card, read_metadata
 from distill.models.model_file import ModelFileError
 from distill.training.generate import (
     MANIFEST_NAME,
     GenerateSpec,
-    default_one_shot,
     generate_clips,
 )
 from distill.training.one_shot import SILENT_RMS, is_silent, sound_span, trim_decayed
@@ -44,7 +44,7 @@ def test_clips_are_written_with_a_copy_check_and_a_manifest(
     assert events == result.clips and all(isinstance(e, ClipGenerated) for e in events)
     assert payload_from_dict("clip_generated", events[0].to_dict()) == events[0]
     assert [c.seed for c in result.clips] == [3, 4]
-    training_files = read_card(model_with_prior)["prior"]["training_files"]
+    training_files = read_card(model_with_prior).prior.training_files
     for clip in result.clips:
         audio, rate = sf.read(clip.path)
         assert rate == 8000 and len(audio) == 4000
@@ -65,7 +65,7 @@ def test_clips_are_written_with_a_copy_check_and_a_manifest(
 def test_a_dataset_gone_leaves_the_check_without_a_match(
     model_with_prior: Path, tmp_path: Path
 ) -> None:
-    sounds = Path(read_card(model_with_prior)["prior"]["dataset"]["path"])
+    sounds = Path(read_card(model_with_prior).prior.dataset.path)
     moved = sounds.rename(sounds.with_name("moved"))
     try:
         clip = generate_clips(GenerateSpec(model_with_prior, tmp_path, seconds=0.3)).clips[0]
@@ -135,11 +135,12 @@ def test_one_shot_clips_are_one_sound_that_ends_when_it_has_decayed(
 
 
 def test_the_default_mode_follows_the_prior_training_files(model_with_prior: Path) -> None:
-    card = read_card(model_with_prior)
-    assert card["prior"]["dataset"]["one_shot"] is False  # 0.4-0.8 s files, 0.26 s window
-    assert default_one_shot(card) is False
-    del card["prior"]["dataset"]["one_shot"]  # a model file from before it was recorded
-    assert default_one_shot(card) is False
+    prior = read_card(model_with_prior).prior
+    assert prior is not None and prior.dataset.one_shot is False  # 0.4-0.8 s files, 0.26 s window
+    metadata = read_metadata(model_with_prior)
+    del metadata["prior"]["dataset"]["one_shot"]  # a model file from before it was recorded
+    older = ModelCard.from_dict(metadata).prior
+    assert older is not None and older.dataset.one_shot is False
 
 
 def test_the_sound_ends_where_the_prior_emits_silence_codes() -> None:

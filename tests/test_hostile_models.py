@@ -17,7 +17,7 @@ import torch
 from card_fuzz import base_model
 from conftest import page_client
 
-from distill.models.library import read_card
+from distill.models.library import read_metadata
 from distill.models.model_file import MAX_MODEL_FILE_BYTES, load_model_file, save_model_file
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
@@ -98,7 +98,7 @@ def test_one_bad_file_never_breaks_the_listing(base, tmp_path: Path) -> None:
     listed = distill(home, "models", "list", "--json")
     assert listed.returncode == 0 and clean(listed), listed.stderr
     rows = {row["name"]: row for row in json.loads(listed.stdout.rsplit("peak KiB", 1)[0])}
-    assert rows["good"]["levels"] == 2 and "unreadable" not in rows["good"]
+    assert rows["good"]["rvq_levels"] == 2 and "unreadable" not in rows["good"]
     assert "config: must be an object" in rows["bad"]["unreadable"]
     assert "config.mel.sample_rate: must be" in rows["odd"]["unreadable"]
     table = distill(home, "models")
@@ -135,7 +135,7 @@ def test_import_streams_the_file_instead_of_holding_it(base, tmp_path: Path) -> 
     grown_mib = (peak_kib(imported) - peak_kib(baseline)) / 1024
     print(f"importing 128 MiB more grew the process by {grown_mib:.0f} MiB")
     assert grown_mib < 32, f"importing 128 MiB more grew the process by {grown_mib:.0f} MiB"
-    card = read_card(home / "models" / "big.distill")  # the whole file checked once more
+    card = read_metadata(home / "models" / "big.distill")  # the whole file checked once more
     assert card["name"] == "big" and card["prior"]["training_files"] == ["long.wav"]
 
 

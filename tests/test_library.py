@@ -15,7 +15,7 @@ from distill.models.library import (
     import_model,
     list_models,
     load_vqvae,
-    read_card,
+    read_metadata,
     rename_model,
     save_vqvae,
 )
@@ -46,7 +46,7 @@ def test_export_then_import_round_trips(home: Path, tmp_path: Path) -> None:
 
     imported = import_model(exported, "snares", home)
     assert imported == model_path("snares", home)
-    assert read_card(imported)["name"] == "snares"
+    assert read_metadata(imported)["name"] == "snares"
     assert torch.equal(outputs(imported), outputs(model_path("kicks", home)))
     assert [p.stem for p in list_models(home)] == ["kicks", "snares"]
 
@@ -61,7 +61,7 @@ def test_rename_moves_the_file_and_the_card_name(home: Path) -> None:
     before = outputs(model_path("kicks", home))
     renamed = rename_model("kicks", "bass", home)
     assert [p.stem for p in list_models(home)] == ["bass"]
-    assert read_card(renamed)["name"] == "bass"
+    assert read_metadata(renamed)["name"] == "bass"
     assert torch.equal(outputs(renamed), before)
 
 

@@ -18,7 +18,7 @@ from distill.events import (
     MemorizationWarning,
     PriorEpochMetrics,
 )
-from distill.models.library import read_card
+from distill.models.library import read_metadata
 from distill.training.memorization import gap_warning
 from distill.training.prior import train_prior
 from distill.training.vqvae import train_vqvae
@@ -65,7 +65,7 @@ def test_five_files_trained_for_many_epochs_are_flagged_with_what_to_do(tmp_path
         assert "fewer --epochs" in warning.message and "more varied sounds" in warning.message
     gaps = [w for w in warnings if w.cause == CAUSE_GAP]
     assert len(gaps) <= 1 or len({w.epoch for w in gaps}) == len(gaps)  # once per start
-    card = read_card(tmp_path / "models" / "tiny.distill")["prior"]["training"]
+    card = read_metadata(tmp_path / "models" / "tiny.distill")["prior"]["training"]
     assert card["memorization_warnings"] == [w.to_dict() for w in warnings]
     copies = [e for e in events if isinstance(e, CopiesMeasured)]
     assert len(copies) == 1 and card["copy_rate"] == copies[0].copy_rate
@@ -99,7 +99,7 @@ def test_the_gap_warns_once_when_val_rises_while_train_falls() -> None:
 
 def test_the_card_keeps_no_warnings_list_of_other_runs(tmp_path: Path) -> None:
     events = run(tmp_path, files=8, epochs=1)
-    card = read_card(tmp_path / "models" / "tiny.distill")["prior"]
+    card = read_metadata(tmp_path / "models" / "tiny.distill")["prior"]
     assert card["training"]["memorization_warnings"] == [
         e.to_dict() for e in events if isinstance(e, MemorizationWarning)
     ]

@@ -11,7 +11,7 @@ from conftest import TINY_PRIOR, TINY_PRIOR_SETTINGS, write_good_sounds
 from test_core import assert_no_gaps, collect, request, run, stored_events
 
 from distill.core.core import Core, PriorRequest, RunError
-from distill.models.library import read_card
+from distill.models.library import read_metadata
 from distill.models.model_file import ModelFileError
 from distill.paths import database_path
 from distill.training.jobs import RUN_TYPES
@@ -67,7 +67,7 @@ def test_a_prior_run_goes_through_worker_store_and_followers(tmp_path: Path) -> 
     assert [r["run_type"] for r in runs] == ["prior", "vqvae"]
     assert [m["run_id"] for m in models] == [runs[1]["run_id"]], "the model keeps its own run"
 
-    card = read_card(home / "models" / "kicks.distill")
+    card = read_metadata(home / "models" / "kicks.distill")
     assert card["prior"]["run_id"] == run_id
     assert card["prior"]["training"]["best_epoch"] == row["best_epoch"]
 

@@ -10,7 +10,7 @@ from distill.models.prior import CodePrior, codes_to_tokens, window_inputs
 from distill.models.sampling import Sampling, generate_codes, sample_next
 
 CONFIG = PriorConfig(
-    levels=3, codebook_size=16, context_steps=6, hidden_size=32, layers=2, heads=4, dropout=0.3
+    rvq_levels=3, codebook_size=16, context_steps=6, hidden_size=32, layers=2, heads=4, dropout=0.3
 )
 
 
@@ -130,4 +130,4 @@ def test_the_prior_is_sized_from_the_file_count() -> None:
     assert config.context_steps == 64 and config.sequence_length == 192
     assert PriorConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="must divide"):
-        PriorConfig(levels=2, codebook_size=8, context_steps=4, hidden_size=30, heads=4)
+        PriorConfig(rvq_levels=2, codebook_size=8, context_steps=4, hidden_size=30, heads=4)

@@ -24,7 +24,7 @@ from distill.events import (
     RunFailed,
     RunStarted,
 )
-from distill.models.library import load_vqvae, load_with_prior, read_card, save_vqvae
+from distill.models.library import load_vqvae, load_with_prior, read_metadata, save_vqvae
 from distill.models.model_file import ModelFileError, read_model_metadata
 from distill.models.sampling import generate_codes
 from distill.training.checkpoint import load_checkpoint
@@ -50,7 +50,7 @@ def trained(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("prior")
     write_good_sounds(tmp_path / "sounds", count=8)
     model_path = trained_model(tmp_path, tmp_path / "sounds")
-    vqvae_card = read_card(model_path)
+    vqvae_card = read_metadata(model_path)
     spec = tiny_prior_spec(model_path, tmp_path / "sounds", tmp_path, epochs=3)
     events: list = []
     result = train_prior(spec, events.append)
@@ -99,9 +99,9 @@ def test_best_epoch_is_the_lowest_val_perplexity_and_is_what_the_file_keeps(trai
 
 def test_the_card_shows_the_prior_without_loading_weights(trained) -> None:
     spec, events, _, vqvae_card = trained
-    card = read_card(spec.model_path)
+    card = read_metadata(spec.model_path)
     prior = card["prior"]
-    assert prior["config"]["levels"] == 2 and prior["config"]["context_steps"] == 8
+    assert prior["config"]["rvq_levels"] == 2 and prior["config"]["context_steps"] == 8
     assert prior["config"]["hidden_size"] == 16 and prior["config"]["layers"] == 1
     assert len(prior["curves"]["val_perplexity"]) == 3
     assert prior["training"]["best_epoch"] == of(events, RunCompleted)[0].best_epoch
@@ -186,7 +186,7 @@ def test_cancel_keeps_a_checkpoint_and_resume_finishes(trained, tmp_path: Path) 
     assert of(resumed, RunStarted)[0].start_epoch == 1
     assert [m.epoch for m in of(resumed, PriorEpochMetrics)] == [1, 2]
     assert len(result.history) == 3
-    assert read_card(spec.model_path)["prior"]["run_id"] == "cancelled"
+    assert read_metadata(spec.model_path)["prior"]["run_id"] == "cancelled"
 
 
 def test_a_model_replaced_while_its_prior_trains_is_not_overwritten(tmp_path: Path) -> None:
@@ -198,8 +198,8 @@ def test_a_model_replaced_while_its_prior_trains_is_not_overwritten(tmp_path: Pa
     def replace_the_model_once() -> bool:
         nonlocal replaced
         if not replaced:
-            vqvae, card = load_vqvae(model_path)
-            save_vqvae(model_path, vqvae, {**card, "created": "later"})
+            vqvae, _ = load_vqvae(model_path)
+            save_vqvae(model_path, vqvae, {**read_metadata(model_path), "created": "later"})
             replaced = True
         return False
 
@@ -225,4 +225,4 @@ def test_the_prior_is_saved_on_the_cpu_wherever_it_trained(trained) -> None:
     spec, _, _, _ = trained
     loaded = load_with_prior(spec.model_path)  # loads on a machine without CUDA as well
     assert {p.device.type for p in loaded.prior.parameters()} == {"cpu"}
-    assert read_card(spec.model_path)["prior"]["training"]["device"] == spec.settings.device
+    assert read_metadata(spec.model_path)["prior"]["training"]["device"] == spec.settings.device

@@ -26,7 +26,7 @@ from distill.events import (
     RunStarted,
     StepMetrics,
 )
-from distill.models.library import load_vqvae, read_card
+from distill.models.library import load_vqvae, read_metadata
 from distill.training.checkpoint import load_checkpoint
 from distill.training.vqvae import MAX_VAL_WINDOWS_PER_FILE, evaluate, prepare_data, train_vqvae
 
@@ -126,7 +126,7 @@ def test_the_saved_model_is_the_best_epoch_and_loads_bit_identical(trained) -> N
     spec, events, _ = trained
     completed = of(events, RunCompleted)[0]
     assert of(events, ModelSaved)[0].path == str(spec.model_path)
-    card = read_card(spec.model_path)
+    card = read_metadata(spec.model_path)
     assert card["training"]["best_epoch"] == completed.best_epoch
     assert len(card["curves"]["val_loss"]) == 2
     assert card["dataset"]["files"] == 6 and card["dataset"]["skipped"] >= 6

@@ -17,7 +17,7 @@ from rich.table import Table
 from distill.cli.render import health_table
 from distill.core.owners import interrupt_orphans, model_in_use
 from distill.core.store import Store
-from distill.events import LevelHealth
+from distill.models.card import ModelCard, PriorCard
 from distill.paths import data_home, database_path
 
 app = typer.Typer(help="The model library: list, show, import, export, rename, rm.")
@@ -32,14 +32,14 @@ def show(
     json_output: Annotated[bool, typer.Option("--json", help="Print the card as JSON.")] = False,
 ) -> None:
     """Print a model's card (config, dataset, codebook health, loss curves) without loading weights."""
-    from distill.models.library import read_card, resolve_model
+    from distill.models.library import read_metadata, resolve_model
 
     path = _or_exit(lambda: resolve_model(model))
-    card = _or_exit(lambda: read_card(path))
-    if json_output:
-        print(json.dumps({"path": str(path), **card}, indent=2))
+    metadata = _or_exit(lambda: read_metadata(path))
+    if json_output:  # the card as the file holds it (today's names)
+        print(json.dumps({"path": str(path), **metadata}, indent=2))
         return
-    print_card(str(path), card)
+    print_card(str(path), ModelCard.from_dict(metadata, path.stem))
 
 
 @app.callback(invoke_without_command=True)
@@ -70,7 +70,7 @@ def list_command(json_output: Annotated[bool, typer.Option("--json")] = False) -
         console.print("no models yet: train one with `distill train FOLDER`")
         return
     table = Table(
-        "name", "created", "levels", "codebook size", "worst utilization", "val loss", "prior"
+        "name", "created", "levels", "codebook size", "worst utilization", "best val loss", "prior"
     )
     for row in rows:
         if "unreadable" in row:
@@ -81,11 +81,11 @@ def list_command(json_output: Annotated[bool, typer.Option("--json")] = False) -
             table.add_row(
                 row["name"],
                 row["created"],
-                str(row["levels"]),
+                str(row["rvq_levels"]),
                 str(row["codebook_size"]),
                 f"{row['worst_utilization']:.0%}",
-                f"{row['final_val_loss']:.4f}",
-                f"ppl {row['prior_val_perplexity']:.2f}" if row["has_prior"] else "-",
+                f"{row['best_val_loss']:.4f}",
+                f"ppl {row['prior_best_val_perplexity']:.2f}" if row["has_prior"] else "-",
             )
     console.print(table)
 
@@ -155,18 +155,17 @@ def _or_exit(action: Callable[[], Any]) -> Any:
         raise typer.Exit(2) from error
 
 
-def _summary(card: dict[str, Any]) -> dict[str, Any]:
-    health = card.get("health", [])
+def _summary(card: ModelCard) -> dict[str, Any]:
     return {
-        "created": card.get("created", ""),
-        "levels": card["config"]["rvq_levels"],
-        "codebook_size": card["config"]["codebook_size"],
-        "worst_utilization": min((h["utilization"] for h in health), default=0.0),
-        "final_val_loss": card.get("training", {}).get("final_val_loss", float("nan")),
-        "has_prior": "prior" in card,
-        "prior_val_perplexity": card.get("prior", {})
-        .get("training", {})
-        .get("final_val_perplexity"),
+        "created": card.created or "",
+        "rvq_levels": card.config.rvq_levels,
+        "codebook_size": card.config.codebook_size,
+        "worst_utilization": card.worst_utilization,
+        "best_val_loss": card.training.best_val_loss,
+        "has_prior": card.prior is not None,
+        "prior_best_val_perplexity": (
+            card.prior.training.best_val_perplexity if card.prior is not None else None
+        ),
     }
 
 
@@ -175,66 +174,61 @@ def say(line: str) -> None:
     console.print(line, markup=False)
 
 
-def print_card(path: str, card: dict[str, Any]) -> None:
-    from distill.models.library import listening
-
-    config = card["config"]
-    dataset = card.get("dataset", {})
-    training = card.get("training", {})
-    console.rule(f"[bold]{escape(card.get('name', path))}")
+def print_card(path: str, card: ModelCard) -> None:
+    config, dataset, training, mel = card.config, card.dataset, card.training, card.config.mel
+    console.rule(f"[bold]{escape(card.name or path)}")
     say(f"file      {path}")
-    say(f"created   {card.get('created', '?')}  (run {card.get('run_id') or '-'})")
+    say(f"created   {card.created or '?'}  (run {card.run_id or '-'})")
     say(
-        f"dataset   {dataset.get('path', '?')}: {dataset.get('files', '?')} files, {dataset.get('seconds', 0):.1f} s, fingerprint {dataset.get('fingerprint', '?')}"
+        f"dataset   {dataset.path}: {dataset.files} files, {dataset.seconds:.1f} s, fingerprint {dataset.fingerprint}"
     )
     say(
-        f"model     {config['rvq_levels']} RVQ levels x {config['codebook_size']} codes (dim {config['codebook_dim']}), "
-        f"latent {config['latent_dim']}, hidden {config['hidden_channels']}, commitment weight {config['commitment_weight']}"
-    )
-    mel = config["mel"]
-    say(
-        f"audio     {mel['sample_rate']} Hz, {mel['n_mels']} mels, hop {mel['hop_length']}, window {config['window_frames']} frames"
+        f"model     {config.rvq_levels} RVQ levels x {config.codebook_size} codes (dim {config.codebook_dim}), "
+        f"latent {config.latent_dim}, hidden {config.hidden_channels}, commitment weight {config.commitment_weight}"
     )
     say(
-        f"training  {training.get('epochs', '?')} epochs, best epoch {training.get('best_epoch', -1) + 1}, validation loss {training.get('final_val_loss', float('nan')):.4f}, mel error on held-out sounds {training.get('val_mel_error', float('nan')):.3f}"
+        f"audio     {mel.sample_rate} Hz, {mel.n_mels} mels, hop {mel.hop_length}, window {config.window_frames} frames"
     )
-    say(f"listening {listening(card)}")
-    curves = card.get("curves", {})
-    if curves.get("val_loss"):
-        say(
-            f"val loss  {_sparkline(curves['val_loss'])}  {curves['val_loss'][0]:.3f} -> {curves['val_loss'][-1]:.3f}"
+    mel_error = "?" if training.val_mel_error is None else f"{training.val_mel_error:.3f}"
+    say(
+        f"training  {training.epochs} epochs, best epoch {training.best_epoch + 1}, best validation loss {training.best_val_loss:.4f}, mel error on held-out sounds {mel_error}"
+    )
+    say(f"listening {card.listening()}")
+    val_loss = card.curves.get("val_loss")
+    if val_loss:
+        say(f"val loss  {_sparkline(val_loss)}  {val_loss[0]:.3f} -> {val_loss[-1]:.3f}")
+    if card.health:
+        console.print(
+            health_table(list(card.health), title="codebook health (best epoch, validation)")
         )
-    health = [LevelHealth(**h) for h in card.get("health", [])]
-    if health:
-        console.print(health_table(health, title="codebook health (best epoch, validation)"))
-    print_prior(card.get("prior"))
+    print_prior(card.prior)
 
 
-def print_prior(prior: dict[str, Any] | None) -> None:
+def print_prior(prior: PriorCard | None) -> None:
     if prior is None:
         say("prior     none yet (distill train-prior MODEL)")
         return
-    config, training = prior["config"], prior.get("training", {})
+    config, training = prior.config, prior.training
     say(
-        f"prior     {config['layers']} layers x {config['hidden_size']} hidden, {config['heads']} heads, "
-        f"window {config['context_steps']} steps x {config['levels']} levels; trained {prior.get('created', '?')} "
-        f"(run {prior.get('run_id') or '-'}) on {prior.get('dataset', {}).get('train_files', '?')} files"
+        f"prior     {config.layers} layers x {config.hidden_size} hidden, {config.heads} heads, "
+        f"window {config.context_steps} steps x {config.rvq_levels} levels; trained {prior.created or '?'} "
+        f"(run {prior.run_id or '-'}) on {'?' if prior.dataset.train_files is None else prior.dataset.train_files} files"
     )
     say(
-        f"          best epoch {training.get('best_epoch', -1) + 1} of {training.get('epochs', '?')}, "
-        f"validation perplexity {training.get('final_val_perplexity', float('nan')):.2f} "
-        f"(memorization warning under {training.get('memorization_threshold', float('nan')):g})"
+        f"          best epoch {training.best_epoch + 1} of {training.epochs}, "
+        f"best validation perplexity {training.best_val_perplexity:.2f} "
+        f"(memorization warning under {training.memorization_threshold:g})"
     )
-    if "copy_rate" in training:
+    if training.copy_rate is not None:
         say(
-            f"copies    {training['copy_rate']:.0%} of clips sampled after training replay a "
+            f"copies    {training.copy_rate:.0%} of clips sampled after training replay a "
             "training file"
         )
-    for warning in training.get("memorization_warnings", []):
+    for warning in training.memorization_warnings:
         console.print(
-            f"[bold red]warning[/]   epoch {warning['epoch'] + 1}: {escape(warning['message'])}"
+            f"[bold red]warning[/]   epoch {warning.epoch + 1}: {escape(warning.message)}"
         )
-    curve = prior.get("curves", {}).get("val_perplexity")
+    curve = prior.curves.get("val_perplexity")
     if curve:
         say(f"val ppl   {_sparkline(curve)}  {curve[0]:.2f} -> {curve[-1]:.2f}")
 

@@ -175,7 +175,7 @@ class Core:
 
         path = resolve_model(request.model, self.home)
         card = read_card(path)  # raises ModelFileError (a ValueError) with the reason
-        dataset = request.dataset or card.get("dataset", {}).get("path")
+        dataset = request.dataset or card.dataset.path
         if not dataset:
             raise RunError(f"{path.name} does not say what it was trained on: pass a DATASET")
         folder = Path(dataset).expanduser().resolve()

@@ -196,7 +196,7 @@ VQVAE = record(
 
 PRIOR_CONFIG = record(
     {
-        "levels": integer(MIN_RVQ_LEVELS, MAX_RVQ_LEVELS),
+        "rvq_levels": integer(MIN_RVQ_LEVELS, MAX_RVQ_LEVELS),
         "codebook_size": integer(MIN_CODEBOOK_SIZE, MAX_CODEBOOK_SIZE),
         "context_steps": integer(1, 4096),
         "hidden_size": integer(1, MAX_PRIOR_HIDDEN_SIZE),
@@ -246,11 +246,11 @@ PRIOR = record(
             {
                 "epochs": COUNT,
                 "best_epoch": COUNT,
-                "final_val_perplexity": metric,
+                "best_val_perplexity": metric,
                 "memorization_threshold": metric,
             },
             {
-                "final_val_loss": metric,
+                "best_val_loss": metric,
                 "copy_rate": number(0, 1),
                 "memorization_warnings": list_of(
                     record({"epoch": COUNT, "message": text}, closed=False)
@@ -275,7 +275,7 @@ CARD = record(
         "health": HEALTH,
         "curves": CURVES,
         "training": record(
-            {"epochs": COUNT, "best_epoch": COUNT, "final_val_loss": metric},
+            {"epochs": COUNT, "best_epoch": COUNT, "best_val_loss": metric},
             {"val_mel_error": metric, "val_fraction": number(0, 1), "seed": integer(0, 2**63)},
             closed=False,
         ),
@@ -338,10 +338,10 @@ def _check_mel(mel: dict[str, Any], where: str) -> None:
 def _check_prior(prior: dict[str, Any], config: dict[str, Any]) -> None:
     """The prior models this VQ-VAE's codes, and its step length follows from the config."""
     prior_config = prior["config"]
-    for name, vqvae_name in (("levels", "rvq_levels"), ("codebook_size", "codebook_size")):
-        if prior_config[name] != config[vqvae_name]:
-            _refuse(f"prior.config.{name}", f"must equal config.{vqvae_name} "
-                    f"({config[vqvae_name]})", prior_config[name])  # fmt: skip
+    for name in ("rvq_levels", "codebook_size"):
+        if prior_config[name] != config[name]:
+            _refuse(f"prior.config.{name}", f"must equal config.{name} ({config[name]})",
+                    prior_config[name])  # fmt: skip
     if prior_config["hidden_size"] % prior_config["heads"]:
         _refuse("prior.config.heads", f"must divide hidden_size ({prior_config['hidden_size']})",
                 prior_config["heads"])  # fmt: skip
@@ -407,7 +407,7 @@ def stage_elements(n_mels: int, n_fft: int, channels: int) -> int:
 def prior_elements(config: dict[str, Any]) -> int:
     """Parameters of CodePrior (models/prior.py), and its key-value cache for one clip."""
     h, layers = config["hidden_size"], config["layers"]
-    q, k, steps = config["levels"], config["codebook_size"], config["context_steps"]
+    q, k, steps = config["rvq_levels"], config["codebook_size"], config["context_steps"]
     embeddings = (q * k + 1) * h + steps * h + q * h  # tokens (and BOS), positions, levels
     block = 4 * h + (3 * h * h + 3 * h) + (h * h + h) + (4 * h * h + 4 * h) + (4 * h * h + h)
     head = 2 * h + h * q * k + q * k  # the last norm, the output layer
@@ -438,7 +438,7 @@ def check_tensors(
             _refuse(f"tensor {stray[0]}", "belongs to a prior, and the card has none", show=False)
         return
     _check_part(found, "prior.", prior)
-    levels = card["prior"]["config"]["levels"]
+    levels = card["prior"]["config"]["rvq_levels"]
     files = len(card["prior"]["training_files"])
     codes = {"steps": ("I16", (ANY, levels)), "file_steps": ("I64", (files,))}
     _check_part(found, "prior_codes.", codes)

@@ -111,16 +111,23 @@ class VQVAEConfig:
 class PriorConfig:
     """Everything needed to rebuild a CodePrior; stored in the model file under "prior"."""
 
-    levels: int  # RVQ levels of the VQ-VAE the prior models (q)
+    rvq_levels: int  # RVQ levels of the VQ-VAE the prior models (q)
     codebook_size: int  # codes per level (k)
-    context_steps: int  # time steps one window holds; the sequence is context_steps * levels
+    context_steps: int  # time steps one window holds; the sequence is context_steps * rvq_levels
     hidden_size: int = 128  # width of the embeddings and the residual stream
     layers: int = 2  # transformer blocks
     heads: int = 4  # attention heads; must divide hidden_size
     dropout: float = 0.3  # on embeddings, attention and MLP outputs, while training
 
     def __post_init__(self) -> None:
-        for name in ("levels", "codebook_size", "context_steps", "hidden_size", "layers", "heads"):
+        for name in (
+            "rvq_levels",
+            "codebook_size",
+            "context_steps",
+            "hidden_size",
+            "layers",
+            "heads",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.hidden_size % self.heads:
@@ -131,11 +138,16 @@ class PriorConfig:
     @property
     def sequence_length(self) -> int:
         """Tokens in one full window."""
-        return self.context_steps * self.levels
+        return self.context_steps * self.rvq_levels
 
     @classmethod
     def from_file_count(
-        cls, file_count: int, levels: int, codebook_size: int, window_steps: int, **overrides: Any
+        cls,
+        file_count: int,
+        rvq_levels: int,
+        codebook_size: int,
+        window_steps: int,
+        **overrides: Any,
     ) -> PriorConfig:
         """Sized for `file_count` files (PRIOR_SIZES); None overrides are ignored.
 
@@ -144,7 +156,7 @@ class PriorConfig:
         chosen = prior_size_for(file_count)
         chosen |= {k: v for k, v in overrides.items() if v is not None}
         chosen.setdefault("context_steps", window_steps)
-        return cls(levels=levels, codebook_size=codebook_size, **chosen)
+        return cls(rvq_levels=rvq_levels, codebook_size=codebook_size, **chosen)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

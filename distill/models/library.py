@@ -7,8 +7,11 @@ without touching the weights (`read_card`).
 Once a prior is trained, the same file also holds its weights under `prior.`, the
 training files' codes under `prior_codes.` (for the copy check of generated clips: they
 are a lossy encoding of the training sounds, so a shared model file carries them too),
-and the card gains a "prior" section: its config (with context_steps and levels),
-curves and training facts. `"prior" in read_card(path)` says whether a model has one.
+and the card gains a "prior" section: its config (with context_steps and rvq_levels),
+curves and training facts. `read_card(path).prior` is None until a model has one.
+
+Every card read here is upgraded to today's names first (models/card.py), then checked;
+readers get a typed ModelCard.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
-from distill.events import DecoderStageTrained, payload_from_dict
+from distill.models.card import ModelCard, PriorCard, upgrade_card
 from distill.models.card_schema import (
     MODEL_TYPE,
     TensorShapes,
@@ -62,15 +65,20 @@ class ModelWithPrior(NamedTuple):
 
     vqvae: ConvVQVAE
     prior: CodePrior
-    card: dict[str, Any]
+    card: ModelCard
     training_codes: list[torch.Tensor]  # per training file of the prior: (t, q) long
+
+    @property
+    def prior_card(self) -> PriorCard:
+        assert self.card.prior is not None, "load_with_prior refuses a file without a prior"
+        return self.card.prior
 
 
 class Listed(NamedTuple):
     """One file of the library: its card, or why it cannot be read."""
 
     path: Path
-    card: dict[str, Any] | None
+    card: ModelCard | None
     unreadable: str | None  # the reason, when card is None
 
 
@@ -105,28 +113,6 @@ def listed(path: Path) -> Listed:
         return Listed(path, None, str(error))
 
 
-def listening(card: dict[str, Any]) -> str:
-    """How the model's sounds are rendered, in words for its card (CLI and dashboard)."""
-    stage = card.get("decoder_stage")
-    if card["config"].get("decoder_stage_channels") and stage:
-        if not payload_from_dict(DecoderStageTrained.kind, stage).helped:
-            return (
-                "through its decoder stage, kept as the mel's pseudo-inverse it started as: "
-                "training it did not bring the held-out sounds closer"
-            )
-        return (
-            f"through its decoder stage (held-out sounds: magnitude spectral convergence "
-            f"{stage['val_convergence_baseline']:.3f} with the mel's pseudo-inverse, "
-            f"{stage['val_convergence']:.3f} through the stage)"
-        )
-    if "decoder_stage_channels" not in card["config"]:
-        return (
-            "through Griffin-Lim: trained before the decoder stage existed; "
-            "retrain it to hear it through one"
-        )
-    return "through Griffin-Lim: trained without a decoder stage (--stage-steps 0)"
-
-
 def save_vqvae(path: Path, model: ConvVQVAE, card: dict[str, Any]) -> Path:
     """Write a trained VQ-VAE and its card; a card the schema would refuse is never written."""
     tensors = {f"vqvae.{k}": v for k, v in model.state_dict().items()}
@@ -137,21 +123,31 @@ def save_vqvae(path: Path, model: ConvVQVAE, card: dict[str, Any]) -> Path:
     return save_model_file(path, tensors, metadata)
 
 
-def read_card(path: Path) -> dict[str, Any]:
+def read_card(path: Path) -> ModelCard:
     """The model's card, checked against the schema (models/card_schema.py), without
     loading weights or torch."""
-    metadata = read_model_metadata(path)
+    return ModelCard.from_dict(read_metadata(path), path.stem)
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    """The card as the JSON it is, with today's names, checked: for code that rewrites it."""
+    metadata = upgrade_card(read_model_metadata(path))
     with _about(path.name):
         check_card(metadata)
     return metadata
 
 
-def load_vqvae(path: Path) -> tuple[ConvVQVAE, dict[str, Any]]:
+def load_vqvae(path: Path) -> tuple[ConvVQVAE, ModelCard]:
     """The model in eval mode, and its card. Refuses files whose weights do not fit the config."""
-    metadata, tensors = load_model_file(path)
+    metadata, tensors = _load(path)
     with _about(path.name):
         _check(metadata, _shapes(tensors), lambda name: [tensors[name].reshape(-1)])
-    return _build_vqvae(path, metadata, tensors), metadata
+    return _build_vqvae(path, metadata, tensors), ModelCard.from_dict(metadata, path.stem)
+
+
+def _load(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    metadata, tensors = load_model_file(path)
+    return upgrade_card(metadata), tensors
 
 
 def _check(
@@ -236,7 +232,7 @@ def save_prior(
     the file now holds another model (retrained under the same name meanwhile), the
     prior would not fit it, and saving is refused.
     """
-    metadata, tensors = load_model_file(path)
+    metadata, tensors = _load(path)
     with _about(path.name):
         check_card(metadata)
     if metadata.get("created") != model_created:
@@ -261,7 +257,7 @@ def load_with_prior(path: Path) -> ModelWithPrior:
     from distill.models.config import PriorConfig
     from distill.models.prior import CodePrior
 
-    metadata, tensors = load_model_file(path)
+    metadata, tensors = _load(path)
     with _about(path.name):
         _check(metadata, _shapes(tensors), lambda name: [tensors[name].reshape(-1)])
     if "prior" not in metadata:
@@ -279,7 +275,7 @@ def load_with_prior(path: Path) -> ModelWithPrior:
         raise ModelFileError(
             f"{path.name}: the prior's weights do not match its config ({error})"
         ) from error
-    return ModelWithPrior(vqvae, prior.eval(), metadata, codes)
+    return ModelWithPrior(vqvae, prior.eval(), ModelCard.from_dict(metadata, path.stem), codes)
 
 
 def _with_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -316,9 +312,10 @@ def import_stream(
         )
     target = _free_name(name, home)  # before reading what may be hundreds of MiB
     header = read_model_header(f, size)
+    metadata = upgrade_card(header.metadata)
     shapes = {n: (e.dtype, tuple(e.shape)) for n, e in header.tensors.items()}
-    _check(header.metadata, shapes, lambda name: read_tensor_chunks(f, header, name))
-    return copy_model_file(f, header, {**header.metadata, "name": target.stem}, target)
+    _check(metadata, shapes, lambda name: read_tensor_chunks(f, header, name))
+    return copy_model_file(f, header, {**metadata, "name": target.stem}, target)
 
 
 def rename_model(old: str, new: str, home: Path | None = None) -> Path:
@@ -328,7 +325,7 @@ def rename_model(old: str, new: str, home: Path | None = None) -> Path:
     target = _free_name(new, home)
     with open_model_file(source) as (f, size):
         header = read_model_header(f, size)
-        copy_model_file(f, header, {**header.metadata, "name": target.stem}, target)
+        copy_model_file(f, header, {**upgrade_card(header.metadata), "name": target.stem}, target)
     source.unlink()
     history = generated_dir(home) / source.stem
     set_aside_history(target.stem, home)  # left by an earlier model of the new name

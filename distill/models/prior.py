@@ -95,7 +95,7 @@ class CodePrior(nn.Module):
     def __init__(self, config: PriorConfig):
         super().__init__()
         self.config = config
-        hidden, q, k = config.hidden_size, config.levels, config.codebook_size
+        hidden, q, k = config.hidden_size, config.rvq_levels, config.codebook_size
         self.bos = q * k  # the start token follows every level's codes
         self.token = nn.Embedding(q * k + 1, hidden)
         self.position = nn.Embedding(config.context_steps, hidden)
@@ -113,7 +113,7 @@ class CodePrior(nn.Module):
         come from the cache: prefill a window with start=0, then feed one token at a time.
         """
         b, n = inputs.shape
-        q, k = self.config.levels, self.config.codebook_size
+        q, k = self.config.rvq_levels, self.config.codebook_size
         if start + n > self.config.sequence_length:
             raise ValueError(
                 f"slots {start}..{start + n - 1} do not fit a window of "

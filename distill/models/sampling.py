@@ -72,7 +72,7 @@ def generate_codes(
 ) -> Tensor:
     """(b, steps, q) codes for b = len(generators) clips, `steps` time steps each."""
     config = prior.config
-    q, k, window = config.levels, config.codebook_size, config.sequence_length
+    q, k, window = config.rvq_levels, config.codebook_size, config.sequence_length
     keep = (config.context_steps // 2) * q  # tokens carried into the next window
     batch = len(generators)
     device = prior.head.weight.device

@@ -19,7 +19,7 @@ from distill.core.core import PriorRequest, RunError
 from distill.core.owners import model_in_use
 from distill.models import library
 from distill.models.config import prior_size_for
-from distill.models.library import Listed, list_cards, listening, read_card
+from distill.models.library import Listed, list_cards, read_card
 from distill.models.model_file import ModelFileError
 from distill.server.charts import Series, line_chart
 from distill.server.files import FileRefused, library_file
@@ -63,8 +63,7 @@ async def model_page(request: Request, error: str | None = None, status: int = 2
         "form": getattr(request.state, "form_values", {}),
     }
     if "card" in entry:
-        files = entry["card"].get("dataset", {}).get("files", 0)
-        context["prior_size"] = prior_size_for(files)
+        context["prior_size"] = prior_size_for(entry["card"].dataset.files)
     return render(request, "model.html", context, status)
 
 
@@ -74,9 +73,9 @@ def _entry(listed: Listed) -> dict[str, Any]:
     card = listed.card
     if card is None:
         return {**entry, "unreadable": listed.unreadable}
-    curves = card.get("curves", {})
+    curves = card.curves
     entry["card"] = card
-    entry["listening"] = listening(card)
+    entry["listening"] = card.listening()
     entry["chart"] = line_chart(
         [
             Series("train loss", "train", curves.get("train_loss", [])),
@@ -129,7 +128,7 @@ async def generate(request: Request) -> Response:
         return await _generations(request, name, str(error), error.status)
     except ModelFileError as error:
         return await _generations(request, name, str(error), 400)
-    if "prior" not in card:
+    if card.prior is None:
         return await _generations(request, name, f"{name} has no prior yet: train one above", 400)
     generations = request.app.state.generations
     generation = generations.start(name, path, new_out_dir(name, home), options)

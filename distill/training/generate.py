@@ -124,8 +124,8 @@ def generate_clips(
     started = time.perf_counter()
     loaded = load_with_prior(spec.model_path)
     mel_config = loaded.vqvae.config.mel
-    seconds_per_step = loaded.card["prior"]["seconds_per_step"]
-    one_shot = default_one_shot(loaded.card) if spec.one_shot is None else spec.one_shot
+    seconds_per_step = loaded.prior_card.seconds_per_step
+    one_shot = loaded.prior_card.dataset.one_shot if spec.one_shot is None else spec.one_shot
     steps = max(1, math.ceil(spec.seconds / seconds_per_step))
     generators = [torch.Generator().manual_seed(spec.seed + i) for i in range(spec.count)]
     codes = generate_codes(loaded.prior, steps, generators, spec.sampling)  # (count, steps, q)
@@ -157,14 +157,8 @@ def generate_clips(
         emit(clip)
         clips.append(clip)
     wall = time.perf_counter() - started
-    manifest = _write_manifest(spec, loaded.card, clips, wall)
+    manifest = _write_manifest(spec, loaded, clips, wall)
     return GenerationResult(clips, manifest, wall)
-
-
-def default_one_shot(card: dict[str, Any]) -> bool:
-    """One-shot when the prior's training files were mostly shorter than its window
-    (recorded when it trained); continuous for older files, which did not record it."""
-    return bool(card["prior"]["dataset"].get("one_shot", False))
 
 
 def _render(
@@ -198,7 +192,7 @@ def _write_match(loaded: ModelWithPrior, check: CopyCheck, clip_path: Path, seco
     longer be read (the dataset moved): the check stands."""
     if not check.nearest_file:
         return ""
-    source = Path(loaded.card["prior"]["dataset"]["path"]) / check.nearest_file
+    source = Path(loaded.prior_card.dataset.path) / check.nearest_file
     sample_rate = loaded.vqvae.config.mel.sample_rate
     audio, _ = load_prepared(source, sample_rate)  # trimmed as it was for its codes
     if audio is None:
@@ -215,26 +209,25 @@ def _write_match(loaded: ModelWithPrior, check: CopyCheck, clip_path: Path, seco
 
 def copy_checker(loaded: ModelWithPrior) -> CopyChecker:
     """The prior's training codes, with the VQ-VAE's codes for silence left out of runs."""
-    prior_card = loaded.card["prior"]
     return training_copy_checker(
         loaded.vqvae,
         loaded.training_codes,
-        prior_card["training_files"],
+        list(loaded.prior_card.training_files),
         loaded.prior.config.codebook_size,
-        prior_card["seconds_per_step"],
+        loaded.prior_card.seconds_per_step,
     )
 
 
 def _write_manifest(
-    spec: GenerateSpec, card: dict[str, Any], clips: list[ClipGenerated], wall: float
+    spec: GenerateSpec, loaded: ModelWithPrior, clips: list[ClipGenerated], wall: float
 ) -> Path:
     spec_data = {
         k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(spec).items()
     }
     manifest = {
-        "model_name": card.get("name", spec.model_path.stem),
-        "prior_run_id": card["prior"].get("run_id", ""),
-        "dataset": card["prior"]["dataset"]["path"],
+        "model_name": loaded.card.name,
+        "prior_run_id": loaded.prior_card.run_id or "",
+        "dataset": loaded.prior_card.dataset.path,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "spec": spec_data,
         "wall_seconds": wall,

@@ -44,6 +44,7 @@ from distill.events import (
     RunCompleted,
     RunStarted,
 )
+from distill.models.card import ModelCard
 from distill.models.card_schema import MAX_MODEL_ELEMENTS, prior_elements, vqvae_elements
 from distill.models.config import PriorConfig, VQVAEConfig
 from distill.models.library import load_vqvae, save_prior
@@ -199,13 +200,13 @@ def _train(
                 return PriorResult("cancelled", None, history)
             batch = sampler.batch(settings.batch_size).to(device)
             losses = prior.loss(batch.codes)  # (b, n)
-            valid = token_mask(batch.valid, config.levels)
+            valid = token_mask(batch.valid, config.rvq_levels)
             loss = (losses * valid).sum() / valid.sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(prior.parameters(), GRAD_CLIP)
             optimizer.step()
-            audible = token_mask(batch.audible, config.levels)
+            audible = token_mask(batch.audible, config.rvq_levels)
             batch_loss, batch_tokens = (
                 (losses.detach() * audible).sum().item(),
                 audible.sum().item(),
@@ -269,7 +270,7 @@ def _train(
         "memorization_warnings": warned,
     }
     codes = [f.codes for f in data.train]
-    save_prior(spec.model_path, prior, card, codes, model_card.get("created"))
+    save_prior(spec.model_path, prior, card, codes, model_card.created)
     emit(PriorSaved(spec.model_path.stem, str(spec.model_path)))
     emit(
         RunCompleted(
@@ -287,29 +288,29 @@ def evaluate(prior: CodePrior, windows: CodeBatch, batch_size: int) -> float:
     total = count = 0.0
     for start in range(0, len(windows), batch_size):
         batch = windows.slice(start, start + batch_size).to(device)
-        audible = token_mask(batch.audible, prior.config.levels)
+        audible = token_mask(batch.audible, prior.config.rvq_levels)
         total += (prior.loss(batch.codes) * audible).sum().item()
         count += audible.sum().item()
     return total / max(count, 1.0)
 
 
-def prepare_codes(spec: PriorSpec, vqvae: ConvVQVAE, card: dict[str, Any]) -> PreparedCodes:
+def prepare_codes(spec: PriorSpec, vqvae: ConvVQVAE, card: ModelCard) -> PreparedCodes:
     """Scan with the model's own front-end, split as its VQ-VAE was split, extract codes."""
     spec.cache_dir.mkdir(parents=True, exist_ok=True)
     report = scan_dataset(spec.dataset, vqvae.config.mel, spec.cache_dir)
     require_usable(report)
-    training = card.get("training", {})
+    training = card.training
     train_files, val_files = split_files(
         report.usable,
-        training.get("val_fraction", TrainSettings.val_fraction),
-        training.get("seed", TrainSettings.seed),
+        TrainSettings.val_fraction if training.val_fraction is None else training.val_fraction,
+        TrainSettings.seed if training.seed is None else training.seed,
     )
     vq = vqvae.config
     config = PriorConfig.from_file_count(
         len(report.usable), vq.rvq_levels, vq.codebook_size, vq.window_steps, **spec.overrides
     )
     require_fits_a_model_file(vq, config)
-    fingerprint = card.get("dataset", {}).get("fingerprint")
+    fingerprint = card.dataset.fingerprint
     return PreparedCodes(
         report=report,
         config=config,
@@ -340,9 +341,9 @@ def codes_event(spec: PriorSpec, data: PreparedCodes) -> CodesExtracted:
         files_skipped=list(data.report.skipped),
         train_files=len(data.train),
         val_files=len(data.val),
-        train_tokens=sum(f.audible for f in data.train) * data.config.levels,
-        val_tokens=sum(f.audible for f in data.val) * data.config.levels,
-        rvq_levels=data.config.levels,
+        train_tokens=sum(f.audible for f in data.train) * data.config.rvq_levels,
+        val_tokens=sum(f.audible for f in data.val) * data.config.rvq_levels,
+        rvq_levels=data.config.rvq_levels,
         codebook_size=data.config.codebook_size,
         context_steps=data.config.context_steps,
         memorization_threshold=data.threshold,
@@ -394,8 +395,8 @@ def _prior_card(
         "training": {
             **dataclasses.asdict(settings),
             "best_epoch": best["epoch"],
-            "final_val_loss": best["val_loss"],
-            "final_val_perplexity": best["val_perplexity"],
+            "best_val_loss": best["val_loss"],
+            "best_val_perplexity": best["val_perplexity"],
             "memorization_threshold": data.threshold,
         },
     }
