@@ -40,7 +40,7 @@ def model_card(name: str, created: str = "today") -> dict:
         "dataset": {"path": "/sounds", "fingerprint": "0" * 16, "files": 6, "seconds": 3.0},
         "health": [],
         "curves": {"train_loss": [], "val_loss": []},
-        "training": {"epochs": 0, "best_epoch": 0, "final_val_loss": float("nan")},
+        "training": {"epochs": 0, "best_epoch": 0, "best_val_loss": float("nan")},
     }
 
 
@@ -56,7 +56,7 @@ def prior_card(training_files: list[str], seconds_per_step: float) -> dict:
         "training": {
             "epochs": 0,
             "best_epoch": 0,
-            "final_val_perplexity": float("nan"),
+            "best_val_perplexity": float("nan"),
             "memorization_threshold": 2.0,
         },
     }

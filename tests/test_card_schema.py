@@ -235,7 +235,7 @@ def test_the_largest_models_distill_picks_fit() -> None:
         "training_files": [],
         "seconds_per_step": step,
         "curves": {},
-        "training": {"epochs": 1, "best_epoch": 0, "final_val_perplexity": 1.0,
+        "training": {"epochs": 1, "best_epoch": 0, "best_val_perplexity": 1.0,
                      "memorization_threshold": 2.0},
     }  # fmt: skip
     check_card(card)
@@ -271,3 +271,29 @@ def test_a_bad_file_is_listed_with_its_reason(base, tmp_path: Path) -> None:
     assert listed["good"].card is not None and listed["good"].unreadable is None
     assert listed["bad"].card is None and "config: must be an object" in listed["bad"].unreadable
     assert "empty file" in listed["empty"].unreadable
+
+
+def test_a_card_written_before_best_val_loss_was_named_reads_with_todays_names(
+    base, tmp_path: Path
+) -> None:
+    """Files written before issue 13 say final_val_loss and final_val_perplexity for the
+    best epoch's numbers: they load and import, read as best_val_loss and
+    best_val_perplexity, and the library's copy is written with today's names."""
+
+    def old_names(metadata: dict, tensors: dict) -> None:
+        del metadata["training"]["best_val_loss"]
+        del metadata["prior"]["training"]["best_val_perplexity"]
+        metadata["training"]["final_val_loss"] = 0.25
+        metadata["prior"]["training"]["final_val_perplexity"] = 3.5
+
+    old = variant(base, tmp_path, old_names, "old")
+    assert load_model_file(old)[0]["training"]["final_val_loss"] == 0.25  # the file says so
+    for card in (read_card(old), load_vqvae(old)[1], load_with_prior(old).card):
+        assert card["training"]["best_val_loss"] == 0.25
+        assert card["prior"]["training"]["best_val_perplexity"] == 3.5
+        assert "final_val_loss" not in card["training"]
+        assert "final_val_perplexity" not in card["prior"]["training"]
+    imported = load_model_file(import_model(old, "renamed", tmp_path / "home"))[0]
+    assert imported["training"]["best_val_loss"] == 0.25
+    assert imported["prior"]["training"]["best_val_perplexity"] == 3.5
+    assert "final_val_loss" not in imported["training"]

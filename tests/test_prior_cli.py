@@ -41,7 +41,7 @@ def test_train_a_prior_then_generate(tmp_path: Path) -> None:
     assert "distill generate kicks" in out
 
     listed = json.loads(distill(home, "models", "list", "--json").stdout)
-    assert listed[0]["has_prior"] is True and listed[0]["prior_val_perplexity"] > 1
+    assert listed[0]["has_prior"] is True and listed[0]["prior_best_val_perplexity"] > 1
 
     made = distill(
         home, "generate", "kicks", "--seconds", "2", "--count", "2", "--seed", "5",

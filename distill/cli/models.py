@@ -70,7 +70,7 @@ def list_command(json_output: Annotated[bool, typer.Option("--json")] = False) -
         console.print("no models yet: train one with `distill train FOLDER`")
         return
     table = Table(
-        "name", "created", "levels", "codebook size", "worst utilization", "val loss", "prior"
+        "name", "created", "levels", "codebook size", "worst utilization", "best val loss", "prior"
     )
     for row in rows:
         if "unreadable" in row:
@@ -84,8 +84,8 @@ def list_command(json_output: Annotated[bool, typer.Option("--json")] = False) -
                 str(row["levels"]),
                 str(row["codebook_size"]),
                 f"{row['worst_utilization']:.0%}",
-                f"{row['final_val_loss']:.4f}",
-                f"ppl {row['prior_val_perplexity']:.2f}" if row["has_prior"] else "-",
+                f"{row['best_val_loss']:.4f}",
+                f"ppl {row['prior_best_val_perplexity']:.2f}" if row["has_prior"] else "-",
             )
     console.print(table)
 
@@ -162,11 +162,11 @@ def _summary(card: dict[str, Any]) -> dict[str, Any]:
         "levels": card["config"]["rvq_levels"],
         "codebook_size": card["config"]["codebook_size"],
         "worst_utilization": min((h["utilization"] for h in health), default=0.0),
-        "final_val_loss": card.get("training", {}).get("final_val_loss", float("nan")),
+        "best_val_loss": card.get("training", {}).get("best_val_loss", float("nan")),
         "has_prior": "prior" in card,
-        "prior_val_perplexity": card.get("prior", {})
+        "prior_best_val_perplexity": card.get("prior", {})
         .get("training", {})
-        .get("final_val_perplexity"),
+        .get("best_val_perplexity"),
     }
 
 
@@ -196,7 +196,7 @@ def print_card(path: str, card: dict[str, Any]) -> None:
         f"audio     {mel['sample_rate']} Hz, {mel['n_mels']} mels, hop {mel['hop_length']}, window {config['window_frames']} frames"
     )
     say(
-        f"training  {training.get('epochs', '?')} epochs, best epoch {training.get('best_epoch', -1) + 1}, validation loss {training.get('final_val_loss', float('nan')):.4f}, mel error on held-out sounds {training.get('val_mel_error', float('nan')):.3f}"
+        f"training  {training.get('epochs', '?')} epochs, best epoch {training.get('best_epoch', -1) + 1}, validation loss {training.get('best_val_loss', float('nan')):.4f}, mel error on held-out sounds {training.get('val_mel_error', float('nan')):.3f}"
     )
     say(f"listening {listening(card)}")
     curves = card.get("curves", {})
@@ -222,7 +222,7 @@ def print_prior(prior: dict[str, Any] | None) -> None:
     )
     say(
         f"          best epoch {training.get('best_epoch', -1) + 1} of {training.get('epochs', '?')}, "
-        f"validation perplexity {training.get('final_val_perplexity', float('nan')):.2f} "
+        f"validation perplexity {training.get('best_val_perplexity', float('nan')):.2f} "
         f"(memorization warning under {training.get('memorization_threshold', float('nan')):g})"
     )
     if "copy_rate" in training:

@@ -246,11 +246,11 @@ PRIOR = record(
             {
                 "epochs": COUNT,
                 "best_epoch": COUNT,
-                "final_val_perplexity": metric,
+                "best_val_perplexity": metric,
                 "memorization_threshold": metric,
             },
             {
-                "final_val_loss": metric,
+                "best_val_loss": metric,
                 "copy_rate": number(0, 1),
                 "memorization_warnings": list_of(
                     record({"epoch": COUNT, "message": text}, closed=False)
@@ -275,7 +275,7 @@ CARD = record(
         "health": HEALTH,
         "curves": CURVES,
         "training": record(
-            {"epochs": COUNT, "best_epoch": COUNT, "final_val_loss": metric},
+            {"epochs": COUNT, "best_epoch": COUNT, "best_val_loss": metric},
             {"val_mel_error": metric, "val_fraction": number(0, 1), "seed": integer(0, 2**63)},
             closed=False,
         ),
@@ -302,14 +302,39 @@ CARD = record(
 )
 
 
+# A training section's fields under the names files written before had (issue 13 named
+# the best epoch's numbers for what they are): such files still read, as today's names.
+RENAMED_TRAINING_FIELDS = {
+    "final_val_loss": "best_val_loss",
+    "final_val_perplexity": "best_val_perplexity",
+}
+
+
+def upgrade_card(card: dict[str, Any]) -> None:
+    """Rename, in place, the fields an older distill wrote under another name, so that
+    every reader of a card (all of which check it first) sees only today's names."""
+    prior = card.get("prior")
+    for training in (
+        card.get("training"),
+        prior.get("training") if isinstance(prior, dict) else None,
+    ):
+        if not isinstance(training, dict):
+            continue  # the schema refuses it, naming the field
+        for old, new in RENAMED_TRAINING_FIELDS.items():
+            if old in training and new not in training:
+                training[new] = training.pop(old)
+
+
 def check_card(card: dict[str, Any]) -> None:
-    """Refuse a card that is not what distill writes, naming the first bad field.
+    """Refuse a card that is not what distill writes, naming the first bad field; a card
+    of an older distill is upgraded first (`upgrade_card`).
 
     Types and ranges first, then the fields that must agree, then the size: the
     arithmetic of `model_elements` only ever sees numbers already in range.
     """
     if card.get("type") != MODEL_TYPE:
         raise ModelFileError(f"a distill file but not a model (type {card.get('type')!r})")
+    upgrade_card(card)
     CARD(card, "")
     config = card["config"]
     _check_mel(config["mel"], "config.mel")

@@ -394,8 +394,8 @@ def _prior_card(
         "training": {
             **dataclasses.asdict(settings),
             "best_epoch": best["epoch"],
-            "final_val_loss": best["val_loss"],
-            "final_val_perplexity": best["val_perplexity"],
+            "best_val_loss": best["val_loss"],
+            "best_val_perplexity": best["val_perplexity"],
             "memorization_threshold": data.threshold,
         },
     }

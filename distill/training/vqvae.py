@@ -450,7 +450,7 @@ def _model_card(
         "training": {
             **dataclasses.asdict(settings),
             "best_epoch": best["epoch"],
-            "final_val_loss": best["val_loss"],
+            "best_val_loss": best["val_loss"],
             "val_mel_error": best["val_mel_error"],
         },
     }
