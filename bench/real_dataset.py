@@ -51,7 +51,7 @@ def main() -> None:
         f"  {len(epochs)} epochs in {total:.1f} s; per epoch median {median(e.seconds for e in epochs):.2f} s"
         f" (first {epochs[0].seconds:.2f} s)"
     )
-    print(f"  best epoch {done.best_epoch + 1}: validation loss {done.final_val_loss:.4f}")
+    print(f"  best epoch {done.best_epoch + 1}: validation loss {done.best_val_loss:.4f}")
     for health in epochs[-1].levels:
         print(
             f"  level {health.level}: utilization {health.utilization:.0%}, perplexity "

@@ -240,7 +240,7 @@ class RunCompleted(Payload):
 
     kind: ClassVar[str] = "run_completed"
     best_epoch: int
-    final_val_loss: float
+    best_val_loss: float  # the val_loss of best_epoch
     model_path: str
     seconds: float
 

@@ -277,3 +277,34 @@ def test_a_bad_file_is_listed_with_its_reason(base, tmp_path: Path) -> None:
     assert listed["good"].card is not None and listed["good"].unreadable is None
     assert listed["bad"].card is None and "config: must be an object" in listed["bad"].unreadable
     assert "empty file" in listed["empty"].unreadable
+
+
+def test_a_card_written_before_best_val_loss_was_named_reads_with_todays_names(
+    base, tmp_path: Path
+) -> None:
+    """Files written before issue 13 say final_val_loss and final_val_perplexity for the
+    best epoch's numbers, and levels for the prior's RVQ levels: they load and import,
+    read with today's names, and the library's copy is written with them."""
+
+    def old_names(metadata: dict, tensors: dict) -> None:
+        del metadata["training"]["best_val_loss"]
+        del metadata["prior"]["training"]["best_val_perplexity"]
+        metadata["training"]["final_val_loss"] = 0.25
+        metadata["prior"]["training"]["final_val_perplexity"] = 3.5
+        metadata["prior"]["config"]["levels"] = metadata["prior"]["config"].pop("rvq_levels")
+
+    old = variant(base, tmp_path, old_names, "old")
+    assert load_model_file(old)[0]["training"]["final_val_loss"] == 0.25  # the file says so
+    for card in (read_card(old), load_vqvae(old)[1], load_with_prior(old).card):
+        assert card.training.best_val_loss == 0.25
+        assert card.prior is not None and card.prior.training.best_val_perplexity == 3.5
+        assert card.prior.config.rvq_levels == card.config.rvq_levels
+    metadata = read_metadata(old)
+    assert "final_val_loss" not in metadata["training"]
+    assert "final_val_perplexity" not in metadata["prior"]["training"]
+    assert "levels" not in metadata["prior"]["config"]
+    imported = load_model_file(import_model(old, "renamed", tmp_path / "home"))[0]
+    assert imported["training"]["best_val_loss"] == 0.25
+    assert imported["prior"]["training"]["best_val_perplexity"] == 3.5
+    assert "final_val_loss" not in imported["training"]
+    assert "levels" not in imported["prior"]["config"]

@@ -62,8 +62,8 @@ def test_a_prior_run_goes_through_worker_store_and_followers(tmp_path: Path) -> 
     epoch_events = [e.payload for e in live if e.kind == "prior_epoch_metrics"]
     assert epochs == [{"run_id": run_id, **payload} for payload in epoch_events]
     best = epoch_events[row["best_epoch"]]
-    assert row["final_val_perplexity"] == best["val_perplexity"]
-    assert row["final_val_loss"] == best["val_loss"]
+    assert row["best_val_perplexity"] == best["val_perplexity"]
+    assert row["best_val_loss"] == best["val_loss"]
     assert [r["run_type"] for r in runs] == ["prior", "vqvae"]
     assert [m["run_id"] for m in models] == [runs[1]["run_id"]], "the model keeps its own run"
 

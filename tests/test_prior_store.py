@@ -36,7 +36,7 @@ def test_prior_tables_use_the_event_schemas_field_names(tmp_path: Path) -> None:
         assert columns(db, "prior_epoch_metrics") == ["run_id", *prior_fields]
         warning_fields = [f.name for f in dataclasses.fields(MemorizationWarning)]
         assert columns(db, "memorization_warnings") == ["run_id", "seq", *warning_fields]
-        assert "final_val_perplexity" in columns(db, "runs")
+        assert "best_val_perplexity" in columns(db, "runs")
 
 
 def test_a_version_1_database_migrates_and_keeps_its_runs(tmp_path: Path) -> None:
@@ -53,7 +53,7 @@ def test_a_version_1_database_migrates_and_keeps_its_runs(tmp_path: Path) -> Non
             return await store.run("old")
 
     row = asyncio.run(main())
-    assert row["run_type"] == "vqvae" and row["final_val_perplexity"] is None
+    assert row["run_type"] == "vqvae" and row["best_val_perplexity"] is None
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
@@ -85,13 +85,13 @@ def test_prior_events_fill_the_prior_tables_and_the_run(tmp_path: Path) -> None:
                 await store.prior_epoch_metrics("p"),
                 await store.memorization_warnings("p"),
                 await store.models(),
-                await store.warnings("p"),
+                await store.codebook_warnings("p"),
             )
 
     run, epochs, warnings, models, codebook_warnings = asyncio.run(main())
     assert run["status"] == "completed" and run["run_type"] == "prior"
     assert (run["epoch"], run["epochs"], run["best_epoch"]) == (1, 2, 0)
-    assert run["final_val_perplexity"] == 1.9 and run["final_val_loss"] == 2.5
+    assert run["best_val_perplexity"] == 1.9 and run["best_val_loss"] == 2.5
     assert run["model_path"] == "/models/kicks.distill"
     assert epochs == [
         {"run_id": "p", **dataclasses.asdict(payloads[3])},

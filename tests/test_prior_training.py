@@ -88,7 +88,7 @@ def test_best_epoch_is_the_lowest_val_perplexity_and_is_what_the_file_keeps(trai
     completed = of(events, RunCompleted)[0]
     best = min(epochs, key=lambda m: m.val_perplexity)
     assert completed.best_epoch == best.epoch == epochs[-1].best_epoch
-    assert completed.final_val_loss == best.val_loss
+    assert completed.best_val_loss == best.val_loss
 
     loaded = load_with_prior(spec.model_path)
     vqvae, card = load_vqvae(spec.model_path)

@@ -39,7 +39,9 @@ from distill.events import (
     StepMetrics,
 )
 
-TABLES = {"events", "runs", "epoch_metrics", "codebook_health", "warnings", "datasets", "models"}
+TABLES = {
+    "events", "runs", "epoch_metrics", "codebook_health", "codebook_warnings", "datasets", "models"
+}  # fmt: skip
 
 
 @pytest.fixture
@@ -113,7 +115,7 @@ def test_migrations_create_the_schema_and_set_user_version(db_path: Path) -> Non
         level_fields = [f.name for f in dataclasses.fields(LevelHealth)]
         assert columns("codebook_health") == ["run_id", "epoch", "split", *level_fields]
         assert list(HEALTH_COLUMNS) == level_fields
-        assert columns("warnings") == [
+        assert columns("codebook_warnings") == [
             "run_id",
             "seq",
             *(f.name for f in dataclasses.fields(CodebookWarning)),
@@ -158,6 +160,59 @@ def test_a_database_from_a_newer_distill_is_refused(db_path: Path) -> None:
     asyncio.run(main())
     with sync_connect(db_path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+
+
+def test_a_version_4_database_upgrades_to_one_name_per_quantity(db_path: Path) -> None:
+    """Migration 5 renames in place: the best epoch's loss and perplexity, the codebook's
+    warnings, a scan's counts and a dataset's column keep their rows under the new names,
+    and stored run_completed events read as today's RunCompleted (a NaN loss too)."""
+    db_path.parent.mkdir(parents=True)
+    with sync_connect(db_path) as db:
+        db.executescript(f"{';'.join(MIGRATIONS[:4])}; PRAGMA user_version = 4;")
+        db.execute(
+            "INSERT INTO runs (run_id, run_type, dataset, created, best_epoch, final_val_loss,"
+            " final_val_perplexity) VALUES ('old', 'prior', '/d', 1, 1, 0.5, 2.5)"
+        )
+        db.execute("INSERT INTO warnings VALUES ('old', 3, 0, 2, 0.25, 0.3, 'level 2 is weak')")
+        db.execute("INSERT INTO datasets VALUES ('/d', 7, 2, 4.5, 10.0)")
+        completed = ('{"best_epoch":1,"final_val_loss":0.5,"model_path":"/m.distill",'
+                     '"seconds":2.0}', '{"best_epoch":0,"final_val_loss":NaN,"model_path":"",'
+                     '"seconds":1.0}')  # fmt: skip
+        db.executemany(
+            "INSERT INTO events VALUES ('old', ?, ?, 'run_completed', ?)",
+            [(seq, float(seq), payload) for seq, payload in enumerate(completed, 1)],
+        )
+        db.commit()
+
+    async def main() -> tuple[dict, list, list, list[Event]]:
+        async with await Store.open(db_path) as store:
+            run = await store.run("old")
+            assert run is not None
+            return (
+                run,
+                await store.codebook_warnings("old"),
+                await store.datasets(),
+                await store.events("old"),
+            )
+
+    run, warnings, datasets, events = asyncio.run(main())
+    assert run["best_val_loss"] == 0.5 and run["best_val_perplexity"] == 2.5
+    assert "final_val_loss" not in run and "final_val_perplexity" not in run
+    assert warnings == [
+        {"run_id": "old", "seq": 3, "epoch": 0, "level": 2, "utilization": 0.25,
+         "threshold": 0.3, "message": "level 2 is weak"}
+    ]  # fmt: skip
+    assert datasets == [
+        {"dataset": "/d", "file_count": 7, "skipped_count": 2, "total_seconds": 4.5,
+         "last_scanned": 10.0}
+    ]  # fmt: skip
+    first, second = (e.typed() for e in events)
+    assert first == RunCompleted(1, 0.5, "/m.distill", 2.0)
+    assert isinstance(second, RunCompleted) and math.isnan(second.best_val_loss)
+    with sync_connect(db_path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert "warnings" not in tables and "codebook_warnings" in tables
 
 
 def test_events_round_trip_from_any_seq(db_path: Path) -> None:
@@ -259,7 +314,7 @@ def test_projections_follow_a_realistic_run(db_path: Path) -> None:
             run = await store.run("r1")
             assert run["status"] == "completed" and run["finished"] == events[-1].ts
             assert run["epoch"] == 1 and run["best_epoch"] == 1
-            assert run["final_val_loss"] == 0.5 and run["val_mel_error"] == 1.0
+            assert run["best_val_loss"] == 0.5 and run["val_mel_error"] == 1.0
             # the weakest level of the best epoch, on the training files
             assert run["worst_utilization"] == pytest.approx(0.6)
             assert run["checkpoint_path"] == "/runs/r1/checkpoint.distill"
@@ -279,7 +334,7 @@ def test_projections_follow_a_realistic_run(db_path: Path) -> None:
             ]
             assert rows == expected
 
-            assert await store.warnings("r1") == [
+            assert await store.codebook_warnings("r1") == [
                 {
                     "run_id": "r1",
                     "seq": 6,
@@ -292,9 +347,9 @@ def test_projections_follow_a_realistic_run(db_path: Path) -> None:
             ]
             assert await store.datasets() == [
                 {
-                    "path": dataset,
-                    "files_used": 3,
-                    "files_skipped": 2,
+                    "dataset": dataset,
+                    "file_count": 3,
+                    "skipped_count": 2,
                     "total_seconds": 4.5,
                     "last_scanned": events[2].ts,
                 }
@@ -324,7 +379,7 @@ def test_a_repeated_epoch_replaces_its_projection(db_path: Path) -> None:
             rows = await store.codebook_health("r1")
             assert [r["utilization"] for r in rows] == [0.7, 0.6]
             run = await store.run("r1")
-            assert run["final_val_loss"] == 0.6 and run["worst_utilization"] == pytest.approx(0.7)
+            assert run["best_val_loss"] == 0.6 and run["worst_utilization"] == pytest.approx(0.7)
 
     asyncio.run(main())
 

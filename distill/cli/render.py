@@ -274,7 +274,7 @@ class RunRenderer:
                 f"commitment {m.val_commit_loss:.4f}"
             )
         self.console.print(
-            f"best epoch: {done.best_epoch + 1} (validation loss {done.final_val_loss:.4f}), "
+            f"best epoch: {done.best_epoch + 1} (validation loss {done.best_val_loss:.4f}), "
             f"{done.seconds:.0f} s in all; the model keeps the best epoch"
         )
         best = self.epochs.get(done.best_epoch, self.last_epoch)

@@ -53,7 +53,7 @@ def list_runs(
         console.print("no runs match" if filtered else "no runs yet: `distill train FOLDER`")
         return
     table = Table(
-        "type", "status", "dataset", "epochs", "mel error", "worst level", "val ppl", "model"
+        "type", "status", "dataset", "epochs", "mel error", "worst level", "best val ppl", "model"
     )
     table.columns[0:0] = [Column("run", no_wrap=True)]
     for r in rows:
@@ -65,7 +65,7 @@ def list_runs(
             f"{(r['epoch'] + 1) if r['epoch'] is not None else 0}/{r['epochs'] or '?'}",
             _num(r.get("val_mel_error"), 3),
             f"{r['worst_utilization']:.0%}" if r["worst_utilization"] is not None else "-",
-            _num(r.get("final_val_perplexity"), 2),
+            _num(r.get("best_val_perplexity"), 2),
             r["model_name"] or "-",
         )
     console.print(table)
@@ -84,7 +84,7 @@ def show(run_id: str, json_output: JsonOption = False) -> None:
             "epoch_metrics": await store.epoch_metrics(run_id),
             "codebook_health": await store.codebook_health(run_id, VAL_SPLIT),
             "train_codebook_health": await store.codebook_health(run_id, TRAIN_SPLIT),
-            "warnings": await store.warnings(run_id),
+            "codebook_warnings": await store.codebook_warnings(run_id),
             "prior_epoch_metrics": await store.prior_epoch_metrics(run_id),
             "memorization_warnings": await store.memorization_warnings(run_id),
         }
@@ -214,7 +214,7 @@ def _print_report(data: dict[str, Any]) -> None:
                 _num(m["val_perplexity"], 2), f"{m['seconds']:.1f}",
             )  # fmt: skip
         console.print(table)
-    for w in data["warnings"] + data["memorization_warnings"]:
+    for w in data["codebook_warnings"] + data["memorization_warnings"]:
         console.print(f"[bold red]warning[/] epoch {w['epoch'] + 1}: {w['message']}")
     if data.get("model_path"):
         console.print(f"model: [bold]{data['model_path']}[/]")

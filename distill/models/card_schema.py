@@ -303,7 +303,8 @@ CARD = record(
 
 
 def check_card(card: dict[str, Any]) -> None:
-    """Refuse a card that is not what distill writes, naming the first bad field.
+    """Refuse a card that is not what distill writes, naming the first bad field (a card
+    of an older distill is upgraded to today's names before: models/card.py).
 
     Types and ranges first, then the fields that must agree, then the size: the
     arithmetic of `model_elements` only ever sees numbers already in range.

@@ -124,7 +124,7 @@ async def run_context(
         context["train_levels"] = [h for h in train_health if h["epoch"] == last]
         context["levels_epoch"] = last
     if "warnings" in parts:
-        warnings = store.memorization_warnings if prior else store.warnings
+        warnings = store.memorization_warnings if prior else store.codebook_warnings
         context["warnings"] = await warnings(run_id)
     if "previews" in parts:
         preview = await store.latest_event(run_id, PreviewReady.kind)
@@ -185,7 +185,7 @@ async def runs_context(
     offset = (page - 1) * RUNS_PER_PAGE
     runs = await store.runs(status=status, dataset=dataset, limit=RUNS_PER_PAGE + 1, offset=offset)
     has_older, runs = len(runs) > RUNS_PER_PAGE, runs[:RUNS_PER_PAGE]
-    datasets = sorted({d["path"] for d in await store.datasets()} | {r["dataset"] for r in runs})
+    datasets = sorted({d["dataset"] for d in await store.datasets()} | {r["dataset"] for r in runs})
     compared = [run for run_id in compare[:2] if (run := await store.run(run_id)) is not None]
     overlay, compare_error = None, None
     if len({run["run_type"] for run in compared}) > 1:
