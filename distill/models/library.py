@@ -109,7 +109,9 @@ def listening(card: dict[str, Any]) -> str:
     """How the model's sounds are rendered, in words for its card (CLI and dashboard)."""
     stage = card.get("decoder_stage")
     if card["config"].get("decoder_stage_channels") and stage:
-        if not payload_from_dict(DecoderStageTrained.kind, stage).helped:
+        trained = payload_from_dict(DecoderStageTrained.kind, stage)
+        assert isinstance(trained, DecoderStageTrained)  # the class its kind names
+        if not trained.helped:
             return (
                 "through its decoder stage, kept as the mel's pseudo-inverse it started as: "
                 "training it did not bring the held-out sounds closer"
