@@ -56,7 +56,7 @@ class CopyChecker:
         position = 0
         for k in keys:
             starts.append(position)
-            pieces += [np.where(np.isin(k, self.silence), _NO_MATCH_REFERENCE, k)]
+            pieces.append(np.where(np.isin(k, self.silence), _NO_MATCH_REFERENCE, k))
             pieces.append(np.array([_NO_MATCH_REFERENCE], dtype=np.int64))  # the boundary
             position += len(k) + 1
         self.reference = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
