@@ -45,6 +45,7 @@ run: install
 lint: install
 	$(BIN)/ruff check distill tests bench
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest

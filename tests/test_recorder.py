@@ -249,3 +249,21 @@ def test_flush_before_start_refuses_and_stop_before_start_still_writes(tmp_path:
         await store.close()
 
     asyncio.run(main())
+
+
+def test_two_concurrent_stops_both_return_once_everything_is_stored(tmp_path: Path) -> None:
+    path = tmp_path / "distill.sqlite"
+    events = interleaved(30)
+
+    async def main() -> None:
+        store = await open_store(path)
+        published: list[Event] = []
+        recorder = Recorder(store, published.extend, max_batch=10)
+        await recorder.start()
+        for event in events:
+            recorder.submit(event)
+        await asyncio.gather(recorder.stop(), recorder.stop())
+        assert recorder.pending == 0 and published == events
+        await store.close()
+
+    asyncio.run(main())

@@ -163,7 +163,7 @@ def _prepare(
 ) -> dict:
     prepared, reason = load_prepared(path, config.sample_rate)
     if prepared is None:
-        meta = {"skip_reason": reason, "reasons": REASONS_VERSION}
+        meta: dict[str, object] = {"skip_reason": reason, "reasons": REASONS_VERSION}
     else:
         with torch.no_grad():
             log_mel = mel(torch.from_numpy(prepared)).numpy().astype(np.float32)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -28,7 +28,7 @@ FollowOption = Annotated[
 async def render_stream(
     events: AsyncIterator[Event],
     render: Callable,
-    on_interrupt: Callable[[], Awaitable[None]] | None = None,
+    on_interrupt: Callable[[], Coroutine[Any, Any, None]] | None = None,
     console: Console | None = None,
 ) -> Event | None:
     """Render every event; the first Ctrl-C asks the run to stop, the second leaves.
@@ -38,6 +38,7 @@ async def render_stream(
     loop = asyncio.get_running_loop()
     interrupts = 0
     follower = asyncio.current_task()
+    assert follower is not None  # this coroutine runs in a task
 
     def interrupted() -> None:
         nonlocal interrupts
@@ -77,9 +78,11 @@ async def run_in_process(home: Path, request: TrainRequest | PriorRequest, rende
                          console: Console) -> int:  # fmt: skip
     """No server running: start a core in this process, submit, follow to the end."""
     async with Core(home, run_types=RUN_TYPES) as core:
-        submit = core.submit_prior if isinstance(request, PriorRequest) else core.submit_training
         try:
-            run_id = await submit(request)
+            if isinstance(request, PriorRequest):
+                run_id = await core.submit_prior(request)
+            else:
+                run_id = await core.submit_training(request)
         except (RunError, ValueError) as error:
             console.print(f"[bold red]error:[/] {error}")
             return EXIT_BAD_INPUT

@@ -10,7 +10,14 @@ import json
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from distill.events import (
@@ -129,7 +136,7 @@ class RunRenderer:
     def __init__(self, console: Console | None = None):
         self.console = console or Console()
         self.progress: Progress | None = None
-        self.task = None
+        self.task: TaskID | None = None
         self.last_epoch: EpochMetrics | None = None
         self.epochs: dict[int, EpochMetrics] = {}
         self.warnings: list[CodebookWarning] = []
@@ -175,7 +182,7 @@ class RunRenderer:
         )
         self.progress.start()
 
-    def on_step_metrics(self, step: StepMetrics) -> None:
+    def on_step_metrics(self, step: StepMetrics | PriorStepMetrics) -> None:
         if self.progress is None:
             return
         description = f"epoch {step.epoch + 1}"

@@ -182,9 +182,9 @@ def _print_report(data: dict[str, Any]) -> None:
             title="epochs (mel error: held-out sounds' own frames)",
         )  # fmt: skip
         for m in metrics:
-            best = " *" if m["epoch"] == data.get("best_epoch") else ""
+            marker = " *" if m["epoch"] == data.get("best_epoch") else ""
             table.add_row(
-                f"{m['epoch'] + 1}{best}", _num(m.get("val_mel_error"), 3),
+                f"{m['epoch'] + 1}{marker}", _num(m.get("val_mel_error"), 3),
                 _num(m["train_loss"]), _num(m["val_loss"]), _num(m["val_commit_loss"]),
                 f"{m['seconds']:.1f}",
             )  # fmt: skip
@@ -195,7 +195,7 @@ def _print_report(data: dict[str, Any]) -> None:
         ("codebook_health", "held-out files"),
     ):
         levels = [h for h in data[key] if h["epoch"] == best]
-        if levels:
+        if levels and best is not None:  # no best epoch: no epoch health matches
             health = [
                 LevelHealth(**{k: h[k] for k in LevelHealth.__dataclass_fields__}) for h in levels
             ]
@@ -208,9 +208,9 @@ def _print_report(data: dict[str, Any]) -> None:
             "epoch", "train loss", "val loss", "val perplexity", "seconds", title="prior epochs"
         )
         for m in prior_metrics:
-            best = " *" if m["epoch"] == data.get("best_epoch") else ""
+            marker = " *" if m["epoch"] == data.get("best_epoch") else ""
             table.add_row(
-                f"{m['epoch'] + 1}{best}", _num(m["train_loss"]), _num(m["val_loss"]),
+                f"{m['epoch'] + 1}{marker}", _num(m["train_loss"]), _num(m["val_loss"]),
                 _num(m["val_perplexity"], 2), f"{m['seconds']:.1f}",
             )  # fmt: skip
         console.print(table)

@@ -90,8 +90,8 @@ class Core:
         self.home = home or data_home()
         self.run_types = {"load": emit_load_job, **(run_types or {})}
         self.bus = EventBus()
-        self.store: Store | None = None
-        self.recorder: Recorder | None = None
+        self._store: Store | None = None  # both made by start()
+        self._recorder: Recorder | None = None
         self.runner = JobRunner(self._on_worker_messages, self._cancelled_while_queued, concurrency)
         self._seq: dict[str, int] = {}
         self._finished: set[str] = set()  # runs whose current attempt reached a terminal event
@@ -99,20 +99,32 @@ class Core:
         # and retries, so this is news for a status line, not a loss.
         self.last_write_error: str | None = None
 
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("start() the core first: it has no store yet")
+        return self._store
+
+    @property
+    def recorder(self) -> Recorder:
+        if self._recorder is None:
+            raise RuntimeError("start() the core first: it has no recorder yet")
+        return self._recorder
+
     async def start(self) -> None:
-        self.store = await Store.open(database_path(self.home))
-        self.recorder = Recorder(self.store, self.bus.publish_many, on_error=self._on_write_error)
-        await self.recorder.start()
+        self._store = await Store.open(database_path(self.home))
+        self._recorder = Recorder(self._store, self.bus.publish_many, on_error=self._on_write_error)
+        await self._recorder.start()
         await self._interrupt_orphans()
         self.runner.start()
 
     async def stop(self) -> None:
         """Running jobs checkpoint and stop; every acknowledged event is flushed first."""
         await self.runner.stop()
-        if self.recorder is not None:
-            await self.recorder.stop()
-        if self.store is not None:
-            await self.store.close()
+        if self._recorder is not None:
+            await self._recorder.stop()
+        if self._store is not None:
+            await self._store.close()
 
     async def __aenter__(self) -> Core:
         await self.start()

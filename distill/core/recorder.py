@@ -138,8 +138,9 @@ class Recorder:
             ) from None
         finally:
             task, self._task = self._task, None
-            task.cancel()  # idle after a flush, or still retrying after a timeout
-            await asyncio.gather(task, return_exceptions=True)
+            if task is not None:  # None when a concurrent stop already ended the writer
+                task.cancel()  # idle after a flush, or still retrying after a timeout
+                await asyncio.gather(task, return_exceptions=True)
 
     # -- the writer ---------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ lock a dead worker left held.
 from __future__ import annotations
 
 import asyncio
+import functools
 import multiprocessing
 import os
 import queue
@@ -156,7 +157,8 @@ class JobRunner:
         """The live worker processes (ProcessPoolExecutor keeps them in `_processes`)."""
         if self._pool is None:
             return []
-        return [p.pid for p in list(self._pool._processes.values()) if p.is_alive()]
+        processes = list(self._pool._processes.values())
+        return [p.pid for p in processes if p.is_alive() and p.pid is not None]
 
     def is_active(self, run_id: str) -> bool:
         return run_id in self.running or any(j.run_id == run_id for j in self.waiting)
@@ -164,14 +166,14 @@ class JobRunner:
     def _fill_slots(self) -> None:
         while self.waiting and len(self.running) < self.concurrency:
             job = self.waiting.popleft()
-            pool = self._ensure_pool()
+            pool, channel = self._ensure_pool()
             future = pool.submit(run_job, job.run, job.spec)
             self.running[job.run_id] = future
             self._jobs[job.run_id] = job
-            self._channel_of[job.run_id] = self._channel
-            future.add_done_callback(lambda f, run_id=job.run_id: self._finished(run_id, f))
+            self._channel_of[job.run_id] = channel
+            future.add_done_callback(functools.partial(self._finished, job.run_id))
 
-    def _ensure_pool(self) -> ProcessPoolExecutor:
+    def _ensure_pool(self) -> tuple[ProcessPoolExecutor, Channel]:
         if self._pool is None:
             assert self._loop is not None, "start() the runner inside the event loop first"
             self._channel = Channel(self._context, self._loop, self.on_messages)
@@ -181,7 +183,8 @@ class JobRunner:
                 initializer=init_worker,
                 initargs=(self._channel.queue, self.threads),
             )
-        return self._pool
+        assert self._channel is not None  # made and dropped together with the pool
+        return self._pool, self._channel
 
     def _finished(self, run_id: str, future: Future) -> None:
         """Runs in the pool's thread: hand over to the loop."""

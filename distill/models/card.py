@@ -143,6 +143,8 @@ class ModelCard:
         """`card`: upgraded and checked (library.read_card does both); `name`: the file's
         stem, for a card that does not name its model."""
         stage = card.get("decoder_stage")
+        trained = payload_from_dict(DecoderStageTrained.kind, stage) if stage else None
+        assert trained is None or isinstance(trained, DecoderStageTrained)  # its kind's class
         return cls(
             name=card.get("name") or name,
             config=VQVAEConfig.from_dict(card["config"]),
@@ -153,11 +155,7 @@ class ModelCard:
             created=card.get("created"),
             run_id=card.get("run_id"),
             prior=PriorCard.from_dict(card["prior"]) if "prior" in card else None,
-            decoder_stage=(
-                payload_from_dict(DecoderStageTrained.kind, stage)  # type: ignore[arg-type]
-                if stage
-                else None
-            ),
+            decoder_stage=trained,
             trained_before_stage="decoder_stage_channels" not in card["config"],
         )
 

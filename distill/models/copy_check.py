@@ -51,10 +51,13 @@ class CopyChecker:
         keys = [step_keys(c, codebook_size) for c in file_codes]
         self.file_keys = [k[~np.isin(k, self.silence)] for k in keys]  # for the fallback
         # All files in one array, each followed by a boundary that matches nothing.
-        pieces, starts, position = [], [], 0
+        pieces: list[np.ndarray] = []
+        starts: list[int] = []
+        position = 0
         for k in keys:
             starts.append(position)
-            pieces += [np.where(np.isin(k, self.silence), _NO_MATCH_REFERENCE, k), [-1]]
+            pieces.append(np.where(np.isin(k, self.silence), _NO_MATCH_REFERENCE, k))
+            pieces.append(np.array([_NO_MATCH_REFERENCE], dtype=np.int64))  # the boundary
             position += len(k) + 1
         self.reference = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
         self.starts = np.array(starts, dtype=np.int64)

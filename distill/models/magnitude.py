@@ -60,6 +60,7 @@ class MagnitudeStage(nn.Module):
         self.blocks = nn.Sequential(*(_Block(channels, d) for d in STAGE_DILATIONS))
         self.output = nn.Conv1d(channels, stage_bins(mel), 1)
         nn.init.zeros_(self.output.weight)  # starts as the pseudo-inverse, exactly
+        assert self.output.bias is not None  # Conv1d's default bias=True
         nn.init.zeros_(self.output.bias)
 
     def baseline(self, log_mel: Tensor) -> Tensor:

@@ -458,7 +458,7 @@ def _parse_json(
             text,
             object_pairs_hook=unique_keys,
             parse_int=parse_int,
-            **({} if allow_nan else {"parse_constant": refuse_constant}),
+            parse_constant=None if allow_nan else refuse_constant,  # None: json's default
         )
     except ModelFileError:
         raise

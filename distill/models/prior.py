@@ -30,6 +30,9 @@ class KVCache(nn.Module):
     so far, so a decode step attends over exactly the filled part of the buffer.
     """
 
+    keys: Tensor  # buffers, registered in __init__
+    values: Tensor
+
     def __init__(self, batch: int, heads: int, length: int, head_dim: int, dtype: torch.dtype):
         super().__init__()
         shape = (batch, heads, length, head_dim)
@@ -133,14 +136,18 @@ class CodePrior(nn.Module):
         config = self.config
         dtype = self.head.weight.dtype
         head_dim = config.hidden_size // config.heads
-        for block in self.blocks:
-            block.attention.cache = KVCache(
+        for attention in self._attention_layers():
+            attention.cache = KVCache(
                 batch, config.heads, config.sequence_length, head_dim, dtype
             ).to(self.head.weight.device)
 
     def clear_cache(self) -> None:
-        for block in self.blocks:
-            block.attention.cache = None
+        for attention in self._attention_layers():
+            attention.cache = None
+
+    def _attention_layers(self) -> list[Attention]:
+        """Every block's attention, typed: a ModuleList hands out plain Modules."""
+        return [module for module in self.modules() if isinstance(module, Attention)]
 
     def loss(self, codes: Tensor) -> Tensor:
         """Per-token cross-entropy `(b, t*q)` of codes `(b, t, q)`, teacher-forced.

@@ -81,6 +81,9 @@ class ConvVQVAE(nn.Module):
     the weights and a loaded model normalises exactly as it did in training.
     """
 
+    mel_mean: Tensor  # buffers, registered in __init__
+    mel_std: Tensor
+
     def __init__(self, config: VQVAEConfig):
         super().__init__()
         self.config = config

@@ -7,7 +7,9 @@ live update draw a chart the same way, and the browser needs no chart library.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeGuard
 
 WIDTH, HEIGHT = 640, 240
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 56, 12, 12, 28
@@ -19,7 +21,7 @@ class Series:
 
     label: str
     css: str
-    values: list[float | None]
+    values: Sequence[float | None]
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class Chart:
         return not any(line.points for line in self.lines)
 
 
-def _finite(value: float | None) -> bool:
+def _finite(value: float | None) -> TypeGuard[float]:
     return value is not None and math.isfinite(value)
 
 

@@ -195,7 +195,7 @@ def prior_options(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
 
 def generate_options(form: dict[str, Any]) -> dict[str, Any]:
     """GenerateSpec fields from the generate form, within what a page should wait for."""
-    options = {
+    options: dict[str, Any] = {
         "seconds": _float(form.get("seconds", 4.0), "seconds", 0.1, MAX_PAGE_SECONDS),
         "count": whole_number(form.get("count", 1), "count", 1, MAX_PAGE_CLIPS),
         "temperature": _float(form.get("temperature", 1.0), "the temperature", 0.0, 5.0),

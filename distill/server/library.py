@@ -134,9 +134,9 @@ async def generate(request: Request) -> Response:
     generation = generations.start(name, path, new_out_dir(name, home), options)
     if request.headers.get("HX-Request") == "true":
         return await _generations(request, name)
-    error = await generations.finish(generation)
-    if error:
-        return await _generations(request, name, error, 400)
+    failure = await generations.finish(generation)  # not `error`: that names exceptions above
+    if failure:
+        return await _generations(request, name, failure, 400)
     return RedirectResponse(request.url_for("model", name=name), status_code=303)
 
 

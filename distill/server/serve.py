@@ -9,16 +9,17 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
 
 from distill.server.app import create_app
 from distill.server.discovery import ServerInfo, remove_server_file, write_server_file
 from distill.server.settings import ServerSettings
 
 
-def uvicorn_config(settings: ServerSettings) -> uvicorn.Config:
+def uvicorn_config(settings: ServerSettings, app: Starlette) -> uvicorn.Config:
     """uvicorn closes a WebSocket whose message is over the limit with 1009 itself."""
     return uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         ws_max_size=settings.ws_max_message_bytes,
@@ -34,7 +35,7 @@ async def serve(
     server: uvicorn.Server | None = None,
 ) -> None:
     """Serve until stopped (Ctrl-C, SIGTERM, or `server.should_exit`)."""
-    server = server or uvicorn.Server(uvicorn_config(settings))
+    server = server or uvicorn.Server(uvicorn_config(settings, create_app(settings)))
     serving = asyncio.create_task(server.serve())
     info = None
     try:
@@ -66,8 +67,8 @@ class ServerThread:
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
-        self.server = uvicorn.Server(uvicorn_config(settings))
-        self.app = self.server.config.app
+        self.app = create_app(settings)
+        self.server = uvicorn.Server(uvicorn_config(settings, self.app))
         self.info: ServerInfo | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._listening = threading.Event()
@@ -92,10 +93,12 @@ class ServerThread:
 
     @property
     def url(self) -> str:
+        assert self.info is not None, "enter the ServerThread first: it is not listening"
         return self.info.url
 
     @property
     def ws_url(self) -> str:
+        assert self.info is not None, "enter the ServerThread first: it is not listening"
         return self.info.ws_url
 
     @property
@@ -103,4 +106,5 @@ class ServerThread:
         return self.app.state.core
 
     def call(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 60) -> Any:
+        assert self.loop is not None, "enter the ServerThread first: it has no loop yet"
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)

@@ -98,8 +98,8 @@ class ServerSettings:
         if token is None and not is_loopback(host):
             token = secrets.token_urlsafe(24)
         env_roots = [p for p in os.environ.get("DISTILL_ALLOWED_ROOTS", "").split(os.pathsep) if p]
-        roots = (Path.home(), home, *allowed_roots, *env_roots)
-        roots = tuple(dict.fromkeys(Path(r).expanduser().resolve() for r in roots))
+        given: tuple[str | Path, ...] = (Path.home(), home, *allowed_roots, *env_roots)
+        roots = tuple(dict.fromkeys(Path(r).expanduser().resolve() for r in given))
         env_hosts = [h.strip() for h in os.environ.get("DISTILL_ALLOWED_HOSTS", "").split(",")]
         hosts = tuple(h.lower() for h in (*allowed_hosts, *env_hosts) if h)
         return cls(

@@ -117,7 +117,7 @@ def _ignore(payload: Payload) -> None:
 
 
 def generate_clips(
-    spec: GenerateSpec, emit: Callable[[Payload], None] = _ignore, should_stop=never
+    spec: GenerateSpec, emit: Callable[[ClipGenerated], None] = _ignore, should_stop=never
 ) -> GenerationResult:
     """Write `spec.count` clips to `spec.out_dir`; stops early (keeping what is written)
     when `should_stop()` turns true. A model without a prior raises ModelFileError."""
@@ -135,16 +135,12 @@ def generate_clips(
         if should_stop():
             break
         seed = spec.seed + index
-        clip_codes, audio, tries = codes[index], None, 0
-        while tries < MAX_TRIES:  # a silent draw is drawn again from the same generator
+        clip_codes, tries = codes[index], 1
+        audio, kept = _render(loaded, clip_codes, spec, seed, one_shot, checker.silence)
+        while is_silent(audio) and tries < MAX_TRIES:  # drawn again from the same generator
             tries += 1
+            clip_codes = generate_codes(loaded.prior, steps, [generators[index]], spec.sampling)[0]
             audio, kept = _render(loaded, clip_codes, spec, seed, one_shot, checker.silence)
-            if not is_silent(audio):
-                break
-            if tries < MAX_TRIES:
-                clip_codes = generate_codes(
-                    loaded.prior, steps, [generators[index]], spec.sampling
-                )[0]
         path = spec.out_dir / f"clip{index + 1:02d}_seed{seed}.wav"
         write_wav(path, audio, mel_config.sample_rate)
         seconds = len(audio) / mel_config.sample_rate
@@ -174,8 +170,7 @@ def _render(
     mel = loaded.vqvae.decode_indices(codes.unsqueeze(0))[0]  # (m, steps * downsample)
     samples_per_step = config.downsample * config.mel.hop_length
     length = round(spec.seconds * config.mel.sample_rate)
-    audio = render(loaded.vqvae, mel, length, seed, spec.griffin_lim_iters)  # through its stage
-    audio = audio.numpy()
+    audio = render(loaded.vqvae, mel, length, seed, spec.griffin_lim_iters).numpy()  # its stage
     if not one_shot:
         return audio, codes
     span = sound_span(codes.numpy(), silence, loaded.prior.config.codebook_size)
