@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from distill.events import DecoderStageTrained, payload_from_dict
+from distill.files import atomic_file
 from distill.models.card_schema import (
     MODEL_TYPE,
     TensorShapes,
@@ -370,12 +370,8 @@ def export_model(name: str, destination: Path, home: Path | None = None) -> Path
     destination = Path(destination).expanduser()
     if destination.is_dir():
         destination = destination / source.name
-    tmp = destination.with_name(f".{destination.name}.export.tmp")
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, destination)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with open(source, "rb") as model, atomic_file(destination) as copy:
+        shutil.copyfileobj(model, copy)
     return destination
 
 
