@@ -27,7 +27,7 @@ from distill.models.model_file import FORMAT_VERSION
 from distill.models.rvqvae import ConvVQVAE
 from distill.server.inputs import InputError, train_options
 from distill.server.views import progress_of
-from distill.training.checkpoint import never
+from distill.training.lifecycle import never
 from distill.training.stage import train_stage
 from distill.training.vqvae import prepare_data, train_vqvae
 

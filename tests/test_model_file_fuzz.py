@@ -33,6 +33,7 @@ from distill.models.model_file import (
     read_model_metadata,
     save_model_file,
 )
+from distill.models.weights_header import MAX_SAFETENSORS_HEADER_BYTES
 
 SEED = 0xD15711
 PRELUDE = struct.Struct("<8sIQ")
@@ -337,7 +338,7 @@ def header_mutants(rng: random.Random, good: bytes, n: int) -> Iterator[Mutant]:
     @maker
     def header_length():
         raw = json.dumps(header).encode()
-        cap = mf.MAX_SAFETENSORS_HEADER_BYTES
+        cap = MAX_SAFETENSORS_HEADER_BYTES
         kind = rng.randrange(4)
         if kind == 0:
             value = rng.choice([cap + 1, 2**63, 2**64 - 1, rng.randrange(cap + 1, 2**64)])

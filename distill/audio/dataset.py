@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from distill.audio.decode import SUPPORTED_EXTENSIONS, AudioDecodeError, decode_
 from distill.audio.mel import MelSpectrogram
 from distill.audio.mel_config import MelConfig
 from distill.events import SkippedFile
+from distill.files import atomic_file, write_atomically
 
 SILENCE_PEAK = 10 ** (-70 / 20)  # a file whose peak is under -70 dBFS is silent
 TRIM_BELOW_PEAK_DB = 50.0  # trim leading/trailing samples 50 dB under the file's peak
@@ -167,9 +167,10 @@ def _prepare(
     else:
         with torch.no_grad():
             log_mel = mel(torch.from_numpy(prepared)).numpy().astype(np.float32)
-        _atomic_save_npy(mel_path, log_mel)
+        with atomic_file(mel_path) as f:
+            np.save(f, log_mel, allow_pickle=False)
         meta = {"seconds": prepared.size / config.sample_rate, "frames": int(log_mel.shape[-1])}
-    _atomic_write_text(meta_path, json.dumps(meta))
+    write_atomically(meta_path, json.dumps(meta))
     return meta
 
 
@@ -191,19 +192,6 @@ def _read_cache_meta(meta_path: Path, mel_path: Path) -> dict | None:
     if meta.get("skip_reason") and meta.get("reasons") != REASONS_VERSION:
         return None  # a reason worded by an older distill: decode the file again
     return meta
-
-
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array, allow_pickle=False)
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def describe_skipped(skipped: Iterable[SkippedFile], root: Path) -> list[str]:

@@ -6,7 +6,7 @@ ranges, finite numbers, the fields that must agree with each other, and the size
 configs imply (`model_elements`, computed before anything is allocated). `check_tensors`
 then holds the weights' names, dtypes and shapes to what the configs build. Every refusal
 is a ModelFileError naming the field: "config.mel.n_fft: must be a finite integer from 16
-to 16384, got 1000000000.0".
+to 16384, got 1000000000.0" (the checks it is composed of: models/card_checks.py).
 
 Configs are closed: every field is required (a missing one would be filled with today's
 default, which may build another model than the one trained) and unknown fields are
@@ -22,9 +22,22 @@ MAX_MODEL_ELEMENTS numbers.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
+from distill.models.card_checks import (
+    MAX_COUNT,
+    boolean,
+    integer,
+    list_of,
+    mapping_of,
+    metric,
+    number,
+    optional,
+    power_of_two,
+    record,
+    refuse,
+    text,
+)
 from distill.models.config import (
     MAX_CODEBOOK_SIZE,
     MAX_COMMITMENT_WEIGHT,
@@ -42,123 +55,7 @@ MAX_PRIOR_HEADS = 32
 MAX_CHANNELS = 4096  # the VQ-VAE's widths: hidden, latent and code dimensions
 # As many float32 numbers as the largest model file the library imports holds.
 MAX_MODEL_ELEMENTS = MAX_MODEL_FILE_BYTES // 4
-MAX_COUNT = 2**53  # counts and indices: exact in JSON's numbers
 TENSOR_PREFIXES = ("vqvae.", "prior.", "prior_codes.")
-
-Check = Callable[[Any, str], None]  # (value, where) -> None, or ModelFileError naming `where`
-
-
-def _refuse(where: str, problem: str, value: Any = None, show: bool = True) -> None:
-    shown = repr(value)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    raise ModelFileError(f"{where}: {problem}" + (f", got {shown}" if show else ""))
-
-
-def _join(where: str, name: str) -> str:
-    return f"{where}.{name}" if where else name
-
-
-def integer(low: int, high: int) -> Check:
-    """An int from low to high; `type is int` because JSON's true and 1e3 are not ints."""
-
-    def check(value: Any, where: str) -> None:
-        if type(value) is not int or not low <= value <= high:
-            _refuse(where, f"must be a finite integer from {low} to {high}", value)
-
-    return check
-
-
-def number(low: float, high: float, *, below: bool = False) -> Check:
-    """A finite int or float from low to high (`below`: strictly under high)."""
-    span = f"from {low:g} to under {high:g}" if below else f"from {low:g} to {high:g}"
-
-    def check(value: Any, where: str) -> None:
-        ok = type(value) in (int, float) and math.isfinite(value) and low <= value <= high
-        if not ok or (below and value == high):
-            _refuse(where, f"must be a finite number {span}", value)
-
-    return check
-
-
-def metric(value: Any, where: str) -> None:
-    """A measured number: NaN and infinity allowed (a diverged loss is NaN)."""
-    if type(value) not in (int, float):
-        _refuse(where, "must be a number", value)
-
-
-def text(value: Any, where: str) -> None:
-    if not isinstance(value, str) or "\x00" in value:
-        _refuse(where, "must be a string without NUL characters", value)
-
-
-def boolean(value: Any, where: str) -> None:
-    if type(value) is not bool:
-        _refuse(where, "must be true or false", value)
-
-
-def optional(check: Check) -> Check:
-    """`check`, or JSON null."""
-
-    def checked(value: Any, where: str) -> None:
-        if value is not None:
-            check(value, where)
-
-    return checked
-
-
-def list_of(item: Check, most: int = MAX_COUNT) -> Check:
-    def check(value: Any, where: str) -> None:
-        if not isinstance(value, list):
-            _refuse(where, "must be a list", value)
-        if len(value) > most:
-            _refuse(where, f"must have at most {most} items, has {len(value)}", show=False)
-        for index, entry in enumerate(value):
-            item(entry, f"{where}[{index}]")
-
-    return check
-
-
-def mapping_of(item: Check) -> Check:
-    """An object whose every value passes `item` (its keys are JSON's strings)."""
-
-    def check(value: Any, where: str) -> None:
-        if not isinstance(value, dict):
-            _refuse(where, "must be an object", value)
-        for key, entry in value.items():
-            item(entry, _join(where, key))
-
-    return check
-
-
-def record(
-    required: dict[str, Check], optional: dict[str, Check] | None = None, *, closed: bool
-) -> Check:
-    """An object with these fields; a closed one refuses any other field."""
-    known = {**required, **(optional or {})}
-
-    def check(value: Any, where: str) -> None:
-        if not isinstance(value, dict):
-            _refuse(where, "must be an object", value)
-        for name in required:
-            if name not in value:
-                _refuse(_join(where, name), "missing", show=False)
-        if closed and (unknown := sorted(set(value) - set(known))):
-            _refuse(_join(where, unknown[0]), "unknown field", show=False)
-        for name, field in known.items():
-            if name in value:
-                field(value[name], _join(where, name))
-
-    return check
-
-
-def power_of_two(high: int) -> Check:
-    def check(value: Any, where: str) -> None:
-        if type(value) is not int or not 1 <= value <= high or value & (value - 1):
-            _refuse(where, f"must be a power of two from 1 to {high}", value)
-
-    return check
-
 
 COUNT = integer(0, MAX_COUNT)
 
@@ -315,7 +212,7 @@ def check_card(card: dict[str, Any]) -> None:
     config = card["config"]
     _check_mel(config["mel"], "config.mel")
     if config["window_frames"] % config["downsample"]:
-        _refuse("config.window_frames", f"must be a multiple of downsample "
+        refuse("config.window_frames", f"must be a multiple of downsample "
                 f"({config['downsample']})", config["window_frames"])  # fmt: skip
     prior = card.get("prior")
     if prior is not None:
@@ -327,12 +224,12 @@ def _check_mel(mel: dict[str, Any], where: str) -> None:
     nyquist = mel["sample_rate"] / 2
     f_max = nyquist if mel["f_max"] is None else mel["f_max"]
     if not mel["f_min"] < f_max <= nyquist:
-        _refuse(f"{where}.f_max", f"must be above f_min ({mel['f_min']:g}) and at most "
+        refuse(f"{where}.f_max", f"must be above f_min ({mel['f_min']:g}) and at most "
                 f"half the sample rate ({nyquist:g})", mel["f_max"])  # fmt: skip
     if mel["n_fft"] % 2:  # the inverse (Griffin-Lim) needs a whole number of bins per half
-        _refuse(f"{where}.n_fft", "must be even", mel["n_fft"])
+        refuse(f"{where}.n_fft", "must be even", mel["n_fft"])
     if mel["hop_length"] > mel["n_fft"] // 2:  # the inverse needs overlapping windows
-        _refuse(f"{where}.hop_length", f"must be at most half of n_fft ({mel['n_fft']})",
+        refuse(f"{where}.hop_length", f"must be at most half of n_fft ({mel['n_fft']})",
                 mel["hop_length"])  # fmt: skip
 
 
@@ -341,14 +238,14 @@ def _check_prior(prior: dict[str, Any], config: dict[str, Any]) -> None:
     prior_config = prior["config"]
     for name in ("rvq_levels", "codebook_size"):
         if prior_config[name] != config[name]:
-            _refuse(f"prior.config.{name}", f"must equal config.{name} ({config[name]})",
+            refuse(f"prior.config.{name}", f"must equal config.{name} ({config[name]})",
                     prior_config[name])  # fmt: skip
     if prior_config["hidden_size"] % prior_config["heads"]:
-        _refuse("prior.config.heads", f"must divide hidden_size ({prior_config['hidden_size']})",
+        refuse("prior.config.heads", f"must divide hidden_size ({prior_config['hidden_size']})",
                 prior_config["heads"])  # fmt: skip
     step = seconds_per_step(config)
     if not math.isclose(prior["seconds_per_step"], step, rel_tol=1e-9):
-        _refuse("prior.seconds_per_step", f"must be {step!r} (downsample x hop_length / "
+        refuse("prior.seconds_per_step", f"must be {step!r} (downsample x hop_length / "
                 "sample_rate)", prior["seconds_per_step"])  # fmt: skip
 
 
@@ -363,7 +260,7 @@ def _check_size(config: dict[str, Any], prior_config: dict[str, Any] | None) -> 
     prior = 0 if prior_config is None else prior_elements(prior_config)
     if vqvae + prior > MAX_MODEL_ELEMENTS:
         where = "config" if prior_config is None or vqvae > prior else "prior.config"
-        _refuse(where, f"implies {vqvae + prior:,} weights and buffers, over the "
+        refuse(where, f"implies {vqvae + prior:,} weights and buffers, over the "
                 f"{MAX_MODEL_ELEMENTS:,} a model file may hold", show=False)  # fmt: skip
 
 
@@ -432,11 +329,11 @@ def check_tensors(
     `prior`, names without their prefix), and the prior's training codes."""
     for name in found:
         if not name.startswith(TENSOR_PREFIXES):
-            _refuse(f"tensor {name}", "is not part of a distill model", show=False)
+            refuse(f"tensor {name}", "is not part of a distill model", show=False)
     _check_part(found, "vqvae.", vqvae)
     if prior is None:
         if stray := [n for n in found if not n.startswith("vqvae.")]:
-            _refuse(f"tensor {stray[0]}", "belongs to a prior, and the card has none", show=False)
+            refuse(f"tensor {stray[0]}", "belongs to a prior, and the card has none", show=False)
         return
     _check_part(found, "prior.", prior)
     levels = card["prior"]["config"]["rvq_levels"]
@@ -450,16 +347,16 @@ def _check_part(found: TensorShapes, prefix: str, expected: TensorShapes) -> Non
     for name in sorted(set(expected) | set(part)):
         where = f"tensor {prefix}{name}"
         if name not in part:
-            _refuse(where, "missing: the config builds it", show=False)
+            refuse(where, "missing: the config builds it", show=False)
         if name not in expected:
-            _refuse(where, "is not part of the model the config builds", show=False)
+            refuse(where, "is not part of the model the config builds", show=False)
         (dtype, shape), (want_dtype, want_shape) = part[name], expected[name]
         fits = len(shape) == len(want_shape) and all(
             want in (ANY, got) for got, want in zip(shape, want_shape, strict=True)
         )
         if dtype != want_dtype or not fits:
             wanted = [("any" if w == ANY else w) for w in want_shape]
-            _refuse(where, f"is {dtype} {list(shape)}, the config builds {want_dtype} {wanted}",
+            refuse(where, f"is {dtype} {list(shape)}, the config builds {want_dtype} {wanted}",
                     show=False)  # fmt: skip
 
 
@@ -469,8 +366,8 @@ def check_training_codes(card: dict[str, Any], steps: int, low: int, high: int,
     split into the training files by `file_steps`."""
     codebook_size = card["prior"]["config"]["codebook_size"]
     if steps and not 0 <= low <= high < codebook_size:
-        _refuse("tensor prior_codes.steps", f"codes must be from 0 to {codebook_size - 1}, "
+        refuse("tensor prior_codes.steps", f"codes must be from 0 to {codebook_size - 1}, "
                 f"holds {low} to {high}", show=False)  # fmt: skip
     if any(n < 0 for n in file_steps) or sum(file_steps) != steps:
-        _refuse("tensor prior_codes.file_steps", "must be each training file's number of "
+        refuse("tensor prior_codes.file_steps", "must be each training file's number of "
                 f"steps, adding up to the {steps} rows of prior_codes.steps", show=False)  # fmt: skip

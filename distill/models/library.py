@@ -19,13 +19,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
+from distill.files import atomic_file
 from distill.models.card import ModelCard, PriorCard, upgrade_card
 from distill.models.card_schema import (
     MODEL_TYPE,
@@ -369,12 +369,8 @@ def export_model(name: str, destination: Path, home: Path | None = None) -> Path
     destination = Path(destination).expanduser()
     if destination.is_dir():
         destination = destination / source.name
-    tmp = destination.with_name(f".{destination.name}.export.tmp")
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, destination)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with open(source, "rb") as model, atomic_file(destination) as copy:
+        shutil.copyfileobj(model, copy)
     return destination
 
 

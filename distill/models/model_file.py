@@ -15,10 +15,11 @@ Files are recognised by MAGIC and version, never by extension, so a renamed or f
 gets a clear refusal instead of a confusing crash. Nothing on the load path unpickles: model
 files get shared, and a pickle would run whatever code its author chose. Every length is
 checked against the bytes actually present before anything is read or allocated, the
-checksum is verified before any JSON is parsed, and the safetensors header is validated here
-and the tensors built from its checked byte ranges (the safetensors library only writes,
-nothing of it runs on a file being read), so every malformed file ends in one
-ModelFileError that says what is wrong.
+checksum is verified before any JSON is parsed, and the safetensors header is validated
+(models/weights_header.py) and the tensors built here from its checked byte ranges (the
+safetensors library only writes, nothing of it runs on a file being read), so every
+malformed file ends in one ModelFileError that says what is wrong. Files are written
+atomically (distill/files.py): a reader sees the old file or the new one.
 
 Metadata goes through Python's json module: tuples come back as lists, non-str keys as strs,
 and NaN/Infinity (a diverged loss curve) are kept rather than refused.
@@ -32,13 +33,23 @@ import hmac
 import io
 import json
 import os
-import secrets
 import stat
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
+from distill.files import atomic_file
+from distill.models.weights_header import (
+    DTYPE_SIZES,
+    U64,
+    ModelFileError,
+    TensorEntry,
+    check_weights_header,
+    need_bytes,
+    parse_json,
+    weights_header_end,
+)
 from distill.paths import MODEL_FILE_EXTENSION
 
 if TYPE_CHECKING:  # torch loads only to save or load weights: listing models stays fast
@@ -53,12 +64,6 @@ FILE_EXTENSION = MODEL_FILE_EXTENSION
 
 MAX_METADATA_BYTES = 16 * 1024 * 1024
 MAX_MODEL_FILE_BYTES = 512 * 1024**2  # the largest file the library imports (CLI and server)
-MAX_SAFETENSORS_HEADER_BYTES = 16 * 1024 * 1024  # a small model's header is a few KiB
-MAX_RANK = 32
-MAX_ELEMENTS = 2**48  # cap on the product of a shape's non-zero dims, even for empty tensors
-
-# safetensors dtype name -> bytes per element; anything else is refused.
-DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}  # fmt: skip
 _TORCH_DTYPES = {  # str(tensor.dtype) -> safetensors dtype name
     "torch.float64": "F64", "torch.float32": "F32", "torch.float16": "F16",
     "torch.bfloat16": "BF16", "torch.int64": "I64", "torch.int32": "I32", "torch.int16": "I16",
@@ -68,15 +73,6 @@ _TORCH_DTYPES = {  # str(tensor.dtype) -> safetensors dtype name
 _TORCH_DTYPE_OF = {
     name: torch_name.removeprefix("torch.") for torch_name, name in _TORCH_DTYPES.items()
 }
-
-
-class TensorEntry(NamedTuple):
-    """One tensor of a validated weights header; begin and end index the whole blob."""
-
-    dtype: str
-    shape: list[int]
-    begin: int
-    end: int
 
 
 class ModelFileHeader(NamedTuple):
@@ -90,13 +86,8 @@ class ModelFileHeader(NamedTuple):
 
 
 _PRELUDE = struct.Struct("<8sIQ")  # magic, version, metadata length
-_U64 = struct.Struct("<Q")
 _CHECKSUM_BYTES = 32
 _CHUNK = 1024 * 1024
-
-
-class ModelFileError(ValueError):
-    """A file that is not a readable .distill model; the message is meant for the user."""
 
 
 def save_model_file(path: Path | str, tensors: dict[str, torch.Tensor], metadata: dict) -> Path:
@@ -121,9 +112,11 @@ def save_model_file(path: Path | str, tensors: dict[str, torch.Tensor], metadata
             )
         cpu[name] = tensor.detach().to("cpu").clone(memory_format=torch.contiguous_format)
     blob = safetensors.torch.save(cpu)
-    _validate_safetensors_header(blob)  # never write a file this module would refuse to read
+    check_weights_header(blob)  # never write a file this module would refuse to read
 
-    _atomic_write(path, _container_parts(meta_raw, blob))
+    with atomic_file(path) as f:
+        for part in _container_parts(meta_raw, blob):
+            f.write(part)
     return path
 
 
@@ -185,11 +178,11 @@ def copy_model_file(f: BinaryIO, header: ModelFileHeader, metadata: dict, path: 
     `read_model_header` checked it is refused rather than copied."""
     meta_raw = _metadata_bytes(metadata)
     f.seek(0)
-    weights_len_at = header.weights_start - _U64.size
+    weights_len_at = header.weights_start - U64.size
     source = hashlib.sha256(_read_exact(f, weights_len_at, "header"))
-    weights_len_raw = _read_exact(f, _U64.size, "weights length")
+    weights_len_raw = _read_exact(f, U64.size, "weights length")
     source.update(weights_len_raw)
-    (weights_len,) = _U64.unpack(weights_len_raw)
+    (weights_len,) = U64.unpack(weights_len_raw)
     head = _PRELUDE.pack(MAGIC, FORMAT_VERSION, len(meta_raw)) + meta_raw + weights_len_raw
     written = hashlib.sha256(head)
 
@@ -204,7 +197,9 @@ def copy_model_file(f: BinaryIO, header: ModelFileHeader, metadata: dict, path: 
             raise ModelFileError("the file changed while it was being read")
         yield written.digest()
 
-    _atomic_write(path, chunks())
+    with atomic_file(path) as out:  # not `f`: chunks() reads the source through that name
+        for chunk in chunks():
+            out.write(chunk)
     return path
 
 
@@ -244,7 +239,7 @@ def _load_stream(f: BinaryIO, size: int) -> tuple[dict, dict[str, torch.Tensor]]
     container = _read_container(f, size, keep_weights=True)
     blob = container.blob
     assert blob is not None
-    entries = _validate_safetensors_header(blob)
+    entries = check_weights_header(blob)
     return container.metadata, {
         name: _tensor(blob[entry.begin : entry.end], entry) for name, entry in entries.items()
     }
@@ -300,7 +295,7 @@ def _read_container(f: BinaryIO, size: int, *, keep_weights: bool) -> _Container
         if len(head) < len(MAGIC) and MAGIC.startswith(head):
             raise ModelFileError(f"truncated: file has only {len(head)} bytes")
         raise ModelFileError("not a distill model file (bad magic bytes)")
-    _need(_PRELUDE.size, len(head), "header")
+    need_bytes(_PRELUDE.size, len(head), "header")
     _, version, meta_len = _PRELUDE.unpack(head)
     if version not in READABLE_VERSIONS:
         raise ModelFileError(
@@ -310,14 +305,14 @@ def _read_container(f: BinaryIO, size: int, *, keep_weights: bool) -> _Container
     if meta_len > MAX_METADATA_BYTES:
         raise ModelFileError(f"metadata length {meta_len} is over the {MAX_METADATA_BYTES} limit")
     remaining = size - _PRELUDE.size
-    _need(meta_len, remaining, "metadata")
+    need_bytes(meta_len, remaining, "metadata")
     meta_raw = _read_exact(f, meta_len, "metadata")
     remaining -= meta_len
-    _need(_U64.size, remaining, "weights length")
-    weights_len_raw = _read_exact(f, _U64.size, "weights length")
-    (weights_len,) = _U64.unpack(weights_len_raw)
-    remaining -= _U64.size
-    _need(weights_len + _CHECKSUM_BYTES, remaining, "weights and checksum")
+    need_bytes(U64.size, remaining, "weights length")
+    weights_len_raw = _read_exact(f, U64.size, "weights length")
+    (weights_len,) = U64.unpack(weights_len_raw)
+    remaining -= U64.size
+    need_bytes(weights_len + _CHECKSUM_BYTES, remaining, "weights and checksum")
     if weights_len + _CHECKSUM_BYTES < remaining:
         extra = remaining - weights_len - _CHECKSUM_BYTES
         raise ModelFileError(f"trailing bytes after checksum ({extra} bytes)")
@@ -331,166 +326,19 @@ def _read_container(f: BinaryIO, size: int, *, keep_weights: bool) -> _Container
         for start in range(0, weights_len, _CHUNK):
             chunk = _read_exact(f, min(_CHUNK, weights_len - start), "weights")
             digest.update(chunk)
-            if len(prefix) < _safetensors_header_end(prefix):
+            if len(prefix) < weights_header_end(prefix):
                 prefix += chunk
     checksum = _read_exact(f, _CHECKSUM_BYTES, "checksum")
     if not hmac.compare_digest(digest.digest(), checksum):
         raise ModelFileError("checksum mismatch: the file is corrupted")
 
-    metadata = _parse_json(meta_raw, "metadata", allow_nan=True)
+    metadata = parse_json(meta_raw, "metadata", allow_nan=True)
     if not isinstance(metadata, dict):
         raise ModelFileError(f"metadata is a JSON {type(metadata).__name__}, not an object")
     # streamed: refuse exactly what load_model_file would refuse
-    entries = None if blob is not None else _validate_safetensors_header(prefix, weights_len)
-    weights_start = _PRELUDE.size + meta_len + _U64.size
+    entries = None if blob is not None else check_weights_header(prefix, weights_len)
+    weights_start = _PRELUDE.size + meta_len + U64.size
     return _Container(metadata, blob, entries, weights_start, checksum)
-
-
-def _safetensors_header_end(prefix: bytes) -> int:
-    """How many bytes from the start of the weights the header check needs (capped)."""
-    if len(prefix) < _U64.size:
-        return _U64.size
-    (header_len,) = _U64.unpack_from(prefix)
-    return _U64.size + min(header_len, MAX_SAFETENSORS_HEADER_BYTES)
-
-
-def _validate_safetensors_header(
-    blob: bytes, blob_len: int | None = None
-) -> dict[str, TensorEntry]:
-    """Refuse any safetensors blob whose header is not exactly what our writer produces;
-    return its tensors' entries, with byte ranges counted from the start of the blob.
-
-    Mirrors (and tightens) safetensors' own rules: known dtypes, sane shapes whose byte size
-    matches their offsets, and offsets that tile the data section with no gap or overlap.
-    `blob` may be just a prefix holding the header when `blob_len` gives the full length.
-    """
-    if blob_len is None:
-        blob_len = len(blob)
-    _need(_U64.size, blob_len, "weights header length")
-    (header_len,) = _U64.unpack_from(blob)
-    if header_len > MAX_SAFETENSORS_HEADER_BYTES:
-        raise ModelFileError(
-            f"weights header length {header_len} is over the {MAX_SAFETENSORS_HEADER_BYTES} limit"
-        )
-    _need(header_len, blob_len - _U64.size, "weights header")
-    header_raw = blob[_U64.size : _U64.size + header_len]
-    header = _parse_json(header_raw, "weights header", allow_nan=False, parse_int=_serde_int)
-    if not header_raw.startswith(b"{") or not isinstance(header, dict):
-        raise ModelFileError("weights header is not a JSON object")
-    data_len = blob_len - _U64.size - header_len
-
-    data_start = _U64.size + header_len
-    entries: dict[str, TensorEntry] = {}
-    for name, info in header.items():
-        if not _is_text(name):
-            raise ModelFileError(f"tensor name {name!r} is not valid Unicode")
-        if name == "__metadata__":
-            if not isinstance(info, dict) or not all(map(_is_text, [*info, *info.values()])):
-                raise ModelFileError("weights header __metadata__ must map strings to strings")
-        else:
-            dtype, shape, begin, end = _validate_tensor_entry(name, info, data_len)
-            entries[name] = TensorEntry(dtype, shape, data_start + begin, data_start + end)
-
-    cursor = data_start
-    for name, entry in sorted(
-        entries.items(), key=lambda item: (item[1].begin, item[1].end, item[0])
-    ):
-        if entry.begin != cursor:
-            problem = (
-                "overlaps the previous tensor" if entry.begin < cursor else "leaves a gap before it"
-            )
-            raise ModelFileError(f"tensor {name!r} {problem} in the data section")
-        cursor = entry.end
-    if cursor != data_start + data_len:
-        unused = data_start + data_len - cursor
-        raise ModelFileError(f"{unused} unused bytes at the end of the weights data")
-    return entries
-
-
-def _validate_tensor_entry(
-    name: str, info: object, data_len: int
-) -> tuple[str, list[int], int, int]:
-    """One header entry's dtype, shape and offsets; (dtype, shape, begin, end) in the data."""
-    if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
-        raise ModelFileError(f"tensor {name!r} needs exactly dtype, shape and data_offsets")
-    dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-    if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
-        raise ModelFileError(f"tensor {name!r} has unknown dtype {dtype!r}")
-    if not _is_count_list(shape) or len(shape) > MAX_RANK:
-        raise ModelFileError(f"tensor {name!r} has an invalid shape {shape!r}")
-    nonzero = 1
-    for dim in shape:
-        nonzero *= dim or 1
-        if nonzero > MAX_ELEMENTS:
-            raise ModelFileError(f"tensor {name!r} has an absurdly large shape {shape!r}")
-    nbytes = (0 if 0 in shape else nonzero) * DTYPE_SIZES[dtype]
-    if not _is_count_list(offsets) or len(offsets) != 2:
-        raise ModelFileError(f"tensor {name!r} has invalid data offsets {offsets!r}")
-    begin, end = offsets
-    if not begin <= end <= data_len:
-        raise ModelFileError(
-            f"tensor {name!r} offsets {offsets} are outside the {data_len}-byte data"
-        )
-    if nbytes != end - begin:
-        raise ModelFileError(
-            f"tensor {name!r} ({dtype}, shape {shape}) needs {nbytes} bytes, offsets give {end - begin}"
-        )
-    return dtype, shape, begin, end
-
-
-def _parse_json(
-    raw: bytes, what: str, *, allow_nan: bool, parse_int: Callable[[str], Any] = int
-) -> Any:
-    """Strict JSON: UTF-8, no duplicate keys, NaN only where we write it, bounded nesting."""
-
-    def refuse_constant(token: str) -> Any:
-        raise ModelFileError(f"{what} contains {token}, which is not valid here")
-
-    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        result = dict(pairs)
-        if len(result) != len(pairs):
-            raise ModelFileError(f"{what} has a duplicate key")
-        return result
-
-    try:
-        text = raw.decode("utf-8")
-        return json.loads(
-            text,
-            object_pairs_hook=unique_keys,
-            parse_int=parse_int,
-            parse_constant=None if allow_nan else refuse_constant,  # None: json's default
-        )
-    except ModelFileError:
-        raise
-    except (ValueError, RecursionError) as exc:
-        raise ModelFileError(f"{what} is not valid JSON: {exc}") from exc
-
-
-def _serde_int(token: str) -> int | float:
-    """A JSON integer as serde_json (safetensors' parser) reads it: `-0` is a float there."""
-    return -0.0 if token == "-0" else int(token)
-
-
-def _is_count_list(value: object) -> bool:
-    """A JSON list of non-negative ints; `type is int` because JSON true/false arrive as bool."""
-    return isinstance(value, list) and all(type(v) is int and v >= 0 for v in value)
-
-
-def _need(n: int, have: int, what: str) -> None:
-    """Compare a length against the bytes actually present before reading or allocating."""
-    if n > have:
-        raise ModelFileError(f"truncated: expected {n} bytes of {what}, file has {have}")
-
-
-def _is_text(value: object) -> bool:
-    """A str that UTF-8 can encode: JSON \\ud800 escapes smuggle in lone surrogates."""
-    if not isinstance(value, str):
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _read_exact(f: BinaryIO, n: int, what: str) -> bytes:
@@ -505,36 +353,7 @@ def _container_parts(
     meta_raw: bytes, blob: bytes, version: int = FORMAT_VERSION
 ) -> tuple[bytes, bytes, bytes]:
     """(head, weights, checksum): the file is their concatenation, kept apart to spare a copy."""
-    head = _PRELUDE.pack(MAGIC, version, len(meta_raw)) + meta_raw + _U64.pack(len(blob))
+    head = _PRELUDE.pack(MAGIC, version, len(meta_raw)) + meta_raw + U64.pack(len(blob))
     digest = hashlib.sha256(head)
     digest.update(blob)
     return head, blob, digest.digest()
-
-
-def _atomic_write(path: Path, chunks: Iterable[bytes]) -> None:
-    """Temp file in the same folder, fsync, rename over the target, fsync the folder."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    # os.open with 0o666 lets the umask decide permissions, as for any normally written file.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable; some platforms/filesystems cannot fsync a folder, so best effort."""
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)

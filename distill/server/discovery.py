@@ -8,11 +8,11 @@ Kept free of heavy imports: the CLI reads it before deciding anything else.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from distill.core.owners import process_alive
+from distill.files import write_atomically
 
 SERVER_FILE = "server.json"
 
@@ -50,13 +50,7 @@ def server_file(home: Path) -> Path:
 
 def write_server_file(home: Path, info: ServerInfo) -> Path:
     """Written atomically and readable by this user only: it holds the token."""
-    path = server_file(home)
-    temporary = path.with_name(f".{SERVER_FILE}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(asdict(info), out)
-    os.replace(temporary, path)
-    return path
+    return write_atomically(server_file(home), json.dumps(asdict(info)), mode=0o600)
 
 
 def remove_server_file(home: Path, pid: int | None = None) -> None:

@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+from distill.files import write_atomically
 from distill.paths import CANCEL_FILE
 
 PROGRESS_NAME = "progress.json"
@@ -81,10 +81,8 @@ def generate(model_path: str, out_dir: str, options: dict[str, Any]) -> dict[str
     folder = Path(out_dir)
     progress, cancel = folder / PROGRESS_NAME, folder / CANCEL_FILE
 
-    def report(clips_done: int) -> None:
-        tmp = progress.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"clips_done": clips_done}))
-        os.replace(tmp, progress)  # the server never reads half a file
+    def report(clips_done: int) -> None:  # atomically: the server never reads half a file
+        write_atomically(progress, json.dumps({"clips_done": clips_done}))
 
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -8,37 +8,15 @@ named tensors plus JSON, so loading it never unpickles anything.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from distill.events import Payload, RunFailed
 from distill.models.model_file import load_model_file, save_model_file
-from distill.paths import CHECKPOINT_NAME
 
 CHECKPOINT_TYPE = "distill-checkpoint"
-
-
-def never() -> bool:
-    """The stop check of a run nobody can cancel (a direct call, a benchmark)."""
-    return False
-
-
-@contextlib.contextmanager
-def failure_reported(emit: Callable[[Payload], None], run_dir: Path) -> Iterator[Path]:
-    """Around a training run: any error ends it with RunFailed, naming the checkpoint to
-    resume from when there is one, then propagates. Yields the checkpoint's path."""
-    checkpoint_path = run_dir / CHECKPOINT_NAME
-    try:
-        yield checkpoint_path
-    except Exception as error:
-        existing = str(checkpoint_path) if checkpoint_path.exists() else None
-        emit(RunFailed(error=f"{type(error).__name__}: {error}", checkpoint_path=existing))
-        raise
 
 
 @dataclass

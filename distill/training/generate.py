@@ -40,7 +40,7 @@ from distill.models.library import ModelWithPrior, load_with_prior
 from distill.models.magnitude import render
 from distill.models.sampling import Sampling, generate_codes
 from distill.paths import generated_dir
-from distill.training.checkpoint import never
+from distill.training.lifecycle import never
 from distill.training.memorization import training_copy_checker
 from distill.training.one_shot import MAX_TRIES, is_silent, rms, sound_span, trim_decayed
 from distill.training.settings import GENERATE_SECONDS

@@ -33,30 +33,14 @@ import torch
 
 from distill.audio.dataset import ScanReport, require_usable, scan_dataset
 from distill.audio.windows import split_files
-from distill.events import (
-    CheckpointSaved,
-    CodesExtracted,
-    Payload,
-    PriorEpochMetrics,
-    PriorSaved,
-    PriorStepMetrics,
-    RunCancelled,
-    RunCompleted,
-    RunStarted,
-)
+from distill.events import CodesExtracted, PriorEpochMetrics, PriorSaved, PriorStepMetrics
 from distill.models.card import ModelCard
 from distill.models.card_schema import MAX_MODEL_ELEMENTS, prior_elements, vqvae_elements
 from distill.models.config import PriorConfig, VQVAEConfig
 from distill.models.library import load_vqvae, save_prior
 from distill.models.prior import CodePrior, token_mask
 from distill.models.rvqvae import ConvVQVAE
-from distill.training.checkpoint import (
-    TrainingState,
-    failure_reported,
-    load_checkpoint,
-    never,
-    save_checkpoint,
-)
+from distill.training.lifecycle import Emit, RunLifecycle, RunResult, never, training_run
 from distill.training.memorization import (
     gap_warning,
     low_perplexity_warning,
@@ -71,10 +55,12 @@ from distill.training.prior_data import (
     extract_codes,
     fixed_code_windows,
 )
-from distill.training.settings import PriorSettings, TrainSettings
-from distill.training.vqvae import training_device
-
-Emit = Callable[[Payload], None]
+from distill.training.settings import (
+    PriorSettings,
+    TrainSettings,
+    steps_per_epoch,
+    training_device,
+)
 
 GRAD_CLIP = 1.0
 
@@ -93,12 +79,6 @@ class PriorSpec:
     resume: bool = False
 
 
-class PriorResult(NamedTuple):
-    status: str  # "completed" or "cancelled"
-    model_path: Path | None
-    history: list[dict[str, Any]]
-
-
 class PreparedCodes(NamedTuple):
     report: ScanReport
     config: PriorConfig
@@ -108,176 +88,117 @@ class PreparedCodes(NamedTuple):
     threshold: float  # memorization_threshold for this dataset
 
 
-def train_prior(
-    spec: PriorSpec, emit: Emit, should_stop: Callable[[], bool] = never
-) -> PriorResult:
+def train_prior(spec: PriorSpec, emit: Emit, should_stop: Callable[[], bool] = never) -> RunResult:
     """Run the whole training; on an error emit RunFailed, then re-raise."""
-    with failure_reported(emit, spec.run_dir) as checkpoint_path:
-        return _train(spec, emit, should_stop, checkpoint_path)
+    with training_run(emit, spec.run_dir, spec.settings.seed) as start:
+        # data: the frozen VQ-VAE turns every file into codes, once
+        vqvae, model_card = load_vqvae(spec.model_path)
+        data = prepare_codes(spec, vqvae, model_card)
+        config, settings = data.config, spec.settings
+        emit(codes_event(spec, data))
+        generator = torch.Generator().manual_seed(settings.seed)
+        sampler = CodeCropSampler(data.train, config.context_steps, generator)
+        val_windows = fixed_code_windows(data.val, config.context_steps)
 
-
-def _train(
-    spec: PriorSpec, emit: Emit, should_stop: Callable[[], bool], checkpoint_path: Path
-) -> PriorResult:
-    started = time.monotonic()
-    settings = spec.settings
-    torch.manual_seed(settings.seed)
-    spec.run_dir.mkdir(parents=True, exist_ok=True)
-
-    # data: the frozen VQ-VAE turns every file into codes, once
-    vqvae, model_card = load_vqvae(spec.model_path)
-    data = prepare_codes(spec, vqvae, model_card)
-    config = data.config
-    emit(codes_event(spec, data))
-    generator = torch.Generator().manual_seed(settings.seed)
-    sampler = CodeCropSampler(data.train, config.context_steps, generator)
-    val_windows = fixed_code_windows(data.val, config.context_steps)
-
-    # model and optimizer (the codes were extracted on the CPU; the prior trains where asked)
-    device = training_device(settings.device)
-    prior = CodePrior(config).to(device)
-    optimizer = torch.optim.AdamW(
-        prior.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
-    )
-    steps_per_epoch = max(
-        settings.min_steps_per_epoch, math.ceil(sampler.natural_windows / settings.batch_size)
-    )
-    history: list[dict[str, Any]] = []
-    warned: list[dict[str, Any]] = []  # every MemorizationWarning, for the model's card
-    best_epoch, best_perplexity, start_epoch = -1, math.inf, 0
-    best_state = _copy_state(prior)
-    if spec.resume and checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path)
-        prior.load_state_dict(state.model)
-        optimizer.load_state_dict(state.optimizer)
-        generator.set_state(state.sampler_rng)
-        torch.set_rng_state(state.global_rng)
-        best_state, history = state.best, state.info.get("history", [])
-        warned = state.info.get("warned", [])
-        best_epoch = state.info.get("best_epoch", -1)
-        best_perplexity = state.info.get("best_perplexity", math.inf)
-        start_epoch = state.next_epoch
-
-    def checkpoint(next_epoch: int) -> None:
-        info = {
-            "history": history,
-            "warned": warned,
-            "best_epoch": best_epoch,
-            "best_perplexity": best_perplexity,
-            **_run_config(config, settings),
-        }
-        state = TrainingState(
-            next_epoch,
-            prior.state_dict(),
-            best_state,
-            optimizer.state_dict(),
-            generator.get_state(),
-            torch.get_rng_state(),
-            info,
+        # model and optimizer (the codes were extracted on the CPU; the prior trains where asked)
+        device = training_device(settings.device)
+        prior = CodePrior(config).to(device)
+        optimizer = torch.optim.AdamW(
+            prior.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
         )
-        save_checkpoint(checkpoint_path, state)
-        emit(CheckpointSaved(next_epoch, str(checkpoint_path)))
+        steps = steps_per_epoch(settings, sampler.natural_windows)
+        warned: list[dict[str, Any]] = []  # every MemorizationWarning, for the model's card
+        run = RunLifecycle(
+            emit, start, prior, optimizer, generator,
+            config, settings, score_name="best_perplexity", kept={"warned": warned},
+        )  # fmt: skip
+        if spec.resume:
+            run.resume()
+        run.begin("prior", str(data.report.root), settings.epochs, steps)
 
-    emit(
-        RunStarted(
-            "prior",
-            str(data.report.root),
-            settings.epochs,
-            start_epoch,
-            steps_per_epoch,
-            _run_config(config, settings),
-        )
-    )
+        for epoch in range(run.start_epoch, settings.epochs):
+            epoch_started = time.monotonic()
+            prior.train()
+            audible_loss = audible_tokens = 0.0
+            for step in range(steps):
+                if should_stop():  # checkpoint the current weights; a resume restarts this epoch
+                    return run.cancelled(epoch)
+                batch = sampler.batch(settings.batch_size).to(device)
+                losses = prior.loss(batch.codes)  # (b, n)
+                valid = token_mask(batch.valid, config.rvq_levels)
+                loss = (losses * valid).sum() / valid.sum()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(prior.parameters(), GRAD_CLIP)
+                optimizer.step()
+                audible = token_mask(batch.audible, config.rvq_levels)
+                batch_loss, batch_tokens = (
+                    (losses.detach() * audible).sum().item(),
+                    audible.sum().item(),
+                )
+                audible_loss, audible_tokens = (
+                    audible_loss + batch_loss,
+                    audible_tokens + batch_tokens,
+                )
+                emit(PriorStepMetrics(epoch, step, steps, batch_loss / max(batch_tokens, 1)))
 
-    for epoch in range(start_epoch, settings.epochs):
-        epoch_started = time.monotonic()
-        prior.train()
-        audible_loss = audible_tokens = 0.0
-        for step in range(steps_per_epoch):
-            if should_stop():  # checkpoint the current weights; a resume restarts this epoch
-                checkpoint(epoch)
-                emit(RunCancelled(epoch, str(checkpoint_path)))
-                return PriorResult("cancelled", None, history)
-            batch = sampler.batch(settings.batch_size).to(device)
-            losses = prior.loss(batch.codes)  # (b, n)
-            valid = token_mask(batch.valid, config.rvq_levels)
-            loss = (losses * valid).sum() / valid.sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(prior.parameters(), GRAD_CLIP)
-            optimizer.step()
-            audible = token_mask(batch.audible, config.rvq_levels)
-            batch_loss, batch_tokens = (
-                (losses.detach() * audible).sum().item(),
-                audible.sum().item(),
+            val_loss = evaluate(prior, val_windows, settings.batch_size)
+            val_perplexity = math.exp(val_loss)
+            train_loss = audible_loss / max(audible_tokens, 1)
+            run.keep_if_best(epoch, val_perplexity)
+            metrics = PriorEpochMetrics(
+                epoch=epoch,
+                epochs=settings.epochs,
+                train_loss=train_loss,
+                val_loss=val_loss,
+                val_perplexity=val_perplexity,
+                best_epoch=run.best_epoch,
+                seconds=time.monotonic() - epoch_started,
+                train_perplexity=math.exp(train_loss),
             )
-            audible_loss, audible_tokens = audible_loss + batch_loss, audible_tokens + batch_tokens
-            emit(PriorStepMetrics(epoch, step, steps_per_epoch, batch_loss / max(batch_tokens, 1)))
+            run.record(metrics)
+            warnings = (
+                low_perplexity_warning(epoch, val_perplexity, math.exp(train_loss), data.threshold),
+                gap_warning(run.history),
+            )
+            for warning in warnings:
+                if warning is not None:
+                    emit(warning)
+                    warned.append(warning.to_dict())
+            run.checkpoint(epoch + 1)
 
-        val_loss = evaluate(prior, val_windows, settings.batch_size)
-        val_perplexity = math.exp(val_loss)
-        train_loss = audible_loss / max(audible_tokens, 1)
-        if val_perplexity < best_perplexity:
-            best_epoch, best_perplexity, best_state = epoch, val_perplexity, _copy_state(prior)
-        metrics = PriorEpochMetrics(
-            epoch=epoch,
-            epochs=settings.epochs,
-            train_loss=train_loss,
-            val_loss=val_loss,
-            val_perplexity=val_perplexity,
-            best_epoch=best_epoch,
-            seconds=time.monotonic() - epoch_started,
-            train_perplexity=math.exp(train_loss),
+        # the best epoch goes into the model's file, with how often its samples are copies
+        prior.load_state_dict(run.best_state)
+        prior.cpu()
+        best = run.best()
+        card = _prior_card(spec, data, vqvae, settings, run.history, best)
+        checker = training_copy_checker(
+            vqvae,
+            [f.codes for f in data.train],
+            card["training_files"],
+            config.codebook_size,
+            card["seconds_per_step"],
         )
-        history.append(metrics.to_dict())
-        emit(metrics)
-        warnings = (
-            low_perplexity_warning(epoch, val_perplexity, math.exp(train_loss), data.threshold),
-            gap_warning(history),
+        copies = measure_copy_rate(
+            prior,
+            checker,
+            best["epoch"],
+            best["val_perplexity"],
+            math.exp(best["train_loss"]),
+            settings.seed,
         )
-        for warning in warnings:
-            if warning is not None:
-                emit(warning)
-                warned.append(warning.to_dict())
-        checkpoint(epoch + 1)
-
-    # the best epoch goes into the model's file, with how often its samples are copies
-    prior.load_state_dict(best_state)
-    prior.cpu()
-    best = history[best_epoch]
-    card = _prior_card(spec, data, vqvae, settings, history, best)
-    checker = training_copy_checker(
-        vqvae,
-        [f.codes for f in data.train],
-        card["training_files"],
-        config.codebook_size,
-        card["seconds_per_step"],
-    )
-    copies = measure_copy_rate(
-        prior,
-        checker,
-        best["epoch"],
-        best["val_perplexity"],
-        math.exp(best["train_loss"]),
-        settings.seed,
-    )
-    emit(copies.measured)
-    if copies.warning is not None:
-        emit(copies.warning)
-        warned.append(copies.warning.to_dict())
-    card["training"] |= {
-        "copy_rate": copies.measured.copy_rate,
-        "memorization_warnings": warned,
-    }
-    codes = [f.codes for f in data.train]
-    save_prior(spec.model_path, prior, card, codes, model_card.created)
-    emit(PriorSaved(spec.model_path.stem, str(spec.model_path)))
-    emit(
-        RunCompleted(
-            best["epoch"], best["val_loss"], str(spec.model_path), time.monotonic() - started
-        )
-    )
-    return PriorResult("completed", spec.model_path, history)
+        emit(copies.measured)
+        if copies.warning is not None:
+            emit(copies.warning)
+            warned.append(copies.warning.to_dict())
+        card["training"] |= {
+            "copy_rate": copies.measured.copy_rate,
+            "memorization_warnings": warned,
+        }
+        codes = [f.codes for f in data.train]
+        save_prior(spec.model_path, prior, card, codes, model_card.created)
+        emit(PriorSaved(spec.model_path.stem, str(spec.model_path)))
+        return run.completed(spec.model_path)
 
 
 @torch.no_grad()
@@ -349,14 +270,6 @@ def codes_event(spec: PriorSpec, data: PreparedCodes) -> CodesExtracted:
         memorization_threshold=data.threshold,
         dataset_changed=data.dataset_changed,
     )
-
-
-def _copy_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _run_config(config: PriorConfig, settings: PriorSettings) -> dict[str, Any]:
-    return {"model": config.to_dict(), "training": dataclasses.asdict(settings)}
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,22 @@ class PriorSettings:
     min_steps_per_epoch: int = 32  # small sets still get enough steps per epoch to learn
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when there is one), "cpu" or "cuda"
+
+
+def steps_per_epoch(settings: TrainSettings | PriorSettings, natural_windows: int) -> int:
+    """Enough batches to see the training windows once; small sets get a floor of steps."""
+    return max(settings.min_steps_per_epoch, math.ceil(natural_windows / settings.batch_size))
+
+
+def training_device(name: str) -> torch.device:
+    """ "auto" picks CUDA when there is one; asking for CUDA without one is an error."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for, but torch sees no CUDA device here")
+    return torch.device(name)
 
 
 MAX_STAGE_STEPS = 100_000

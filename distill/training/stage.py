@@ -29,6 +29,7 @@ from distill.audio.mel import MelSpectrogram
 from distill.events import DecoderStageProgress, DecoderStageTrained, Payload
 from distill.models.magnitude import MAX_LOG_MAGNITUDE
 from distill.models.rvqvae import ConvVQVAE
+from distill.training.lifecycle import copy_state
 
 STAGE_CROP_FRAMES = 64  # frames per training crop (0.74 s): several hits' worth of context
 STAGE_BATCH = 16
@@ -159,7 +160,7 @@ def train_stage(
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(stage.parameters(), lr=STAGE_LEARNING_RATE)
     baseline = held_out(model, val_pairs, through_stage=False)
-    best, best_state = baseline, _copy(stage)  # the stage starts as the baseline
+    best, best_state = baseline, copy_state(stage)  # the stage starts as the baseline
     loss_sum, loss_count = 0.0, 0
     for step in range(steps):
         if should_stop():
@@ -179,7 +180,7 @@ def train_stage(
             stage.eval()
             figures = held_out(model, val_pairs, through_stage=True)
             if figures.loss < best.loss:
-                best, best_state = figures, _copy(stage)
+                best, best_state = figures, copy_state(stage)
     stage.load_state_dict(best_state)
     stage.eval()
     trained = DecoderStageTrained(
@@ -193,7 +194,3 @@ def train_stage(
     )
     emit(trained)
     return trained
-
-
-def _copy(module: torch.nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}

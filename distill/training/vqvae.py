@@ -2,7 +2,9 @@
 
 Read it top to bottom: scan, split, model, optimizer, k-means initialisation, the loop
 (steps, evaluation, health, warnings, previews, checkpoint), then the best epoch's
-decoder stage is trained (training/stage.py) and the model goes into the library. The loop reports through `emit` and knows nothing of asyncio,
+decoder stage is trained (training/stage.py) and the model goes into the library. What
+every run does around its loop (resume, a checkpoint each epoch, cancel, RunFailed) is
+training/lifecycle.py's. The loop reports through `emit` and knows nothing of asyncio,
 SQLite or HTTP: a test passes `list.append`, a worker passes a queue's `put`.
 """
 
@@ -31,17 +33,12 @@ from distill.audio.windows import (
 )
 from distill.events import (
     LOW_UTILIZATION,
-    CheckpointSaved,
     CodebookWarning,
     DatasetScanned,
     EpochMetrics,
     LevelHealth,
     ModelSaved,
-    Payload,
     PreviewReady,
-    RunCancelled,
-    RunCompleted,
-    RunStarted,
     StepMetrics,
 )
 from distill.models.config import VQVAEConfig, codebook_size_for
@@ -53,18 +50,10 @@ from distill.models.health import (
 )
 from distill.models.library import save_vqvae
 from distill.models.rvqvae import ConvVQVAE, latent_mask, multiscale_mel_loss
-from distill.training.checkpoint import (
-    TrainingState,
-    failure_reported,
-    load_checkpoint,
-    never,
-    save_checkpoint,
-)
+from distill.training.lifecycle import Emit, RunLifecycle, RunResult, never, training_run
 from distill.training.previews import preview_sources, write_previews
-from distill.training.settings import TrainSettings
+from distill.training.settings import TrainSettings, steps_per_epoch, training_device
 from distill.training.stage import train_stage
-
-Emit = Callable[[Payload], None]
 
 KMEANS_INIT_WINDOWS = 512  # windows fed to the k-means initialisation, at most
 MAX_VAL_WINDOWS_PER_FILE = 8
@@ -93,190 +82,107 @@ class Evaluation(NamedTuple):
     levels: list[LevelHealth]
 
 
-class TrainResult(NamedTuple):
-    status: str  # "completed" or "cancelled"
-    model_path: Path | None
-    history: list[dict[str, Any]]
-
-
-def train_vqvae(
-    spec: TrainSpec, emit: Emit, should_stop: Callable[[], bool] = never
-) -> TrainResult:
+def train_vqvae(spec: TrainSpec, emit: Emit, should_stop: Callable[[], bool] = never) -> RunResult:
     """Run the whole training; on an error emit RunFailed, then re-raise."""
-    with failure_reported(emit, spec.run_dir) as checkpoint_path:
-        return _train(spec, emit, should_stop, checkpoint_path)
+    with training_run(emit, spec.run_dir, spec.settings.seed) as start:
+        # data: scan (cached), split by file, load mels
+        data = prepare_data(spec)
+        config, settings = data.config, spec.settings
+        train_mels = [torch.from_numpy(s.load_mel()) for s in data.train_files]
+        pad = math.log(config.mel.log_floor)
+        generator = torch.Generator().manual_seed(settings.seed)
+        sampler = CropSampler(train_mels, config.window_frames, pad, generator)
+        val_mels = [torch.from_numpy(s.load_mel()) for s in data.val_files]
+        device = training_device(settings.device)
+        val_windows = fixed_crops(val_mels, config.window_frames, pad, MAX_VAL_WINDOWS_PER_FILE)
+        val_windows = val_windows.to(device)
+        train_windows = fixed_crops(train_mels, config.window_frames, pad).to(device)
+        emit(preflight_event(data))
 
-
-def _train(
-    spec: TrainSpec, emit: Emit, should_stop: Callable[[], bool], checkpoint_path: Path
-) -> TrainResult:
-    started = time.monotonic()
-    settings = spec.settings
-    torch.manual_seed(settings.seed)
-    spec.run_dir.mkdir(parents=True, exist_ok=True)
-
-    # data: scan (cached), split by file, load mels
-    data = prepare_data(spec)
-    config = data.config
-    train_mels = [torch.from_numpy(s.load_mel()) for s in data.train_files]
-    pad = math.log(config.mel.log_floor)
-    generator = torch.Generator().manual_seed(settings.seed)
-    sampler = CropSampler(train_mels, config.window_frames, pad, generator)
-    val_mels = [torch.from_numpy(s.load_mel()) for s in data.val_files]
-    device = training_device(settings.device)
-    val_windows = fixed_crops(val_mels, config.window_frames, pad, MAX_VAL_WINDOWS_PER_FILE)
-    val_windows = val_windows.to(device)
-    train_windows = fixed_crops(train_mels, config.window_frames, pad).to(device)
-    emit(preflight_event(data))
-
-    # model and optimizer
-    model = ConvVQVAE(config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate)
-    steps_per_epoch = max(
-        settings.min_steps_per_epoch, math.ceil(sampler.natural_windows / settings.batch_size)
-    )
-    history: list[dict[str, Any]] = []
-    best_epoch, best_loss = -1, math.inf
-    start_epoch = 0
-    if spec.resume and checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path)
-        model.load_state_dict(state.model)
-        optimizer.load_state_dict(state.optimizer)
-        generator.set_state(state.sampler_rng)
-        torch.set_rng_state(state.global_rng)
-        best_state = state.best
-        history = state.info.get("history", [])
-        best_epoch, best_loss = (
-            state.info.get("best_epoch", -1),
-            state.info.get("best_loss", math.inf),
-        )
-        start_epoch = state.next_epoch
-    else:
-        all_frames = torch.cat([m.flatten() for m in train_mels])
-        model.set_normalization(all_frames.mean().item(), all_frames.std().item())
-        initialise_codebooks(model, train_mels, config, pad)
-        best_state = _copy_state(model)
-
-    def checkpoint(next_epoch: int) -> None:
-        info = {
-            "history": history,
-            "best_epoch": best_epoch,
-            "best_loss": best_loss,
-            **_run_config(config, settings),
-        }
-        state = TrainingState(
-            next_epoch,
-            model.state_dict(),
-            best_state,
-            optimizer.state_dict(),
-            generator.get_state(),
-            torch.get_rng_state(),
-            info,
-        )
-        save_checkpoint(checkpoint_path, state)
-        emit(CheckpointSaved(next_epoch, str(checkpoint_path)))
-
-    previews = preview_sources(data.val_files, config)
-    emit(
-        RunStarted(
-            "vqvae",
-            str(data.report.root),
-            settings.epochs,
-            start_epoch,
-            steps_per_epoch,
-            _run_config(config, settings),
-        )
-    )
-
-    for epoch in range(start_epoch, settings.epochs):
-        epoch_started = time.monotonic()
-        model.train()
-        sums = torch.zeros(3, device=device)
-        for step in range(steps_per_epoch):
-            if should_stop():  # checkpoint the current weights; a resume restarts this epoch
-                checkpoint(epoch)
-                emit(RunCancelled(epoch, str(checkpoint_path)))
-                return TrainResult("cancelled", None, history)
-            batch = sampler.batch(settings.batch_size).to(device)
-            out = model(batch.mels)
-            recon = multiscale_mel_loss(out.reconstruction, batch.mels, batch.audible)
-            loss = recon + config.commitment_weight * out.commit_loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            values = torch.stack([loss.detach(), recon.detach(), out.commit_loss.detach()])
-            sums += values
-            loss_value, recon_value, commit_value = values.tolist()
-            emit(StepMetrics(epoch, step, steps_per_epoch, loss_value, recon_value, commit_value))
-
-        evaluation = evaluate(model, val_windows, settings.batch_size)
-        train_health = level_health(  # what each level adds is measured on held-out files
-            audible_code_counts(model, train_windows, settings.batch_size),
-            [h.error_reduction for h in evaluation.levels],
-        )
-        if evaluation.loss < best_loss:
-            best_epoch, best_loss, best_state = epoch, evaluation.loss, _copy_state(model)
-        train_loss, train_recon, train_commit = (sums / steps_per_epoch).tolist()
-        metrics = EpochMetrics(
-            epoch=epoch,
-            epochs=settings.epochs,
-            train_loss=train_loss,
-            train_recon_loss=train_recon,
-            train_commit_loss=train_commit,
-            val_loss=evaluation.loss,
-            val_recon_loss=evaluation.recon_loss,
-            val_commit_loss=evaluation.commit_loss,
-            levels=evaluation.levels,
-            best_epoch=best_epoch,
-            seconds=time.monotonic() - epoch_started,
-            train_levels=train_health,
-            val_mel_error=evaluation.mel_error,
-        )
-        history.append(metrics.to_dict())
-        emit(metrics)
-        if epoch >= 1:  # k-means leaves epoch 0's usage unrepresentative
-            for weak in low_utilization_levels(train_health):  # judged on what it saw
-                emit(_low_utilization_warning(epoch, weak, train_health))
-
-        last = epoch == settings.epochs - 1
-        if previews and (last or (epoch + 1) % settings.preview_every == 0):
-            emit(PreviewReady(epoch, write_previews(model, previews, spec.run_dir, epoch)))
-        checkpoint(epoch + 1)
-
-    # the best epoch, with its decoder stage trained, goes into the library
-    model.load_state_dict(best_state)
-    best = history[best_epoch] if 0 <= best_epoch < len(history) else history[-1]
-    card = _model_card(spec, data.report, config, settings, history, best)
-    if model.stage is not None:
-        trained = train_stage(
-            model, data.train_files, data.val_files, settings.stage_steps, settings.seed,
-            emit, should_stop,
+        # model and optimizer: new, or as the checkpoint left them
+        model = ConvVQVAE(config).to(device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate)
+        steps = steps_per_epoch(settings, sampler.natural_windows)
+        run = RunLifecycle(
+            emit, start, model, optimizer, generator,
+            config, settings, score_name="best_loss",
         )  # fmt: skip
-        if trained is None:  # cancelled; the epochs are kept and a resume trains the stage
-            checkpoint(settings.epochs)
-            emit(RunCancelled(settings.epochs, str(checkpoint_path)))
-            return TrainResult("cancelled", None, history)
-        card["decoder_stage"] = dataclasses.asdict(trained)
-        if previews:  # what the saved model sounds like, through its stage
-            clips = write_previews(model, previews, spec.run_dir, best["epoch"], stage=True)
-            emit(PreviewReady(best["epoch"], clips))
-    save_vqvae(spec.model_path, model, card)
-    emit(ModelSaved(spec.model_path.stem, str(spec.model_path)))
-    emit(
-        RunCompleted(
-            best["epoch"], best["val_loss"], str(spec.model_path), time.monotonic() - started
-        )
-    )
-    return TrainResult("completed", spec.model_path, history)
+        if not (spec.resume and run.resume()):  # new: normalisation and codebooks from the data
+            all_frames = torch.cat([m.flatten() for m in train_mels])
+            model.set_normalization(all_frames.mean().item(), all_frames.std().item())
+            initialise_codebooks(model, train_mels, config, pad)
+        previews = preview_sources(data.val_files, config)
+        run.begin("vqvae", str(data.report.root), settings.epochs, steps)
 
+        for epoch in range(run.start_epoch, settings.epochs):
+            epoch_started = time.monotonic()
+            model.train()
+            sums = torch.zeros(3, device=device)
+            for step in range(steps):
+                if should_stop():  # checkpoint the current weights; a resume restarts this epoch
+                    return run.cancelled(epoch)
+                batch = sampler.batch(settings.batch_size).to(device)
+                out = model(batch.mels)
+                recon = multiscale_mel_loss(out.reconstruction, batch.mels, batch.audible)
+                loss = recon + config.commitment_weight * out.commit_loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                values = torch.stack([loss.detach(), recon.detach(), out.commit_loss.detach()])
+                sums += values
+                loss_value, recon_value, commit_value = values.tolist()
+                emit(StepMetrics(epoch, step, steps, loss_value, recon_value, commit_value))
 
-def training_device(name: str) -> torch.device:
-    """ "auto" picks CUDA when there is one; asking for CUDA without one is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for, but torch sees no CUDA device here")
-    return torch.device(name)
+            evaluation = evaluate(model, val_windows, settings.batch_size)
+            train_health = level_health(  # what each level adds is measured on held-out files
+                audible_code_counts(model, train_windows, settings.batch_size),
+                [h.error_reduction for h in evaluation.levels],
+            )
+            run.keep_if_best(epoch, evaluation.loss)
+            train_loss, train_recon, train_commit = (sums / steps).tolist()
+            metrics = EpochMetrics(
+                epoch=epoch,
+                epochs=settings.epochs,
+                train_loss=train_loss,
+                train_recon_loss=train_recon,
+                train_commit_loss=train_commit,
+                val_loss=evaluation.loss,
+                val_recon_loss=evaluation.recon_loss,
+                val_commit_loss=evaluation.commit_loss,
+                levels=evaluation.levels,
+                best_epoch=run.best_epoch,
+                seconds=time.monotonic() - epoch_started,
+                train_levels=train_health,
+                val_mel_error=evaluation.mel_error,
+            )
+            run.record(metrics)
+            if epoch >= 1:  # k-means leaves epoch 0's usage unrepresentative
+                for weak in low_utilization_levels(train_health):  # judged on what it saw
+                    emit(_low_utilization_warning(epoch, weak, train_health))
+
+            last = epoch == settings.epochs - 1
+            if previews and (last or (epoch + 1) % settings.preview_every == 0):
+                emit(PreviewReady(epoch, write_previews(model, previews, spec.run_dir, epoch)))
+            run.checkpoint(epoch + 1)
+
+        # the best epoch, with its decoder stage trained, goes into the library
+        model.load_state_dict(run.best_state)
+        best = run.best()
+        card = _model_card(spec, data.report, config, settings, run.history, best)
+        if model.stage is not None:
+            trained = train_stage(
+                model, data.train_files, data.val_files, settings.stage_steps, settings.seed,
+                emit, should_stop,
+            )  # fmt: skip
+            if trained is None:  # cancelled; the epochs are kept and a resume trains the stage
+                return run.cancelled(settings.epochs)
+            card["decoder_stage"] = dataclasses.asdict(trained)
+            if previews:  # what the saved model sounds like, through its stage
+                clips = write_previews(model, previews, spec.run_dir, best["epoch"], stage=True)
+                emit(PreviewReady(best["epoch"], clips))
+        save_vqvae(spec.model_path, model, card)
+        emit(ModelSaved(spec.model_path.stem, str(spec.model_path)))
+        return run.completed(spec.model_path)
 
 
 def initialise_codebooks(
@@ -412,14 +318,6 @@ def suggest_codebook_size(file_count: int, latent_vectors: int) -> int:
     while size > 8 and latent_vectors < size:
         size //= 2
     return size
-
-
-def _copy_state(model: torch.nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _run_config(config: VQVAEConfig, settings: TrainSettings) -> dict[str, Any]:
-    return {"model": config.to_dict(), "training": dataclasses.asdict(settings)}
 
 
 def _model_card(

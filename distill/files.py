@@ -1,0 +1,56 @@
+"""Writing a file so that a reader sees the old one or the new one, never half of either.
+
+Every file distill replaces while something may read it (a model, a checkpoint, a cached
+mel, the server's address, a request's progress) is written here: a temporary file in
+the same folder (a rename is atomic only within one filesystem), flushed and fsynced,
+renamed over the target, then the folder fsynced so the rename survives a power cut. On
+any error, an interrupt included, the temporary file is removed and the old file stays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, mode: int = 0o666) -> Iterator[BinaryIO]:
+    """A binary file to write; it replaces `path` when the block ends without an error.
+
+    `mode` as for os.open (the umask still applies): 0o600 for a file that holds a secret.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_folder(path.parent)
+
+
+def write_atomically(path: Path, data: bytes | str, mode: int = 0o666) -> Path:
+    """`data` (str as UTF-8) as the whole of `path`, through atomic_file."""
+    with atomic_file(path, mode) as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+    return path
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename durable; some platforms and filesystems cannot fsync a folder, so
+    this is best effort."""
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
