@@ -27,7 +27,7 @@ FollowOption = Annotated[
 
 async def render_stream(
     events: AsyncIterator[Event],
-    render: Callable,
+    render: Callable[[Event], None],
     on_interrupt: Callable[[], Awaitable[None]] | None = None,
     console: Console | None = None,
 ) -> Event | None:
@@ -53,7 +53,7 @@ async def render_stream(
     terminal = None
     try:
         async for event in events:
-            render(event.typed())
+            render(event)
             if event.kind in TERMINAL_KINDS:
                 terminal = event
     except asyncio.CancelledError:
