@@ -179,20 +179,6 @@ def tiny_run_request(dataset: Path, epochs: int = 2, **settings) -> dict:
     }
 
 
-def wait_until(predicate, timeout: float = 120, what: str = "condition"):
-    """Poll `predicate` until it returns something truthy; a deadline, not a speed check."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
 def page_client(server):
     """An HTTP client to a ServerThread that sends the Origin a page of it would."""
     import httpx

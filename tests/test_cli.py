@@ -10,19 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from commands import DISTILL, command_env, distill, json_lines
 from conftest import write_bad_sounds, write_good_sounds
-
-DEADLINE = 240  # seconds: a guard against a hung process, not a speed check
-
-
-def distill(home: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "distill.cli.main", *args],
-        env={**os.environ, "DISTILL_HOME": str(home), "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-    )
+from waiting import DEADLINE
 
 
 def loads_torch(home: Path, *args: str) -> bool:
@@ -32,7 +22,7 @@ def loads_torch(home: Path, *args: str) -> bool:
     code += "except SystemExit:\n    pass\nprint('torch loaded:', 'torch' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code, *args],
-        env={**os.environ, "DISTILL_HOME": str(home)},
+        env=command_env(home),
         capture_output=True,
         text=True,
         timeout=DEADLINE,
@@ -40,10 +30,6 @@ def loads_torch(home: Path, *args: str) -> bool:
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("torch loaded:"), result.stdout + result.stderr
     return last == "torch loaded: True"
-
-
-def json_lines(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
 @pytest.fixture
@@ -152,9 +138,8 @@ def test_bad_input_is_a_message_not_a_traceback(tmp_path: Path) -> None:
 def test_ctrl_c_stops_cleanly_and_keeps_the_checkpoint(dataset: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     process = subprocess.Popen(
-        [sys.executable, "-m", "distill.cli.main", "train", str(dataset), "--epochs", "500",
-         "--json"],
-        env={**os.environ, "DISTILL_HOME": str(home)},
+        [*DISTILL, "train", str(dataset), "--epochs", "500", "--json"],
+        env=command_env(home),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

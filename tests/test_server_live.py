@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import tiny_run_request, wait_until, write_good_sounds
+from conftest import tiny_run_request, write_good_sounds
+from waiting import wait_until
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -158,7 +159,7 @@ def test_home_stream_follows_a_run_to_its_end(server: ServerThread, dataset: Pat
     shown = [status_shown(m, run_id) for m in messages[1:]]
     assert set(shown) <= {"queued", "running", "completed"}, shown
     assert "Nothing is training" in messages[-1]  # gone from the active runs, in the recent
-    wait_until(lambda: not server.core.runner.running, 120, "the run to end")
+    wait_until(lambda: not server.core.runner.running, what="the run to end")
 
 
 def test_oversized_message_closes_with_1009(server: ServerThread) -> None:
@@ -235,7 +236,7 @@ def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(server: ServerT
     stats = server.app.state.streams.stats
     dropped_before = stats.dropped
     stalled = stalled_client(server, f"/ws/runs/{run_id}/events")
-    wait_until(lambda: stats.clients >= 1, 30, "the stalled client to connect")
+    wait_until(lambda: stats.clients >= 1, what="the stalled client to connect")
 
     async def reader() -> list[int]:
         async with connect(f"{server.ws_url}/ws/runs/{run_id}/events", proxy=None) as ws:
@@ -256,7 +257,7 @@ def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(server: ServerT
     ready = asyncio.Event()
     try:
         seqs = asyncio.run(scenario())
-        wait_until(lambda: stats.dropped > dropped_before, 60, "the stalled client to be dropped")
+        wait_until(lambda: stats.dropped > dropped_before, what="the stalled client to be dropped")
     finally:
         stalled.close()
     assert seqs == list(range(1, 2002))
