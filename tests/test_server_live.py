@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import tiny_run_request, write_good_sounds
-from waiting import wait_until
+from waiting import wait_until, within_deadline
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -153,7 +153,7 @@ def test_home_stream_follows_a_run_to_its_end(server: ServerThread, dataset: Pat
                 messages.append(await ws.recv())
             return messages, run_id
 
-    messages, run_id = asyncio.run(asyncio.wait_for(watch(), 120))
+    messages, run_id = within_deadline(watch(), what="the run page's stream")
     assert 'id="active-runs"' in messages[0] and 'id="recent-runs"' in messages[0]
     assert status_shown(messages[0], run_id) is None
     shown = [status_shown(m, run_id) for m in messages[1:]]
@@ -245,8 +245,8 @@ def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(server: ServerT
 
     async def flood() -> None:
         for n in range(2000):
-            core._emit(run_id, CheckpointSaved(n, "x" * 8000))  # as a worker's events arrive
-        core._emit(run_id, RunCompleted(0, 0.0, "", 0.0))
+            core.emit(run_id, CheckpointSaved(n, "x" * 8000))  # as a worker's events arrive
+        core.emit(run_id, RunCompleted(0, 0.0, "", 0.0))
 
     async def scenario() -> list[int]:
         task = asyncio.create_task(reader())
