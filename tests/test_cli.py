@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from commands import DISTILL, command_env, distill, json_lines
+from commands import DISTILL, assert_lines_as_stored, command_env, distill, json_lines
 from conftest import write_bad_sounds, write_good_sounds
 from waiting import DEADLINE
 
@@ -94,6 +94,36 @@ def test_train_then_show_the_model(dataset: Path, tmp_path: Path) -> None:
 
     again = distill(home, "train", str(dataset), "--model-name", "kicks-2")
     assert again.returncode == 2 and "already exists" in again.stdout
+
+
+def test_json_lines_are_the_events_sqlite_holds(dataset: Path, tmp_path: Path) -> None:
+    """A script reading `--json` can tell runs apart and follow on from a seq: every line
+    carries the event's run_id, seq and ts beside kind and payload, as SQLite has them."""
+    home = tmp_path / "home"
+    trained = distill(home, "train", str(dataset), "--epochs", "1", "--stage-steps", "0",
+                      "--json")  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    live = json_lines(trained.stdout)
+    stored = assert_lines_as_stored(live, home, gapless=False)  # live: steps may coalesce
+    assert live[0]["seq"] == 1 and live[-1]["seq"] == stored[-1]["seq"]
+    assert [line["kind"] for line in live][:: len(live) - 1] == ["run_queued", "run_completed"]
+    assert live[0]["ts"] <= live[-1]["ts"]
+    run_id = live[0]["run_id"]
+
+    replayed = distill(home, "runs", "follow", run_id, "--json")  # from the store: every step
+    assert replayed.returncode == 0, replayed.stderr
+    assert_lines_as_stored(json_lines(replayed.stdout), home)
+    assert len(json_lines(replayed.stdout)) == len(stored)
+    middle = stored[len(stored) // 2]["seq"]
+    rest = distill(home, "runs", "follow", run_id, "--after", str(middle), "--json")
+    assert rest.returncode == 0, rest.stderr
+    assert_lines_as_stored(json_lines(rest.stdout), home)
+    assert [line["seq"] for line in json_lines(rest.stdout)] == list(
+        range(middle + 1, len(stored) + 1)
+    )
+
+    checked = distill(home, "train", str(dataset), "--check", "--json")  # no run: no seq
+    assert [sorted(line) for line in json_lines(checked.stdout)] == [["kind", "payload"]]
 
 
 def test_the_human_report_has_health_and_the_model_path(dataset: Path, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import commands
 import httpx
 import pytest
-from commands import DISTILL, command_env, json_lines
+from commands import DISTILL, assert_lines_as_stored, command_env, json_lines
 from conftest import write_good_sounds
 from waiting import DEADLINE, wait_until
 
@@ -55,6 +55,14 @@ def test_train_follow_runs_on_the_server(setup) -> None:
     assert events[0]["kind"] == "run_queued" and events[-1]["kind"] == "run_completed"
     runs = server_runs(setup)
     assert len(runs) == 1 and runs[0]["status"] == "completed"  # the server's run
+    # The same lines as in-process: the event with its run_id, seq and ts, as stored.
+    stored = assert_lines_as_stored(events, setup["home"], gapless=False)
+    assert events[0]["run_id"] == runs[0]["run_id"] and events[-1]["seq"] == len(stored)
+    after = len(stored) - 2
+    rest = distill(setup, "runs", "follow", runs[0]["run_id"], "--after", str(after), "--json")
+    assert rest.returncode == 0, rest.stdout + rest.stderr
+    assert_lines_as_stored(json_lines(rest.stdout), setup["home"])
+    assert [e["seq"] for e in json_lines(rest.stdout)] == [after + 1, after + 2]
 
 
 def test_train_prior_runs_on_the_server(setup, tmp_path: Path) -> None:
