@@ -174,8 +174,10 @@ def test_a_stopped_server_leaves_no_leaked_semaphores(tmp_path: Path) -> None:
             return httpx.get(f"{info.url}/api/runs/{run}", trust_env=False).json()["status"]
 
         wait_until(lambda: status() == "failed", what="the run to fail")
+        # The scan starts the helper process first: on a busy machine, longer than httpx's 5 s.
         scan = httpx.post(f"{info.url}/new/scan", data={"dataset": str(empty)},
-                          headers={"Origin": info.url}, trust_env=False)  # fmt: skip
+                          headers={"Origin": info.url}, trust_env=False,
+                          timeout=DEADLINE)  # fmt: skip
         assert scan.status_code == 400 and "no audio files" in scan.text
         server.send_signal(signal.SIGTERM)
         _, stderr = server.communicate(timeout=DEADLINE)
