@@ -7,7 +7,7 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
-from conftest import TINY_MEL, TINY_MODEL
+from conftest import TINY_MEL, TINY_MODEL, TINY_SETTINGS
 
 from distill.core.core import Core, TrainRequest
 from distill.events import Event
@@ -15,17 +15,11 @@ from distill.paths import database_path
 
 
 def request(dataset: Path, epochs: int = 2, name: str | None = None, **settings) -> TrainRequest:
-    """A tiny VQ-VAE run, seconds long: previews each epoch unless `settings` say not."""
+    """A tiny VQ-VAE run, seconds long (a 4-step decoder stage, previews each epoch)."""
     return TrainRequest(
         dataset=str(dataset),
         model_name=name,
-        settings={
-            "epochs": epochs,
-            "batch_size": 4,
-            "min_steps_per_epoch": 2,
-            "preview_every": 1,
-            **settings,
-        },
+        settings={**TINY_SETTINGS, "epochs": epochs, **settings},
         overrides=TINY_MODEL,
         mel=TINY_MEL.to_dict(),
     )
