@@ -63,14 +63,14 @@ def record_publishes(server: ServerThread) -> dict[tuple[str, int], float]:
 def new_run(server: ServerThread, run_id: str) -> None:
     async def create() -> None:
         await server.core.store.create_run(run_id, "vqvae", "/bench", {})
-        server.core._emit(run_id, RunStarted("vqvae", "/bench", 1, 0, 10**6, {}))
+        server.core.emit(run_id, RunStarted("vqvae", "/bench", 1, 0, 10**6, {}))
 
     server.call(create())
 
 
 def emit_step(server: ServerThread, run_id: str, step: int) -> None:
     async def emit() -> None:
-        server.core._emit(run_id, StepMetrics(0, step, 10**6, 1.0, 1.0, 0.0))
+        server.core.emit(run_id, StepMetrics(0, step, 10**6, 1.0, 1.0, 0.0))
 
     server.call(emit())
 

@@ -17,7 +17,6 @@ import copy
 import json
 import math
 import random
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -25,9 +24,9 @@ from typing import Any, NamedTuple
 import safetensors.torch
 import torch
 from conftest import TINY_MEL, TINY_MODEL, TINY_PRIOR, model_card, prior_card
+from container import U64, build_file, split_file
 
 from distill.audio.mel import MelSpectrogram, mel_to_audio
-from distill.models import model_file as mf
 from distill.models.card_schema import check_card, prior_elements, seconds_per_step, vqvae_elements
 from distill.models.config import PriorConfig, VQVAEConfig
 from distill.models.library import (
@@ -48,7 +47,6 @@ SEED = 0x14CA2D
 REFUSED, LOADED = "refused", "loaded"
 REBUILD_MOST_ELEMENTS = 300_000  # a changed config gets fresh weights when this small
 FILE_STEPS = [5, 0, 7]  # the training codes' steps per file in the base model
-_U64 = struct.Struct("<Q")
 
 HOSTILE = [
     "x", "", "1", None, True, False, [], {}, [1, 2], {"a": 1}, 0, -1, 1, 2, 3, 7, 1000,
@@ -87,27 +85,23 @@ def _prior_config(config: VQVAEConfig) -> PriorConfig:
 
 def split(data: bytes) -> tuple[dict, bytes]:
     """(metadata, weights blob) of a whole file."""
-    _, _, meta_len = struct.unpack_from("<8sIQ", data)
-    meta = json.loads(data[20 : 20 + meta_len])
-    (weights_len,) = _U64.unpack_from(data, 20 + meta_len)
-    start = 20 + meta_len + 8
-    return meta, data[start : start + weights_len]
+    _, meta, blob = split_file(data)
+    return json.loads(meta), blob
 
 
 def seal(meta: dict | bytes, blob: bytes) -> bytes:
     """A file around metadata (a dict, or raw JSON bytes) and a blob, checksum recomputed."""
-    raw = meta if isinstance(meta, bytes) else json.dumps(meta).encode()
-    return b"".join(mf._container_parts(raw, blob))
+    return build_file(meta if isinstance(meta, bytes) else json.dumps(meta).encode(), blob)
 
 
 def blob_parts(blob: bytes) -> tuple[dict, bytes]:
-    (length,) = _U64.unpack_from(blob)
+    (length,) = U64.unpack_from(blob)
     return json.loads(blob[8 : 8 + length]), blob[8 + length :]
 
 
 def blob_of(header: dict, data: bytes) -> bytes:
     raw = json.dumps(header).encode()
-    return _U64.pack(len(raw)) + raw + data
+    return U64.pack(len(raw)) + raw + data
 
 
 # -- mutants ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import soundfile as sf
 
 from distill.audio.mel_config import MelConfig
 from distill.audio.synth import chirp, click, noise_burst, tone
+from distill.events import Event, Payload
 from distill.training.prior import PriorSpec
 from distill.training.settings import PriorSettings
 from distill.training.vqvae import TrainSettings, TrainSpec
@@ -179,18 +180,12 @@ def tiny_run_request(dataset: Path, epochs: int = 2, **settings) -> dict:
     }
 
 
-def wait_until(predicate, timeout: float = 120, what: str = "condition"):
-    """Poll `predicate` until it returns something truthy; a deadline, not a speed check."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
+def stamp(run_id: str, payloads: list[Payload], first_seq: int = 1) -> list[Event]:
+    """Wrap payloads the way the core does: consecutive seqs, increasing timestamps."""
+    return [
+        Event(run_id, seq, p.kind, p.to_dict(), ts=1000.0 + seq)
+        for seq, p in enumerate(payloads, first_seq)
+    ]
 
 
 def page_client(server):
@@ -223,7 +218,6 @@ def write_preview_run(server, run_id: str, decoder_stage: bool, seconds: float =
     from distill.audio.images import write_mel_png
     from distill.audio.synth import tone
     from distill.events import (
-        Event,
         PreviewClip,
         PreviewReady,
         RunCompleted,
@@ -258,9 +252,7 @@ def write_preview_run(server, run_id: str, decoder_stage: bool, seconds: float =
         PreviewReady(1, [clip]),
         RunCompleted(1, 0.5, "", 1.0),
     ]
-    events = [
-        Event(run_id, seq, p.kind, p.to_dict(), 1000.0 + seq) for seq, p in enumerate(payloads, 1)
-    ]
+    events = stamp(run_id, payloads)
 
     async def store() -> None:
         await server.core.store.create_run(run_id, "vqvae", "/sounds", {})

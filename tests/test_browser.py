@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import write_bad_sounds, write_good_sounds, write_preview_run
+from waiting import DEADLINE
 
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
@@ -21,7 +22,6 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 SCREENSHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
-DEADLINE_MS = 240_000  # a guard against a hung run, not a speed check
 
 pytestmark = [
     pytest.mark.slow,
@@ -62,7 +62,7 @@ def browser():
 def page(browser, server: ServerThread):
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     page = context.new_page()
-    page.set_default_timeout(DEADLINE_MS)
+    page.set_default_timeout(DEADLINE * 1000)  # playwright counts milliseconds
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
     yield page

@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any, TypeVar
 
 import pytest
+from waiting import within_deadline
 
 from distill.core.bus import FELL_BEHIND, EventBus, Subscription, SubscriptionClosed
 from distill.events import CheckpointSaved, EpochMetrics, Event, StepMetrics
 
-T = TypeVar("T")
 STEP = StepMetrics.kind
 EPOCH = EpochMetrics.kind
 CHECKPOINT = CheckpointSaved.kind
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """pytest-asyncio is not installed: each test drives its own loop.
-
-    The deadline only turns a hang (a get that is never woken) into a failure.
-    """
-
-    async def with_deadline() -> T:
-        async with asyncio.timeout(10):
-            return await coro
-
-    return asyncio.run(with_deadline())
 
 
 class Stream:
@@ -75,7 +60,7 @@ def test_every_subscriber_gets_every_event_in_order_exactly_once() -> None:
         assert ids(got_b) == [(e.run_id, e.seq) for e in published if e.run_id == "b"]
         assert bus.subscriber_count == 0
 
-    run(scenario())
+    within_deadline(scenario())
 
 
 def test_a_stuck_subscriber_neither_blocks_publishing_nor_starves_a_reader() -> None:
@@ -96,7 +81,7 @@ def test_a_stuck_subscriber_neither_blocks_publishing_nor_starves_a_reader() -> 
         assert stuck.closed and stuck.reason == FELL_BEHIND
         assert stuck.pending <= 64
 
-    run(scenario())
+    within_deadline(scenario())
 
 
 @pytest.mark.parametrize("epoch_every", [0, 100], ids=["steps-only", "mixed-kinds"])
@@ -141,7 +126,7 @@ def test_a_slow_subscriber_gets_every_other_event_and_the_latest_step() -> None:
         assert received_steps < published_steps
         assert slow.coalesced == published_steps - received_steps
 
-    run(scenario())
+    within_deadline(scenario())
 
 
 def test_steps_of_different_runs_do_not_replace_each_other() -> None:
@@ -175,7 +160,7 @@ def test_overflow_of_other_kinds_closes_with_the_resync_reason_after_draining() 
             await sub.get()
         assert closed.value.reason == FELL_BEHIND
 
-    run(scenario())
+    within_deadline(scenario())
 
 
 def test_close_wakes_a_pending_get_and_ends_iteration() -> None:
@@ -204,7 +189,7 @@ def test_close_wakes_a_pending_get_and_ends_iteration() -> None:
         assert iterated.reason == "unsubscribed"
         assert bus.subscriber_count == 0
 
-    run(scenario())
+    within_deadline(scenario())
 
 
 def test_get_nowait_returns_none_while_open_and_empty() -> None:

@@ -10,19 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from commands import DISTILL, assert_lines_as_stored, command_env, distill, json_lines
 from conftest import write_bad_sounds, write_good_sounds
-
-DEADLINE = 240  # seconds: a guard against a hung process, not a speed check
-
-
-def distill(home: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "distill.cli.main", *args],
-        env={**os.environ, "DISTILL_HOME": str(home), "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-    )
+from waiting import DEADLINE
 
 
 def loads_torch(home: Path, *args: str) -> bool:
@@ -32,7 +22,7 @@ def loads_torch(home: Path, *args: str) -> bool:
     code += "except SystemExit:\n    pass\nprint('torch loaded:', 'torch' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code, *args],
-        env={**os.environ, "DISTILL_HOME": str(home)},
+        env=command_env(home),
         capture_output=True,
         text=True,
         timeout=DEADLINE,
@@ -40,10 +30,6 @@ def loads_torch(home: Path, *args: str) -> bool:
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("torch loaded:"), result.stdout + result.stderr
     return last == "torch loaded: True"
-
-
-def json_lines(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
 @pytest.fixture
@@ -110,6 +96,36 @@ def test_train_then_show_the_model(dataset: Path, tmp_path: Path) -> None:
     assert again.returncode == 2 and "already exists" in again.stdout
 
 
+def test_json_lines_are_the_events_sqlite_holds(dataset: Path, tmp_path: Path) -> None:
+    """A script reading `--json` can tell runs apart and follow on from a seq: every line
+    carries the event's run_id, seq and ts beside kind and payload, as SQLite has them."""
+    home = tmp_path / "home"
+    trained = distill(home, "train", str(dataset), "--epochs", "1", "--stage-steps", "0",
+                      "--json")  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    live = json_lines(trained.stdout)
+    stored = assert_lines_as_stored(live, home, gapless=False)  # live: steps may coalesce
+    assert live[0]["seq"] == 1 and live[-1]["seq"] == stored[-1]["seq"]
+    assert [line["kind"] for line in live][:: len(live) - 1] == ["run_queued", "run_completed"]
+    assert live[0]["ts"] <= live[-1]["ts"]
+    run_id = live[0]["run_id"]
+
+    replayed = distill(home, "runs", "follow", run_id, "--json")  # from the store: every step
+    assert replayed.returncode == 0, replayed.stderr
+    assert_lines_as_stored(json_lines(replayed.stdout), home)
+    assert len(json_lines(replayed.stdout)) == len(stored)
+    middle = stored[len(stored) // 2]["seq"]
+    rest = distill(home, "runs", "follow", run_id, "--after", str(middle), "--json")
+    assert rest.returncode == 0, rest.stderr
+    assert_lines_as_stored(json_lines(rest.stdout), home)
+    assert [line["seq"] for line in json_lines(rest.stdout)] == list(
+        range(middle + 1, len(stored) + 1)
+    )
+
+    checked = distill(home, "train", str(dataset), "--check", "--json")  # no run: no seq
+    assert [sorted(line) for line in json_lines(checked.stdout)] == [["kind", "payload"]]
+
+
 def test_the_human_report_has_health_and_the_model_path(dataset: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     result = distill(
@@ -152,9 +168,8 @@ def test_bad_input_is_a_message_not_a_traceback(tmp_path: Path) -> None:
 def test_ctrl_c_stops_cleanly_and_keeps_the_checkpoint(dataset: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     process = subprocess.Popen(
-        [sys.executable, "-m", "distill.cli.main", "train", str(dataset), "--epochs", "500",
-         "--json"],
-        env={**os.environ, "DISTILL_HOME": str(home)},
+        [*DISTILL, "train", str(dataset), "--epochs", "500", "--json"],
+        env=command_env(home),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

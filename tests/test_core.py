@@ -3,53 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY_MEL, TINY_MODEL, write_good_sounds
+from conftest import write_good_sounds
+from core_runs import assert_no_gaps, collect, request, stored_events
+from waiting import wait_until, within_deadline
 
-from distill.core.core import Core, RunError, TrainRequest
+from distill.core.core import Core, RunError
 from distill.core.worker import init_worker
 from distill.events import TERMINAL_KINDS
 from distill.paths import database_path
 from distill.training.jobs import RUN_TYPES
-
-DEADLINE = 180.0  # seconds; a guard against hangs, never a speed check
-
-
-def request(dataset: Path, epochs: int = 2, name: str | None = None) -> TrainRequest:
-    return TrainRequest(
-        dataset=str(dataset),
-        model_name=name,
-        settings={"epochs": epochs, "batch_size": 4, "min_steps_per_epoch": 2, "preview_every": 1},
-        overrides=TINY_MODEL,
-        mel=TINY_MEL.to_dict(),
-    )
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, DEADLINE))
-
-
-async def collect(core: Core, run_id: str, after: int = 0) -> list:
-    return [event async for event in core.follow(run_id, after_seq=after)]
-
-
-def stored_events(home: Path, run_id: str) -> list[tuple[int, str]]:
-    with sqlite3.connect(database_path(home)) as db:
-        return db.execute(
-            "SELECT seq, kind FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
-        ).fetchall()
-
-
-def assert_no_gaps(rows) -> None:
-    assert [seq for seq, _ in rows] == list(range(1, len(rows) + 1))
 
 
 @pytest.fixture
@@ -67,7 +38,7 @@ def test_a_run_goes_through_worker_store_and_followers(dataset: Path, tmp_path: 
             first, second = await asyncio.gather(collect(core, run_id), collect(core, run_id))
             return run_id, first, second, await core.store.run(run_id)
 
-    run_id, first, second, row = run(scenario())
+    run_id, first, second, row = within_deadline(scenario())
     rows = stored_events(home, run_id)
     assert_no_gaps(rows)
     assert [(e.seq, e.kind) for e in first] == rows
@@ -89,7 +60,7 @@ def test_a_late_follower_reads_history_then_goes_on_live(dataset: Path, tmp_path
             late = await collect(core, run_id, after=event.seq)  # ...and come back
             return run_id, event.seq, late
 
-    run_id, left_at, late = run(scenario())
+    run_id, left_at, late = within_deadline(scenario())
     rows = stored_events(home, run_id)
     assert [(e.seq, e.kind) for e in late] == rows[left_at:]
 
@@ -106,7 +77,7 @@ def test_follow_delivers_an_end_committed_while_it_reads_the_store(tmp_path: Pat
         await core.start()
         try:
             await core.store.create_run("r", "vqvae", "/x", {})
-            core._emit("r", RunStarted("vqvae", "/x", 1, 0, 1, {}))
+            core.emit("r", RunStarted("vqvae", "/x", 1, 0, 1, {}))
             await core.recorder.flush()
             read_events, ended = core.store.events, []
 
@@ -114,7 +85,7 @@ def test_follow_delivers_an_end_committed_while_it_reads_the_store(tmp_path: Pat
                 page = await read_events(run_id, **kwargs)
                 if not ended:
                     ended.append(True)
-                    core._emit("r", RunCompleted(0, 1.0, "/x/r.distill", 1.0))
+                    core.emit("r", RunCompleted(0, 1.0, "/x/r.distill", 1.0))
                     await core.recorder.flush()
                 return page
 
@@ -123,7 +94,7 @@ def test_follow_delivers_an_end_committed_while_it_reads_the_store(tmp_path: Pat
         finally:
             await core.stop()
 
-    assert run(scenario()) == ["run_completed"]
+    assert within_deadline(scenario()) == ["run_completed"]
 
 
 def test_cancel_a_running_and_a_queued_run(dataset: Path, tmp_path: Path) -> None:
@@ -144,13 +115,13 @@ def test_cancel_a_running_and_a_queued_run(dataset: Path, tmp_path: Path) -> Non
                 await core.store.run(queued),
             )
 
-    running, queued, running_row, queued_row = run(scenario())
+    running, queued, running_row, queued_row = within_deadline(scenario())
     assert running_row["status"] == "cancelled"
     assert queued_row["status"] == "cancelled"
     assert stored_events(home, queued)[-1][1] == "run_cancelled"
     assert stored_events(home, running)[-1][1] == "run_cancelled"
     with pytest.raises(RunError, match="no run"):
-        run(_cancel(home, "nope"))
+        within_deadline(_cancel(home, "nope"))
 
 
 async def _cancel(home: Path, run_id: str) -> None:
@@ -177,7 +148,7 @@ def test_a_killed_worker_fails_its_run_and_resume_finishes(dataset: Path, tmp_pa
             other_events = await collect(core, other)
             return run_id, failed, before, resumed, other_events
 
-    run_id, failed, before, resumed, other_events = run(scenario())
+    run_id, failed, before, resumed, other_events = within_deadline(scenario())
     assert failed["status"] == "failed"
     assert "worker process died" in failed["error"]
     assert "checkpoint_saved" in [kind for _, kind in before], "acknowledged events are kept"
@@ -197,7 +168,7 @@ def test_a_killed_core_leaves_its_run_interrupted_and_resumable(
     script = (
         "import asyncio, sys\n"
         "sys.path.insert(0, 'tests')\n"
-        "from test_core import request\n"
+        "from core_runs import request\n"
         "from distill.core.core import Core\n"
         "from distill.training.jobs import RUN_TYPES\n"
         "from pathlib import Path\n"
@@ -227,7 +198,7 @@ def test_a_killed_core_leaves_its_run_interrupted_and_resumable(
                     await core.cancel(run_id)
             return row, resumed
 
-    row, resumed = run(scenario())
+    row, resumed = within_deadline(scenario())
     assert row["status"] == "interrupted"
     started = next(e for e in resumed if e.kind == "run_started")
     assert started.payload["start_epoch"] >= 1  # from the checkpoint, not from scratch
@@ -236,21 +207,22 @@ def test_a_killed_core_leaves_its_run_interrupted_and_resumable(
 
 
 def _wait_for_checkpoint(home: Path, process: subprocess.Popen) -> str:
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
+    """The run id, once the other process's database holds a checkpoint of it."""
+
+    def checkpointed() -> str | None:
         assert process.poll() is None, "the core exited on its own"
-        if database_path(home).exists():
-            try:
-                with sqlite3.connect(database_path(home)) as db:
-                    row = db.execute(
-                        "SELECT run_id FROM events WHERE kind = 'checkpoint_saved' LIMIT 1"
-                    ).fetchone()
-            except sqlite3.OperationalError:  # the other process is still creating the tables
-                row = None
-            if row:
-                return row[0]
-        time.sleep(0.1)  # polling another process's database, with a deadline
-    raise AssertionError("no checkpoint within the deadline")
+        if not database_path(home).exists():
+            return None
+        try:
+            with contextlib.closing(sqlite3.connect(database_path(home))) as db:
+                row = db.execute(
+                    "SELECT run_id FROM events WHERE kind = 'checkpoint_saved' LIMIT 1"
+                ).fetchone()
+        except sqlite3.OperationalError:  # the other process is still creating the tables
+            return None
+        return row[0] if row else None
+
+    return wait_until(checkpointed, what="the other process's run to save a checkpoint")
 
 
 def test_workers_share_the_cores(tmp_path: Path) -> None:

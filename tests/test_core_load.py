@@ -10,11 +10,12 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+from waiting import within_deadline
+
 from distill.core.core import Core
 from distill.events import StepMetrics
 from distill.paths import database_path
 
-DEADLINE = 180.0  # seconds; a guard against hangs, never a speed check
 RATE, SECONDS = 10_000, 2.0
 
 
@@ -37,7 +38,7 @@ async def load_run(home: Path) -> tuple[str, list[list[tuple[int, str]]]]:
 
 
 def test_no_gap_no_duplicate_under_load(tmp_path: Path) -> None:
-    run_id, streams = asyncio.run(asyncio.wait_for(load_run(tmp_path), DEADLINE))
+    run_id, streams = within_deadline(load_run(tmp_path))
 
     with sqlite3.connect(database_path(tmp_path)) as db:
         stored = db.execute(

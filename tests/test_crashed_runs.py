@@ -10,31 +10,20 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import wait_until, write_good_sounds
+from commands import DISTILL, command_env, distill
+from conftest import write_good_sounds
+from waiting import DEADLINE, wait_until
 
 from distill.paths import database_path
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
 
 pytestmark = pytest.mark.slow
-DEADLINE = 240  # seconds: a guard against a hung process, not a speed check
 SMALL = ["--rvq-levels", "2", "--codebook-size", "16", "--batch-size", "4"]
-
-
-def env_for(home: Path) -> dict[str, str]:
-    return {**os.environ, "DISTILL_HOME": str(home), "COLUMNS": "200"}
-
-
-def distill(home: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "distill.cli.main", *args],
-        env=env_for(home), capture_output=True, text=True, timeout=DEADLINE,
-    )  # fmt: skip
 
 
 def running_run(home: Path) -> str | None:
@@ -60,13 +49,12 @@ def training_in_its_own_core(home: Path, dataset: Path):
     """`distill train` with no server (so its own core runs it); yields (process, run id)
     once SQLite says running. Its whole process group is killed on the way out."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "distill.cli.main", "train", str(dataset), "--epochs", "500",
-         *SMALL, "--json"],
-        env=env_for(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [*DISTILL, "train", str(dataset), "--epochs", "500", *SMALL, "--json"],
+        env=command_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
     try:
-        yield process, wait_until(lambda: running_run(home), DEADLINE, "SQLite to say running")
+        yield process, wait_until(lambda: running_run(home), what="SQLite to say running")
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
@@ -98,7 +86,7 @@ def test_a_killed_train_is_listed_and_shown_interrupted(tmp_path: Path) -> None:
 
         # The orphaned worker stops by itself (it would train on for nobody, and a resume
         # would give the run two writers): the killed command's process group empties.
-        wait_until(lambda: not group_alive(process.pid), DEADLINE, "the orphaned worker to exit")
+        wait_until(lambda: not group_alive(process.pid), what="the orphaned worker to exit")
     with contextlib.closing(sqlite3.connect(database_path(home))) as db:
         kinds = [k for (k,) in db.execute("SELECT kind FROM events WHERE run_id = ?", (run_id,))]
     assert kinds.count("run_interrupted") == 1 and kinds[-1] == "run_interrupted"

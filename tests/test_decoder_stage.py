@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY_MEL, TINY_MODEL, tiny_spec, write_good_sounds
-from test_model_file import build_file, split_file
+from container import build_file, split_file
 
 from distill.audio.mel import MelSpectrogram, mel_to_audio
 from distill.events import (

@@ -18,14 +18,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import TINY_MEL, TINY_MODEL, write_good_sounds
+from conftest import write_good_sounds
+from core_runs import collect, request
+from waiting import until, within_deadline
 
-from distill.core.core import Core, TrainRequest
+from distill.core.core import Core
 from distill.paths import CHECKPOINT_NAME, database_path, runs_dir
 from distill.training.checkpoint import load_checkpoint
 from distill.training.jobs import RUN_TYPES
 
-DEADLINE = 180.0  # seconds; a guard against hangs, never a speed check
+NO_PREVIEWS = 10**6  # epochs between previews: none in these runs
 
 
 class Tmpfs:
@@ -64,24 +66,6 @@ def tmpfs_at(tmp_path: Path):
         fs.unmount()
 
 
-def request(dataset: Path, epochs: int) -> TrainRequest:
-    return TrainRequest(
-        dataset=str(dataset),
-        settings={
-            "epochs": epochs,
-            "batch_size": 4,
-            "min_steps_per_epoch": 2,
-            "preview_every": 10**6,
-        },  # fmt: skip
-        overrides=TINY_MODEL,
-        mel=TINY_MEL.to_dict(),
-    )
-
-
-async def run_to_end(core: Core, run_id: str, after_seq: int = 0) -> list:
-    return [event async for event in core.follow(run_id, after_seq)]
-
-
 def test_a_checkpoint_that_does_not_fit_fails_the_run_and_keeps_the_last(
     tmp_path: Path, tmpfs_at
 ) -> None:
@@ -91,16 +75,20 @@ def test_a_checkpoint_that_does_not_fit_fails_the_run_and_keeps_the_last(
         async with Core(
             tmp_path / "measure", run_types=RUN_TYPES
         ) as core:  # how big is one checkpoint?
-            run_id = await core.submit_training(request(tmp_path / "sounds", epochs=1))
-            await run_to_end(core, run_id)
+            run_id = await core.submit_training(
+                request(tmp_path / "sounds", 1, preview_every=NO_PREVIEWS)
+            )
+            await collect(core, run_id)
         size = (runs_dir(tmp_path / "measure") / run_id / CHECKPOINT_NAME).stat().st_size
 
         home = tmp_path / "home"
         # Room for one checkpoint, not for the next one's temporary file beside it.
         disk = tmpfs_at(runs_dir(home), size * 3 // 2)
         async with Core(home, run_types=RUN_TYPES) as core:
-            run_id = await core.submit_training(request(tmp_path / "sounds", epochs=3))
-            events = await run_to_end(core, run_id)
+            run_id = await core.submit_training(
+                request(tmp_path / "sounds", 3, preview_every=NO_PREVIEWS)
+            )
+            events = await collect(core, run_id)
             failed = events[-1]
             assert failed.kind == "run_failed"
             assert "No space left on device" in failed.payload["error"]
@@ -111,11 +99,11 @@ def test_a_checkpoint_that_does_not_fit_fails_the_run_and_keeps_the_last(
 
             disk.grow(size * 4)  # space is back: the same core resumes the run
             await core.resume(run_id)
-            events = await run_to_end(core, run_id, after_seq=failed.seq)
+            events = await collect(core, run_id, after=failed.seq)
             assert events[-1].kind == "run_completed"
             assert [e.payload["epoch"] for e in events if e.kind == "epoch_metrics"] == [1, 2]
 
-    asyncio.run(asyncio.wait_for(scenario(), DEADLINE))
+    within_deadline(scenario())
 
 
 def test_a_full_disk_under_sqlite_loses_no_event(tmp_path: Path, tmpfs_at) -> None:
@@ -125,12 +113,9 @@ def test_a_full_disk_under_sqlite_loses_no_event(tmp_path: Path, tmpfs_at) -> No
     async def scenario() -> None:
         async with Core(home, run_types=RUN_TYPES) as core:
             run_id = await core.submit_load(rate=20_000, seconds=0.5)  # megabytes of events
-            follower = asyncio.ensure_future(run_to_end(core, run_id))
-            deadline = asyncio.get_running_loop().time() + DEADLINE / 2
-            while core.last_write_error is None:  # poll for the full disk, with a deadline
-                assert asyncio.get_running_loop().time() < deadline, "the disk never filled"
-                await asyncio.sleep(0.05)
-            assert "full" in core.last_write_error
+            follower = asyncio.ensure_future(collect(core, run_id))
+            error = await until(lambda: core.last_write_error, what="the disk to fill")
+            assert "full" in error
 
             disk.grow(64 * 2**20)
             events = await follower
@@ -140,4 +125,4 @@ def test_a_full_disk_under_sqlite_loses_no_event(tmp_path: Path, tmpfs_at) -> No
                 "SELECT seq FROM events WHERE run_id = ? ORDER BY seq", (run_id,))]  # fmt: skip
         assert seqs == list(range(1, 10_000 + 4))
 
-    asyncio.run(asyncio.wait_for(scenario(), DEADLINE))
+    within_deadline(scenario())

@@ -16,13 +16,13 @@ import pytest
 import torch
 from card_fuzz import base_model
 from conftest import page_client
+from waiting import DEADLINE
 
 from distill.models.library import read_metadata
 from distill.models.model_file import MAX_MODEL_FILE_BYTES, load_model_file, save_model_file
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
 
-DEADLINE = 240  # seconds: a guard against a hung process, not a speed check
 # Run the CLI in-process and report its peak memory after it exits (Linux: KiB).
 PEAK_RSS = (
     "import resource, sys\nfrom distill.cli.main import app\ntry:\n    app(sys.argv[1:])\n"

@@ -7,7 +7,6 @@ import json
 import math
 import os
 import pickle
-import struct
 import wave
 import zipfile
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
+from container import PRELUDE, U64, build_file, split_file
 
 from distill.models import model_file as mf
 from distill.models.model_file import (
@@ -27,9 +27,6 @@ from distill.models.model_file import (
     read_model_metadata,
     save_model_file,
 )
-
-PRELUDE = struct.Struct("<8sIQ")
-U64 = struct.Struct("<Q")
 
 
 def all_dtype_tensors() -> dict[str, torch.Tensor]:
@@ -71,20 +68,6 @@ def assert_bit_identical(expected: dict[str, torch.Tensor], got: dict[str, torch
         assert got[name].shape == tensor.shape, name
         assert got[name].device.type == "cpu", name
         assert raw_bytes(got[name]) == raw_bytes(tensor), name
-
-
-def split_file(data: bytes) -> tuple[int, bytes, bytes]:
-    """(version, metadata bytes, weights blob) of a well-formed file."""
-    _, version, meta_len = PRELUDE.unpack_from(data)
-    meta = data[PRELUDE.size : PRELUDE.size + meta_len]
-    (weights_len,) = U64.unpack_from(data, PRELUDE.size + meta_len)
-    start = PRELUDE.size + meta_len + U64.size
-    return version, meta, data[start : start + weights_len]
-
-
-def build_file(meta: bytes, blob: bytes, version: int = FORMAT_VERSION) -> bytes:
-    """A container with a correct checksum, from the module's own helper."""
-    return b"".join(mf._container_parts(meta, blob, version))
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import os
 import pickle
 import random
 import shlex
-import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 import safetensors.torch
 import torch
+from container import PRELUDE, U64, build_file, split_file
 
 from distill.models import model_file as mf
 from distill.models.model_file import (
@@ -36,8 +36,6 @@ from distill.models.model_file import (
 from distill.models.weights_header import MAX_SAFETENSORS_HEADER_BYTES
 
 SEED = 0xD15711
-PRELUDE = struct.Struct("<8sIQ")
-U64 = struct.Struct("<Q")
 CHUNKS = (1, 5, 64, 1 << 20)  # read_model_metadata's streaming chunk, varied per mutant
 
 # A mutant: (description, file bytes, expectation). The expectation is "same" (must load and
@@ -47,19 +45,6 @@ Mutant = tuple[str, bytes, str, tuple[str, ...]]
 
 
 # --- building and taking apart files -------------------------------------------------------
-
-
-def split_file(data: bytes) -> tuple[bytes, bytes]:
-    _, _, meta_len = PRELUDE.unpack_from(data)
-    meta = data[PRELUDE.size : PRELUDE.size + meta_len]
-    (weights_len,) = U64.unpack_from(data, PRELUDE.size + meta_len)
-    start = PRELUDE.size + meta_len + U64.size
-    return meta, data[start : start + weights_len]
-
-
-def build(meta: bytes, blob: bytes, version: int = FORMAT_VERSION) -> bytes:
-    """A container around meta and blob with a correctly recomputed checksum."""
-    return b"".join(mf._container_parts(meta, blob, version))
 
 
 def split_blob(blob: bytes) -> tuple[dict[str, Any], bytes]:
@@ -131,7 +116,7 @@ def byte_edits(rng: random.Random, good: bytes, n: int) -> Iterator[Mutant]:
 
 def length_fields(rng: random.Random, good: bytes, n: int) -> Iterator[Mutant]:
     """Length fields rewritten without fixing the checksum: refused before it is checked."""
-    meta, blob = split_file(good)
+    _, meta, blob = split_file(good)
     rest = good[PRELUDE.size :]
     head = good[: PRELUDE.size + len(meta)]
     tail = good[len(head) + U64.size :]
@@ -171,42 +156,57 @@ def length_fields(rng: random.Random, good: bytes, n: int) -> Iterator[Mutant]:
 
 def bad_metadata(rng: random.Random, good: bytes, n: int) -> Iterator[Mutant]:
     """Checksum recomputed: the metadata JSON itself is wrong."""
-    meta, blob = split_file(good)
+    _, meta, blob = split_file(good)
     not_objects = [b"[]", b"[1, 2]", b'"card"', b"3", b"-1.5", b"null", b"true", b"NaN",
                    b'[{"type": "distill-model"}]', b' "x" ']  # fmt: skip
     for i in range(n):
         kind = i % 6
         if kind == 0:
             value = rng.choice(not_objects)
-            yield f"metadata {value!r}", build(value, blob), "refuse", ("not an object",)
+            yield f"metadata {value!r}", build_file(value, blob), "refuse", ("not an object",)
         elif kind == 1:
             cut = rng.randrange(1, len(meta))
-            yield f"metadata cut at {cut}", build(meta[:cut], blob), "refuse", ("not valid JSON",)
+            yield (
+                f"metadata cut at {cut}",
+                build_file(meta[:cut], blob),
+                "refuse",
+                ("not valid JSON",),
+            )
         elif kind == 2:
             at = rng.randrange(len(meta) + 1)
             bad = meta[:at] + rng.choice([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x80\x80"])
             yield (
                 "metadata with invalid UTF-8",
-                build(bad + meta[at:], blob),
+                build_file(bad + meta[at:], blob),
                 "refuse",
                 ("not valid JSON",),
             )
         elif kind == 3:
             key = rng.choice(["type", "config", "x"])
             dup = f'{{"{key}": 1, "b": 2, "{key}": 3}}'.encode()
-            yield f"metadata duplicate key {key}", build(dup, blob), "refuse", ("duplicate key",)
+            yield (
+                f"metadata duplicate key {key}",
+                build_file(dup, blob),
+                "refuse",
+                ("duplicate key",),
+            )
         elif kind == 4:
             depth = rng.randint(2_000, 60_000)
             deep = rng.choice([b"[" * depth, b'{"a": ' * depth + b"1" + b"}" * depth])
-            yield f"metadata nested {depth} deep", build(deep, blob), "refuse", ("not valid JSON",)
+            yield (
+                f"metadata nested {depth} deep",
+                build_file(deep, blob),
+                "refuse",
+                ("not valid JSON",),
+            )
         else:
             junk = rng.choice([b"", b" ", b"{", b"}", b"{}{}", b'{"a": 1} x', b"\x00{}"])
-            yield f"metadata {junk!r}", build(junk, blob), "refuse", ("not valid JSON",)
+            yield f"metadata {junk!r}", build_file(junk, blob), "refuse", ("not valid JSON",)
 
 
 def header_mutants(rng: random.Random, good: bytes, n: int) -> Iterator[Mutant]:
     """Checksum recomputed: the safetensors header inside the weights is malformed."""
-    meta, blob = split_file(good)
+    _, meta, blob = split_file(good)
     header, data = split_blob(blob)
     names = [k for k in header if k != "__metadata__"]
     sized = [k for k in names if header[k]["data_offsets"][1] > header[k]["data_offsets"][0]]
@@ -479,12 +479,12 @@ def header_mutants(rng: random.Random, good: bytes, n: int) -> Iterator[Mutant]:
 
     for i in range(n):
         description, new_blob, expect = makers[i % len(makers)]()
-        yield description, build(meta, new_blob), "refuse", expect
+        yield description, build_file(meta, new_blob), "refuse", expect
 
 
 def equivalent_mutants(rng: random.Random, good: bytes, n: int) -> Iterator[Mutant]:
     """Checksum recomputed and the bytes changed, but the file means the same (or is valid)."""
-    meta, blob = split_file(good)
+    _, meta, blob = split_file(good)
     header, data = split_blob(blob)
     for i in range(n):
         kind = i % 4
@@ -493,16 +493,21 @@ def equivalent_mutants(rng: random.Random, good: bytes, n: int) -> Iterator[Muta
             rng.shuffle(items)
             raw = json.dumps(dict(items), indent=rng.choice([None, 1]), separators=rng.choice(
                 [None, (",", ":")])).encode() + b" " * rng.randint(0, 7)  # fmt: skip
-            yield "header re-serialised", build(meta, make_blob(None, data, raw=raw)), "same", ()
+            yield (
+                "header re-serialised",
+                build_file(meta, make_blob(None, data, raw=raw)),
+                "same",
+                (),
+            )
         elif kind == 1:  # metadata re-serialised
             value = json.loads(meta)
             raw = json.dumps(value, indent=rng.choice([None, 2]), sort_keys=True).encode()
-            yield "metadata re-serialised", build(raw, blob), "same", ()
+            yield "metadata re-serialised", build_file(raw, blob), "same", ()
         elif kind == 2:  # a string-to-string __metadata__ in the weights header is allowed
             raw = json.dumps({"__metadata__": {"format": "pt"}, **header}).encode()
             yield (
                 "header with __metadata__",
-                build(meta, make_blob(None, data, raw=raw)),
+                build_file(meta, make_blob(None, data, raw=raw)),
                 "same",
                 (),
             )
@@ -510,7 +515,7 @@ def equivalent_mutants(rng: random.Random, good: bytes, n: int) -> Iterator[Muta
             at = rng.randrange(len(data))
             changed = data[:at] + bytes([data[at] ^ (1 << rng.randrange(8))]) + data[at + 1 :]
             header_raw = blob[: len(blob) - len(data)]  # length field and JSON, unchanged
-            yield f"data byte {at} flipped", build(meta, header_raw + changed), "data", ()
+            yield f"data byte {at} flipped", build_file(meta, header_raw + changed), "data", ()
 
 
 # --- the fuzz test -------------------------------------------------------------------------
@@ -634,7 +639,7 @@ def test_payload_is_live(tmp_path: Path, how: str) -> None:
 @pytest.mark.parametrize("how", _ways())
 def test_malicious_pickles_never_run(original, tmp_path: Path, how: str) -> None:
     good = original[0]
-    meta, blob = split_file(good)
+    _, meta, blob = split_file(good)
     header, data = split_blob(blob)
     marker = tmp_path / "pwned"
     evil = _RunsCode(marker, how)
@@ -649,9 +654,9 @@ def test_malicious_pickles_never_run(original, tmp_path: Path, how: str) -> None
     files: dict[str, bytes] = {}
     for i, payload in enumerate(pickles + torch_saves):
         files[f"whole file is pickle {i}"] = payload
-        files[f"weights blob is pickle {i}"] = build(meta, payload)
-        files[f"metadata is pickle {i}"] = build(payload, blob)
-        files[f"pickle after safetensors header {i}"] = build(meta, make_blob(header, payload))
+        files[f"weights blob is pickle {i}"] = build_file(meta, payload)
+        files[f"metadata is pickle {i}"] = build_file(payload, blob)
+        files[f"pickle after safetensors header {i}"] = build_file(meta, make_blob(header, payload))
         files[f"pickle with magic prepended {i}"] = MAGIC + payload
     path = tmp_path / "evil.distill"
     for description, data in files.items():
@@ -672,7 +677,7 @@ def test_malicious_pickles_never_run(original, tmp_path: Path, how: str) -> None
     # Pickle bytes stored as an ordinary uint8 tensor are just data: they load, and run nothing.
     payload = pickles[-1]
     as_tensor = torch.tensor(list(payload), dtype=torch.uint8)
-    stored = build(meta, safetensors.torch.save({"blob": as_tensor}))
+    stored = build_file(meta, safetensors.torch.save({"blob": as_tensor}))
     path.write_bytes(stored)
     _, tensors = load_model_file(path)
     assert bytes(tensors["blob"].tolist()) == payload

@@ -5,19 +5,11 @@ the CLI, allowed again once the run is gone. A real server, real processes."""
 from __future__ import annotations
 
 import html
-import os
-import subprocess
-import sys
 
 import pytest
-from conftest import (
-    TINY_PRIOR,
-    page_client,
-    run_events,
-    tiny_run_request,
-    wait_until,
-    write_good_sounds,
-)
+from commands import distill
+from conftest import TINY_PRIOR, page_client, run_events, tiny_run_request, write_good_sounds
+from waiting import wait_until
 
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
@@ -43,11 +35,7 @@ def test_a_model_is_not_renamed_or_deleted_while_a_prior_for_it_is_queued(tmp_pa
         assert renamed.status_code == 409
         assert f"in use by run {prior_id} (queued)" in html.unescape(renamed.text)
         assert http.post("/models/kicks/delete").status_code == 409
-        cli = subprocess.run(
-            [sys.executable, "-m", "distill.cli.main", "models", "rename", "kicks", "kicks-2"],
-            env={**os.environ, "DISTILL_HOME": str(home), "COLUMNS": "200"},
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+        cli = distill(home, "models", "rename", "kicks", "kicks-2")
         assert cli.returncode == 2 and "in use by run" in cli.stdout, cli.stdout + cli.stderr
         assert (home / "models" / "kicks.distill").is_file()
 
@@ -57,6 +45,6 @@ def test_a_model_is_not_renamed_or_deleted_while_a_prior_for_it_is_queued(tmp_pa
         def ended() -> bool:
             return http.get(f"/api/runs/{prior_id}").json()["status"] == "cancelled"
 
-        wait_until(ended, 60, "the queued prior to be cancelled")
+        wait_until(ended, what="the queued prior to be cancelled")
         assert http.post("/models/kicks/rename", data={"new_name": "kicks-2"}).status_code == 303
         assert (home / "models" / "kicks-2.distill").is_file()

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import soundfile as sf
+from commands import distill, json_lines
 from conftest import write_good_sounds
-from test_cli import distill, json_lines
 
 
 def test_train_a_prior_then_generate(tmp_path: Path) -> None:

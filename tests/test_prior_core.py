@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY_PRIOR, TINY_PRIOR_SETTINGS, write_good_sounds
-from test_core import assert_no_gaps, collect, request, run, stored_events
+from core_runs import assert_no_gaps, collect, request, stored_events
+from waiting import within_deadline
 
 from distill.core.core import Core, PriorRequest, RunError
 from distill.models.library import read_metadata
@@ -46,7 +47,7 @@ def test_a_prior_run_goes_through_worker_store_and_followers(tmp_path: Path) -> 
                 await core.store.models(),
             )
 
-    run_id, live, again, row, epochs, runs, models = run(scenario())
+    run_id, live, again, row, epochs, runs, models = within_deadline(scenario())
     rows = stored_events(home, run_id)
     assert_no_gaps(rows)
     assert [(e.seq, e.kind) for e in live] == rows == [(e.seq, e.kind) for e in again]
@@ -101,7 +102,7 @@ def test_a_cancelled_prior_run_resumes_as_a_prior_run(tmp_path: Path) -> None:
                     asked = True
         return run_id, cancelled, resumed
 
-    run_id, cancelled, resumed = run(scenario())
+    run_id, cancelled, resumed = within_deadline(scenario())
     assert cancelled["status"] == "cancelled" and cancelled["run_type"] == "prior"
     assert resumed[0].kind == "run_queued" and resumed[0].payload["run_type"] == "prior"
     started = next(e for e in resumed if e.kind == "run_started")
@@ -126,7 +127,7 @@ def test_bad_prior_requests_are_refused_before_anything_is_queued(tmp_path: Path
                     prior_request(str(_a_model(home, tmp_path)), dataset=str(tmp_path / "gone"))
                 )
 
-    run(scenario())
+    within_deadline(scenario())
     with sqlite3.connect(database_path(home)) as db:
         assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
 

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+import commands
 import httpx
 import pytest
-from conftest import wait_until, write_good_sounds
+from commands import DISTILL, assert_lines_as_stored, command_env, json_lines
+from conftest import write_good_sounds
+from waiting import DEADLINE, wait_until
 
 from distill.server.discovery import read_server_file
 
 pytestmark = pytest.mark.slow
-DEADLINE = 240  # seconds: a guard against a hung process, not a speed check
 SMALL = ["--rvq-levels", "2", "--codebook-size", "16", "--batch-size", "4", "--stage-steps", "5"]
 
 
@@ -25,18 +26,13 @@ def setup(tmp_path_factory):
     dataset = base / "sounds"
     write_good_sounds(dataset)
     home = base / "home"
-    env = {
-        **os.environ,
-        "DISTILL_HOME": str(home),
-        "DISTILL_ALLOWED_ROOTS": str(base),
-        "COLUMNS": "200",
-    }
+    env = command_env(home, DISTILL_ALLOWED_ROOTS=str(base))
     server = subprocess.Popen(
-        [sys.executable, "-m", "distill.cli.main", "serve", "--port", "0"],
+        [*DISTILL, "serve", "--port", "0"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        info = wait_until(lambda: read_server_file(home), 60, "the server file")
+        info = wait_until(lambda: read_server_file(home), what="the server file")
         yield {"dataset": dataset, "home": home, "env": env, "info": info}
     finally:
         server.terminate()
@@ -44,14 +40,8 @@ def setup(tmp_path_factory):
 
 
 def distill(setup, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "distill.cli.main", *args],
-        env=setup["env"], capture_output=True, text=True, timeout=DEADLINE,
-    )  # fmt: skip
-
-
-def events_of(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    """A client command on the server's data directory: it finds the server there."""
+    return commands.distill(setup["home"], *args)
 
 
 def server_runs(setup) -> list[dict]:
@@ -61,10 +51,18 @@ def server_runs(setup) -> list[dict]:
 def test_train_follow_runs_on_the_server(setup) -> None:
     result = distill(setup, "train", str(setup["dataset"]), "--epochs", "1", *SMALL, "--json")
     assert result.returncode == 0, result.stdout + result.stderr
-    events = events_of(result.stdout)
+    events = json_lines(result.stdout)
     assert events[0]["kind"] == "run_queued" and events[-1]["kind"] == "run_completed"
     runs = server_runs(setup)
     assert len(runs) == 1 and runs[0]["status"] == "completed"  # the server's run
+    # The same lines as in-process: the event with its run_id, seq and ts, as stored.
+    stored = assert_lines_as_stored(events, setup["home"], gapless=False)
+    assert events[0]["run_id"] == runs[0]["run_id"] and events[-1]["seq"] == len(stored)
+    after = len(stored) - 2
+    rest = distill(setup, "runs", "follow", runs[0]["run_id"], "--after", str(after), "--json")
+    assert rest.returncode == 0, rest.stdout + rest.stderr
+    assert_lines_as_stored(json_lines(rest.stdout), setup["home"])
+    assert [e["seq"] for e in json_lines(rest.stdout)] == [after + 1, after + 2]
 
 
 def test_train_prior_runs_on_the_server(setup, tmp_path: Path) -> None:
@@ -74,7 +72,7 @@ def test_train_prior_runs_on_the_server(setup, tmp_path: Path) -> None:
     tiny = ["--epochs", "1", "--hidden-size", "16", "--layers", "1", "--heads", "2"]
     result = distill(setup, "train-prior", "for-prior", *tiny, "--batch-size", "4", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
-    kinds = [e["kind"] for e in events_of(result.stdout)]
+    kinds = [e["kind"] for e in json_lines(result.stdout)]
     assert kinds[0] == "run_queued" and "prior_saved" in kinds and kinds[-1] == "run_completed"
     priors = [r for r in server_runs(setup) if r["run_type"] == "prior"]
     assert [(r["model_name"], r["status"]) for r in priors] == [("for-prior", "completed")]
@@ -92,7 +90,7 @@ def test_no_follow_returns_the_run_id_and_follow_picks_it_up(setup) -> None:
     run_id = json.loads(result.stdout)["run_id"]
     followed = distill(setup, "runs", "follow", run_id, "--json")
     assert followed.returncode == 0, followed.stdout + followed.stderr
-    kinds = [e["kind"] for e in events_of(followed.stdout)]
+    kinds = [e["kind"] for e in json_lines(followed.stdout)]
     assert kinds[0] == "run_queued" and kinds[-1] == "run_completed"
     assert "epoch_metrics" in kinds
 
@@ -107,11 +105,11 @@ def test_cancel_and_resume_go_through_the_server(setup) -> None:
     assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
     followed = distill(setup, "runs", "follow", run_id, "--json")
     assert followed.returncode == 1  # the run did not complete
-    assert events_of(followed.stdout)[-1]["kind"] == "run_cancelled"
+    assert json_lines(followed.stdout)[-1]["kind"] == "run_cancelled"
 
     kinds = []
     with subprocess.Popen(
-        [sys.executable, "-m", "distill.cli.main", "runs", "resume", run_id, "--json"],
+        [*DISTILL, "runs", "resume", run_id, "--json"],
         env=setup["env"], stdout=subprocess.PIPE, text=True,
     ) as resumed:  # fmt: skip
         for line in resumed.stdout:
@@ -148,11 +146,7 @@ def test_a_stale_server_file_is_ignored(tmp_path: Path) -> None:
     )
     write_server_file(home, ServerInfo("127.0.0.1", 9, None, int(dead.stdout)))
     assert read_server_file(home) is None
-    env = {**os.environ, "DISTILL_HOME": str(home)}
-    result = subprocess.run(
-        [sys.executable, "-m", "distill.cli.main", "train", str(tmp_path), "--no-follow"],
-        env=env, capture_output=True, text=True, timeout=DEADLINE,
-    )  # fmt: skip
+    result = commands.distill(home, "train", str(tmp_path), "--no-follow")
     assert result.returncode == 2
     assert "needs a running `distill serve`" in result.stdout
 
@@ -165,13 +159,13 @@ def test_a_stopped_server_leaves_no_leaked_semaphores(tmp_path: Path) -> None:
 
     empty, home = tmp_path / "empty", tmp_path / "home"
     empty.mkdir()
-    env = {**os.environ, "DISTILL_HOME": str(home), "DISTILL_ALLOWED_ROOTS": str(tmp_path)}
+    env = command_env(home, DISTILL_ALLOWED_ROOTS=str(tmp_path))
     server = subprocess.Popen(
-        [sys.executable, "-m", "distill.cli.main", "serve", "--port", "0"],
+        [*DISTILL, "serve", "--port", "0"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        info = wait_until(lambda: read_server_file(home), 60, "the server file")
+        info = wait_until(lambda: read_server_file(home), what="the server file")
         # A run (it fails at once: no sounds) starts the worker pool; a scan, the helper.
         body = {"dataset": str(empty), "settings": {"epochs": 1}}
         run = httpx.post(f"{info.url}/api/runs", json=body, trust_env=False).json()["run_id"]
@@ -179,9 +173,11 @@ def test_a_stopped_server_leaves_no_leaked_semaphores(tmp_path: Path) -> None:
         def status() -> str:
             return httpx.get(f"{info.url}/api/runs/{run}", trust_env=False).json()["status"]
 
-        wait_until(lambda: status() == "failed", DEADLINE, "the run to fail")
+        wait_until(lambda: status() == "failed", what="the run to fail")
+        # The scan starts the helper process first: on a busy machine, longer than httpx's 5 s.
         scan = httpx.post(f"{info.url}/new/scan", data={"dataset": str(empty)},
-                          headers={"Origin": info.url}, trust_env=False)  # fmt: skip
+                          headers={"Origin": info.url}, trust_env=False,
+                          timeout=DEADLINE)  # fmt: skip
         assert scan.status_code == 400 and "no audio files" in scan.text
         server.send_signal(signal.SIGTERM)
         _, stderr = server.communicate(timeout=DEADLINE)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import tiny_run_request, wait_until, write_good_sounds
+from conftest import tiny_run_request, write_good_sounds
+from waiting import wait_until, within_deadline
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -152,13 +153,13 @@ def test_home_stream_follows_a_run_to_its_end(server: ServerThread, dataset: Pat
                 messages.append(await ws.recv())
             return messages, run_id
 
-    messages, run_id = asyncio.run(asyncio.wait_for(watch(), 120))
+    messages, run_id = within_deadline(watch(), what="the run page's stream")
     assert 'id="active-runs"' in messages[0] and 'id="recent-runs"' in messages[0]
     assert status_shown(messages[0], run_id) is None
     shown = [status_shown(m, run_id) for m in messages[1:]]
     assert set(shown) <= {"queued", "running", "completed"}, shown
     assert "Nothing is training" in messages[-1]  # gone from the active runs, in the recent
-    wait_until(lambda: not server.core.runner.running, 120, "the run to end")
+    wait_until(lambda: not server.core.runner.running, what="the run to end")
 
 
 def test_oversized_message_closes_with_1009(server: ServerThread) -> None:
@@ -235,7 +236,7 @@ def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(server: ServerT
     stats = server.app.state.streams.stats
     dropped_before = stats.dropped
     stalled = stalled_client(server, f"/ws/runs/{run_id}/events")
-    wait_until(lambda: stats.clients >= 1, 30, "the stalled client to connect")
+    wait_until(lambda: stats.clients >= 1, what="the stalled client to connect")
 
     async def reader() -> list[int]:
         async with connect(f"{server.ws_url}/ws/runs/{run_id}/events", proxy=None) as ws:
@@ -244,8 +245,8 @@ def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(server: ServerT
 
     async def flood() -> None:
         for n in range(2000):
-            core._emit(run_id, CheckpointSaved(n, "x" * 8000))  # as a worker's events arrive
-        core._emit(run_id, RunCompleted(0, 0.0, "", 0.0))
+            core.emit(run_id, CheckpointSaved(n, "x" * 8000))  # as a worker's events arrive
+        core.emit(run_id, RunCompleted(0, 0.0, "", 0.0))
 
     async def scenario() -> list[int]:
         task = asyncio.create_task(reader())
@@ -256,7 +257,7 @@ def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(server: ServerT
     ready = asyncio.Event()
     try:
         seqs = asyncio.run(scenario())
-        wait_until(lambda: stats.dropped > dropped_before, 60, "the stalled client to be dropped")
+        wait_until(lambda: stats.dropped > dropped_before, what="the stalled client to be dropped")
     finally:
         stalled.close()
     assert seqs == list(range(1, 2002))

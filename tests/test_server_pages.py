@@ -17,6 +17,10 @@ from distill.server.views import RUNS_PER_PAGE
 
 pytestmark = pytest.mark.slow
 
+PROXIED_HOST = "studio.example"  # the name an HTTPS reverse proxy serves the dashboard under
+# The attributes a page links through: each must hold a path, never an absolute URL.
+LINK = re.compile(r'\b(href|src|action|hx-(?:get|post)|data-live)="([^"]*)"')
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
@@ -25,7 +29,12 @@ def world(tmp_path_factory):
     write_good_sounds(kicks, count=5, seed=1)
     write_good_sounds(snares, count=5, seed=2)
     settings = ServerSettings.for_host(
-        base / "home", "127.0.0.1", 0, allowed_roots=(base,), max_model_upload_bytes=5_000_000
+        base / "home",
+        "127.0.0.1",
+        0,
+        allowed_hosts=(PROXIED_HOST,),
+        allowed_roots=(base,),
+        max_model_upload_bytes=5_000_000,
     )
     with ServerThread(settings) as server:
         runs = {}
@@ -179,3 +188,31 @@ def test_pages_use_only_our_own_static_files(world) -> None:
         assert f"/static/{name}" in page
         assert response.status_code == 200 and "WaveSurfer" in response.text, name
     assert "https://" not in page and "cdn" not in page.lower()
+
+
+def test_pages_link_by_path_behind_an_https_proxy(world) -> None:
+    """Through an HTTPS proxy (the Procfile deployment) the Host is the proxy's name and
+    X-Forwarded-Proto says https; an absolute http:// link built from them would be mixed
+    content, and the browser would drop the page's styles and scripts."""
+    kicks = world["runs"]["kicks"]
+    proxied = {
+        "Host": PROXIED_HOST,
+        "X-Forwarded-Proto": "https",
+        "Origin": f"https://{PROXIED_HOST}",
+    }
+    paths = ["/", "/new", "/runs", f"/runs/{kicks}", "/models", "/models/snares", "/runs/nope"]
+    with httpx.Client(base_url=world["server"].url, headers=proxied, trust_env=False) as http:
+        pages = {path: http.get(path) for path in paths}
+        renamed = http.post("/models/snares/rename", data={"new_name": "snares-proxied"})
+        back = http.post("/models/snares-proxied/rename", data={"new_name": "snares"})
+    for path, response in pages.items():
+        assert response.status_code == (404 if path == "/runs/nope" else 200), path
+        page = response.text
+        assert "http://" not in page and "https://" not in page and PROXIED_HOST not in page
+        links = LINK.findall(page)
+        assert ("href", "/static/distill.css") in links, path  # the styles still load
+        for attribute, value in links:
+            assert value.startswith(("/", "#")), (path, attribute, value)
+    assert 'data-live="/ws/home"' in pages["/"].text  # live.js picks ws: or wss: itself
+    for response in (renamed, back):
+        assert response.status_code == 303 and response.headers["location"] == "/models"

@@ -5,13 +5,13 @@ the clips beside their nearest training stretch."""
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import soundfile as sf
 from conftest import page_client, run_events, tiny_run_request, write_good_sounds
+from waiting import wait_until
 
 from distill.audio.synth import chirp
 from distill.paths import CANCEL_FILE
@@ -100,16 +100,18 @@ def generate_through_htmx(http: httpx.Client, model: str, form: dict) -> httpx.R
     assert started.status_code == 200 and started.text.startswith('<div id="generations">')
     block = re.search(r'hx-get="(/models/[^"]+/generating/[^"]+)"', started.text)
     assert block, "the history shows the request in progress"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+
+    def handed_back() -> httpx.Response | None:
         polled = http.get(block.group(1), headers={"HX-Request": "true"})
         assert polled.status_code == 200
-        if polled.headers.get("HX-Retarget") == "#generations":
-            assert polled.text.startswith('<div id="generations">')
-            assert "hx-get" not in polled.text  # nothing left in progress
-            return polled
-        assert 'class="generation pending"' in polled.text
-    raise AssertionError("the generate request did not end within 120 s")
+        if polled.headers.get("HX-Retarget") != "#generations":
+            assert 'class="generation pending"' in polled.text
+            return None
+        assert polled.text.startswith('<div id="generations">')
+        assert "hx-get" not in polled.text  # nothing left in progress
+        return polled
+
+    return wait_until(handed_back, what="the generate request to hand back the history")
 
 
 def test_a_generate_request_can_be_cancelled(world, tmp_path) -> None:

@@ -136,7 +136,7 @@ def test_serve_off_loopback_prints_addresses_a_browser_can_open_and_requires_the
     import subprocess
     import sys
 
-    from conftest import wait_until
+    from waiting import wait_until
 
     from distill.server.discovery import read_server_file
 
@@ -149,7 +149,7 @@ def test_serve_off_loopback_prints_addresses_a_browser_can_open_and_requires_the
         text=True,
     )
     try:
-        info = wait_until(lambda: read_server_file(home), 60, "the server file")
+        info = wait_until(lambda: read_server_file(home), what="the server file")
         assert info.token
         announced = []
         for line in process.stdout:  # the announcement ends with how to stop it

@@ -10,6 +10,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from conftest import stamp
 
 from distill.core.store import (
     EPOCH_COLUMNS,
@@ -47,14 +48,6 @@ TABLES = {
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "home" / "nested" / "distill.sqlite"  # folders not there yet
-
-
-def stamp(run_id: str, payloads: list[Payload], first_seq: int = 1) -> list[Event]:
-    """Wrap payloads the way the core does: consecutive seqs, increasing timestamps."""
-    return [
-        Event(run_id, seq, p.kind, p.to_dict(), ts=1000.0 + seq)
-        for seq, p in enumerate(payloads, first_seq)
-    ]
 
 
 def step(i: int) -> StepMetrics:

@@ -27,7 +27,7 @@ FollowOption = Annotated[
 
 async def render_stream(
     events: AsyncIterator[Event],
-    render: Callable,
+    render: Callable[[Event], None],
     on_interrupt: Callable[[], Coroutine[Any, Any, None]] | None = None,
     console: Console | None = None,
 ) -> Event | None:
@@ -54,7 +54,7 @@ async def render_stream(
     terminal = None
     try:
         async for event in events:
-            render(event.typed())
+            render(event)
             if event.kind in TERMINAL_KINDS:
                 terminal = event
     except asyncio.CancelledError:

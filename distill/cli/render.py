@@ -28,6 +28,7 @@ from distill.events import (
     DecoderStageProgress,
     DecoderStageTrained,
     EpochMetrics,
+    Event,
     LevelHealth,
     MemorizationWarning,
     ModelSaved,
@@ -147,7 +148,11 @@ class RunRenderer:
         self.copies: CopiesMeasured | None = None
         self.stage: DecoderStageTrained | None = None
 
-    def __call__(self, payload: Payload) -> None:
+    def __call__(self, event: Event) -> None:
+        self.show(event.typed())
+
+    def show(self, payload: Payload) -> None:
+        """One payload: a run's, or one no run produced (`train --check`'s preflight)."""
         handler = getattr(self, f"on_{payload.kind}", None)
         if handler:
             handler(payload)
@@ -374,10 +379,22 @@ class RunRenderer:
 
 
 class JsonLinesRenderer:
-    """`--json`: one JSON object per event, for scripts."""
+    """`--json`: one JSON object per event, for scripts.
+
+    A line is the event as the schema has it (events.Event: `run_id`, `seq`, `kind`,
+    `payload`, `ts`), the same whether the run is in this process or on a server, so a
+    script can tell runs apart and follow on after a seq (`distill runs follow --after`).
+    """
 
     def __init__(self, console: Console | None = None):
         self.console = console
 
-    def __call__(self, payload: Payload) -> None:
-        print(json.dumps({"kind": payload.kind, "payload": payload.to_dict()}), flush=True)
+    def __call__(self, event: Event) -> None:
+        self._print({**event.to_dict(), "payload": event.typed().to_dict()})
+
+    def show(self, payload: Payload) -> None:
+        """A payload no run produced (`train --check`): no run_id, seq or ts to give."""
+        self._print({"kind": payload.kind, "payload": payload.to_dict()})
+
+    def _print(self, line: dict) -> None:
+        print(json.dumps(line), flush=True)

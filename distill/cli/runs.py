@@ -99,10 +99,16 @@ def show(run_id: str, json_output: JsonOption = False) -> None:
 
 
 @app.command("follow")
-def follow(run_id: str, json_output: JsonOption = False) -> None:
-    """Show a run from its first event, then live until it ends."""
+def follow(
+    run_id: str,
+    after: Annotated[
+        int, typer.Option(min=0, help="Only the events after this seq (a --json line's seq).")
+    ] = 0,
+    json_output: JsonOption = False,
+) -> None:
+    """Show a run from its first event (or after a seq), then live until it ends."""
     render = JsonLinesRenderer() if json_output else RunRenderer(console)
-    raise typer.Exit(asyncio.run(_follow(run_id, render, resume=False)))
+    raise typer.Exit(asyncio.run(_follow(run_id, render, resume=False, after=after)))
 
 
 @app.command("resume")
@@ -128,13 +134,12 @@ def cancel(run_id: str) -> None:
     console.print(f"asked run {run_id} to stop; it checkpoints at the next step")
 
 
-async def _follow(run_id: str, render, resume: bool) -> int:
+async def _follow(run_id: str, render, resume: bool, after: int = 0) -> int:
     remote = await asyncio.to_thread(find_server, data_home())
     if remote is not None:
-        return await _follow_remote(remote, run_id, render, resume)
+        return await _follow_remote(remote, run_id, render, resume, after)
     async with Core(data_home(), run_types=RUN_TYPES) as core:
         try:
-            after = 0
             if resume:
                 after = await core.store.last_seq(run_id)
                 await core.resume(run_id)
@@ -146,10 +151,10 @@ async def _follow(run_id: str, render, resume: bool) -> int:
         return exit_code(terminal)
 
 
-async def _follow_remote(remote: Remote, run_id: str, render, resume: bool) -> int:
+async def _follow_remote(remote: Remote, run_id: str, render, resume: bool, after: int) -> int:
     """A server is running: follow (or resume) the run through it."""
     try:
-        after = await remote.resume(run_id) if resume else 0
+        after = await remote.resume(run_id) if resume else after
         events = remote.follow(run_id, after_seq=after)
         terminal = await render_stream(events, render, lambda: remote.cancel(run_id), console)
     except RemoteError as error:

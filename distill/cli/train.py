@@ -135,7 +135,7 @@ def _preflight(request: TrainRequest, home: Path, render) -> None:
         overrides=request.overrides,
     )
     try:
-        render(preflight_event(prepare_data(spec)))
+        render.show(preflight_event(prepare_data(spec)))
     except DatasetError as error:
         _bad_input(str(error))
 

@@ -1,6 +1,6 @@
 """The asyncio core: one per process. It owns the store, the bus and the runner.
 
-Every event of every run passes through `_emit`, which stamps it with the run's next
+Every event of every run passes through `emit`, which stamps it with the run's next
 `seq` and hands it to the recorder; the recorder commits batches to SQLite and only then
 publishes them on the bus. So anything a follower sees is already stored, and a follower
 that joins late reads the store first, then goes on live from the next seq.
@@ -171,7 +171,7 @@ class Core:
         Path(spec["run_dir"]).mkdir(parents=True, exist_ok=True)  # its cancel file goes here
         await self.store.create_run(run_id, run_type, spec["dataset"], spec, model_name)
         self._seq[run_id] = 0
-        self._emit(run_id, RunQueued(run_type, spec["dataset"], _public_config(spec)))
+        self.emit(run_id, RunQueued(run_type, spec["dataset"], _public_config(spec)))
         await self.recorder.flush()  # once submit returns, the run is on record
         self.runner.submit(Job(run_id, spec, run))
         return run_id
@@ -225,7 +225,7 @@ class Core:
         await self.store.set_owner(run_id, os.getpid())
         self._seq[run_id] = await self.store.last_seq(run_id)
         self._finished.discard(run_id)
-        self._emit(run_id, RunQueued(run["run_type"], spec["dataset"], _public_config(spec)))
+        self.emit(run_id, RunQueued(run["run_type"], spec["dataset"], _public_config(spec)))
         await self.recorder.flush()
         self.runner.submit(Job(run_id, spec, function))
 
@@ -292,7 +292,10 @@ class Core:
             )
         return self.run_types[run_type]
 
-    def _emit(self, run_id: str, payload: Payload) -> None:
+    def emit(self, run_id: str, payload: Payload) -> None:
+        """Record an event of the run, as a worker's events arrive: its next seq, then
+        the recorder, then the bus. Public for what reports on a run without a worker
+        (the tests, the dashboard benchmark); the run must exist in the store."""
         self._emit_raw(run_id, payload.kind, payload.to_dict())
 
     def _emit_raw(self, run_id: str, kind: str, payload: dict[str, Any]) -> None:
@@ -307,12 +310,12 @@ class Core:
             if kind == WORKER_DIED:
                 if run_id not in self._finished:
                     checkpoint = self._checkpoint_of(run_id)
-                    self._emit(run_id, RunFailed(payload["error"], checkpoint))
+                    self.emit(run_id, RunFailed(payload["error"], checkpoint))
                 continue
             self._emit_raw(run_id, kind, payload)
 
     def _cancelled_while_queued(self, run_id: str) -> None:
-        self._emit(run_id, RunCancelled(epoch=0, checkpoint_path=self._checkpoint_of(run_id)))
+        self.emit(run_id, RunCancelled(epoch=0, checkpoint_path=self._checkpoint_of(run_id)))
 
     def _checkpoint_of(self, run_id: str) -> str | None:
         path = runs_dir(self.home) / run_id / CHECKPOINT_NAME

@@ -12,8 +12,9 @@ import os
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -34,6 +35,7 @@ from distill.server.discovery import remove_server_file
 from distill.server.generating import Generations
 from distill.server.helper import Helper
 from distill.server.live import Streams
+from distill.server.responses import path_for
 from distill.server.security import Guard
 from distill.server.settings import ServerSettings
 from distill.server.views import short_path
@@ -54,6 +56,7 @@ def templates() -> Jinja2Templates:
     env.globals["min_vectors_per_code"] = MIN_VECTORS_PER_CODE
     env.globals["train_split"], env.globals["val_split"] = TRAIN_SPLIT, VAL_SPLIT
     env.globals["unfinished_statuses"] = UNFINISHED_STATUSES
+    env.globals["url_for"] = _url_for  # Jinja2Templates keeps ours: it only sets a default
     return Jinja2Templates(env=env)
 
 
@@ -125,6 +128,12 @@ def create_app(settings: ServerSettings) -> Starlette:
     app.state.settings = settings
     app.state.templates = tpl
     return app
+
+
+@pass_context
+def _url_for(context: dict[str, Any], name: str, /, **params: Any) -> str:
+    """Templates link by path (responses.path_for), not by Starlette's absolute URL."""
+    return path_for(context["request"], name, **params)
 
 
 def _pct(value: float | None) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, Response
 
 from distill.core.core import PriorRequest, RunError
 from distill.core.owners import model_in_use
@@ -32,7 +32,7 @@ from distill.server.inputs import (
     prior_options,
     safe_file_name,
 )
-from distill.server.responses import confined_file, render
+from distill.server.responses import confined_file, render, see_other
 from distill.training.generate import generation_history, new_out_dir
 from distill.training.settings import PriorSettings
 
@@ -104,7 +104,7 @@ async def train_prior(request: Request) -> Response:
     except (InputError, RunError, ModelFileError) as error:
         request.state.form_values = form
         return await model_page(request, str(error), getattr(error, "status", 400))
-    return RedirectResponse(request.url_for("run", run_id=run_id), status_code=303)
+    return see_other(request, "run", run_id=run_id)
 
 
 async def generate(request: Request) -> Response:
@@ -137,7 +137,7 @@ async def generate(request: Request) -> Response:
     failure = await generations.finish(generation)  # not `error`: that names exceptions above
     if failure:
         return await _generations(request, name, failure, 400)
-    return RedirectResponse(request.url_for("model", name=name), status_code=303)
+    return see_other(request, "model", name=name)
 
 
 async def generating(request: Request) -> Response:
@@ -218,7 +218,7 @@ async def rename_model(request: Request) -> Response:
     except ModelFileError as error:
         return await models_page(request, str(error), 400)
     await request.app.state.core.store.rename_model(name, target.stem, str(target))
-    return RedirectResponse(request.url_for("models"), status_code=303)
+    return see_other(request, "models")
 
 
 async def delete_model(request: Request) -> Response:
@@ -235,7 +235,7 @@ async def delete_model(request: Request) -> Response:
     except ModelFileError:
         raise HTTPException(404, "no such model") from None
     await request.app.state.core.store.forget_model(name)
-    return RedirectResponse(request.url_for("models"), status_code=303)
+    return see_other(request, "models")
 
 
 async def _in_use(request: Request, name: str) -> str | None:
@@ -277,4 +277,4 @@ async def import_model(request: Request) -> Response:
     finally:
         if getattr(request.state, "form", None) is not None:
             await request.state.form.close()
-    return RedirectResponse(request.url_for("models"), status_code=303)
+    return see_other(request, "models")

@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, Response
 
 from distill.core.core import RunError, TrainRequest
 from distill.core.store import UnknownStatus, check_status
@@ -35,7 +35,7 @@ from distill.server.inputs import (
     train_options,
     whole_number,
 )
-from distill.server.responses import confined_file, render
+from distill.server.responses import confined_file, render, see_other
 from distill.server.views import home_context, run_context, runs_context
 from distill.training.settings import MAX_STAGE_STEPS, TrainSettings
 
@@ -119,7 +119,7 @@ async def start_run(request: Request) -> Response:
     except (InputError, RunError) as error:
         status = getattr(error, "status", 400)
         return render(request, "new.html", _new_run_context(error=str(error), form=form), status)
-    return RedirectResponse(request.url_for("run", run_id=run_id), status_code=303)
+    return see_other(request, "run", run_id=run_id)
 
 
 async def run_page(request: Request) -> Response:
@@ -146,7 +146,7 @@ async def _act(request: Request, action) -> Response:
         await action(run_id)
     except RunError as error:
         raise HTTPException(409, str(error)) from None
-    return RedirectResponse(request.url_for("run", run_id=run_id), status_code=303)
+    return see_other(request, "run", run_id=run_id)
 
 
 async def run_file(request: Request) -> Response:

@@ -1,6 +1,9 @@
-"""The two ways a route answers besides JSON: a rendered template, or a confined user file.
+"""How a route answers besides JSON: a rendered template, a confined user file, a redirect.
 
 Both route modules (pages.py, library.py) answer this way; neither borrows from the other.
+Every link and redirect the server writes is a path, never `http://host:port/...` built
+from the Host header (Starlette's `url_for`): behind an HTTPS reverse proxy an absolute
+http:// URL is mixed content, and the browser drops the page's styles and scripts.
 """
 
 from __future__ import annotations
@@ -11,9 +14,19 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 
 from distill.server.files import FileRefused
+
+
+def path_for(request: Request, name: str, /, **params: Any) -> str:
+    """The path of the route called `name` (under the app's root path), for links."""
+    return request.url_for(name, **params).path
+
+
+def see_other(request: Request, name: str, /, **params: Any) -> Response:
+    """After a form's POST: 303 to the route called `name`, by path."""
+    return RedirectResponse(path_for(request, name, **params), status_code=303)
 
 
 def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
