@@ -1,7 +1,8 @@
 """Render a run's events in the terminal: progress, per-level health, warnings, report.
 
-One renderer for every source of events: a run trained in this process, and (later) a
-run followed over the server's stream. It reads the payloads' own field names.
+One renderer for every source of events: a run trained in this process, and a run
+followed over the server's stream; both hand it `Event`s. It reads the payloads' own
+field names.
 """
 
 from __future__ import annotations
