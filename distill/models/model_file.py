@@ -114,9 +114,9 @@ def save_model_file(path: Path | str, tensors: dict[str, torch.Tensor], metadata
     blob = safetensors.torch.save(cpu)
     check_weights_header(blob)  # never write a file this module would refuse to read
 
-    with atomic_file(path) as f:
+    with atomic_file(path) as out:
         for part in _container_parts(meta_raw, blob):
-            f.write(part)
+            out.write(part)
     return path
 
 
@@ -197,9 +197,9 @@ def copy_model_file(f: BinaryIO, header: ModelFileHeader, metadata: dict, path: 
             raise ModelFileError("the file changed while it was being read")
         yield written.digest()
 
-    with atomic_file(path) as f:
+    with atomic_file(path) as out:  # not `f`: chunks() reads the source through it
         for chunk in chunks():
-            f.write(chunk)
+            out.write(chunk)
     return path
 
 
