@@ -21,24 +21,6 @@ VAL_SPLIT = "val"  # the files held out from training
 RUN_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
 UNFINISHED_STATUSES = ("queued", "running")  # a run still waiting or producing events
 
-# Codebook health (models/health.py), the warnings (training) and the pages share these.
-LOW_UTILIZATION = 0.30  # a codebook level under this share of codes in use gets a warning
-MIN_VECTORS_PER_CODE = 2  # fewer audible vectors per code than this: a level is not judged
-
-# Dataset size tiers: "up to 20 files", "up to 100", "more". The codebook size, the prior's
-# width and the memorization threshold each pick one value per tier (SMALL_SET, MID_SET).
-SMALL_SET = 20
-MID_SET = 100
-SET_TIERS = (SMALL_SET, MID_SET, None)  # the most files of each tier (None: no limit)
-
-
-TIERS_HELP = f"{{}}/{{}}/{{}} for <={SMALL_SET}/<={MID_SET}/more files"  # for help texts
-
-
-def size_tier(file_count: int) -> int:
-    """0 for a small set (up to SMALL_SET files), 1 up to MID_SET, 2 above."""
-    return 0 if file_count <= SMALL_SET else 1 if file_count <= MID_SET else 2
-
 
 @dataclass(frozen=True)
 class LevelHealth:

@@ -12,8 +12,8 @@ from rich.console import Console
 from distill.cli.follow import DeviceOption, EventsJsonOption, FollowOption, run_in_process
 from distill.cli.remote import find_server, run_on_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer
+from distill.constants import TIERS_HELP
 from distill.core.core import TrainRequest
-from distill.events import TIERS_HELP
 from distill.models.config import (
     CODEBOOK_SIZES,
     MAX_CODEBOOK_SIZE,

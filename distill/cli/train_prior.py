@@ -18,8 +18,8 @@ from distill.cli.follow import (
 )
 from distill.cli.remote import find_server, run_on_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer
+from distill.constants import TIERS_HELP
 from distill.core.core import PriorRequest
-from distill.events import TIERS_HELP
 from distill.models.card_schema import MAX_PRIOR_HEADS, MAX_PRIOR_HIDDEN_SIZE, MAX_PRIOR_LAYERS
 from distill.models.config import PRIOR_SIZES
 from distill.paths import data_home

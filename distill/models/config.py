@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from distill.audio.mel_config import MelConfig
-from distill.events import size_tier
+from distill.constants import size_tier
 
 MIN_RVQ_LEVELS = 2
 MAX_RVQ_LEVELS = 4

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch loads on first count: the CLI renders health without it
     from torch import Tensor
 
-from distill.events import LOW_UTILIZATION, MIN_VECTORS_PER_CODE, LevelHealth
+from distill.constants import LOW_UTILIZATION, MIN_VECTORS_PER_CODE
+from distill.events import LevelHealth
 
 
 def count_codes(indices: Tensor, codebook_size: int) -> Tensor:

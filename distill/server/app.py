@@ -22,14 +22,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 import distill
+from distill.constants import LOW_UTILIZATION, MIN_VECTORS_PER_CODE
 from distill.core.core import Core
-from distill.events import (
-    LOW_UTILIZATION,
-    MIN_VECTORS_PER_CODE,
-    TRAIN_SPLIT,
-    UNFINISHED_STATUSES,
-    VAL_SPLIT,
-)
+from distill.events import TRAIN_SPLIT, UNFINISHED_STATUSES, VAL_SPLIT
 from distill.server import api, library, pages
 from distill.server.discovery import remove_server_file
 from distill.server.generating import Generations

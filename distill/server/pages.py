@@ -12,9 +12,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from distill.constants import SET_TIERS
 from distill.core.core import RunError, TrainRequest
 from distill.core.store import UnknownStatus, check_status
-from distill.events import RUN_STATUSES, SET_TIERS
+from distill.events import RUN_STATUSES
 from distill.models.config import (
     CODEBOOK_SIZES,
     MAX_COMMITMENT_WEIGHT,

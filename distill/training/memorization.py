@@ -41,13 +41,13 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from distill.constants import size_tier
 from distill.events import (
     CAUSE_COPY_RATE,
     CAUSE_GAP,
     CAUSE_VAL_PERPLEXITY,
     CopiesMeasured,
     MemorizationWarning,
-    size_tier,
 )
 from distill.models.copy_check import CopyChecker, step_keys
 from distill.models.prior import CodePrior

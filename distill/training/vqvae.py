@@ -31,8 +31,8 @@ from distill.audio.windows import (
     split_files,
     window_count,
 )
+from distill.constants import LOW_UTILIZATION
 from distill.events import (
-    LOW_UTILIZATION,
     CodebookWarning,
     DatasetScanned,
     EpochMetrics,
