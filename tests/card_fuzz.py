@@ -288,7 +288,7 @@ def outcome(path: Path, home: Path) -> str:
     (a forward pass, a few generated steps, the copy check, the mel front-end and its
     inverse), and read_card, the loaders and import must agree."""
     card = _refused_or(read_card, path)
-    with_prior = card is not None and "prior" in card
+    with_prior = card is not None and card.prior is not None
     loaded = _refused_or(lambda p: _load_and_run(p, with_prior), path)
     imported = _refused_or(lambda p: import_model(p, "imported", home), path)
     if imported is not None:

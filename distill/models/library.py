@@ -126,7 +126,7 @@ def save_vqvae(path: Path, model: ConvVQVAE, card: dict[str, Any]) -> Path:
 def read_card(path: Path) -> ModelCard:
     """The model's card, checked against the schema (models/card_schema.py), without
     loading weights or torch."""
-    return ModelCard.from_dict(read_metadata(path), path.stem)
+    return _typed_card(read_metadata(path), path.stem)
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
@@ -142,7 +142,16 @@ def load_vqvae(path: Path) -> tuple[ConvVQVAE, ModelCard]:
     metadata, tensors = _load(path)
     with _about(path.name):
         _check(metadata, _shapes(tensors), lambda name: [tensors[name].reshape(-1)])
-    return _build_vqvae(path, metadata, tensors), ModelCard.from_dict(metadata, path.stem)
+    return _build_vqvae(path, metadata, tensors), _typed_card(metadata, path.stem)
+
+
+def _typed_card(metadata: dict[str, Any], name: str) -> ModelCard:
+    """The checked card as a ModelCard; a card the schema let through that still does not
+    build one (a rule of the configs the schema does not know) is refused like any other."""
+    try:
+        return ModelCard.from_dict(metadata, name)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelFileError(f"{name}: card: {error}") from error
 
 
 def _load(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -275,7 +284,7 @@ def load_with_prior(path: Path) -> ModelWithPrior:
         raise ModelFileError(
             f"{path.name}: the prior's weights do not match its config ({error})"
         ) from error
-    return ModelWithPrior(vqvae, prior.eval(), ModelCard.from_dict(metadata, path.stem), codes)
+    return ModelWithPrior(vqvae, prior.eval(), _typed_card(metadata, path.stem), codes)
 
 
 def _with_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
