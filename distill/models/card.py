@@ -14,6 +14,7 @@ Names a card was written with before they were made one (`upgrade_card`):
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,5 +188,5 @@ class ModelCard:
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     """The fields of `data` that `cls` has: a card may carry more (the schema allows it)."""
-    fields = cls.__dataclass_fields__  # type: ignore[attr-defined]
-    return {k: v for k, v in data.items() if k in fields}
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
