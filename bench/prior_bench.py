@@ -109,7 +109,7 @@ def realtime_factor(folder: Path, seconds: float, count: int, repeats: int) -> N
         results = [generate_clips(spec) for _ in range(repeats)]
         result = sorted(results, key=lambda r: r.realtime_factor)[len(results) // 2]
         loaded = load_with_prior(path)
-        steps = math.ceil(seconds / loaded.card.prior.seconds_per_step)
+        steps = math.ceil(seconds / loaded.prior_card.seconds_per_step)
         codes, sample_s = timed(lambda: generate_codes(loaded.prior, steps, seeds(count)))  # noqa: B023
 
         def decode(loaded=loaded, codes=codes):
@@ -120,7 +120,7 @@ def realtime_factor(folder: Path, seconds: float, count: int, repeats: int) -> N
         c = loaded.prior.config
         print(
             f"  {files:3d} files (prior {c.hidden_size} hidden / {c.layers} layers, "
-            f"{c.levels} levels x {c.codebook_size} codes): real-time factor "
+            f"{c.rvq_levels} levels x {c.codebook_size} codes): real-time factor "
             f"{result.realtime_factor:5.1f}x ({result.wall_seconds:.2f} s for "
             f"{seconds * count:g} s of audio); sampling {sample_s:.2f} s, "
             f"decode + Griffin-Lim {decode_s:.2f} s"

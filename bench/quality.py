@@ -45,6 +45,7 @@ from distill.models.health import count_codes
 from distill.models.library import load_vqvae
 from distill.models.magnitude import GRIFFIN_LIM_ITERS, render, stage_magnitude
 from distill.paths import mel_cache_dir
+from distill.training.settings import TrainSettings
 
 RENDERED_FILES = 3
 RENDER_SCALE = 4  # pixels per mel bin and frame: a 0.3 s hit is 26 frames
@@ -166,10 +167,12 @@ def main() -> None:
     torch.set_grad_enabled(False)
     model, card = load_vqvae(args.model)
     model.eval()
-    training = card.training
+    training = card.training  # the split the model was trained with (defaults: older cards)
     report = scan_dataset(args.dataset, model.config.mel, mel_cache_dir())
     train, held_out = split_files(
-        report.usable, training.get("val_fraction", 0.15), training.get("seed", 0)
+        report.usable,
+        TrainSettings.val_fraction if training.val_fraction is None else training.val_fraction,
+        TrainSettings.seed if training.seed is None else training.seed,
     )
     mel_front = MelSpectrogram(model.config.mel)
     if args.render:
