@@ -70,6 +70,15 @@ class RunStarted(Payload):
 
 
 @dataclass(frozen=True)
+class RunPlaced(Payload):
+    """A cluster worker took the run (a run without this event ran in the local pool)."""
+
+    kind: ClassVar[str] = "run_placed"
+    worker: str  # the worker's address, e.g. tcp://10.0.0.7:39123
+    name: str  # the worker's name as the cluster gives it
+
+
+@dataclass(frozen=True)
 class SkippedFile:
     """A file the scan could not use, and why."""
 
@@ -382,6 +391,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
     for cls in (
         RunQueued,
         RunStarted,
+        RunPlaced,
         DatasetScanned,
         StepMetrics,
         EpochMetrics,

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill.audio.decode import SUPPORTED_EXTENSIONS, AudioDecodeError, decode_audio, resample
+from distill.audio.decode import AudioDecodeError, decode_audio, resample
+from distill.audio.formats import find_audio_files, is_supported
 from distill.audio.mel import MelSpectrogram
 from distill.audio.mel_config import MelConfig
 from distill.events import SkippedFile
@@ -76,12 +77,6 @@ class ScanReport:
         return digest.hexdigest()[:16]
 
 
-def find_audio_files(root: Path) -> list[Path]:
-    """Every regular file under `root`, recursively, sorted; hidden files left out."""
-    files = [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")]
-    return sorted(files)
-
-
 def scan_dataset(root: Path | str, mel_config: MelConfig, cache_dir: Path) -> ScanReport:
     """Decode (or read from cache) every file under `root`; never raises for one bad file."""
     root = Path(root).expanduser().resolve()
@@ -91,7 +86,7 @@ def scan_dataset(root: Path | str, mel_config: MelConfig, cache_dir: Path) -> Sc
     report = ScanReport(root=root)
     mel = MelSpectrogram(mel_config)
     for path in find_audio_files(root):
-        if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+        if not is_supported(path):
             report.skipped.append(
                 SkippedFile(str(path), f"unsupported format ({path.suffix or 'no extension'})")
             )

@@ -20,11 +20,7 @@ import soundfile as sf
 import soxr
 import torch
 
-# Only formats the bundled libsndfile decodes reliably; checking the extension
-# first keeps us from "successfully" sniffing odd containers we never tested.
-SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(
-    {".wav", ".flac", ".aif", ".aiff", ".aifc", ".ogg", ".oga", ".opus", ".mp3"}
-)
+from distill.audio.formats import SUPPORTED_EXTENSIONS
 
 
 class AudioDecodeError(Exception):

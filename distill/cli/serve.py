@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from distill.core.cluster_config import CLUSTER_ENV, ClusterConfig, ClusterError
 from distill.paths import data_home
 from distill.server.settings import (
     DEFAULT_HOST,
@@ -37,11 +38,44 @@ def serve(
         list[str] | None,
         typer.Option(help="Another Host name to answer to (behind a proxy, say)."),
     ] = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="Training runs at once.")] = 1,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="Training runs at once on this machine (not with --cluster).")
+    ] = 1,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="Run every job on this Dask scheduler (tcp:// or tls://) instead of here;"
+            f" default: ${CLUSTER_ENV}.",
+            show_default=False,
+        ),
+    ] = None,
+    tls_ca_file: Annotated[
+        Path | None, typer.Option(help="With a tls:// --cluster: the CA certificate.")
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="With a tls:// --cluster: this client's certificate.")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(help="With a tls:// --cluster: this client's private key.")
+    ] = None,
 ) -> None:
     """Serve the dashboard. Open the address it prints."""
     from distill.server.serve import serve as run_server
 
+    try:
+        cluster_config = ClusterConfig.from_options(
+            cluster, *(str(p) if p else None for p in (tls_ca_file, tls_cert, tls_key))
+        )
+        if cluster_config is not None:
+            from distill.core.cluster import check_reachable
+
+            warning = cluster_config.warning()
+            if warning:
+                console.print(f"[yellow]warning:[/] {warning}")
+            check_reachable(cluster_config)
+    except ClusterError as error:
+        console.print(f"[red]error:[/] {error}")
+        raise typer.Exit(1) from None
     settings = ServerSettings.for_host(
         data_home(),
         host,
@@ -49,6 +83,7 @@ def serve(
         allowed_hosts=tuple(allow_host or ()),
         allowed_roots=tuple(allow_root or ()),
         concurrency=concurrency,
+        cluster=cluster_config,
     )
 
     def announce(info) -> None:
@@ -62,6 +97,8 @@ def serve(
                 console.print(f"  [bold]{address}[/]", soft_wrap=True)
         if settings.token:
             console.print("the token in that address is required: keep it to yourself")
+        if cluster_config is not None:
+            console.print(f"jobs run on the Dask cluster at [bold]{cluster_config.address}[/]")
         console.print("Ctrl-C stops it (running jobs checkpoint first)")
 
     try:

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.bus import FELL_BEHIND, EventBus, SubscriptionClosed
+from distill.core.cluster_config import ClusterConfig
 from distill.core.owners import interrupt_orphans, orphaned, owner_of
 from distill.core.recorder import Recorder
-from distill.core.runner import WORKER_DIED, Job, JobRunner
+from distill.core.runner import RUNNER_LOST, WORKER_DIED, Job, JobRunner
 from distill.core.store import OWNER_FIELD, Store
 from distill.core.worker import emit_load_job
 from distill.events import (
@@ -29,6 +30,7 @@ from distill.events import (
     Payload,
     RunCancelled,
     RunFailed,
+    RunInterrupted,
     RunQueued,
 )
 from distill.paths import (
@@ -83,16 +85,31 @@ class Core:
         home: Path | None = None,
         concurrency: int = 1,
         run_types: Mapping[str, Callable[..., str]] | None = None,
+        cluster: ClusterConfig | None = None,
     ) -> None:
         """`run_types`: what this core can run (run type -> function, as in
         distill.training.jobs.RUN_TYPES); handed in, so the core imports nothing above it.
-        A core built without them still follows, lists, cancels and load-tests runs."""
+        A core built without them still follows, lists, cancels and load-tests runs.
+
+        `cluster`: run the jobs on that Dask cluster (core/cluster.py) instead of a local
+        process pool of `concurrency` workers; only then is Dask imported."""
         self.home = home or data_home()
         self.run_types = {"load": emit_load_job, **(run_types or {})}
         self.bus = EventBus()
         self._store: Store | None = None  # both made by start()
         self._recorder: Recorder | None = None
-        self.runner = JobRunner(self._on_worker_messages, self._cancelled_while_queued, concurrency)
+        self.runner: Any
+        if cluster is None:
+            self.runner = JobRunner(
+                self._on_worker_messages, self._cancelled_while_queued, concurrency
+            )
+        else:
+            from distill.core.cluster import ClusterRunner
+
+            self.runner = ClusterRunner(
+                cluster, self._on_worker_messages, self._cancelled_while_queued
+            )
+        self.cluster = cluster
         self._seq: dict[str, int] = {}
         self._finished: set[str] = set()  # runs whose current attempt reached a terminal event
         # The last failed SQLite write (disk full, I/O error); the recorder keeps the events
@@ -116,7 +133,11 @@ class Core:
         self._recorder = Recorder(self._store, self.bus.publish_many, on_error=self._on_write_error)
         await self._recorder.start()
         await self._interrupt_orphans()
-        self.runner.start()
+        try:
+            await self.runner.start()
+        except BaseException:
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         """Running jobs checkpoint and stop; every acknowledged event is flushed first."""
@@ -161,6 +182,7 @@ class Core:
         self, run_id: str, run_type: str, spec: dict[str, Any], model_name: str | None
     ) -> str:
         run = self._run_function(run_type)  # before anything is on record
+        self._check_runner()
         spec = {
             **spec,
             "run_id": run_id,
@@ -216,6 +238,7 @@ class Core:
                 f" (pid {owner}): follow or cancel it there"
             )
         function = self._run_function(run["run_type"])
+        self._check_runner()
         spec = {**run["spec"], "resume": True, OWNER_FIELD: os.getpid()}
         if not (Path(spec["run_dir"]) / CHECKPOINT_NAME).exists():
             spec["resume"] = False  # it never finished an epoch: start over
@@ -292,6 +315,11 @@ class Core:
             )
         return self.run_types[run_type]
 
+    def _check_runner(self) -> None:
+        reason = self.runner.unavailable()
+        if reason is not None:
+            raise RunError(reason)
+
     def emit(self, run_id: str, payload: Payload) -> None:
         """Record an event of the run, as a worker's events arrive: its next seq, then
         the recorder, then the bus. Public for what reports on a run without a worker
@@ -311,6 +339,11 @@ class Core:
                 if run_id not in self._finished:
                     checkpoint = self._checkpoint_of(run_id)
                     self.emit(run_id, RunFailed(payload["error"], checkpoint))
+                continue
+            if kind == RUNNER_LOST:
+                if run_id not in self._finished:
+                    checkpoint = self._checkpoint_of(run_id)
+                    self.emit(run_id, RunInterrupted(payload["reason"], checkpoint))
                 continue
             self._emit_raw(run_id, kind, payload)
 

@@ -31,7 +31,8 @@ from typing import Any
 from distill.core.worker import init_worker, run_job
 from distill.paths import CANCEL_FILE
 
-WORKER_DIED = "__worker_died__"  # a kind only the runner sends, never stored
+WORKER_DIED = "__worker_died__"  # kinds only a runner sends, never stored: the run failed,
+RUNNER_LOST = "__runner_lost__"  # or the runner cannot reach its workers any more
 DEATH_REASON = "the worker process died (killed, or out of memory) before the run finished"
 
 
@@ -104,8 +105,12 @@ class JobRunner:
         self._retiring: dict[int, asyncio.Task] = {}  # id(channel) -> its retirement
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+
+    def unavailable(self) -> str | None:
+        """Why a new run cannot be submitted (a local pool always can)."""
+        return None
 
     async def stop(self) -> None:
         """Ask running jobs to stop (they checkpoint), wait for them, then shut down."""

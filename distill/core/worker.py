@@ -56,33 +56,50 @@ def _exit_when_orphaned() -> None:
 
 
 def run_job(run: Callable[..., str], job: dict[str, Any]) -> str:
-    """Run one job with the function its run type was registered with (Core's run_types).
-
-    Every payload goes to the core as (run_id, kind, dict). Returns the outcome; a
-    training error has already been emitted as run_failed.
-    """
+    """Run one job in this pool worker: events out through the queue, stop on the cancel
+    file or when the core's process is gone."""
     run_id = job["run_id"]
     cancel_file = Path(job["run_dir"]) / CANCEL_FILE
-    ended = False
 
     def should_stop() -> bool:
         return _orphaned.is_set() or cancel_file.exists()
 
+    def send(kind: str, payload: dict[str, Any]) -> None:
+        assert _events is not None, "init_worker runs first in every worker"
+        _events.put((run_id, kind, payload))
+
+    _idle.clear()
+    try:
+        return run_reporting(run, job, send, should_stop)
+    finally:
+        _idle.set()
+
+
+Send = Callable[[str, dict[str, Any]], None]  # (kind, payload as a dict) to the core
+
+
+def run_reporting(
+    run: Callable[..., str], job: dict[str, Any], send: Send, should_stop: Callable[[], bool]
+) -> str:
+    """Run one job with the function its run type was registered with (Core's run_types),
+    wherever it runs (a pool worker, a cluster worker).
+
+    Every payload goes to `send` as (kind, dict). Returns the outcome; a training error has
+    already been emitted as run_failed, and any other error is, here.
+    """
+    ended = False
+
     def emit(payload) -> None:
         nonlocal ended
         ended = ended or payload.kind in TERMINAL_KINDS
-        assert _events is not None, "init_worker runs first in every worker"
-        _events.put((run_id, payload.kind, payload.to_dict()))
+        send(payload.kind, payload.to_dict())
 
-    _idle.clear()
     try:
         return run(job, emit, should_stop)
     except Exception as error:
         if not ended:  # the loops report their own errors; this catches everything else
             emit(RunFailed(f"{type(error).__name__}: {error}"))
         return "failed"
-    finally:
-        _idle.set()
 
 
 def emit_load_job(job: dict[str, Any], emit, should_stop) -> str:

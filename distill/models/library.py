@@ -332,9 +332,7 @@ def rename_model(old: str, new: str, home: Path | None = None) -> Path:
     move with it. The file is copied in chunks, never held whole."""
     source = resolve_library_model(old, home)
     target = _free_name(new, home)
-    with open_model_file(source) as (f, size):
-        header = read_model_header(f, size)
-        copy_model_file(f, header, {**upgrade_card(header.metadata), "name": target.stem}, target)
+    rewrite_card(source, target, lambda card: {**card, "name": target.stem})
     source.unlink()
     history = generated_dir(home) / source.stem
     set_aside_history(target.stem, home)  # left by an earlier model of the new name
@@ -346,6 +344,14 @@ def rename_model(old: str, new: str, home: Path | None = None) -> Path:
 class Deleted(NamedTuple):
     model: Path  # the file that was removed
     sounds: Path | None  # where the sounds it generated were set aside, if it made any
+
+
+def rewrite_card(source: Path, target: Path, change: Callable[[dict], dict]) -> Path:
+    """Write `target`: the model file `source` with its card changed by `change`, the
+    weights copied in chunks as they are (never held whole)."""
+    with open_model_file(source) as (f, size):
+        header = read_model_header(f, size)
+        return copy_model_file(f, header, change(upgrade_card(header.metadata)), target)
 
 
 def delete_model(name: str, home: Path | None = None) -> Deleted:

@@ -58,11 +58,15 @@ def templates() -> Jinja2Templates:
 def create_app(settings: ServerSettings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        core = Core(settings.home, concurrency=settings.concurrency, run_types=RUN_TYPES)
+        core = Core(
+            settings.home, settings.concurrency, run_types=RUN_TYPES, cluster=settings.cluster
+        )
         await core.start()
         app.state.core = core
         app.state.helper = Helper()
-        app.state.generations = Generations(app.state.helper)
+        on_cluster = settings.cluster is not None
+        call = core.runner.call_in_folder if on_cluster else app.state.helper.call_in_folder
+        app.state.generations = Generations(call)
         app.state.streams = Streams(core, lambda name, ctx: tpl.get_template(name).render(ctx))
         try:
             yield

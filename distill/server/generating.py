@@ -1,9 +1,10 @@
 """Generate requests in progress, for the model page to show and cancel.
 
-A request runs in the helper process (helper.generate) while its page polls here. Its id
-is its folder under generated/MODEL/; progress and cancel travel through files in that
-folder (helper.PROGRESS_NAME, CANCEL_FILE), so nothing but the folder is shared
-with the helper. A request stays listed until someone reads its end (`finish`): the page
+A request runs in the helper process (helper.generate), or on a cluster worker when the
+server has a cluster, while its page polls here. Its id is its folder under
+generated/MODEL/; progress and cancel travel through files in that folder
+(helper.PROGRESS_NAME, CANCEL_FILE), so nothing but the folder is shared with whatever
+runs it (a cluster worker has its own copy, mirrored home as it changes). A request stays listed until someone reads its end (`finish`): the page
 polling it, or the plain form post waiting on it.
 """
 
@@ -11,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from distill.paths import CANCEL_FILE
 from distill.server import helper
-from distill.server.helper import Helper
 
 MAX_KEPT = 64  # ended requests nobody read yet (a closed tab): the oldest are forgotten
 
@@ -44,17 +45,22 @@ class Generation:
         return {"clips_done": done, "count": self.count, "started": started, "stopping": stopping}
 
 
-class Generations:
-    """The requests the helper has in hand or queued, by model."""
+# Runs fn(model_path, folder, *args) somewhere and returns its result: Helper.call_in_folder
+# here, or ClusterRunner.call_in_folder on a cluster.
+CallInFolder = Callable[..., Awaitable[Any]]
 
-    def __init__(self, helper_process: Helper) -> None:
-        self.helper = helper_process
+
+class Generations:
+    """The requests in hand or queued, by model."""
+
+    def __init__(self, call_in_folder: CallInFolder) -> None:
+        self.call_in_folder = call_in_folder
         self._items: dict[tuple[str, str], Generation] = {}
 
     def start(
         self, model_name: str, path: Path, folder: Path, options: dict[str, Any]
     ) -> Generation:
-        call = self.helper.call(helper.generate, str(path), str(folder), options)
+        call = self.call_in_folder(helper.generate, path, folder, options)
         generation = Generation(model_name, folder, options["count"], asyncio.ensure_future(call))
         self._items[(model_name, generation.id)] = generation
         ended = [key for key, g in self._items.items() if g.task.done()]

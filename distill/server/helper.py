@@ -48,6 +48,10 @@ class Helper:
                     raise
         raise AssertionError("unreachable")
 
+    async def call_in_folder(self, fn, model_path: Path, folder: Path, *args: Any) -> Any:
+        """`fn(model_path, folder, *args)` here, as a cluster would run it elsewhere."""
+        return await self.call(fn, str(model_path), str(folder), *args)
+
     async def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None

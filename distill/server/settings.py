@@ -6,13 +6,13 @@ upload and folder routes, and the discovery file.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import secrets
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from distill.core.cluster_config import ClusterConfig, is_loopback
 from distill.models.model_file import MAX_MODEL_FILE_BYTES
 
 DEFAULT_HOST = "127.0.0.1"
@@ -51,16 +51,6 @@ def _bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 and "localhost": reachable from this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 @dataclass(frozen=True)
 class ServerSettings:
     """One server's configuration; `for_host` fills in the token and allowlists."""
@@ -75,7 +65,8 @@ class ServerSettings:
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     max_model_upload_bytes: int = MAX_MODEL_UPLOAD_BYTES
     ws_max_message_bytes: int = WS_MAX_MESSAGE_BYTES
-    concurrency: int = 1  # training runs at once
+    concurrency: int = 1  # training runs at once (on this machine; a cluster has its own)
+    cluster: ClusterConfig | None = None  # run jobs on this Dask cluster, not a local pool
 
     @classmethod
     def for_host(

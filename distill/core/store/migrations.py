@@ -185,6 +185,11 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE events SET payload = replace(payload, '"final_val_loss":', '"best_val_loss":')
         WHERE kind = 'run_completed';
     """,
+    # 6: where a run's latest attempt ran: a Dask worker's address (run_placed events);
+    # NULL for this machine's own process pool.
+    """
+    ALTER TABLE runs ADD COLUMN worker TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -31,6 +31,7 @@ from distill.events import (
     RunCompleted,
     RunFailed,
     RunInterrupted,
+    RunPlaced,
     RunQueued,
     RunStarted,
 )
@@ -108,8 +109,16 @@ _RUN_RESULT = """
 @projects(RunQueued)
 def _run_queued(e: Event, p: RunQueued) -> list[Statement]:
     # Also a resume: the run is waiting again, its last ending no longer applies.
-    sql = "UPDATE runs SET status = 'queued', finished = NULL, error = NULL WHERE run_id = ?"
+    sql = (
+        "UPDATE runs SET status = 'queued', finished = NULL, error = NULL, worker = NULL"
+        " WHERE run_id = ?"
+    )
     return [(sql, (e.run_id,))]
+
+
+@projects(RunPlaced)
+def _run_placed(e: Event, p: RunPlaced) -> list[Statement]:
+    return [("UPDATE runs SET worker = ? WHERE run_id = ?", (p.worker, e.run_id))]
 
 
 @projects(RunStarted)

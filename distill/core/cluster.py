@@ -1,0 +1,439 @@
+"""ClusterRunner: the runner's jobs as tasks on a Dask distributed cluster.
+
+It stands where the local JobRunner does (core.Core picks one) and keeps the same
+contract: events reach the core in order, where they get their seq, are stored and then
+published. Only this module and the task it submits (core/cluster_task.py) import Dask,
+and only a core given a cluster imports them.
+
+One run attempt is one task. Its inputs travel with it (scattered once: the dataset's
+files, the model of a prior, the checkpoint of a resume), its events and output files
+come back through a Dask Queue named for the attempt, and this side writes the files into
+the run's folder before handing the event that names them to the core. So no filesystem
+is shared, and a checkpoint is home after every epoch: a run resumes on any worker.
+
+Faults: a worker that leaves mid-run (killed, its machine gone) fails the run with the
+worker named, once its last messages are delivered; a scheduler that stops answering
+interrupts every run in flight, and the server says so and keeps serving. A cancel sets
+the attempt's Dask Event, which the task watches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distill.audio.formats import find_audio_files, is_supported
+from distill.core.cluster_config import CONNECT_TIMEOUT, ClusterConfig, ClusterError
+from distill.core.cluster_task import (
+    END,
+    EVENT,
+    HELLO,
+    LOST,
+    MODEL_FILE,
+    RUN_FOLDER,
+    Bundle,
+    call_in_folder,
+    run_on_cluster,
+)
+from distill.core.runner import RUNNER_LOST, WORKER_DIED, Job, OnMessages, OnQueuedCancel
+from distill.events import RunPlaced
+from distill.files import write_atomically
+from distill.paths import CANCEL_FILE, CHECKPOINT_NAME
+
+WATCH_EVERY = 0.5  # s: how often the scheduler is asked which workers it has
+SCHEDULER_GRACE = 5.0  # s of unanswered questions before the scheduler counts as gone
+DRAIN_WAIT = 1.0  # s: one wait on an attempt's queue
+STOP_WAIT = 60.0  # s: at shutdown, how long running tasks get to checkpoint and report
+
+
+def lost_reason(worker: str) -> str:
+    return f"the cluster worker {worker} was lost (killed, or its machine went away) before the run finished"
+
+
+@dataclass
+class Attempt:
+    """One run attempt on the cluster, from submission to its last message."""
+
+    job: Job
+    names: dict[str, str]  # its Dask Queue and Events, by role
+    future: Any = None  # the Dask future of its task
+    worker: str | None = None  # the worker's address, once it started there
+    lost: str | None = None  # why it ended without its end message
+    ended: bool = False
+    driver: asyncio.Task | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """One worker as the home page lists it."""
+
+    address: str
+    name: str
+    threads: int
+    memory_bytes: int
+    gpus: float  # its "GPU" resource (0: none declared)
+    busy: int  # tasks executing on it now
+
+
+class ClusterRunner:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        on_messages: OnMessages,
+        on_cancelled_while_queued: OnQueuedCancel,
+    ) -> None:
+        self.config = config
+        self.on_messages = on_messages
+        self.on_cancelled_while_queued = on_cancelled_while_queued
+        self.waiting: deque[Job] = deque()  # never used: the scheduler queues the tasks
+        self.running: dict[str, Attempt] = {}  # attempts not ended, by run id
+        self.lost: str | None = None  # why the cluster cannot be used any more
+        self._client: Any = None
+        self._watcher: asyncio.Task | None = None
+        self._workers: dict[str, dict[str, Any]] = {}  # the scheduler's last word on them
+
+    # -- life ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect; an unreachable scheduler is a ClusterError saying where and why."""
+        from distributed import Client
+
+        try:
+            self._client = await Client(
+                self.config.address,
+                asynchronous=True,
+                security=self._security(),
+                timeout=CONNECT_TIMEOUT,
+                set_as_default=False,
+            )
+            self._workers = (await self._client.scheduler.identity())["workers"]
+        except (OSError, TimeoutError, ValueError) as error:
+            raise ClusterError(
+                f"cannot reach the Dask scheduler at {self.config.address}: {error}"
+            ) from error
+        self._watcher = asyncio.ensure_future(self._watch())
+
+    def _security(self):
+        from distributed import Security
+
+        if self.config.tls_ca_file or self.config.tls_cert:
+            return Security(
+                tls_ca_file=self.config.tls_ca_file,
+                tls_client_cert=self.config.tls_cert,
+                tls_client_key=self.config.tls_key,
+                require_encryption=True,
+            )
+        return Security()  # Dask's own config: its distributed.comm.tls section
+
+    async def stop(self) -> None:
+        """Ask running tasks to stop (they checkpoint and report), then disconnect."""
+        for run_id in list(self.running):
+            self.request_cancel(run_id)
+        drivers = [a.driver for a in self.running.values() if a.driver is not None]
+        if drivers and self.lost is None:
+            await asyncio.wait(drivers, timeout=STOP_WAIT)
+        for driver in drivers:
+            driver.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self._client is not None:
+            with contextlib.suppress(Exception):  # a scheduler already gone
+                await self._client.close(timeout=5)
+
+    def unavailable(self) -> str | None:
+        """Why a new run cannot be submitted, or None."""
+        return self.lost
+
+    def where(self) -> str:
+        return self.config.address
+
+    def workers(self) -> list[WorkerInfo]:
+        """The cluster's workers as the scheduler last listed them (every WATCH_EVERY)."""
+        return [
+            WorkerInfo(
+                address=address,
+                name=str(info.get("name", address)),
+                threads=int(info.get("nthreads", 0)),
+                memory_bytes=int(info.get("memory_limit") or 0),
+                gpus=float((info.get("resources") or {}).get("GPU", 0)),
+                busy=int((info.get("metrics") or {}).get("task_counts", {}).get("executing", 0)),
+            )
+            for address, info in sorted(self._workers.items())
+        ]
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    def submit(self, job: Job) -> None:
+        token = f"{job.run_id}-{secrets.token_hex(4)}"
+        names = {role: f"distill-{role}-{token}" for role in ("task", "queue", "cancel", "started")}
+        attempt = Attempt(job, names)
+        self.running[job.run_id] = attempt
+        attempt.driver = asyncio.ensure_future(self._drive(attempt))
+
+    def cancel(self, run_id: str) -> bool:
+        """Cancel a task not started yet now, or ask a running one to stop."""
+        attempt = self.running.get(run_id)
+        if attempt is None:
+            return False
+        if attempt.worker is None:  # still waiting for a worker (or being shipped)
+            self._end(attempt)
+            self.request_cancel(run_id, attempt)
+            if attempt.future is not None:
+                asyncio.ensure_future(attempt.future.cancel())
+            self.on_cancelled_while_queued(run_id)
+            return True
+        self.request_cancel(run_id)
+        return True
+
+    def request_cancel(self, run_id: str, attempt: Attempt | None = None) -> None:
+        attempt = attempt or self.running.get(run_id)
+        if attempt is not None and self._client is not None and self.lost is None:
+            from distributed import Event
+
+            asyncio.ensure_future(Event(attempt.names["cancel"], client=self._client).set())
+
+    def is_active(self, run_id: str) -> bool:
+        return run_id in self.running
+
+    def _end(self, attempt: Attempt) -> None:
+        attempt.ended = True
+        if self.running.get(attempt.job.run_id) is attempt:
+            del self.running[attempt.job.run_id]
+
+    async def _drive(self, attempt: Attempt) -> None:
+        """Ship the attempt, submit its task, and deliver its messages until its end."""
+        from distributed import Queue
+
+        job = attempt.job
+        try:
+            bundle = await asyncio.to_thread(make_bundle, job.spec)
+            if attempt.ended:
+                return  # cancelled while its data was read
+            [data] = await self._client.scatter([bundle], hash=False)
+            del bundle
+            attempt.future = self._client.submit(
+                run_on_cluster, job.run, job.spec, data, attempt.names,
+                key=attempt.names["task"],
+                pure=False, resources=resources_for(job.spec),
+            )  # fmt: skip
+            queue = await Queue(attempt.names["queue"], client=self._client)
+            await self._drain(attempt, queue)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - whatever the cluster said, the run hears
+            if not attempt.ended and self.lost is None:
+                self._end(attempt)
+                reason = f"the cluster could not run it: {type(error).__name__}: {error}"
+                self.on_messages([(job.run_id, WORKER_DIED, {"error": reason})])
+
+    async def _drain(self, attempt: Attempt, queue) -> None:
+        while not attempt.ended:
+            try:
+                batch = await queue.get(timeout=DRAIN_WAIT)
+            except TimeoutError:
+                await self._check_task(attempt, queue)
+                continue
+            except OSError:  # the scheduler is unreachable: the watcher decides
+                if self.lost is not None:
+                    return
+                await asyncio.sleep(WATCH_EVERY)
+                continue
+            await self._deliver(attempt, batch)
+            if attempt.lost is not None and not attempt.ended:
+                await self._check_task(attempt, queue)
+
+    async def _check_task(self, attempt: Attempt, queue) -> None:
+        """No message came: a task that ended without its end message, or an attempt whose
+        worker left, ends here, after what it did send."""
+        if attempt.lost is None and attempt.future is not None and attempt.future.done():
+            attempt.lost = await self._task_failure(attempt)
+        if attempt.lost is None or attempt.ended:
+            return
+        rest = await queue.get(batch=True)
+        await self._deliver(attempt, [message for batch in rest for message in batch])
+        if not attempt.ended:
+            self._end(attempt)
+            self.on_messages([(attempt.job.run_id, WORKER_DIED, {"error": attempt.lost})])
+
+    async def _task_failure(self, attempt: Attempt) -> str | None:
+        if attempt.future.status == "error":
+            error = await attempt.future.exception()
+            return f"the task failed on the cluster: {type(error).__name__}: {error}"
+        if attempt.future.status == "cancelled":
+            return "the cluster dropped the task (cancelled)"
+        result = await attempt.future.result()
+        if result == LOST:
+            return lost_reason(attempt.worker or "that ran it")
+        return None  # finished: its end message is on the way
+
+    async def _deliver(self, attempt: Attempt, batch: list[dict[str, Any]]) -> None:
+        """Write the files of a batch of messages home, then hand the core its events."""
+        if attempt.ended:
+            return
+        spec = attempt.job.spec
+        files = [item for message in batch for item in message.get("files", ())]
+        if files:
+            await asyncio.to_thread(write_home, spec, files)
+        events: list[tuple[str, str, dict]] = []
+        for message in batch:
+            if message["type"] == HELLO:
+                attempt.worker = message["worker"]
+                placed = RunPlaced(worker=message["worker"], name=message["name"])
+                events.append((attempt.job.run_id, placed.kind, placed.to_dict()))
+            elif message["type"] == EVENT:
+                events.append((attempt.job.run_id, message["kind"], message["payload"]))
+            elif message["type"] == END:
+                self._end(attempt)
+        self.on_messages(events)
+
+    # -- the scheduler ------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        """Every WATCH_EVERY: which workers are there. A worker that left takes its
+        attempts with it; a scheduler silent for SCHEDULER_GRACE takes them all."""
+        silent_since: float | None = None
+        while self.lost is None:
+            await asyncio.sleep(WATCH_EVERY)
+            try:
+                identity = await asyncio.wait_for(
+                    self._client.scheduler.identity(), timeout=WATCH_EVERY * 4
+                )
+            except (OSError, TimeoutError) as error:
+                silent_since = silent_since or time.monotonic()
+                if time.monotonic() - silent_since >= SCHEDULER_GRACE:
+                    self._scheduler_lost(error)
+                continue
+            silent_since = None
+            self._workers = identity["workers"]
+            for attempt in list(self.running.values()):
+                if attempt.worker is not None and attempt.worker not in self._workers:
+                    attempt.lost = attempt.lost or lost_reason(attempt.worker)
+
+    def _scheduler_lost(self, error: BaseException) -> None:
+        self.lost = (
+            f"the Dask scheduler at {self.config.address} stopped answering at"
+            f" {time.strftime('%H:%M:%S')} ({type(error).__name__}): new runs cannot start"
+        )
+        self._workers = {}
+        for attempt in list(self.running.values()):
+            self._end(attempt)
+            if attempt.driver is not None:
+                attempt.driver.cancel()
+            self.on_messages([(attempt.job.run_id, RUNNER_LOST, {"reason": self.lost})])
+
+    # -- calls that work in a folder (generate requests) --------------------------------
+
+    async def call_in_folder(self, fn, model_path: Path, folder: Path, *args: Any) -> Any:
+        """`fn(model_path, folder, *args)` on a worker, with the model shipped and the
+        folder mirrored home as it changes; touching CANCEL_FILE in `folder` here is
+        seen there. Returns what `fn` returned, its paths mapped home."""
+        from distributed import Event, Queue
+
+        if self.lost is not None:
+            raise ClusterError(self.lost)
+        token = secrets.token_hex(6)
+        names = {role: f"distill-{role}-call-{token}" for role in ("queue", "cancel")}
+        model = await asyncio.to_thread(model_path.read_bytes)
+        [data] = await self._client.scatter([model], hash=False)
+        future = self._client.submit(
+            call_in_folder, fn, data, model_path.name, str(folder), args, names, pure=False
+        )
+        queue, spec = await Queue(names["queue"], client=self._client), {"run_dir": str(folder)}
+        cancel_sent = False
+        while True:
+            try:
+                batch = await queue.get(timeout=WATCH_EVERY)
+            except TimeoutError:
+                batch = []
+                if future.done() and future.status != "finished":
+                    await future.result()  # raises what the task raised
+            if not cancel_sent and (folder / CANCEL_FILE).exists():
+                cancel_sent = True
+                await Event(names["cancel"], client=self._client).set()
+            files = [item for message in batch for item in message.get("files", ())]
+            if files:
+                await asyncio.to_thread(write_home, spec, files)
+            if any(message["type"] == END for message in batch):
+                return await future.result()
+
+
+def check_reachable(config: ClusterConfig) -> None:
+    """Connect once and let go: a ClusterError saying where and why when it cannot."""
+
+    async def connect() -> None:
+        runner = ClusterRunner(config, lambda batch: None, lambda run_id: None)
+        try:
+            await runner.start()
+        finally:
+            await runner.stop()
+
+    asyncio.run(connect())
+
+
+def resources_for(spec: dict[str, Any]) -> dict[str, float] | None:
+    """A run asked to train on CUDA waits for a worker that declares a GPU resource."""
+    if spec.get("settings", {}).get("device") == "cuda":
+        return {"GPU": 1}
+    return None
+
+
+def make_bundle(spec: dict[str, Any]) -> Bundle:
+    """What a task carries, read from the server's disk: the dataset's files (formats a
+    scan skips travel empty: their names are enough to report them), the model file of a
+    prior, and a resumed run's checkpoint."""
+    bundle: Bundle = {}
+    dataset = Path(spec.get("dataset", ""))
+    if dataset.is_absolute() and dataset.is_dir():
+        bundle["dataset"] = [
+            [
+                str(path.relative_to(dataset)),
+                path.read_bytes() if is_supported(path) else b"",
+                path.stat().st_mtime_ns,
+            ]
+            for path in find_audio_files(dataset)
+        ]
+    model = Path(spec.get("model_path", ""))
+    if model.is_absolute() and model.is_file():
+        bundle["model"] = model.read_bytes()
+    checkpoint = Path(spec["run_dir"]) / CHECKPOINT_NAME
+    if spec.get("resume") and checkpoint.is_file():
+        bundle["run"] = [[CHECKPOINT_NAME, checkpoint.read_bytes()]]
+    return bundle
+
+
+def write_home(spec: dict[str, Any], files: list[list[Any]]) -> None:
+    """Write files a task sent into the run's folder (or its model into the library),
+    each atomically; a key that would land outside is refused, and a model file that
+    does not check out is not let into the library."""
+    run_dir = Path(spec["run_dir"]).resolve()
+    for key, data in files:
+        if key == MODEL_FILE:
+            write_model_home(Path(spec["model_path"]), data)
+            continue
+        head, _, rel = str(key).partition("/")
+        target = (run_dir / rel).resolve()
+        if head != RUN_FOLDER or not target.is_relative_to(run_dir) or target == run_dir:
+            raise ClusterError(f"a task sent a file for outside its run's folder: {key!r}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(target, data)
+
+
+def write_model_home(path: Path, data: bytes) -> None:
+    """A model file from a worker is checked like any file from outside before it
+    replaces the library's copy."""
+    from distill.models.library import read_card
+
+    incoming = path.with_name(f".{path.name}.{secrets.token_hex(4)}.incoming")
+    try:
+        write_atomically(incoming, data)
+        read_card(incoming)  # ModelFileError with the reason
+        os.replace(incoming, path)
+    finally:
+        incoming.unlink(missing_ok=True)

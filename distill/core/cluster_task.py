@@ -1,0 +1,315 @@
+"""What runs on a Dask worker: one job in a folder of its own, its events and files sent home.
+
+The server's ClusterRunner (core/cluster.py) ships what a job reads with the task (no
+shared filesystem is assumed): the dataset's files, with their modification times so
+that the dataset's fingerprint is the one it has at home; the model file of a prior; the
+checkpoint of a resumed run. Here they are unpacked into a staging folder under the
+worker's local directory, the job's paths point there, and the run function runs as it
+would in a pool worker (worker.run_reporting).
+
+What the job writes comes home with its events. Before each event (step gauges aside),
+the staged files that changed since the last event (checkpoints, previews, the model)
+travel in the same message, ahead of the event that names them: the server writes them
+into the run's own folder first, so an event it publishes names a file that is there.
+Absolute paths in payloads, in a saved model's card and in JSON files are mapped back to
+the server's paths. Messages go in order through one Dask Queue per attempt, batched by a
+sender thread; the last one says the stream ended, and how.
+
+A cancel arrives as a Dask Event. A task whose key was released (the server's client is
+gone) stops the same way, with a checkpoint. A task the scheduler starts a second time,
+after the worker that ran it was lost, returns at once: the server has reported that
+attempt failed, and a resume is a new attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from distill.core.worker import run_reporting
+from distill.events import STEP_KINDS
+from distill.paths import CANCEL_FILE
+
+HELLO, EVENT, FILES, END = "hello", "event", "files", "end"  # message types
+RUN_FOLDER, MODEL_FILE = "run", "model"  # where a shipped file goes home (its key's head)
+LOST = "lost"  # the outcome of a second start: this attempt was reported lost already
+SEND_EVERY = 0.02  # s: the sender batches what was emitted meanwhile
+WATCH_EVERY = 0.25  # s: how often the stop watcher asks about a cancel
+
+Bundle = dict[str, Any]  # what a task carries: {"dataset": [[rel, bytes, mtime_ns]], ...}
+
+
+def run_on_cluster(
+    run: Callable[..., str], job: dict[str, Any], bundle: Bundle, names: dict[str, str]
+) -> str:
+    """The task: run `job` (the server's plain data, its paths the server's) with `run`."""
+    from distributed import Event, Queue, get_worker
+
+    worker = get_worker()
+    if not _first_start(Event(names["started"])):
+        return LOST
+    root = Path(tempfile.mkdtemp(prefix=f"distill-{job['run_id']}-", dir=worker.local_directory))
+    staging = Staging(root, job, bundle)
+    sender = Sender(Queue(names["queue"]))
+    sender.send({"type": HELLO, "worker": worker.address, "name": str(worker.name)})
+    watcher = StopWatcher(Event(names["cancel"]), worker, _current_key(worker))
+    _share_cores(worker)
+    outcome = "failed"
+    try:
+        outcome = run_reporting(run, staging.job, staging.sending(sender), watcher.stopping)
+        return outcome
+    finally:
+        watcher.close()
+        sender.close({"type": END, "outcome": outcome, "files": staging.changed_files()})
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def call_in_folder(
+    fn: Callable[..., Any], model: bytes, model_name: str, folder: str, args: tuple,
+    names: dict[str, str],
+) -> Any:  # fmt: skip
+    """The task for work that reports through files in a folder (a generate request):
+    `fn(model_path, folder, *args)` on a staged copy of the model, the folder mirrored
+    home as it changes and a cancel from home touched into it as CANCEL_FILE."""
+    from distributed import Event, Queue, get_worker
+
+    worker = get_worker()
+    root = Path(tempfile.mkdtemp(prefix="distill-call-", dir=worker.local_directory))
+    job = {"run_dir": folder, "model_path": f"{folder}/{model_name}"}  # mapped home
+    staging = Staging(root, job, {"model": model})
+    sender = Sender(Queue(names["queue"]))
+    watcher = StopWatcher(Event(names["cancel"]), worker, _current_key(worker))
+    done = threading.Event()
+
+    def mirror() -> None:  # what the call writes, home as it goes; a cancel, into it
+        while not done.wait(WATCH_EVERY):
+            if watcher.stopping():
+                (staging.run_dir / CANCEL_FILE).touch()
+            files = staging.changed_files()
+            if files:
+                sender.send({"type": FILES, "files": files})
+
+    _share_cores(worker)
+    staging.run_dir.mkdir(parents=True, exist_ok=True)
+    thread = threading.Thread(target=mirror, name="distill-mirror", daemon=True)
+    thread.start()
+    try:
+        result = fn(str(staging.model_path), str(staging.run_dir), *args)
+        return staging.map_home(result)
+    finally:
+        done.set()
+        thread.join()
+        watcher.close()
+        sender.close({"type": END, "outcome": "", "files": staging.changed_files()})
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class Staging:
+    """The worker's copy of a job's folders, and the map from its paths to the server's."""
+
+    def __init__(self, root: Path, job: dict[str, Any], bundle: Bundle) -> None:
+        self.run_dir = root / RUN_FOLDER
+        self.model_path = root / MODEL_FILE / Path(job.get("model_path", "none")).name
+        self.job = dict(job)
+        self._home: list[tuple[str, str]] = []  # (staged prefix, home prefix)
+        self._stamps: dict[str, tuple[int, int] | None] = {}  # key -> (size, mtime_ns) sent
+        self._stage_folder(root / "relabel", None)  # where a model is relabelled for home
+        self._stage_folder(self.run_dir, "run_dir")
+        for rel, data in bundle.get("run", []):
+            self._write(self.run_dir / rel, data)
+            self._stamps[f"{RUN_FOLDER}/{rel}"] = _stamp(self.run_dir / rel)
+        if "model" in bundle:
+            self._write(self.model_path, bundle["model"])
+            self._stamps[MODEL_FILE] = _stamp(self.model_path)
+        if "model_path" in job:
+            self._point("model_path", self.model_path)
+        if "dataset" in bundle:
+            dataset = root / "dataset"
+            for rel, data, mtime_ns in bundle["dataset"]:
+                self._write(dataset / rel, data)
+                os.utime(dataset / rel, ns=(mtime_ns, mtime_ns))  # the fingerprint's
+            self._stage_folder(dataset, "dataset")
+        if "cache_dir" in job:
+            self._stage_folder(root / "cache", "cache_dir")
+
+    def _stage_folder(self, folder: Path, key: str | None) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        if key is not None:
+            self._point(key, folder)
+
+    def _point(self, key: str, staged: Path) -> None:
+        self._home.append((str(staged), str(self.job[key])))
+        self.job[key] = str(staged)
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def map_home(self, value: Any) -> Any:
+        """`value` (JSON-like) with every staged path in it turned into the server's."""
+        if isinstance(value, str):
+            for staged, home in self._home:
+                if value == staged or value.startswith(staged + "/"):
+                    return home + value[len(staged) :]
+            return value
+        if isinstance(value, dict):
+            return {k: self.map_home(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.map_home(v) for v in value]
+        return value
+
+    def sending(self, sender: Sender) -> Callable[[str, dict[str, Any]], None]:
+        """The `send` of run_reporting: each event with the files that changed before it."""
+
+        def send(kind: str, payload: dict[str, Any]) -> None:
+            files = [] if kind in STEP_KINDS else self.changed_files()
+            sender.send(
+                {"type": EVENT, "kind": kind, "payload": self.map_home(payload), "files": files}
+            )
+
+        return send
+
+    def changed_files(self) -> list[list[Any]]:
+        """[key, bytes] for each staged output that changed since it was last sent:
+        "run/<path in the run's folder>", or "model" for the model file."""
+        changed = []
+        for key, path in self._outputs():
+            stamp = _stamp(path)
+            if stamp is None or self._stamps.get(key) == stamp:
+                continue
+            self._stamps[key] = stamp
+            changed.append([key, self._home_bytes(path)])
+        return changed
+
+    def _outputs(self) -> Iterator[tuple[str, Path]]:
+        for path in sorted(self.run_dir.rglob("*")):
+            if path.is_file() and not path.name.startswith(".") and path.name != CANCEL_FILE:
+                yield f"{RUN_FOLDER}/{path.relative_to(self.run_dir)}", path
+        if self.model_path.is_file():
+            yield MODEL_FILE, self.model_path
+
+    def _home_bytes(self, path: Path) -> bytes:
+        """The file as the server keeps it: a model's card and a JSON file's paths mapped."""
+        if path == self.model_path:
+            from distill.models.library import rewrite_card
+
+            relabelled = self.run_dir.parent / "relabel" / path.name
+            rewrite_card(path, relabelled, self.map_home)
+            return relabelled.read_bytes()
+        data = path.read_bytes()
+        if path.suffix == ".json":
+            text = data.decode("utf-8", errors="surrogateescape")
+            for staged, home in self._home:  # as JSON spells them, escapes and all
+                text = text.replace(json.dumps(staged)[1:-1], json.dumps(home)[1:-1])
+            data = text.encode("utf-8", errors="surrogateescape")
+        return data
+
+
+class Sender:
+    """Puts messages on the attempt's Dask Queue, in order, a batch per put."""
+
+    def __init__(self, queue) -> None:
+        self._queue = queue
+        self._pending: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="distill-sender", daemon=True)
+        self._thread.start()
+
+    def send(self, message: dict[str, Any]) -> None:
+        with self._lock:
+            self._pending.append(message)
+        self._wake.set()
+
+    def close(self, last: dict[str, Any]) -> None:
+        """Send what is pending, then `last`; returns once the scheduler holds them all."""
+        self._closing = True
+        self._wake.set()
+        self._thread.join()
+        self._queue.put(self._take() + [last])
+
+    def _take(self) -> list[dict[str, Any]]:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        return batch
+
+    def _run(self) -> None:
+        while not self._closing:
+            self._wake.wait()
+            self._wake.clear()
+            batch = self._take()
+            if batch:
+                self._queue.put(batch)
+            if not self._closing:
+                time.sleep(SEND_EVERY)  # let the next events gather into one put
+
+
+class StopWatcher:
+    """`stopping()` turns true once the server asks for a cancel or lets go of the task."""
+
+    def __init__(self, cancel, worker, key: str | None) -> None:
+        self._cancel, self._worker, self._key = cancel, worker, key
+        self._stop = threading.Event()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="distill-watch", daemon=True)
+        self._thread.start()
+
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._closed.is_set():
+            try:
+                asked = self._cancel.wait(timeout=WATCH_EVERY)
+            except Exception:  # noqa: BLE001 - the scheduler is gone: nobody will hear us
+                asked = True
+            if asked or self._released():
+                self._stop.set()
+                return
+
+    def _released(self) -> bool:
+        task = self._worker.state.tasks.get(self._key) if self._key else None
+        return task is not None and task.state in ("cancelled", "released", "forgotten")
+
+
+def _first_start(started) -> bool:
+    """True the first time an attempt starts; a rescheduled copy finds the flag set."""
+    if started.is_set():
+        return False
+    started.set()
+    return True
+
+
+def _current_key(worker) -> str | None:
+    try:
+        return worker.get_current_task()
+    except Exception:  # noqa: BLE001 - an older worker without it: watch the cancel only
+        return None
+
+
+def _share_cores(worker) -> None:
+    """Each of the worker's task threads gets its share of the machine's cores."""
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, worker.state.nthreads)))
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns
