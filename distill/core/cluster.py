@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.audio.formats import find_audio_files, is_supported
-from distill.core.cluster_config import CONNECT_TIMEOUT, ClusterConfig, ClusterError
+from distill.core.cluster_config import ClusterConfig, ClusterError
 from distill.core.cluster_task import (
     END,
     EVENT,
@@ -110,7 +110,7 @@ class ClusterRunner:
                 self.config.address,
                 asynchronous=True,
                 security=self._security(),
-                timeout=CONNECT_TIMEOUT,
+                timeout=self.config.connect_timeout,
                 set_as_default=False,
             )
             self._workers = (await self._client.scheduler.identity())["workers"]
@@ -172,7 +172,8 @@ class ClusterRunner:
 
     def submit(self, job: Job) -> None:
         token = f"{job.run_id}-{secrets.token_hex(4)}"
-        names = {role: f"distill-{role}-{token}" for role in ("task", "queue", "cancel", "started")}
+        roles = ("task", "data", "queue", "cancel", "started")
+        names = {role: f"distill-{role}-{token}" for role in roles}
         attempt = Attempt(job, names)
         self.running[job.run_id] = attempt
         attempt.driver = asyncio.ensure_future(self._drive(attempt))
@@ -216,12 +217,11 @@ class ClusterRunner:
             bundle = await asyncio.to_thread(make_bundle, job.spec)
             if attempt.ended:
                 return  # cancelled while its data was read
-            [data] = await self._client.scatter([bundle], hash=False)
+            await self._share(attempt.names["data"], bundle)
             del bundle
             attempt.future = self._client.submit(
-                run_on_cluster, job.run, job.spec, data, attempt.names,
-                key=attempt.names["task"],
-                pure=False, resources=resources_for(job.spec),
+                run_on_cluster, job.run, job.spec, attempt.names,
+                key=attempt.names["task"], pure=False, resources=resources_for(job.spec),
             )  # fmt: skip
             queue = await Queue(attempt.names["queue"], client=self._client)
             await self._drain(attempt, queue)
@@ -232,6 +232,27 @@ class ClusterRunner:
                 self._end(attempt)
                 reason = f"the cluster could not run it: {type(error).__name__}: {error}"
                 self.on_messages([(job.run_id, WORKER_DIED, {"error": reason})])
+        finally:
+            if self.lost is None:
+                await self._unshare(attempt.names["data"])
+
+    async def _unshare(self, name: str) -> None:
+        from distributed import Variable
+
+        with contextlib.suppress(Exception):  # the scheduler may be going away
+            await Variable(name, client=self._client).delete()
+
+    async def _share(self, name: str, value: Any) -> None:
+        """Scatter `value` to a worker and name it by a Dask Variable, which the task reads.
+
+        Not an argument of the task: a task with data is placed where its data is, and
+        every run would queue on the worker that got its bundle. Without, the scheduler
+        hands it to the next free worker, which fetches the data when it starts. The
+        Variable keeps the data alive until `_unshare`."""
+        from distributed import Variable
+
+        [data] = await self._client.scatter([value], hash=False)
+        await Variable(name, client=self._client).set(data)
 
     async def _drain(self, attempt: Attempt, queue) -> None:
         while not attempt.ended:
@@ -339,11 +360,11 @@ class ClusterRunner:
         if self.lost is not None:
             raise ClusterError(self.lost)
         token = secrets.token_hex(6)
-        names = {role: f"distill-{role}-call-{token}" for role in ("queue", "cancel")}
+        names = {role: f"distill-{role}-call-{token}" for role in ("data", "queue", "cancel")}
         model = await asyncio.to_thread(model_path.read_bytes)
-        [data] = await self._client.scatter([model], hash=False)
+        await self._share(names["data"], model)
         future = self._client.submit(
-            call_in_folder, fn, data, model_path.name, str(folder), args, names, pure=False
+            call_in_folder, fn, model_path.name, str(folder), args, names, pure=False
         )
         queue, spec = await Queue(names["queue"], client=self._client), {"run_dir": str(folder)}
         cancel_sent = False
@@ -361,6 +382,7 @@ class ClusterRunner:
             if files:
                 await asyncio.to_thread(write_home, spec, files)
             if any(message["type"] == END for message in batch):
+                await self._unshare(names["data"])
                 return await future.result()
 
 

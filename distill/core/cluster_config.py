@@ -39,6 +39,7 @@ class ClusterConfig:
     tls_ca_file: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    connect_timeout: float = CONNECT_TIMEOUT  # s
 
     @classmethod
     def from_options(

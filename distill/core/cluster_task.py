@@ -46,15 +46,14 @@ WATCH_EVERY = 0.25  # s: how often the stop watcher asks about a cancel
 Bundle = dict[str, Any]  # what a task carries: {"dataset": [[rel, bytes, mtime_ns]], ...}
 
 
-def run_on_cluster(
-    run: Callable[..., str], job: dict[str, Any], bundle: Bundle, names: dict[str, str]
-) -> str:
+def run_on_cluster(run: Callable[..., str], job: dict[str, Any], names: dict[str, str]) -> str:
     """The task: run `job` (the server's plain data, its paths the server's) with `run`."""
     from distributed import Event, Queue, get_worker
 
     worker = get_worker()
     if not _first_start(Event(names["started"])):
         return LOST
+    bundle = _shared(names["data"])
     root = Path(tempfile.mkdtemp(prefix=f"distill-{job['run_id']}-", dir=worker.local_directory))
     staging = Staging(root, job, bundle)
     sender = Sender(Queue(names["queue"]))
@@ -72,9 +71,8 @@ def run_on_cluster(
 
 
 def call_in_folder(
-    fn: Callable[..., Any], model: bytes, model_name: str, folder: str, args: tuple,
-    names: dict[str, str],
-) -> Any:  # fmt: skip
+    fn: Callable[..., Any], model_name: str, folder: str, args: tuple, names: dict[str, str]
+) -> Any:
     """The task for work that reports through files in a folder (a generate request):
     `fn(model_path, folder, *args)` on a staged copy of the model, the folder mirrored
     home as it changes and a cancel from home touched into it as CANCEL_FILE."""
@@ -83,7 +81,7 @@ def call_in_folder(
     worker = get_worker()
     root = Path(tempfile.mkdtemp(prefix="distill-call-", dir=worker.local_directory))
     job = {"run_dir": folder, "model_path": f"{folder}/{model_name}"}  # mapped home
-    staging = Staging(root, job, {"model": model})
+    staging = Staging(root, job, {"model": _shared(names["data"])})
     sender = Sender(Queue(names["queue"]))
     watcher = StopWatcher(Event(names["cancel"]), worker, _current_key(worker))
     done = threading.Event()
@@ -283,6 +281,13 @@ class StopWatcher:
     def _released(self) -> bool:
         task = self._worker.state.tasks.get(self._key) if self._key else None
         return task is not None and task.state in ("cancelled", "released", "forgotten")
+
+
+def _shared(name: str) -> Any:
+    """What the server scattered for this task under `name` (ClusterRunner._share)."""
+    from distributed import Variable
+
+    return Variable(name).get().result()
 
 
 def _first_start(started) -> bool:

@@ -81,6 +81,7 @@ def create_app(settings: ServerSettings) -> Starlette:
     tpl = templates()
     routes = [
         Route("/", pages.home, name="home"),
+        Route("/cluster", pages.cluster_panel, name="cluster"),
         Route("/new", pages.new_run, name="new_run"),
         Route("/new/scan", pages.scan_folder, methods=["POST"], name="scan_folder"),
         Route("/new/upload", pages.upload_sounds, methods=["POST"], name="upload_sounds"),

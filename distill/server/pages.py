@@ -37,7 +37,7 @@ from distill.server.inputs import (
     whole_number,
 )
 from distill.server.responses import confined_file, render, see_other
-from distill.server.views import home_context, run_context, runs_context
+from distill.server.views import cluster_context, home_context, run_context, runs_context
 from distill.training.settings import MAX_STAGE_STEPS, TrainSettings
 
 
@@ -46,7 +46,13 @@ async def home(request: Request) -> Response:
     store = request.app.state.core.store
     context = await home_context(store)
     context["models"] = (await store.models())[:10]
+    context.update(cluster_context(request.app.state.core))
     return render(request, "home.html", context)
+
+
+async def cluster_panel(request: Request) -> Response:
+    """The home page's cluster panel alone: the page polls it while it is open."""
+    return render(request, "_cluster.html", cluster_context(request.app.state.core))
 
 
 def _new_run_context(**extra: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from distill.core.core import Core
 from distill.core.store import Store
 from distill.events import (
     TRAIN_SPLIT,
@@ -34,6 +35,7 @@ from distill.events import (
     RunCompleted,
     RunFailed,
     RunInterrupted,
+    RunPlaced,
     RunQueued,
     RunStarted,
     StepMetrics,
@@ -54,6 +56,7 @@ STEP_KIND_OF_RUN_TYPE = {"prior": PriorStepMetrics.kind}  # default: StepMetrics
 PARTS_OF_KIND: dict[str, frozenset[str]] = {
     RunQueued.kind: frozenset({"status", "progress"}),
     RunStarted.kind: frozenset({"status", "progress"}),
+    RunPlaced.kind: frozenset({"status"}),
     DatasetScanned.kind: frozenset({"scan"}),
     StepMetrics.kind: frozenset({"progress"}),
     EpochMetrics.kind: frozenset({"progress", "chart", "codebook"}),
@@ -172,6 +175,20 @@ async def home_context(store: Store, steps: dict[str, dict[str, Any]] | None = N
             step = latest.payload if latest else None
         run["progress"] = progress_of(run, step)
     return {"active_runs": active, "recent_runs": await store.runs(limit=10)}
+
+
+def cluster_context(core: Core) -> dict[str, Any]:
+    """The home page's cluster panel: where jobs run, its workers, and whether it is gone."""
+    if core.cluster is None:
+        return {"cluster": None}
+    return {
+        "cluster": {
+            "address": core.cluster.address,
+            "warning": core.cluster.warning(),
+            "lost": core.runner.unavailable(),
+            "workers": core.runner.workers(),
+        }
+    }
 
 
 async def runs_context(

@@ -1,0 +1,334 @@
+"""Jobs on a real Dask cluster: a distributed.LocalCluster with worker processes, a real
+server in front of it, real WebSocket streams and the real SQLite file.
+
+The workers share this machine's disk, but nothing relies on it: each task carries its
+data and sends its files home (core/cluster_task.py). Every test checks that what a run
+made is in the server's data directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import page_client, run_events, tiny_run_request, write_good_sounds
+from waiting import DEADLINE, wait_until
+from websockets.asyncio.client import connect
+
+from distill.core.cluster_config import ClusterConfig, ClusterError
+from distill.events import TERMINAL_KINDS
+from distill.models.library import read_card
+from distill.server.serve import ServerThread
+from distill.server.settings import ServerSettings
+
+distributed = pytest.importorskip("distributed")
+pytestmark = pytest.mark.slow
+
+LONG_RUN = 40  # epochs: long enough to still be running when a test steps in
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as local:
+        yield local
+
+
+@pytest.fixture(scope="module")
+def world(cluster, tmp_path_factory):
+    base = tmp_path_factory.mktemp("cluster")
+    sounds = base / "sounds"
+    write_good_sounds(sounds)
+    (sounds / "notes.txt").write_text("not a sound")  # skipped, with its reason, remotely too
+    settings = ServerSettings.for_host(
+        base / "home", "127.0.0.1", 0, allowed_roots=(base,),
+        cluster=ClusterConfig(cluster.scheduler_address),
+    )  # fmt: skip
+    with ServerThread(settings) as server:
+        yield {"server": server, "home": base / "home", "sounds": sounds, "cluster": cluster}
+
+
+def submit(server: ServerThread, dataset: Path, name: str | None = None, **settings) -> str:
+    body = {**tiny_run_request(dataset, **settings), "model_name": name}
+    response = httpx.post(server.url + "/api/runs", json=body, trust_env=False)
+    assert response.status_code == 201, response.text
+    return response.json()["run_id"]
+
+
+async def events_until(url: str, kind: str) -> list[dict]:
+    """A run's stream up to and with the first event of `kind` (or its end)."""
+    events = []
+    async with connect(url, proxy=None) as ws:
+        async for message in ws:
+            events.append(json.loads(message))
+            if events[-1]["kind"] in (kind, *TERMINAL_KINDS):
+                break
+    return events
+
+
+def stream(server: ServerThread, run_id: str, after: int = 0, until: str = "") -> list[dict]:
+    url = f"{server.ws_url}/ws/runs/{run_id}/events?after={after}"
+    if not until:
+        return asyncio.run(events_until(url, "(the end)"))
+    return asyncio.run(events_until(url, until))
+
+
+def stored_seqs(server: ServerThread, run_id: str) -> list[int]:
+    return [e.seq for e in server.call(server.core.store.events(run_id))]
+
+
+def worker_pids(cluster) -> dict[str, int]:
+    with distributed.Client(cluster, set_as_default=False) as client:
+        return client.run(os.getpid)
+
+
+def placed_on(events: list[dict]) -> list[str]:
+    return [e["payload"]["worker"] for e in events if e["kind"] == "run_placed"]
+
+
+def test_a_run_trains_on_a_worker_and_its_files_come_home(world) -> None:
+    server, home = world["server"], world["home"]
+    run_id = submit(server, world["sounds"], name="remote")
+    events = run_events(server, run_id)
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "run_queued" and kinds[1] == "run_placed" and kinds[-1] == "run_completed"
+    [worker] = placed_on(events)
+    assert worker in worker_pids(world["cluster"])
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(1, len(seqs) + 1)) == stored_seqs(server, run_id)
+
+    # Paths in the events are the server's, and the files they name are in its home.
+    scan = next(e["payload"] for e in events if e["kind"] == "dataset_scanned")
+    assert scan["dataset"] == str(world["sounds"])
+    assert [Path(s["path"]).name for s in scan["files_skipped"]] == ["notes.txt"]
+    checkpoints = [e["payload"]["path"] for e in events if e["kind"] == "checkpoint_saved"]
+    assert checkpoints and all(
+        Path(p).is_file() and Path(p).is_relative_to(home) for p in checkpoints
+    )
+    for preview in (e["payload"] for e in events if e["kind"] == "preview_ready"):
+        for clip in preview["clips"]:
+            assert (home / "runs" / run_id / clip["reconstruction_wav"]).is_file()
+    card = read_card(home / "models" / "remote.distill")
+    assert card.dataset.path == str(world["sounds"]) and card.run_id == run_id
+
+    with page_client(server) as http:
+        run_page = http.get(f"/runs/{run_id}").text
+        assert f"on cluster worker <code>{worker}</code>" in run_page
+        home_page = http.get("/").text
+        assert world["cluster"].scheduler_address in home_page
+        assert home_page.count('<tr class="worker">') == 2
+        assert "worker-idle" in home_page
+
+
+def test_two_runs_at_once_land_on_two_workers(world) -> None:
+    """Both train at the same time: each reaches its first epoch before either is stopped."""
+    server = world["server"]
+    runs = [submit(server, world["sounds"], epochs=10 * LONG_RUN) for _ in range(2)]
+    first_epochs = [stream(server, run_id, until="epoch_metrics") for run_id in runs]
+    assert [s[-1]["kind"] for s in first_epochs] == ["epoch_metrics", "epoch_metrics"]
+    with page_client(server) as http:
+        for run_id in runs:
+            assert http.post(f"/api/runs/{run_id}/cancel").status_code == 202
+    ends = [
+        stream(server, run_id, after=s[-1]["seq"])[-1]
+        for run_id, s in zip(runs, first_epochs, strict=True)
+    ]
+    assert [e["kind"] for e in ends] == ["run_cancelled", "run_cancelled"]
+    workers = [placed_on(s) for s in first_epochs]
+    assert len(set(workers[0] + workers[1])) == 2  # one each: each worker has one thread
+
+
+def test_a_killed_worker_fails_the_run_and_a_resume_finishes_elsewhere(world) -> None:
+    server, cluster = world["server"], world["cluster"]
+    run_id = submit(server, world["sounds"], epochs=LONG_RUN)
+    before = stream(server, run_id, until="checkpoint_saved")
+    assert before[-1]["kind"] == "checkpoint_saved"
+    [worker] = placed_on(before)
+    os.kill(worker_pids(cluster)[worker], signal.SIGKILL)
+
+    rest = stream(server, run_id, after=before[-1]["seq"])
+    failed = rest[-1]
+    assert failed["kind"] == "run_failed"
+    assert f"the cluster worker {worker} was lost" in failed["payload"]["error"]
+    checkpoint = Path(failed["payload"]["checkpoint_path"])
+    assert checkpoint.is_file() and checkpoint.is_relative_to(world["home"])
+
+    with page_client(server) as http:
+        resumed = http.post(f"/api/runs/{run_id}/resume")
+        assert resumed.status_code == 202, resumed.text
+        after = resumed.json()["after_seq"]
+    again = stream(server, run_id, after=after)
+    assert again[-1]["kind"] == "run_completed"
+    [elsewhere] = placed_on(again)
+    assert elsewhere != worker
+    started = next(e for e in again if e["kind"] == "run_started")
+    assert started["payload"]["start_epoch"] >= 1  # from the checkpoint that came home
+    seqs = stored_seqs(server, run_id)
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_cancel_stops_a_run_on_the_cluster_with_a_checkpoint_at_home(world) -> None:
+    server = world["server"]
+    run_id = submit(server, world["sounds"], epochs=LONG_RUN)
+    before = stream(server, run_id, until="checkpoint_saved")
+    with page_client(server) as http:
+        assert http.post(f"/api/runs/{run_id}/cancel").status_code == 202
+    rest = stream(server, run_id, after=before[-1]["seq"])
+    cancelled = rest[-1]
+    assert cancelled["kind"] == "run_cancelled"
+    assert Path(cancelled["payload"]["checkpoint_path"]).is_file()
+    assert cancelled["payload"]["epoch"] < LONG_RUN
+
+
+def test_a_prior_and_a_generation_run_on_the_cluster(world) -> None:
+    server, home = world["server"], world["home"]
+    run_events(server, submit(server, world["sounds"], name="drums"))
+    prior = {
+        "model": "drums",
+        "settings": {"epochs": 2, "batch_size": 4, "min_steps_per_epoch": 2},
+        "overrides": {"hidden_size": 16, "layers": 1, "heads": 2},
+    }
+    with page_client(server) as http:
+        response = http.post("/api/priors", json=prior)
+        assert response.status_code == 201, response.text
+        events = run_events(server, response.json()["run_id"])
+        assert events[-1]["kind"] == "run_completed" and placed_on(events)
+        scan = next(e["payload"] for e in events if e["kind"] == "codes_extracted")
+        assert scan["dataset_changed"] is False  # same files, same fingerprint, remotely
+        assert read_card(home / "models" / "drums.distill").prior is not None
+
+        form = {"seconds": "0.5", "count": "2", "seed": "5", "temperature": "1", "top_k": "0",
+                "top_p": "1"}  # fmt: skip
+        made = http.post("/models/drums/generate", data=form)
+        assert made.status_code == 303, made.text
+        page = http.get("/models/drums").text
+    made_files = (home / "generated" / "drums").rglob("clip*_seed*.wav")
+    clips = sorted(p.name for p in made_files if not p.stem.endswith("_match"))
+    assert clips == ["clip01_seed5.wav", "clip02_seed6.wav"]
+    assert "clip01_seed5.wav" in page
+    manifest = next((home / "generated" / "drums").rglob("generation.json")).read_text()
+    assert str(home) in manifest and "dask-scratch" not in manifest
+
+
+@contextlib.contextmanager
+def scheduler_and_worker(folder: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+    """A scheduler and one worker, each a process of its own as on a real cluster, so
+    that the scheduler can be killed outright; (the scheduler's process, its address)."""
+    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    info = folder / "scheduler.json"
+    scheduler = subprocess.Popen(
+        [*dask, "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(info)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    worker = None
+    try:
+        address = wait_until(
+            lambda: info.is_file() and json.loads(info.read_text() or "{}").get("address"),
+            what="the scheduler to write its address",
+        )
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+             "--no-nanny", "--no-dashboard", "--local-directory", str(folder / "worker")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        with distributed.Client(address, set_as_default=False) as client:
+            client.wait_for_workers(1, timeout=DEADLINE)
+        yield scheduler, address
+    finally:
+        for process in (worker, scheduler):
+            if process is not None:
+                process.kill()
+                process.wait()
+
+
+def test_the_scheduler_gone_interrupts_runs_and_the_server_says_so(tmp_path) -> None:
+    sounds = tmp_path / "sounds"
+    write_good_sounds(sounds)
+    with scheduler_and_worker(tmp_path) as (scheduler, address):
+        settings = ServerSettings.for_host(
+            tmp_path / "home", "127.0.0.1", 0, allowed_roots=(tmp_path,),
+            cluster=ClusterConfig(address),
+        )  # fmt: skip
+        with ServerThread(settings) as server:
+            run_id = submit(server, sounds, epochs=LONG_RUN)
+            before = stream(server, run_id, until="checkpoint_saved")
+            scheduler.kill()
+            rest = stream(server, run_id, after=before[-1]["seq"])
+            assert rest[-1]["kind"] == "run_interrupted"
+            assert "stopped answering" in rest[-1]["payload"]["reason"]
+            assert Path(rest[-1]["payload"]["checkpoint_path"]).is_file()
+            with page_client(server) as http:
+                home_page = http.get("/")
+                assert home_page.status_code == 200 and 'id="cluster-lost"' in home_page.text
+                refused = http.post("/api/runs", json=tiny_run_request(sounds))
+                assert refused.status_code == 409 and "stopped answering" in refused.text
+
+
+def test_an_unreachable_scheduler_is_a_clear_error() -> None:
+    from distill.core.cluster import check_reachable
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    with pytest.raises(ClusterError, match=f"cannot reach the Dask scheduler at {address}"):
+        check_reachable(ClusterConfig(address, connect_timeout=1.0))
+
+
+def test_cluster_addresses_are_checked_and_plain_remote_ones_warned_about(tmp_path) -> None:
+    assert ClusterConfig.from_options(None) is None
+    assert ClusterConfig.from_options("127.0.0.1:8786").address == "tcp://127.0.0.1:8786"
+    assert ClusterConfig.from_options("tcp://localhost:8786").warning() is None
+    warning = ClusterConfig.from_options("tcp://10.1.2.3:8786").warning()
+    assert warning and "anyone who can reach it can run code on its workers" in warning
+    cert = tmp_path / "ca.pem"
+    cert.write_text("-")
+    tls = ClusterConfig.from_options("tls://10.1.2.3:8786", str(cert), str(cert), str(cert))
+    assert tls.uses_tls and tls.warning() is None
+    for bad, why in (
+        (("ftp://x:1",), "use a tcp:// or tls://"),
+        (("tcp://x:1", str(cert)), "certificates need a tls:// address"),
+        (("tls://x:1", str(tmp_path / "none.pem")), "no certificate file at"),
+        ((None, str(cert)), "without a cluster address"),
+    ):
+        with pytest.raises(ClusterError, match=why):
+            ClusterConfig.from_options(*bad)
+
+
+def test_serve_refuses_a_bad_cluster_address_with_the_reason(tmp_path) -> None:
+    env = {**os.environ, "DISTILL_HOME": str(tmp_path / "home"), "DISTILL_CLUSTER": "ftp://x:1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "distill.cli.main", "serve", "--port", "0"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "ftp://x:1: use a tcp:// or tls:// scheduler address" in done.stdout
+
+
+def test_a_server_without_a_cluster_never_imports_dask(tmp_path) -> None:
+    script = f"""
+import sys, httpx
+from distill.server.serve import ServerThread
+from distill.server.settings import ServerSettings
+settings = ServerSettings.for_host({str(tmp_path / "home")!r}, "127.0.0.1", 0)
+with ServerThread(settings) as server:
+    run_id = server.call(server.core.submit_load(rate=50, seconds=0.2))
+    assert httpx.get(server.url + "/", trust_env=False).status_code == 200
+    assert httpx.get(server.url + "/runs/" + run_id, trust_env=False).status_code == 200
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed")))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
