@@ -332,3 +332,56 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed"
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_task_reads_and_writes_only_its_staging_folder(tmp_path) -> None:
+    """The worker's job points only into the task's own folder, and what it sends home is
+    mapped back to the server's paths; nothing in between names a server path."""
+    from distill.core.cluster import make_bundle
+    from distill.core.cluster_task import Staging
+
+    home, sounds = tmp_path / "home", tmp_path / "sounds"
+    write_good_sounds(sounds, count=2)
+    (sounds / "notes.txt").write_text("not a sound")
+    job = {
+        "run_id": "r1",
+        "dataset": str(sounds),
+        "run_dir": str(home / "runs" / "r1"),
+        "model_path": str(home / "models" / "m.distill"),
+        "cache_dir": str(home / "cache" / "mel"),
+        "settings": {},
+    }
+    bundle = make_bundle(job)
+    assert {rel for rel, _, _ in bundle["dataset"]} == {p.name for p in sounds.iterdir()}
+    assert dict((rel, data) for rel, data, _ in bundle["dataset"])["notes.txt"] == b""  # not read
+    staging = Staging(tmp_path / "worker", job, bundle)
+    for key in ("dataset", "run_dir", "model_path", "cache_dir"):
+        assert Path(staging.job[key]).is_relative_to(tmp_path / "worker"), key
+        assert staging.map_home(staging.job[key]) == job[key]
+    for rel, _, mtime_ns in bundle["dataset"]:
+        assert (Path(staging.job["dataset"]) / rel).stat().st_mtime_ns == mtime_ns
+    nested = {"paths": [staging.job["run_dir"] + "/previews/a.wav"], "other": "/elsewhere"}
+    assert staging.map_home(nested) == {
+        "paths": [job["run_dir"] + "/previews/a.wav"],
+        "other": "/elsewhere",
+    }
+
+    (Path(staging.job["run_dir"]) / "previews").mkdir()
+    (Path(staging.job["run_dir"]) / "previews" / "a.wav").write_bytes(b"RIFF")
+    assert staging.changed_files() == [["run/previews/a.wav", b"RIFF"]]
+    assert staging.changed_files() == []  # sent once, until it changes
+
+
+def test_files_from_a_task_stay_inside_the_runs_folder(tmp_path) -> None:
+    from distill.core.cluster import write_home
+
+    spec = {"run_dir": str(tmp_path / "run"), "model_path": str(tmp_path / "m.distill")}
+    write_home(spec, [["run/previews/a.wav", b"RIFF"]])
+    assert (tmp_path / "run" / "previews" / "a.wav").read_bytes() == b"RIFF"
+    for key in ("run/../escape", "run/", "elsewhere/a.wav", "run//etc/passwd"):
+        with pytest.raises(ClusterError, match="outside its run's folder"):
+            write_home(spec, [[key, b"x"]])
+    assert not (tmp_path / "escape").exists()
+    with pytest.raises(ValueError):  # a model file must check out before it is kept
+        write_home(spec, [["model", b"not a model"]])
+    assert not (tmp_path / "m.distill").exists()

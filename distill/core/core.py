@@ -178,6 +178,11 @@ class Core:
         spec = {"dataset": "(synthetic)", "rate": rate, "seconds": seconds}
         return await self._submit(new_run_id(), "load", spec, None)
 
+    async def submit_run(self, run_type: str, spec: dict[str, Any]) -> str:
+        """Queue a run of any run type this core was handed, on plain data: for run types
+        without a request of their own (a benchmark's)."""
+        return await self._submit(new_run_id(), run_type, {"dataset": "", **spec}, None)
+
     async def _submit(
         self, run_id: str, run_type: str, spec: dict[str, Any], model_name: str | None
     ) -> str:
