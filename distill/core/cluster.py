@@ -33,6 +33,7 @@ from distill.audio.formats import find_audio_files, is_supported
 from distill.core.cluster_config import ClusterConfig, ClusterError
 from distill.core.cluster_task import (
     END,
+    ENDED,
     EVENT,
     HELLO,
     LOST,
@@ -49,7 +50,6 @@ from distill.paths import CANCEL_FILE, CHECKPOINT_NAME
 
 WATCH_EVERY = 0.5  # s: how often the scheduler is asked which workers it has
 SCHEDULER_GRACE = 5.0  # s of unanswered questions before the scheduler counts as gone
-DRAIN_WAIT = 1.0  # s: one wait on an attempt's queue
 STOP_WAIT = 60.0  # s: at shutdown, how long running tasks get to checkpoint and report
 
 
@@ -184,8 +184,9 @@ class ClusterRunner:
         if attempt is None:
             return False
         if attempt.worker is None:  # still waiting for a worker (or being shipped)
-            self._end(attempt)
             self.request_cancel(run_id, attempt)
+            asyncio.ensure_future(self._mark_ended(attempt, "cancelled"))  # frees its drain
+            self._end(attempt)
             if attempt.future is not None:
                 asyncio.ensure_future(attempt.future.cancel())
             self.on_cancelled_while_queued(run_id)
@@ -255,44 +256,44 @@ class ClusterRunner:
         await Variable(name, client=self._client).set(data)
 
     async def _drain(self, attempt: Attempt, queue) -> None:
-        while not attempt.ended:
-            try:
-                batch = await queue.get(timeout=DRAIN_WAIT)
-            except TimeoutError:
-                await self._check_task(attempt, queue)
-                continue
-            except OSError:  # the scheduler is unreachable: the watcher decides
-                if self.lost is not None:
-                    return
-                await asyncio.sleep(WATCH_EVERY)
-                continue
-            await self._deliver(attempt, batch)
-            if attempt.lost is not None and not attempt.ended:
-                await self._check_task(attempt, queue)
+        """Deliver the attempt's messages until its end: the task's END, or the ENDED mark
+        this side puts in the same queue when the task cannot send one (its worker left,
+        it failed outside the run, it was turned away), behind all it did send."""
+        watching = asyncio.ensure_future(self._watch_task(attempt))
+        try:
+            while not attempt.ended:
+                try:
+                    batch = await queue.get()
+                except OSError:  # the scheduler is unreachable: the watcher decides
+                    if self.lost is not None:
+                        return
+                    await asyncio.sleep(WATCH_EVERY)
+                    continue
+                await self._deliver(attempt, batch)
+        finally:
+            watching.cancel()
 
-    async def _check_task(self, attempt: Attempt, queue) -> None:
-        """No message came: a task that ended without its end message, or an attempt whose
-        worker left, ends here, after what it did send."""
-        if attempt.lost is None and attempt.future is not None and attempt.future.done():
-            attempt.lost = await self._task_failure(attempt)
-        if attempt.lost is None or attempt.ended:
+    async def _watch_task(self, attempt: Attempt) -> None:
+        """When the task ends without having ended the attempt, say why in its queue."""
+        try:
+            outcome = await attempt.future
+            reason = lost_reason(attempt.worker or "that ran it") if outcome == LOST else None
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the task's own failure, for the run
+            reason = f"the task failed on the cluster: {type(error).__name__}: {error}"
+        if reason is not None and not attempt.ended:
+            await self._mark_ended(attempt, reason)
+
+    async def _mark_ended(self, attempt: Attempt, reason: str) -> None:
+        from distributed import Queue
+
+        if self.lost is not None:
             return
-        rest = await queue.get(batch=True)
-        await self._deliver(attempt, [message for batch in rest for message in batch])
-        if not attempt.ended:
-            self._end(attempt)
-            self.on_messages([(attempt.job.run_id, WORKER_DIED, {"error": attempt.lost})])
-
-    async def _task_failure(self, attempt: Attempt) -> str | None:
-        if attempt.future.status == "error":
-            error = await attempt.future.exception()
-            return f"the task failed on the cluster: {type(error).__name__}: {error}"
-        if attempt.future.status == "cancelled":
-            return "the cluster dropped the task (cancelled)"
-        result = await attempt.future.result()
-        if result == LOST:
-            return lost_reason(attempt.worker or "that ran it")
-        return None  # finished: its end message is on the way
+        with contextlib.suppress(Exception):  # the scheduler going away: its watcher knows
+            await Queue(attempt.names["queue"], client=self._client).put(
+                [{"type": ENDED, "reason": reason}]
+            )
 
     async def _deliver(self, attempt: Attempt, batch: list[dict[str, Any]]) -> None:
         """Write the files of a batch of messages home, then hand the core its events."""
@@ -312,6 +313,9 @@ class ClusterRunner:
                 events.append((attempt.job.run_id, message["kind"], message["payload"]))
             elif message["type"] == END:
                 self._end(attempt)
+            elif message["type"] == ENDED:
+                self._end(attempt)
+                events.append((attempt.job.run_id, WORKER_DIED, {"error": message["reason"]}))
         self.on_messages(events)
 
     # -- the scheduler ------------------------------------------------------------------
@@ -335,7 +339,9 @@ class ClusterRunner:
             self._workers = identity["workers"]
             for attempt in list(self.running.values()):
                 if attempt.worker is not None and attempt.worker not in self._workers:
-                    attempt.lost = attempt.lost or lost_reason(attempt.worker)
+                    if attempt.lost is None:
+                        attempt.lost = lost_reason(attempt.worker)
+                        await self._mark_ended(attempt, attempt.lost)
 
     def _scheduler_lost(self, error: BaseException) -> None:
         self.lost = (
@@ -367,23 +373,31 @@ class ClusterRunner:
             call_in_folder, fn, model_path.name, str(folder), args, names, pure=False
         )
         queue, spec = await Queue(names["queue"], client=self._client), {"run_dir": str(folder)}
-        cancel_sent = False
-        while True:
-            try:
-                batch = await queue.get(timeout=WATCH_EVERY)
-            except TimeoutError:
-                batch = []
-                if future.done() and future.status != "finished":
-                    await future.result()  # raises what the task raised
-            if not cancel_sent and (folder / CANCEL_FILE).exists():
-                cancel_sent = True
-                await Event(names["cancel"], client=self._client).set()
-            files = [item for message in batch for item in message.get("files", ())]
-            if files:
-                await asyncio.to_thread(write_home, spec, files)
-            if any(message["type"] == END for message in batch):
-                await self._unshare(names["data"])
-                return await future.result()
+
+        async def pass_on_cancel() -> None:  # the page touches CANCEL_FILE here, at home
+            while not (folder / CANCEL_FILE).exists():
+                await asyncio.sleep(WATCH_EVERY)
+            await Event(names["cancel"], client=self._client).set()
+
+        async def end_on_failure() -> None:  # a task that raised sends no END: say so
+            with contextlib.suppress(Exception):
+                await future
+            if future.status != "finished":
+                await queue.put([{"type": ENDED, "reason": "failed"}])
+
+        helpers = [asyncio.ensure_future(pass_on_cancel()), asyncio.ensure_future(end_on_failure())]
+        try:
+            while True:
+                batch = await queue.get()
+                files = [item for message in batch for item in message.get("files", ())]
+                if files:
+                    await asyncio.to_thread(write_home, spec, files)
+                if any(message["type"] in (END, ENDED) for message in batch):
+                    return await future.result()  # raises what the task raised
+        finally:
+            for helper in helpers:
+                helper.cancel()
+            await self._unshare(names["data"])
 
 
 def check_reachable(config: ClusterConfig) -> None:

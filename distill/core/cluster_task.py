@@ -12,8 +12,9 @@ the staged files that changed since the last event (checkpoints, previews, the m
 travel in the same message, ahead of the event that names them: the server writes them
 into the run's own folder first, so an event it publishes names a file that is there.
 Absolute paths in payloads, in a saved model's card and in JSON files are mapped back to
-the server's paths. Messages go in order through one Dask Queue per attempt, batched by a
-sender thread; the last one says the stream ended, and how.
+the server's paths. Messages go in order through one Dask Queue per attempt, put by a
+sender thread, each put carrying what was emitted while the last one was on its way; the
+last message says the stream ended, and how.
 
 A cancel arrives as a Dask Event. A task whose key was released (the server's client is
 gone) stops the same way, with a checkpoint. A task the scheduler starts a second time,
@@ -28,7 +29,6 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,10 +37,10 @@ from distill.core.worker import run_reporting
 from distill.events import STEP_KINDS
 from distill.paths import CANCEL_FILE
 
-HELLO, EVENT, FILES, END = "hello", "event", "files", "end"  # message types
+HELLO, EVENT, FILES, END = "hello", "event", "files", "end"  # message types from a task
+ENDED = "ended"  # put by the server for a task that cannot send its END (ClusterRunner)
 RUN_FOLDER, MODEL_FILE = "run", "model"  # where a shipped file goes home (its key's head)
 LOST = "lost"  # the outcome of a second start: this attempt was reported lost already
-SEND_EVERY = 0.02  # s: the sender batches what was emitted meanwhile
 WATCH_EVERY = 0.25  # s: how often the stop watcher asks about a cancel
 
 Bundle = dict[str, Any]  # what a task carries: {"dataset": [[rel, bytes, mtime_ns]], ...}
@@ -244,11 +244,9 @@ class Sender:
         while not self._closing:
             self._wake.wait()
             self._wake.clear()
-            batch = self._take()
+            batch = self._take()  # what was emitted while the last put was on its way
             if batch:
                 self._queue.put(batch)
-            if not self._closing:
-                time.sleep(SEND_EVERY)  # let the next events gather into one put
 
 
 class StopWatcher:
@@ -305,11 +303,38 @@ def _current_key(worker) -> str | None:
         return None
 
 
+def _allocate_like_a_plain_process() -> None:
+    """A Dask nanny starts its worker with MALLOC_TRIM_THRESHOLD_ set, which fixes glibc's
+    mmap threshold at 128 KiB: every tensor buffer above it is then mapped and unmapped
+    anew, and training runs at less than half speed (bench/cluster.py found it). Let
+    buffers up to 32 MiB come from the heap again, as in a plain process, and give memory
+    back above 64 MiB free. Elsewhere than glibc, nothing to do."""
+    import ctypes
+    import ctypes.util
+
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(m_mmap_threshold, 32 * 1024**2)
+        libc.mallopt(m_trim_threshold, 64 * 1024**2)
+    except (OSError, AttributeError):
+        pass
+
+
 def _share_cores(worker) -> None:
-    """Each of the worker's task threads gets its share of the machine's cores."""
+    """Each of the worker's task threads gets its share of the machine's cores.
+
+    A Dask nanny starts its worker with OMP_NUM_THREADS=1 (and MKL's, OpenBLAS's): torch,
+    loaded under it, runs its OpenMP pool at 1 and spins in the kernel when asked for
+    more later. So the share goes into the environment before torch's first import in this
+    worker process, as well as to torch itself."""
+    _allocate_like_a_plain_process()
+    threads = max(1, (os.cpu_count() or 1) // max(1, worker.state.nthreads))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = str(threads)
     import torch
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, worker.state.nthreads)))
+    torch.set_num_threads(threads)
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:
