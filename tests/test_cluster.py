@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -385,3 +387,91 @@ def test_files_from_a_task_stay_inside_the_runs_folder(tmp_path) -> None:
     with pytest.raises(ValueError):  # a model file must check out before it is kept
         write_home(spec, [["model", b"not a model"]])
     assert not (tmp_path / "m.distill").exists()
+
+
+def test_a_cuda_run_waits_for_a_worker_with_a_gpu_and_lands_there(world, tmp_path) -> None:
+    """A run asked to train on CUDA asks for the worker resource GPU=1. A third worker that
+    declares one joins; the run lands on it (and, with no CUDA on this machine, fails
+    there saying so: the placement is what is tested)."""
+    cluster, server = world["cluster"], world["server"]
+    gpu_worker = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address,
+         "--nthreads", "1", "--no-nanny", "--no-dashboard", "--resources", "GPU=1",
+         "--name", "gpu-box", "--local-directory", str(tmp_path / "gpu")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        with distributed.Client(cluster, set_as_default=False) as client:
+            client.wait_for_workers(3, timeout=DEADLINE)
+            [gpu_address] = [
+                address for address, info in client.scheduler_info(n_workers=-1)["workers"].items()
+                if info.get("resources", {}).get("GPU")
+            ]  # fmt: skip
+        with page_client(server) as http:
+            home_page = wait_until(
+                lambda: (page := http.get("/").text).count('<tr class="worker">') == 3 and page,
+                what="the home page to list the third worker",
+            )
+        row = re.search(r"<td>gpu-box</td>(?:(?!</tr>).)*</tr>", home_page, re.DOTALL)
+        assert row and re.search(r"<td>1</td>\s*<td class=\"worker-", row.group(0))  # GPU: 1
+        events = run_events(server, submit(server, world["sounds"], device="cuda"))
+        assert placed_on(events) == [gpu_address]
+        assert events[-1]["kind"] == "run_failed"
+        assert "torch sees no CUDA device here" in events[-1]["payload"]["error"]
+    finally:
+        gpu_worker.kill()
+        gpu_worker.wait()
+
+
+def make_certificates(folder: Path) -> dict[str, str]:
+    """A throwaway CA and one certificate it signed for 127.0.0.1 (scheduler, worker and
+    client all use it), made with the openssl command."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, request, cert = (
+        str(folder / name) for name in ("ca.key", "ca.pem", "node.key", "node.csr", "node.pem")
+    )
+    (folder / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    for command in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca,
+         "-days", "1", "-subj", "/CN=distill test CA"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", request,
+         "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", request, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+         "-out", cert, "-days", "1", "-extfile", str(folder / "san.cnf")],
+    ):  # fmt: skip
+        subprocess.run(["openssl", *command], check=True, capture_output=True)
+    return {"ca": ca, "cert": cert, "key": key}
+
+
+@pytest.mark.skipif(
+    not shutil.which("openssl"), reason="needs the openssl command for certificates"
+)
+def test_a_tls_cluster_runs_with_certificates_and_refuses_without(tmp_path) -> None:
+    from distill.core.cluster import check_reachable
+
+    files = make_certificates(tmp_path / "certs")
+    security = distributed.Security(
+        tls_ca_file=files["ca"], require_encryption=True,
+        tls_scheduler_cert=files["cert"], tls_scheduler_key=files["key"],
+        tls_worker_cert=files["cert"], tls_worker_key=files["key"],
+        tls_client_cert=files["cert"], tls_client_key=files["key"],
+    )  # fmt: skip
+    sounds = tmp_path / "sounds"
+    write_good_sounds(sounds, count=5)
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
+        protocol="tls://", security=security, host="127.0.0.1",
+    ) as local:  # fmt: skip
+        address = local.scheduler_address
+        assert address.startswith("tls://")
+        with pytest.raises(ClusterError, match="a tls:// scheduler needs certificates"):
+            check_reachable(ClusterConfig(address, connect_timeout=2.0))  # no certificates
+        config = ClusterConfig.from_options(address, files["ca"], files["cert"], files["key"])
+        assert config is not None and config.warning() is None
+        settings = ServerSettings.for_host(
+            tmp_path / "home", "127.0.0.1", 0, allowed_roots=(tmp_path,), cluster=config
+        )
+        with ServerThread(settings) as server:
+            events = run_events(server, submit(server, sounds, name="over-tls"))
+        assert events[-1]["kind"] == "run_completed" and placed_on(events)[0].startswith("tls://")
+        assert (tmp_path / "home" / "models" / "over-tls.distill").is_file()

@@ -105,18 +105,27 @@ class ClusterRunner:
         """Connect; an unreachable scheduler is a ClusterError saying where and why."""
         from distributed import Client
 
+        client = Client(
+            self.config.address,
+            asynchronous=True,
+            security=self._security(),
+            timeout=self.config.connect_timeout,
+            set_as_default=False,
+        )
         try:
-            self._client = await Client(
-                self.config.address,
-                asynchronous=True,
-                security=self._security(),
-                timeout=self.config.connect_timeout,
-                set_as_default=False,
-            )
+            self._client = await client
             self._workers = (await self._client.scheduler.identity())["workers"]
-        except (OSError, TimeoutError, ValueError) as error:
+        except (OSError, TimeoutError, ValueError, TypeError) as error:
+            with contextlib.suppress(Exception):
+                await client.close()
+            hint = ""
+            if self.config.uses_tls and not self.config.tls_cert:
+                hint = (
+                    " (a tls:// scheduler needs certificates: --tls-ca-file, --tls-cert and"
+                    " --tls-key, or Dask's distributed.comm.tls settings)"
+                )
             raise ClusterError(
-                f"cannot reach the Dask scheduler at {self.config.address}: {error}"
+                f"cannot reach the Dask scheduler at {self.config.address}: {error}{hint}"
             ) from error
         self._watcher = asyncio.ensure_future(self._watch())
 
