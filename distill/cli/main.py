@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from distill.cli import generate, models, runs, serve, train, train_prior
+from distill.cli import codes, generate, models, runs, serve, train, train_prior
 
 app = typer.Typer(
     name="distill",
@@ -22,6 +22,7 @@ app.command("generate")(generate.generate)
 app.command("serve")(serve.serve)
 app.add_typer(models.app, name="models")
 app.add_typer(runs.app, name="runs")
+app.add_typer(codes.app, name="codes")
 
 
 if __name__ == "__main__":

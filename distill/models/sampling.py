@@ -69,8 +69,12 @@ def generate_codes(
     generators: list[torch.Generator],
     sampling: Sampling = Sampling(),
     cached: bool = True,
+    prefix: Tensor | None = None,
 ) -> Tensor:
-    """(b, steps, q) codes for b = len(generators) clips, `steps` time steps each."""
+    """(b, steps, q) codes for b = len(generators) clips, `steps` time steps each.
+
+    With a `prefix` (b, p, q), the first p steps are those codes, and the rest is drawn
+    after them (the code editor's regenerate)."""
     config = prior.config
     q, k, window = config.rvq_levels, config.codebook_size, config.sequence_length
     keep = (config.context_steps // 2) * q  # tokens carried into the next window
@@ -80,11 +84,16 @@ def generate_codes(
     codes = torch.zeros(batch, steps * q, dtype=torch.long, device=device)
     offsets = (torch.arange(steps * q, device=device) % q) * k  # token = code + level * k
     bos = torch.full((batch, 1), prior.bos, dtype=torch.long, device=device)
+    first = 0 if prefix is None else prefix.shape[1] * q
+    if prefix is not None:
+        codes[:, :first] = prefix.reshape(batch, -1).to(device)
     if cached:
         prior.setup_cache(batch)
     try:
-        window_start, fresh = 0, True  # the slot of codes where the current window begins
-        for i in range(steps * q):
+        # the slot of codes where the current window begins: a long prefix starts where a
+        # slide would have left it
+        window_start, fresh = (0 if first < window else first - keep), True
+        for i in range(first, steps * q):
             if i - window_start == window:  # full: slide, keeping the newest steps
                 window_start, fresh = i - keep, True
             if fresh or not cached:

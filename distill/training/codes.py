@@ -1,0 +1,238 @@
+"""A sound as its model's code grid, and what the code editor does to one: encode, decode,
+check that a grid belongs to a model, regenerate a stretch with the prior.
+
+Plain functions over a CodeGrid, so the CLI (`distill codes`) and the dashboard's editor
+call the same ones. A grid saved as JSON (the "distill-codes" format, documented in the
+README) comes from outside when it is read back: `CodeGrid.from_json` checks every field
+before anything is built from it, and `check_belongs` refuses a grid another model made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from distill.audio.dataset import load_prepared
+from distill.audio.mel import MelSpectrogram
+from distill.models.library import ModelWithPrior
+from distill.models.magnitude import render
+from distill.models.rvqvae import ConvVQVAE
+from distill.models.sampling import Sampling, generate_codes
+
+CODES_FORMAT = "distill-codes"
+CODES_VERSION = 1
+MAX_CODES_FILE_BYTES = 16 * 1024**2
+MAX_STEPS = 100_000  # latent steps in one grid: minutes of sound at any model's rate
+CANDIDATES = 4  # stretches drawn by `regenerate`, the one that leads on best is kept
+
+
+class CodesError(ValueError):
+    """A codes file or an edit that cannot be used, with the reason."""
+
+
+@dataclass(frozen=True)
+class CodeGrid:
+    """One sound as codes: `codes[level][step]`, with what ties it to its model."""
+
+    model_name: str
+    fingerprint: str  # model_fingerprint of the model that encoded it
+    codes: np.ndarray  # (levels, steps) int64
+    codebook_size: int
+    sample_rate: int
+    samples_per_step: int  # audio samples one latent step stands for
+
+    @property
+    def steps(self) -> int:
+        return int(self.codes.shape[1])
+
+    @property
+    def seconds(self) -> float:
+        return self.steps * self.samples_per_step / self.sample_rate
+
+    def step_at(self, seconds: float) -> int:
+        return min(self.steps, max(0, round(seconds * self.sample_rate / self.samples_per_step)))
+
+    def with_codes(self, codes: np.ndarray) -> CodeGrid:
+        return CodeGrid(
+            self.model_name, self.fingerprint, codes.astype(np.int64), self.codebook_size,
+            self.sample_rate, self.samples_per_step,
+        )  # fmt: skip
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": CODES_FORMAT,
+            "version": CODES_VERSION,
+            "model": {"name": self.model_name, "fingerprint": self.fingerprint},
+            "rvq_levels": int(self.codes.shape[0]),
+            "codebook_size": self.codebook_size,
+            "sample_rate": self.sample_rate,
+            "samples_per_step": self.samples_per_step,
+            "codes": self.codes.tolist(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> CodeGrid:
+        """Check everything a codes file says; a CodesError names the first thing wrong."""
+        if not isinstance(data, dict) or data.get("format") != CODES_FORMAT:
+            raise CodesError(f'not a distill codes file (no "format": "{CODES_FORMAT}")')
+        if data.get("version") != CODES_VERSION:
+            raise CodesError(
+                f"codes format version {data.get('version')!r}: this distill reads {CODES_VERSION}"
+            )
+        model = data.get("model")
+        if not isinstance(model, dict) or not all(
+            isinstance(model.get(k), str) and 0 < len(model[k]) <= 200 for k in ("name", "fingerprint")
+        ):  # fmt: skip
+            raise CodesError('"model" must give the model\'s name and fingerprint')
+        sizes: dict[str, int] = {}
+        for key in ("rvq_levels", "codebook_size", "sample_rate", "samples_per_step"):
+            value = data.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= 1_000_000:
+                raise CodesError(f"{key!r} must be a positive integer")
+            sizes[key] = value
+        rows = data.get("codes")
+        if not isinstance(rows, list) or len(rows) != sizes["rvq_levels"]:
+            raise CodesError(f'"codes" must hold one row per RVQ level ({sizes["rvq_levels"]})')
+        if not all(isinstance(r, list) for r in rows) or len({len(r) for r in rows}) != 1:
+            raise CodesError('every row of "codes" must be a list of the same length')
+        if not 0 < len(rows[0]) <= MAX_STEPS:
+            raise CodesError(f"a grid holds 1 to {MAX_STEPS} time steps, not {len(rows[0])}")
+        if not all(type(c) is int and 0 <= c < sizes["codebook_size"] for r in rows for c in r):
+            raise CodesError(
+                f"every code must be an integer from 0 to {sizes['codebook_size'] - 1}"
+            )
+        return cls(
+            model["name"], model["fingerprint"], np.array(rows, dtype=np.int64),
+            sizes["codebook_size"], sizes["sample_rate"], sizes["samples_per_step"],
+        )  # fmt: skip
+
+
+def read_codes(path: Path) -> CodeGrid:
+    import json
+
+    try:
+        if path.stat().st_size > MAX_CODES_FILE_BYTES:
+            raise CodesError(
+                f"{path}: over {MAX_CODES_FILE_BYTES // 1024**2} MiB, too big for a codes file"
+            )
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise CodesError(f"cannot read {path}: {error.strerror or error}") from error
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CodesError(f"{path} is not JSON: {error}") from error
+    try:
+        return CodeGrid.from_json(data)
+    except CodesError as error:
+        raise CodesError(f"{path}: {error}") from error
+
+
+def model_fingerprint(vqvae: ConvVQVAE) -> str:
+    """Identifies the VQ-VAE's weights, whose codes a grid holds (a prior added later does
+    not change it)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(vqvae.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _samples_per_step(vqvae: ConvVQVAE) -> int:
+    return vqvae.config.downsample * vqvae.config.mel.hop_length
+
+
+def encode_file(vqvae: ConvVQVAE, model_name: str, sound: Path) -> CodeGrid:
+    """A sound file as the model hears it in training (trimmed, normalised), coded."""
+    config = vqvae.config.mel
+    audio, reason = load_prepared(sound, config.sample_rate)
+    if audio is None:
+        raise CodesError(f"{sound.name}: {reason}")
+    with torch.no_grad():
+        mel = MelSpectrogram(config)(torch.from_numpy(audio))
+    codes = vqvae.encode_sound(mel).T.numpy()  # (levels, steps)
+    return CodeGrid(
+        model_name, model_fingerprint(vqvae), codes.astype(np.int64),
+        vqvae.config.codebook_size, config.sample_rate, _samples_per_step(vqvae),
+    )  # fmt: skip
+
+
+def check_belongs(grid: CodeGrid, vqvae: ConvVQVAE, model_name: str) -> None:
+    fingerprint = model_fingerprint(vqvae)
+    if grid.fingerprint != fingerprint:
+        raise CodesError(
+            f"these codes were made by model {grid.model_name!r} (fingerprint "
+            f"{grid.fingerprint}); model {model_name!r} (fingerprint {fingerprint}) cannot "
+            "decode them: its codebooks are others"
+        )
+    config = vqvae.config
+    if grid.codes.shape[0] != config.rvq_levels or grid.codebook_size != config.codebook_size:
+        raise CodesError("the grid's levels or codebook size differ from the model's")
+
+
+def decode_grid(vqvae: ConvVQVAE, grid: CodeGrid, seed: int = 0) -> np.ndarray:
+    """The grid as audio, through the model's default listening path."""
+    codes = torch.from_numpy(grid.codes.T.copy())  # (steps, levels)
+    mel = vqvae.decode_sound(codes)
+    return render(vqvae, mel, grid.steps * grid.samples_per_step, seed).numpy()
+
+
+def regenerate(
+    loaded: ModelWithPrior, grid: CodeGrid, start: int, end: int, sampling: Sampling,
+    seed: int = 0, candidates: int = CANDIDATES,
+) -> CodeGrid:  # fmt: skip
+    """Steps [start, end) drawn anew by the prior, conditioned on the steps before them.
+
+    `candidates` stretches are drawn (seeds seed, seed+1, ...); the one kept is the one
+    under which the prior finds the steps after the stretch most likely (the mean
+    log-probability of up to a context's worth of following tokens), so the new stretch
+    leads into what comes after it. With nothing after it, the first draw is kept. The
+    same seed gives the same result.
+    """
+    if not 0 <= start < end <= grid.steps:
+        raise CodesError(f"a range inside the sound's {grid.steps} steps, not {start}..{end}")
+    prior = loaded.prior
+    keep_before = max(0, start - prior.config.context_steps // 2)
+    prefix = torch.from_numpy(grid.codes.T[keep_before:start].copy()).unsqueeze(0)
+    generators = [torch.Generator().manual_seed(seed + i) for i in range(candidates)]
+    drawn = generate_codes(
+        prior, end - keep_before, generators, sampling, prefix=prefix.expand(candidates, -1, -1)
+    )[:, start - keep_before :]  # (candidates, end - start, levels)
+    after = grid.codes.T[end : end + prior.config.context_steps // 2]
+    best = 0
+    if len(after):
+        scores = [_lead_in_score(loaded, grid, start, d, after) for d in drawn]
+        best = int(np.argmax(scores))
+    codes = grid.codes.copy()
+    codes[:, start:end] = drawn[best].numpy().T
+    return grid.with_codes(codes)
+
+
+@torch.no_grad()
+def _lead_in_score(
+    loaded: ModelWithPrior, grid: CodeGrid, start: int, stretch: torch.Tensor, after: np.ndarray
+) -> float:
+    """Mean log-probability the prior gives the steps `after` once `stretch` is in place,
+    within one context window (as much of what comes before as fits)."""
+    prior = loaded.prior
+    room = max(0, prior.config.context_steps - len(after) - len(stretch))
+    before = torch.from_numpy(grid.codes.T[max(0, start - room) : start].copy())
+    sequence = torch.cat([before, stretch, torch.from_numpy(after.copy())])
+    sequence = sequence[-prior.config.context_steps :]
+    prior.eval()
+    losses = prior.loss(sequence.unsqueeze(0))[0]  # per token, time-major
+    return -float(losses[-len(after) * prior.config.rvq_levels :].mean())
+
+
+def seconds_to_steps(grid: CodeGrid, start: float, end: float) -> tuple[int, int]:
+    """A time range in seconds as whole steps [first, last), at least one step long."""
+    if not (math.isfinite(start) and math.isfinite(end)) or end <= start or start < 0:
+        raise CodesError(f"a range from --start to a later --end, not {start}..{end} s")
+    first = grid.step_at(start)
+    if first >= grid.steps:
+        raise CodesError(f"the sound is {grid.seconds:.2f} s long: no step starts at {start} s")
+    return first, max(first + 1, grid.step_at(end))

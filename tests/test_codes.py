@@ -1,0 +1,131 @@
+"""The code editor's operations (training/codes.py) and `distill codes`, on a tiny model
+with a prior: encode, decode, regenerate a range, and refusals of foreign or bad files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from commands import distill
+from conftest import tiny_prior_spec, tiny_spec, write_good_sounds
+
+from distill.models.library import load_vqvae, load_with_prior
+from distill.models.sampling import Sampling
+from distill.training.codes import (
+    CodeGrid,
+    CodesError,
+    check_belongs,
+    decode_grid,
+    encode_file,
+    model_fingerprint,
+    read_codes,
+    regenerate,
+)
+from distill.training.prior import train_prior
+from distill.training.vqvae import train_vqvae
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict:
+    base = tmp_path_factory.mktemp("codes")
+    sounds = base / "sounds"
+    write_good_sounds(sounds)
+    models = {}
+    for name, epochs in (("kit", 1), ("other", 2)):  # other weights, other codebooks
+        spec = tiny_spec(sounds, base / name, epochs=epochs, name=name)
+        train_vqvae(spec, lambda event: None)
+        models[name] = spec.model_path
+    train_prior(tiny_prior_spec(models["kit"], sounds, base / "kit-prior"), lambda e: None)
+    return {"base": base, "sounds": sounds, "models": models}
+
+
+def test_encode_decode_and_regenerate_a_range(world) -> None:
+    loaded = load_with_prior(world["models"]["kit"])
+    sound = sorted(world["sounds"].iterdir())[0]
+    grid = encode_file(loaded.vqvae, "kit", sound)
+    assert grid.codes.shape[0] == loaded.vqvae.config.rvq_levels and grid.steps > 4
+    back = CodeGrid.from_json(json.loads(json.dumps(grid.to_json())))
+    assert np.array_equal(back.codes, grid.codes) and back.fingerprint == grid.fingerprint
+    audio = decode_grid(loaded.vqvae, grid)
+    assert len(audio) == grid.steps * grid.samples_per_step and np.abs(audio).max() > 0
+
+    start, end = 2, 4
+    sampling = Sampling(temperature=1.0)
+    once = regenerate(loaded, grid, start, end, sampling, seed=7)
+    again = regenerate(loaded, grid, start, end, sampling, seed=7)
+    assert np.array_equal(once.codes, again.codes)  # same seed, same result
+    assert np.array_equal(once.codes[:, :start], grid.codes[:, :start])  # before: untouched
+    assert np.array_equal(once.codes[:, end:], grid.codes[:, end:])  # after: untouched
+    changed = [regenerate(loaded, grid, start, end, sampling, seed=s) for s in range(8)]
+    assert any(not np.array_equal(c.codes[:, start:end], grid.codes[:, start:end]) for c in changed)
+
+
+def test_a_grid_from_another_model_is_refused(world) -> None:
+    kit, _ = load_vqvae(world["models"]["kit"])
+    other, _ = load_vqvae(world["models"]["other"])
+    assert model_fingerprint(kit) != model_fingerprint(other)
+    grid = encode_file(kit, "kit", sorted(world["sounds"].iterdir())[0])
+    check_belongs(grid, kit, "kit")
+    with pytest.raises(CodesError, match="made by model 'kit'.*model 'other'.*cannot decode"):
+        check_belongs(grid, other, "other")
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (lambda d: d.update(format="zip"), "not a distill codes file"),
+        (lambda d: d.update(version=9), "version 9"),
+        (lambda d: d.update(model="kit"), "the model's name and fingerprint"),
+        (lambda d: d.update(codebook_size=-1), "'codebook_size' must be a positive integer"),
+        (lambda d: d.update(rvq_levels=True), "'rvq_levels' must be a positive integer"),
+        (lambda d: d["codes"].pop(), "one row per RVQ level"),
+        (lambda d: d["codes"][0].pop(), "the same length"),
+        (lambda d: d["codes"][0].__setitem__(0, 10**9), "every code must be an integer"),
+        (lambda d: d["codes"][0].__setitem__(0, 1.5), "every code must be an integer"),
+        (lambda d: d.update(codes=[[], []]), "1 to 100000 time steps"),
+    ],
+)
+def test_a_bad_codes_file_is_refused_with_the_reason(change, why) -> None:
+    data = CodeGrid("kit", "abc", np.zeros((2, 5), dtype=np.int64), 8, 8000, 256).to_json()
+    change(data)
+    with pytest.raises(CodesError, match=why):
+        CodeGrid.from_json(data)
+
+
+def test_the_cli_round_trip_and_refusals(world, tmp_path) -> None:
+    home, kit, other = tmp_path / "home", str(world["models"]["kit"]), str(world["models"]["other"])
+    sound = sorted(world["sounds"].iterdir())[0]
+    codes = tmp_path / "kick.json"
+    encoded = distill(home, "codes", "encode", kit, str(sound), "--out", str(codes))
+    assert encoded.returncode == 0, encoded.stderr
+    data = json.loads(codes.read_text())
+    assert data["format"] == "distill-codes" and data["model"]["name"] == "kit"
+
+    decoded = distill(home, "codes", "decode", kit, str(codes), "--out", str(tmp_path / "k.wav"))
+    assert decoded.returncode == 0, decoded.stderr
+    audio, rate = sf.read(tmp_path / "k.wav")
+    assert (
+        rate == data["sample_rate"]
+        and len(audio) == len(data["codes"][0]) * data["samples_per_step"]
+    )
+
+    seconds_per_step = data["samples_per_step"] / data["sample_rate"]
+    args = ["--start", str(2 * seconds_per_step), "--end", str(4 * seconds_per_step), "--seed", "3"]
+    outs = [tmp_path / "r1.json", tmp_path / "r2.json"]
+    for out in outs:
+        made = distill(home, "codes", "regenerate", kit, str(codes), *args, "--out", str(out))
+        assert made.returncode == 0, made.stderr
+        assert "steps 2 to 4" in made.stdout
+    assert outs[0].read_text() == outs[1].read_text()
+    new = json.loads(outs[0].read_text())["codes"]
+    assert [row[:2] + row[4:] for row in new] == [row[:2] + row[4:] for row in data["codes"]]
+
+    refused = distill(home, "codes", "decode", other, str(codes))
+    assert refused.returncode != 0 and "made by model 'kit'" in refused.stdout
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(CodesError, match="is not JSON"):
+        read_codes(tmp_path / "bad.json")
