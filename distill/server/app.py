@@ -25,7 +25,7 @@ import distill
 from distill.constants import LOW_UTILIZATION, MIN_VECTORS_PER_CODE
 from distill.core.core import Core
 from distill.events import TRAIN_SPLIT, UNFINISHED_STATUSES, VAL_SPLIT
-from distill.server import api, library, pages
+from distill.server import api, editor, library, pages
 from distill.server.discovery import remove_server_file
 from distill.server.generating import Generations
 from distill.server.helper import Helper
@@ -104,6 +104,10 @@ def create_app(settings: ServerSettings) -> Starlette:
             name="cancel_generating",
         ),
         Route("/models/{name}/generated/{path:path}", library.generated_file, name="generated"),
+        Route("/models/{name}/edit", editor.edit_page, name="edit"),
+        Route("/models/{name}/edit/decode", editor.decode, methods=["POST"]),
+        Route("/models/{name}/edit/regenerate", editor.regenerate, methods=["POST"]),
+        Route("/models/{name}/edit/save", editor.save, methods=["POST"]),
         Route("/models/{name}/download", library.download_model, name="download_model"),
         Route("/models/{name}/rename", library.rename_model, methods=["POST"], name="rename_model"),
         Route("/models/{name}/delete", library.delete_model, methods=["POST"], name="delete_model"),

@@ -14,7 +14,9 @@ server touches to stop it before the next clip.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import math
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -103,3 +105,125 @@ def generate(model_path: str, out_dir: str, options: dict[str, Any]) -> dict[str
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()  # failed before any clip: no empty entry in the history
     return {"out_dir": out_dir}
+
+
+# -- the code editor: its operations run here, on a model kept loaded between edits -----
+
+
+@functools.lru_cache(maxsize=4)
+def _editor_model(path: str, stamp: tuple[int, int]):
+    """(vqvae, name, ModelWithPrior or None) of a model file as it is now (`stamp`: its
+    size and mtime, so a changed file is loaded anew)."""
+    from distill.models.library import load_vqvae, load_with_prior
+    from distill.models.model_file import ModelFileError
+
+    vqvae, card = load_vqvae(Path(path))
+    try:
+        loaded = load_with_prior(Path(path))
+    except ModelFileError:
+        loaded = None  # no prior: everything but regenerate
+    return (loaded.vqvae if loaded else vqvae), card.name, loaded
+
+
+def _editor(model_path: str):
+    info = Path(model_path).stat()
+    return _editor_model(model_path, (info.st_size, info.st_mtime_ns))
+
+
+def edit_open(model_path: str, source: str) -> dict[str, Any]:
+    """A sound (audio, or a saved .codes.json) as the editor opens it: its grid, the
+    colours of every level's codes and the grid's mel as a PNG; or {"error": why}."""
+    import base64
+    import tempfile
+
+    import torch
+
+    from distill.audio.images import write_mel_png
+    from distill.models.model_file import ModelFileError
+    from distill.training.codes import (
+        CodesError,
+        check_belongs,
+        code_colours,
+        encode_file,
+        read_codes,
+    )  # fmt: skip
+
+    try:
+        vqvae, name, loaded = _editor(model_path)
+        if source.endswith(".codes.json"):
+            grid = read_codes(Path(source))
+            check_belongs(grid, vqvae, name)
+        else:
+            grid = encode_file(vqvae, name, Path(source))
+        mel = vqvae.decode_sound(torch.from_numpy(grid.codes.T.copy())).numpy()
+        floor = math.log(vqvae.config.mel.log_floor)
+        with tempfile.TemporaryDirectory() as folder:
+            png = Path(folder) / "mel.png"
+            write_mel_png(png, mel, floor, max(float(mel.max()), floor + 1), scale=1)
+            mel_png = base64.b64encode(png.read_bytes()).decode()
+    except (ModelFileError, CodesError, OSError) as error:
+        return {"error": str(error)}
+    return {
+        "grid": grid.to_json(),
+        "colours": code_colours(vqvae),
+        "mel_png": mel_png,
+        "has_prior": loaded is not None,
+    }
+
+
+def edit_decode(model_path: str, grid_json: dict, muted: list[int]) -> dict[str, Any]:
+    """{"wav": bytes} of the grid with `muted` levels left out, or {"error": why}."""
+    import io
+
+    import soundfile as sf
+
+    from distill.training.codes import CodeGrid, CodesError, check_belongs, decode_levels
+
+    try:
+        vqvae, name, _ = _editor(model_path)
+        grid = CodeGrid.from_json(grid_json)
+        check_belongs(grid, vqvae, name)
+        audio = decode_levels(vqvae, grid, {int(level) for level in muted})
+    except CodesError as error:
+        return {"error": str(error)}
+    buffer = io.BytesIO()
+    sf.write(buffer, audio.clip(-1, 1), grid.sample_rate, format="WAV", subtype="PCM_16")
+    return {"wav": buffer.getvalue()}
+
+
+def edit_regenerate(
+    model_path: str, grid_json: dict, start: int, end: int, sampling: dict, seed: int
+) -> dict[str, Any]:
+    """{"grid": the grid with steps [start, end) drawn anew} or {"error": why}."""
+    from distill.models.sampling import Sampling
+    from distill.training.codes import CodeGrid, CodesError, check_belongs, regenerate
+
+    try:
+        vqvae, name, loaded = _editor(model_path)
+        if loaded is None:
+            raise CodesError("this model has no prior yet: train one to regenerate")
+        grid = CodeGrid.from_json(grid_json)
+        check_belongs(grid, vqvae, name)
+        return {"grid": regenerate(loaded, grid, start, end, Sampling(**sampling), seed).to_json()}
+    except (CodesError, ValueError) as error:
+        return {"error": str(error)}
+
+
+def edit_save(model_path: str, grid_json: dict, folder: str, sound_name: str) -> dict[str, Any]:
+    """Write NAME.wav and NAME.codes.json into the model's edits folder."""
+    import json as json_module
+
+    from distill.audio.decode import write_wav
+    from distill.training.codes import CodeGrid, CodesError, check_belongs, decode_grid
+
+    try:
+        vqvae, name, _ = _editor(model_path)
+        grid = CodeGrid.from_json(grid_json)
+        check_belongs(grid, vqvae, name)
+        target = Path(folder)
+        target.mkdir(parents=True, exist_ok=True)
+        write_wav(target / f"{sound_name}.wav", decode_grid(vqvae, grid), grid.sample_rate)
+        write_atomically(target / f"{sound_name}.codes.json", json_module.dumps(grid.to_json()))
+    except CodesError as error:
+        return {"error": str(error)}
+    return {"saved": sound_name}

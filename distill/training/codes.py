@@ -236,3 +236,37 @@ def seconds_to_steps(grid: CodeGrid, start: float, end: float) -> tuple[int, int
     if first >= grid.steps:
         raise CodesError(f"the sound is {grid.seconds:.2f} s long: no step starts at {start} s")
     return first, max(first + 1, grid.step_at(end))
+
+
+def decode_levels(vqvae: ConvVQVAE, grid: CodeGrid, muted: set[int], seed: int = 0) -> np.ndarray:
+    """The grid as audio with the `muted` levels (0-based) left out: what the others make."""
+    if not muted:
+        return decode_grid(vqvae, grid, seed)
+    codes = torch.from_numpy(grid.codes.T.copy()).unsqueeze(0)  # (1, steps, levels)
+    with torch.no_grad():
+        vectors = vqvae.quantizer.get_codes_from_indices(codes)  # (levels, 1, steps, dim)
+        keep = [i for i in range(vectors.shape[0]) if i not in muted]
+        summed = vectors[keep].sum(dim=0) if keep else torch.zeros_like(vectors[0])
+        mel = vqvae.decode(vqvae.quantizer.project_out(summed))[0]
+    return render(vqvae, mel, grid.steps * grid.samples_per_step, seed).numpy()
+
+
+def code_colours(vqvae: ConvVQVAE) -> list[list[str]]:
+    """A colour per code of each level, from its place in the level's codebook: the two
+    main directions of the codebook vectors (PCA) give hue and lightness, so codes that
+    lie close together look alike."""
+    colours = []
+    with torch.no_grad():
+        for codebook in vqvae.quantizer.codebooks:  # (size, dim) per level
+            vectors = codebook.float() - codebook.float().mean(dim=0)
+            _, _, v = torch.linalg.svd(vectors, full_matrices=False)
+            projected = vectors @ v[: min(2, v.shape[0])].T
+            if projected.shape[1] < 2:
+                projected = torch.cat([projected, torch.zeros_like(projected)], dim=1)
+            span = projected.abs().amax(dim=0).clamp(min=1e-8)
+            x, y = (projected / span).T.tolist()
+            colours.append(
+                [f"hsl({(math.atan2(b, a) / math.tau * 360) % 360:.0f} 70% {45 + 20 * math.hypot(a, b) / 1.5:.0f}%)"
+                 for a, b in zip(x, y, strict=True)]
+            )  # fmt: skip
+    return colours

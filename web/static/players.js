@@ -1,7 +1,8 @@
 // distill's audio players. Every <audio> on a page becomes a player that draws the sound's
 // waveform and spectrogram (wavesurfer.js and its spectrogram plugin, from /static/vendor)
 // and follows playback on both, with a play/pause button. Without JavaScript the <audio>
-// element stays as the server wrote it, with the browser's own controls.
+// element stays as the server wrote it, with the browser's own controls. An <audio data-plain>
+// (the code editor's, whose source changes with every edit) is left as it is.
 //
 // Light on pages with many clips: the controls are built at once, but a sound is fetched
 // and decoded only when its player comes into view (or is played). Fragments swapped in
@@ -216,7 +217,7 @@
       if (current === player) current = null;
     }
     if (!window.WaveSurfer) return; // the vendored scripts are missing: keep the plain players
-    for (const audio of document.querySelectorAll("audio[src]")) {
+    for (const audio of document.querySelectorAll("audio[src]:not([data-plain])")) {
       if (!players.has(audio)) upgrade(audio);
     }
     for (const hint of document.querySelectorAll(".ab-hint[hidden]")) hint.hidden = false;

@@ -1,0 +1,186 @@
+"""The code editor: a model's "Edit" view. Open a sound (one of the model's training
+files, a generated clip, an edit saved earlier), see its code grid under its mel, change
+codes, hear the change, save it into the model's edits.
+
+The page keeps the grid (and its undo history) in the browser and sends the whole grid
+with each request, so the server holds no editing state. The work (encode, decode,
+regenerate, save) runs in the helper process (helper.edit_*), which keeps the model
+loaded between edits; the operations themselves are training/codes.py's, the ones
+`distill codes` runs too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from distill.audio.formats import find_audio_files, is_supported
+from distill.models.library import read_card
+from distill.paths import generated_dir
+from distill.server import helper
+from distill.server.files import FileRefused, confined, library_file
+from distill.server.inputs import InputError, confine_dataset, whole_number
+from distill.server.responses import render
+from distill.training.generate import generation_history
+
+EDITS_FOLDER = "edits"  # generated/MODEL/edits/NAME.wav and NAME.codes.json
+MAX_GRID_BYTES = 4 * 1024**2  # one request's grid as JSON
+MAX_LISTED = 200  # training files offered on the chooser
+_EDIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+
+
+def _model(request: Request) -> tuple[str, Path]:
+    home = request.app.state.settings.home
+    name = request.path_params["name"]
+    try:
+        return name, library_file(home, name)
+    except FileRefused:
+        raise HTTPException(404, f"no model named {name!r}") from None
+
+
+def edits_dir(home: Path, name: str) -> Path:
+    return generated_dir(home) / name / EDITS_FOLDER
+
+
+async def edit_page(request: Request) -> Response:
+    """Without a sound: what can be opened. With one (?sound=, ?clip=, ?edit=): the editor."""
+    name, path = _model(request)
+    try:
+        source = _source(request, name, path)
+    except (FileRefused, InputError) as error:
+        return render(
+            request,
+            "edit.html",
+            {"name": name, "error": str(error), **_choices(request, name, path)},
+            404,
+        )
+    if source is None:
+        return render(request, "edit.html", {"name": name, **_choices(request, name, path)})
+    opened = await request.app.state.helper.call(helper.edit_open, str(path), str(source))
+    if "error" in opened:
+        context = {"name": name, "error": opened["error"], **_choices(request, name, path)}
+        return render(request, "edit.html", context, 400)
+    context = {
+        "name": name,
+        "source": source.name,
+        "opened": opened,
+        "opened_json": json.dumps(
+            {"grid": opened["grid"], "colours": opened["colours"], "hasPrior": opened["has_prior"]}
+        ),
+    }
+    return render(request, "edit.html", context)
+
+
+def _source(request: Request, name: str, model: Path) -> Path | None:
+    home = request.app.state.settings.home
+    query = request.query_params
+    if "sound" in query:
+        folder = confine_dataset(read_card(model).dataset.path, request.app.state.settings)
+        path = (folder / query["sound"]).resolve()
+        if not path.is_relative_to(folder) or not path.is_file() or not is_supported(path):
+            raise FileRefused(f"no training sound {query['sound']!r}")
+        return path
+    if "clip" in query:
+        return confined(home, generated_dir(home) / name, query["clip"])
+    if "edit" in query:
+        return confined(home, edits_dir(home, name), f"{query['edit']}.codes.json")
+    return None
+
+
+def _choices(request: Request, name: str, model: Path) -> dict[str, Any]:
+    """The sounds the chooser offers: training files, generated clips, saved edits."""
+    home = request.app.state.settings.home
+    card = read_card(model)
+    sounds: list[str] = []
+    try:
+        folder = confine_dataset(card.dataset.path, request.app.state.settings)
+        sounds = [str(p.relative_to(folder)) for p in find_audio_files(folder) if is_supported(p)][
+            :MAX_LISTED
+        ]
+    except InputError:
+        pass  # trained on a folder this server may not read
+    clips = [
+        f"{g['folder']}/{clip['path'].rsplit('/', 1)[-1]}"
+        for g in generation_history(name, home)
+        for clip in g["clips"]
+    ]
+    return {"sounds": sounds, "clips": clips, "edits": saved_edits(home, name)}
+
+
+def saved_edits(home: Path, name: str) -> list[str]:
+    folder = edits_dir(home, name)
+    return sorted(p.name.removesuffix(".codes.json") for p in folder.glob("*.codes.json"))
+
+
+async def _grid_request(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > MAX_GRID_BYTES:
+        raise InputError("the grid is too large")
+    try:
+        body = json.loads(raw)
+    except ValueError as error:
+        raise InputError(f"the request is not JSON: {error}") from error
+    if not isinstance(body, dict) or not isinstance(body.get("grid"), dict):
+        raise InputError("the request must carry the grid")
+    return body
+
+
+async def decode(request: Request) -> Response:
+    """The grid (with levels muted, if asked) as a WAV to play."""
+    _, path = _model(request)
+    try:
+        body = await _grid_request(request)
+        muted = body.get("muted", [])
+        if not isinstance(muted, list) or not all(type(m) is int for m in muted):
+            raise InputError("muted must list level numbers")
+    except InputError as error:
+        return JSONResponse({"error": str(error)}, 400)
+    result = await request.app.state.helper.call(helper.edit_decode, str(path), body["grid"], muted)
+    if "error" in result:
+        return JSONResponse({"error": result["error"]}, 400)
+    return Response(result["wav"], media_type="audio/wav")
+
+
+async def regenerate(request: Request) -> Response:
+    """The grid with a range of steps drawn anew by the prior."""
+    _, path = _model(request)
+    try:
+        body = await _grid_request(request)
+        start = whole_number(body.get("start"), "start", 0, 10**6)
+        end = whole_number(body.get("end"), "end", 1, 10**6)
+        seed = whole_number(body.get("seed", 0), "seed", 0, 2**31 - 1)
+        top_k = whole_number(body.get("top_k", 0), "top_k", 0, 10**6)
+        temperature = body.get("temperature", 1.0)
+        if not isinstance(temperature, int | float) or not 0 <= temperature <= 10:
+            raise InputError("temperature must be a number from 0 to 10")
+    except InputError as error:
+        return JSONResponse({"error": str(error)}, 400)
+    sampling = {"temperature": float(temperature), "top_k": top_k}
+    result = await request.app.state.helper.call(
+        helper.edit_regenerate, str(path), body["grid"], start, end, sampling, seed
+    )
+    return JSONResponse(result, 400 if "error" in result else 200)
+
+
+async def save(request: Request) -> Response:
+    """Keep the grid and its sound in the model's edits, under a name."""
+    name, path = _model(request)
+    home = request.app.state.settings.home
+    try:
+        body = await _grid_request(request)
+        sound_name = body.get("name")
+        if not isinstance(sound_name, str) or not _EDIT_NAME.fullmatch(sound_name):
+            raise InputError("name the sound with letters, digits, '.', '_' or '-'")
+    except InputError as error:
+        return JSONResponse({"error": str(error)}, 400)
+    folder = str(edits_dir(home, name))
+    result = await request.app.state.helper.call(
+        helper.edit_save, str(path), body["grid"], folder, sound_name
+    )
+    return JSONResponse(result, 400 if "error" in result else 200)
