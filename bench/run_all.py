@@ -17,6 +17,8 @@ BENCHMARKS = [
     "dashboard_latency.py",
     "fanout.py",
     "run_page_load.py",
+    "editor_latency.py",
+    "cluster.py",
 ]
 
 for name in BENCHMARKS:

@@ -367,6 +367,6 @@ def test_the_code_editor_edits_plays_regenerates_undoes_and_saves(page, server, 
     page.fill("#save-name", "edited-kick")
     page.locator("[data-action='save']").click()
     page.locator("#editor[data-saved='edited-kick']").wait_for()
-    page.goto(f"{server.url}/models/{edit_model}/edit")
-    page.locator(".edit-sources a", has_text="edited-kick").click()
+    page.goto(f"{server.url}/models/{edit_model}")  # in the model's history
+    page.locator("#edits a", has_text="edited-kick").click()
     assert editor_state(page, 1)["codes"] == second["codes"]

@@ -22,6 +22,7 @@ from distill.models.config import prior_size_for
 from distill.models.library import Listed, list_cards, read_card
 from distill.models.model_file import ModelFileError
 from distill.server.charts import Series, line_chart
+from distill.server.editor import saved_edits
 from distill.server.files import FileRefused, library_file
 from distill.server.files import generated_file as find_generated_file
 from distill.server.inputs import (
@@ -56,6 +57,7 @@ async def model_page(request: Request, error: str | None = None, status: int = 2
     runs = await request.app.state.core.store.runs(model_name=name, run_type="prior", limit=20)
     context = {
         "m": entry,
+        "edits": saved_edits(home, name),
         "prior_runs": runs,
         "prior_defaults": PriorSettings(),
         **await _generations_context(request, name),

@@ -83,7 +83,7 @@
           version += 1;
           root.dataset.version = version;
           player.currentTime = at;
-          if (playing) player.play();
+          if (playing || version > 1) player.play().catch(() => {}); // an edit plays at once
         }
         status("ready");
       } catch (error) { status(`error: ${error.message}`); }
