@@ -370,3 +370,17 @@ def test_the_code_editor_edits_plays_regenerates_undoes_and_saves(page, server, 
     page.goto(f"{server.url}/models/{edit_model}")  # in the model's history
     page.locator("#edits a", has_text="edited-kick").click()
     assert editor_state(page, 1)["codes"] == second["codes"]
+
+
+def test_the_editor_opens_a_sound_uploaded_from_the_users_machine(
+    page, server, edit_model, dataset
+) -> None:
+    page.goto(f"{server.url}/models/{edit_model}/edit")
+    page.set_input_files("input[name='sound']", str(dataset / "good_01.flac"))
+    page.locator("#upload-edit").click()
+    opened = editor_state(page, 1)
+    assert len(opened["codes"]) == 2 and "good_01.flac" in page.locator("#editor").inner_text()
+    page.goto(f"{server.url}/models/{edit_model}/edit")
+    page.set_input_files("input[name='sound']", str(dataset / "bad" / "notes.txt"))
+    page.locator("#upload-edit").click()
+    assert "notes.txt" in page.locator("#edit-error").inner_text()

@@ -108,6 +108,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         Route("/models/{name}/edit/decode", editor.decode, methods=["POST"]),
         Route("/models/{name}/edit/regenerate", editor.regenerate, methods=["POST"]),
         Route("/models/{name}/edit/save", editor.save, methods=["POST"]),
+        Route("/models/{name}/edit/upload", editor.upload, methods=["POST"]),
         Route("/models/{name}/download", library.download_model, name="download_model"),
         Route("/models/{name}/rename", library.rename_model, methods=["POST"], name="rename_model"),
         Route("/models/{name}/delete", library.delete_model, methods=["POST"], name="delete_model"),

@@ -15,18 +15,26 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from distill.audio.formats import find_audio_files, is_supported
 from distill.models.library import read_card
 from distill.paths import generated_dir
 from distill.server import helper
 from distill.server.files import FileRefused, confined, library_file
-from distill.server.inputs import InputError, confine_dataset, whole_number
-from distill.server.responses import render
+from distill.server.inputs import (
+    InputError,
+    check_length,
+    confine_dataset,
+    limited,
+    save_uploads,
+    whole_number,
+)
+from distill.server.responses import path_for, render
 from distill.training.generate import generation_history
 
 EDITS_FOLDER = "edits"  # generated/MODEL/edits/NAME.wav and NAME.codes.json
@@ -90,7 +98,32 @@ def _source(request: Request, name: str, model: Path) -> Path | None:
         return confined(home, generated_dir(home) / name, query["clip"])
     if "edit" in query:
         return confined(home, edits_dir(home, name), f"{query['edit']}.codes.json")
+    if "upload" in query:
+        settings = request.app.state.settings
+        return confined(home, settings.uploads_dir, query["upload"])
     return None
+
+
+async def upload(request: Request) -> Response:
+    """A sound from the user's machine, kept with the other uploads, opened in the editor."""
+    name, _ = _model(request)
+    settings = request.app.state.settings
+    try:
+        check_length(request, settings.max_upload_bytes)
+        counted = Request(request.scope, limited(request.receive, settings.max_upload_bytes))
+        form = await counted.form(max_files=1, max_fields=5)
+        try:
+            files = [f for f in form.getlist("sound") if not isinstance(f, str)]
+            folder = await save_uploads(files, settings)
+        finally:
+            await form.close()
+    except (InputError, HTTPException) as error:
+        reason = error.detail if isinstance(error, HTTPException) else str(error)
+        return Response(f"upload refused: {reason}", status_code=400)
+    sound = next(folder.iterdir())
+    relative = sound.relative_to(settings.uploads_dir).as_posix()
+    target = path_for(request, "edit", name=name) + "?" + urlencode({"upload": relative})
+    return RedirectResponse(target, status_code=303)
 
 
 def _choices(request: Request, name: str, model: Path) -> dict[str, Any]:
