@@ -115,9 +115,12 @@ def on_local_cluster(home: Path, dataset: Path, args, environ: dict | None) -> d
     from distributed import LocalCluster
 
     settings = {} if environ is None else {"distributed.nanny.pre-spawn-environ": environ}
-    with dask.config.set(settings), LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
-    ) as cluster:
+    with (
+        dask.config.set(settings),
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+    ):
         return asyncio.run(measure(home, dataset, args, cluster.scheduler_address))
 
 

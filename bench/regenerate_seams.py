@@ -69,7 +69,9 @@ def main() -> None:
                 write_wav(stem.with_suffix(".wav"), decode_grid(vqvae, g), g.sample_rate)
                 mel = vqvae.decode_sound(torch.from_numpy(g.codes.T.copy())).numpy()
                 floor = math.log(vqvae.config.mel.log_floor)
-                write_mel_png(stem.with_suffix(".png"), mel, floor, max(float(mel.max()), floor + 1))
+                write_mel_png(
+                    stem.with_suffix(".png"), mel, floor, max(float(mel.max()), floor + 1)
+                )
     print(f"{len(ratios_first)} sounds, middle quarter regenerated, seam jump / the original's:")
     print(f"  first draw:          median {statistics.median(ratios_first):.2f}")
     print(f"  ranked of 4 draws:   median {statistics.median(ratios_ranked):.2f}")
