@@ -11,13 +11,11 @@ import typer
 from rich.console import Console
 
 from distill.cli.follow import EXIT_BAD_INPUT
+from distill.cli.generate import ModelArgument, Temperature, TopK
 
 app = typer.Typer(help="A sound's codes: encode it, decode a codes file, regenerate a range.")
 console = Console()
 
-ModelArgument = Annotated[
-    str, typer.Argument(help="A model name in the library, or a path to a .distill file.")
-]
 CodesArgument = Annotated[
     Path, typer.Argument(help="A codes file (JSON) made by `distill codes encode`.")
 ]
@@ -88,12 +86,8 @@ def regenerate(
     start: Annotated[float, typer.Option(min=0.0, help="Start of the range, in seconds.")],
     end: Annotated[float, typer.Option(min=0.0, help="End of the range, in seconds.")],
     seed: Annotated[int, typer.Option(help="Same seed, same result.")] = 0,
-    temperature: Annotated[
-        float, typer.Option(min=0.0, help="0 = always the likeliest code.")
-    ] = 1.0,
-    top_k: Annotated[
-        int, typer.Option(min=0, help="Draw only from the k likeliest codes (0 = all).")
-    ] = 0,
+    temperature: Temperature = 1.0,
+    top_k: TopK = 0,
     out: Annotated[
         Path | None, typer.Option(help="Where to write the new codes (default: CODES with -regen).")
     ] = None,

@@ -25,20 +25,24 @@ if TYPE_CHECKING:
 console = Console()
 
 
+# Shared with `distill codes`, which samples from the same prior.
+ModelArgument = Annotated[
+    str, typer.Argument(help="A model name in the library, or a path to a .distill file.")
+]
+Temperature = Annotated[
+    float, typer.Option(min=0.0, help="0 = always the likeliest code; above 1 = wilder.")
+]
+TopK = Annotated[int, typer.Option(min=0, help="Draw only from the k likeliest codes (0 = all).")]
+
+
 def generate(
-    model: Annotated[
-        str, typer.Argument(help="A model name in the library, or a path to a .distill file.")
-    ],
+    model: ModelArgument,
     seconds: Annotated[
         float, typer.Option(min=0.01, max=600.0, help="Length of each clip.")
     ] = GENERATE_SECONDS,
     count: Annotated[int, typer.Option(min=1, help="How many clips.")] = 1,
-    temperature: Annotated[
-        float, typer.Option(min=0.0, help="0 = always the likeliest code; above 1 = wilder.")
-    ] = 1.0,
-    top_k: Annotated[
-        int, typer.Option(min=0, help="Draw only from the k likeliest codes (0 = all).")
-    ] = 0,
+    temperature: Temperature = 1.0,
+    top_k: TopK = 0,
     top_p: Annotated[
         float,
         typer.Option(

@@ -160,9 +160,6 @@ class ClusterRunner:
         """Why a new run cannot be submitted, or None."""
         return self.lost
 
-    def where(self) -> str:
-        return self.config.address
-
     def workers(self) -> list[WorkerInfo]:
         """The cluster's workers as the scheduler last listed them (every WATCH_EVERY)."""
         return [

@@ -117,12 +117,12 @@ def _editor_model(path: str, stamp: tuple[int, int]):
     from distill.models.library import load_vqvae, load_with_prior
     from distill.models.model_file import ModelFileError
 
-    vqvae, card = load_vqvae(Path(path))
     try:
         loaded = load_with_prior(Path(path))
-    except ModelFileError:
-        loaded = None  # no prior: everything but regenerate
-    return (loaded.vqvae if loaded else vqvae), card.name, loaded
+        return loaded.vqvae, loaded.card.name, loaded
+    except ModelFileError:  # no prior (or a bad file, which load_vqvae then names)
+        vqvae, card = load_vqvae(Path(path))
+        return vqvae, card.name, None  # everything but regenerate
 
 
 def _editor(model_path: str):

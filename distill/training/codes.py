@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,14 +133,19 @@ def read_codes(path: Path) -> CodeGrid:
         raise CodesError(f"{path}: {error}") from error
 
 
+_fingerprints: weakref.WeakKeyDictionary[ConvVQVAE, str] = weakref.WeakKeyDictionary()
+
+
 def model_fingerprint(vqvae: ConvVQVAE) -> str:
     """Identifies the VQ-VAE's weights, whose codes a grid holds (a prior added later does
-    not change it)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(vqvae.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
+    not change it). Hashed once per loaded model: every edit checks it."""
+    if vqvae not in _fingerprints:
+        digest = hashlib.sha256()
+        for name, tensor in sorted(vqvae.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        _fingerprints[vqvae] = digest.hexdigest()[:16]
+    return _fingerprints[vqvae]
 
 
 def _samples_per_step(vqvae: ConvVQVAE) -> int:
