@@ -287,6 +287,31 @@ def test_an_unreachable_scheduler_is_a_clear_error() -> None:
         check_reachable(ClusterConfig(address, connect_timeout=1.0))
 
 
+def test_something_that_is_not_a_scheduler_is_a_clear_error() -> None:
+    """A port that answers as a web server does (found by hand: a proxy's "HTTP/1.1" read
+    as a frame length of exabytes, a MemoryError) is refused like an unreachable one."""
+    import threading
+
+    from distill.core.cluster import check_reachable
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    address = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+
+    def answer_garbage() -> None:
+        with contextlib.suppress(OSError):
+            connection, _ = listener.accept()
+            with connection:
+                connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 4)
+                connection.recv(1024)
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    try:
+        with pytest.raises(ClusterError, match=f"cannot reach the Dask scheduler at {address}"):
+            check_reachable(ClusterConfig(address, connect_timeout=2.0))
+    finally:
+        listener.close()
+
+
 def test_cluster_addresses_are_checked_and_plain_remote_ones_warned_about(tmp_path) -> None:
     assert ClusterConfig.from_options(None) is None
     assert ClusterConfig.from_options("127.0.0.1:8786").address == "tcp://127.0.0.1:8786"

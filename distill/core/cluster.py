@@ -115,7 +115,7 @@ class ClusterRunner:
         try:
             self._client = await client
             self._workers = (await self._client.scheduler.identity())["workers"]
-        except (OSError, TimeoutError, ValueError, TypeError) as error:
+        except Exception as error:  # noqa: BLE001 - refused, timed out, or not Dask at all
             with contextlib.suppress(Exception):
                 await client.close()
             hint = ""
@@ -125,7 +125,8 @@ class ClusterRunner:
                     " --tls-key, or Dask's distributed.comm.tls settings)"
                 )
             raise ClusterError(
-                f"cannot reach the Dask scheduler at {self.config.address}: {error}{hint}"
+                f"cannot reach the Dask scheduler at {self.config.address}:"
+                f" {type(error).__name__}: {error}{hint}"
             ) from error
         self._watcher = asyncio.ensure_future(self._watch())
 
