@@ -16,6 +16,14 @@ For the training files and the held-out files of the split the model was trained
 - unquantized mel error: the decoder fed the encoder's latent itself, no codes: the
   floor the quantizer's levels can approach. When the full model sits near it, more or
   better levels cannot help; the encoder and decoder are what limit the sound.
+- where the sound is lost (a second table), SC medians:
+  - magnitude before phase: the magnitude each path hands Griffin-Lim (the ceiling's
+    pseudo-inverse of the true mel; the stage's prediction) against the true STFT
+    magnitude. A path whose magnitude alone is past the ceiling's final SC cannot be
+    rescued by a better phase (PGHI, a vocoder's phase): its magnitude must improve.
+  - two floors, from the file's true STFT magnitude: through Griffin-Lim as it is (what
+    phase alone costs), and averaged over 3 neighbouring bins first (a predictor exact
+    up to one bin's width of detail), each with its median ratio to the ceiling.
 
 `--render DIR` writes, for the first few held-out files, the original, the ceiling and
 the model's renderings (Griffin-Lim and decoder stage) as WAV, the mels and the STFT
@@ -38,8 +46,13 @@ from bench.stage_cost import decode_speed
 from distill.audio.dataset import load_prepared, scan_dataset
 from distill.audio.decode import write_wav
 from distill.audio.images import write_mel_png
-from distill.audio.mel import MelSpectrogram, mel_to_audio
-from distill.audio.metrics import audible_mel_error, log_stft_distance, spectral_convergence
+from distill.audio.mel import MelSpectrogram, filterbank_pinv, griffin_lim, mel_to_audio
+from distill.audio.metrics import (
+    audible_mel_error,
+    log_stft_distance,
+    magnitude_convergence,
+    spectral_convergence,
+)
 from distill.audio.windows import split_files
 from distill.models.health import count_codes
 from distill.models.library import load_vqvae
@@ -58,6 +71,7 @@ def measure(model, sounds, mel_front, folder: Path | None) -> dict:
     unquantized = [0.0, 0]
     sc_ceiling, sc_model, lsd_ceiling, lsd_model = [], [], [], []
     sc_stage, lsd_stage = [], []
+    losses: dict[str, list[float]] = {name: [] for name in LOSS_COLUMNS}
     codes_seen = []
     for index, sound in enumerate(sounds):
         audio, _ = load_prepared(sound.path, config.mel.sample_rate)
@@ -94,6 +108,8 @@ def measure(model, sounds, mel_front, folder: Path | None) -> dict:
             stage_audio = render(model, model_mel, length=len(audio))
             sc_stage.append(spectral_convergence(waveform, stage_audio))
             lsd_stage.append(log_stft_distance(waveform, stage_audio))
+        for name, value in _losses(model, mel_front, waveform, true_mel, model_mel).items():
+            losses[name].append(value)
         if folder is not None and index < RENDERED_FILES:
             renders = {"ceiling": ceiling_audio, "model_griffin_lim": model_audio}
             if stage_audio is not None:
@@ -115,10 +131,43 @@ def measure(model, sounds, mel_front, folder: Path | None) -> dict:
         "sc_stage_ratio": _median([s / c for s, c in zip(sc_stage, sc_ceiling, strict=False)]),
         "lsd_stage": _median(lsd_stage),
         "lsd_stage_ratio": _median([s / c for s, c in zip(lsd_stage, lsd_ceiling, strict=False)]),
+        "losses": {name: _median(values) for name, values in losses.items()},
+        "floor_ratios": {
+            name: _median([f / c for f, c in zip(losses[name], sc_ceiling, strict=True)])
+            for name in ("phase_floor", "bins3_floor")
+        },
         "error_reduction": [1 - error_by_k[k] / error_by_k[k - 1] for k in range(1, levels + 1)],
         "utilization": [int((row > 0).sum()) / config.codebook_size for row in counts],
         "vectors": int(counts[0].sum()),
     }
+
+
+LOSS_COLUMNS = ("ceiling_magnitude", "stage_magnitude", "phase_floor", "bins3_floor")
+
+
+def _losses(model, mel_front, waveform, true_mel, model_mel) -> dict[str, float]:
+    """Where a path loses the sound: the SC of each path's magnitude before phase, and
+    of the true STFT magnitude through Griffin-Lim (whole, and 3-bin averaged)."""
+    mel = model.config.mel
+    truth = mel_front.magnitude(waveform)
+    pinv = filterbank_pinv(mel)
+    figures = {
+        "ceiling_magnitude": magnitude_convergence(truth, (pinv @ true_mel.exp()).clamp(min=0)),
+        "stage_magnitude": math.nan,
+    }
+    if model.stage is not None:
+        figures["stage_magnitude"] = magnitude_convergence(truth, stage_magnitude(model, model_mel))
+    averaged = (
+        torch.nn.functional.avg_pool1d(truth.T.unsqueeze(1), 3, 1, 1, count_include_pad=False)
+        .squeeze(1)
+        .T
+    )
+    for name, magnitude in (("phase_floor", truth), ("bins3_floor", averaged)):
+        audio = griffin_lim(
+            magnitude, mel.n_fft, mel.hop_length, GRIFFIN_LIM_ITERS, length=len(waveform)
+        )
+        figures[name] = spectral_convergence(waveform, audio)
+    return figures
 
 
 def _unquantized(model, mel: torch.Tensor) -> torch.Tensor:
@@ -187,8 +236,10 @@ def main() -> None:
     header += f"{'SC stage':>9}{'ratio':>7}{'LSD ceil':>9}{'LSD mdl':>9}{'LSD rat':>9}{'LSD stg':>9}{'ratio':>7}"
     header += "  error reduction / level   utilization / level (vectors)"
     print(header)
+    results = []
     for name, sounds, folder in (("train", train, None), ("held-out", held_out, args.render)):
         r = measure(model, sounds, mel_front, folder)
+        results.append((name, r))
         reductions = " ".join(f"{x:6.1%}" for x in r["error_reduction"])
         utilization = " ".join(f"{x:4.0%}" for x in r["utilization"])
         print(
@@ -197,6 +248,19 @@ def main() -> None:
             f"{r['sc_model']:>9.3f}{r['sc_ratio']:>9.2f}{r['sc_stage']:>9.3f}{r['sc_stage_ratio']:>7.2f}"
             f"{r['lsd_ceiling']:>9.3f}{r['lsd_model']:>9.3f}{r['lsd_ratio']:>9.2f}"
             f"{r['lsd_stage']:>9.3f}{r['lsd_stage_ratio']:>7.2f}  {reductions}   {utilization} ({r['vectors']})"
+        )
+    print("where the sound is lost (SC medians; ratios to the ceiling's final SC):")
+    print(
+        f"{'split':<9}{'ceiling: magnitude':>19}{'after GL':>9}{'stage: magnitude':>17}"
+        f"{'after GL':>9}{'floor: true STFT via GL':>24}{'ratio':>7}{'3-bin averaged':>15}{'ratio':>7}"
+    )
+    for name, r in results:
+        loss, floors = r["losses"], r["floor_ratios"]
+        print(
+            f"{name:<9}{loss['ceiling_magnitude']:>19.3f}{r['sc_ceiling']:>9.3f}"
+            f"{loss['stage_magnitude']:>17.3f}{r['sc_stage']:>9.3f}"
+            f"{loss['phase_floor']:>24.3f}{floors['phase_floor']:>7.2f}"
+            f"{loss['bins3_floor']:>15.3f}{floors['bins3_floor']:>7.2f}"
         )
     path = "decoder stage" if model.stage is not None else "Griffin-Lim (no decoder stage)"
     threads = torch.get_num_threads()

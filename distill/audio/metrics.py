@@ -34,8 +34,12 @@ def spectral_convergence(
 ) -> float:
     """(samples,) each; compared over their common length."""
     original, rendered = _same_length(original, rendered)
-    target = _magnitude(original, n_fft, hop)
-    estimate = _magnitude(rendered, n_fft, hop)
+    return magnitude_convergence(_magnitude(original, n_fft, hop), _magnitude(rendered, n_fft, hop))
+
+
+def magnitude_convergence(target: Tensor, estimate: Tensor) -> float:
+    """Spectral convergence of two linear magnitudes of the same shape, before any phase
+    is guessed: what a predicted magnitude is worth on its own."""
     return float(torch.linalg.norm(target - estimate) / torch.linalg.norm(target).clamp(min=1e-8))
 
 

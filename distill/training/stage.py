@@ -26,6 +26,7 @@ from torch import Tensor
 
 from distill.audio.dataset import SoundFile, load_prepared
 from distill.audio.mel import MelSpectrogram
+from distill.audio.metrics import magnitude_convergence
 from distill.events import DecoderStageProgress, DecoderStageTrained, Payload
 from distill.models.magnitude import MAX_LOG_MAGNITUDE
 from distill.models.rvqvae import ConvVQVAE
@@ -131,9 +132,7 @@ def held_out(model: ConvVQVAE, pairs: list[StagePair], *, through_stage: bool) -
         audible = target.new_ones(1, target.shape[-1])
         losses.append(float(stage_loss(log_magnitude, target, audible, log_floor)))
         estimate = torch.exp(log_magnitude.clamp(max=MAX_LOG_MAGNITUDE))
-        convergences.append(
-            float(torch.linalg.norm(target - estimate) / torch.linalg.norm(target).clamp(min=1e-8))
-        )
+        convergences.append(magnitude_convergence(target, estimate))
     if not pairs:
         return HeldOut(math.nan, math.nan)
     return HeldOut(statistics.fmean(losses), statistics.median(convergences))
