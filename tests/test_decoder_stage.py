@@ -3,22 +3,27 @@ and a model from before it still plays, through Griffin-Lim, saying so on its ca
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_MEL, TINY_MODEL, tiny_spec, write_good_sounds
+from conftest import TINY_MEL, TINY_MODEL, stamp, tiny_spec, write_good_sounds
 from container import build_file, split_file
 
 from distill.audio.mel import MelSpectrogram, mel_to_audio
+from distill.core.store import Store
 from distill.events import (
     DecoderStageProgress,
     DecoderStageTrained,
     PreviewReady,
     RunCancelled,
     RunCompleted,
+    RunQueued,
+    RunStarted,
+    StepMetrics,
 )
 from distill.models.config import VQVAEConfig
 from distill.models.library import load_vqvae, read_card, read_metadata, save_vqvae
@@ -26,7 +31,7 @@ from distill.models.magnitude import render, stage_magnitude
 from distill.models.model_file import FORMAT_VERSION
 from distill.models.rvqvae import ConvVQVAE
 from distill.server.inputs import InputError, train_options
-from distill.server.views import progress_of
+from distill.server.views import progress_of, run_context
 from distill.training.lifecycle import never
 from distill.training.stage import train_stage
 from distill.training.vqvae import prepare_data, train_vqvae
@@ -170,6 +175,29 @@ def test_no_stage_steps_means_a_model_without_a_stage(tmp_path: Path) -> None:
         card.listening() == "through Griffin-Lim: trained without a decoder stage (--stage-steps 0)"
     )
     assert load_vqvae(spec.model_path)[0].stage is None
+
+
+def test_a_run_page_loaded_during_the_stage_shows_the_stage(tmp_path: Path) -> None:
+    """A reload (or a first visit) while the stage trains reads the last progress event
+    from SQLite: the stage's step, not the last epoch's."""
+    payloads = [
+        RunQueued("vqvae", "/data/kicks", {}),
+        RunStarted("vqvae", "/data/kicks", 1, 0, 4, {}),
+        StepMetrics(0, 3, 4, loss=0.9, recon_loss=0.8, commit_loss=0.1),
+        DecoderStageProgress(50, 600, 0.75),
+        DecoderStageProgress(100, 600, 0.5),
+    ]
+
+    async def label(events: int) -> str:
+        async with await Store.open(tmp_path / f"distill-{events}.sqlite") as store:
+            await store.create_run("r1", "vqvae", "/data/kicks", {}, "kicks")
+            await store.append(stamp("r1", payloads[:events]))
+            context = await run_context(store, "r1", ("progress",))
+            assert context is not None
+            return context["progress"]["label"]
+
+    assert asyncio.run(label(3)) == "epoch 1 of 1, step 4 of 4, loss 0.9000"
+    assert asyncio.run(label(5)) == "1 of 1 epochs; decoder stage, step 100 of 600, loss 0.5000"
 
 
 def test_the_run_page_says_the_stage_is_training() -> None:

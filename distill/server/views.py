@@ -50,7 +50,9 @@ PARTS_OF_RUN_TYPE: dict[str, tuple[str, ...]] = {
     "vqvae": ("status", "progress", "chart", "codebook", "warnings", "previews", "scan"),
     "prior": ("status", "progress", "chart", "prior", "warnings", "scan"),
 }
-STEP_KIND_OF_RUN_TYPE = {"prior": PriorStepMetrics.kind}  # default: StepMetrics
+# The events that say how far a run is: a VQ-VAE's steps, then its decoder stage's.
+STEP_KINDS_OF_RUN_TYPE = {"prior": (PriorStepMetrics.kind,)}
+VQVAE_STEP_KINDS = (StepMetrics.kind, DecoderStageProgress.kind)
 
 # Which parts of the run page an event of each kind changes.
 PARTS_OF_KIND: dict[str, frozenset[str]] = {
@@ -78,8 +80,8 @@ PARTS_OF_KIND: dict[str, frozenset[str]] = {
 }
 
 
-def step_kind(run: dict[str, Any]) -> str:
-    return STEP_KIND_OF_RUN_TYPE.get(run["run_type"], StepMetrics.kind)
+def step_kinds(run: dict[str, Any]) -> tuple[str, ...]:
+    return STEP_KINDS_OF_RUN_TYPE.get(run["run_type"], VQVAE_STEP_KINDS)
 
 
 async def run_context(
@@ -115,7 +117,7 @@ async def run_context(
             context["charts"] = [("Loss", run_loss_chart(context["epochs"]))]
     if "progress" in parts:
         if step is None and run["status"] in UNFINISHED_STATUSES:
-            latest = await store.latest_event(run_id, step_kind(run))
+            latest = await store.latest_event(run_id, *step_kinds(run))
             step = latest.payload if latest else None
         context["step"] = step if run["status"] in UNFINISHED_STATUSES else None
         context["progress"] = progress_of(run, step)
@@ -171,7 +173,7 @@ async def home_context(store: Store, steps: dict[str, dict[str, Any]] | None = N
     for run in active:
         step = steps.get(run["run_id"])
         if step is None:
-            latest = await store.latest_event(run["run_id"], step_kind(run))
+            latest = await store.latest_event(run["run_id"], *step_kinds(run))
             step = latest.payload if latest else None
         run["progress"] = progress_of(run, step)
     return {"active_runs": active, "recent_runs": await store.runs(limit=10)}

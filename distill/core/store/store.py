@@ -232,12 +232,14 @@ class Store:
             for row in rows
         ]
 
-    async def latest_event(self, run_id: str, kind: str) -> Event | None:
-        """The run's newest event of one kind: a page shows the latest scan, step, preview."""
+    async def latest_event(self, run_id: str, *kinds: str) -> Event | None:
+        """The run's newest event of these kinds: a page shows the latest scan, preview,
+        or step (an epoch's, or the decoder stage's after the epochs)."""
+        marks = ", ".join("?" for _ in kinds)
         rows = await self._read(
             "SELECT run_id, seq, kind, payload, ts FROM events"
-            " WHERE run_id = ? AND kind = ? ORDER BY seq DESC LIMIT 1",
-            (run_id, kind),
+            f" WHERE run_id = ? AND kind IN ({marks}) ORDER BY seq DESC LIMIT 1",
+            (run_id, *kinds),
         )
         if not rows:
             return None
