@@ -151,6 +151,9 @@ def test_train_from_the_form_watch_it_listen_and_find_the_model(
     assert clip.locator(".clip-row .player").count() == 4
     assert "model (Griffin-Lim)" in clip.inner_text() and "decoder stage" in clip.inner_text()
     wait_drawn(clip.locator(".clip-row .player"))
+    players = clip.locator(".clip-row .player")
+    tops = {round(players.nth(i).bounding_box()["y"]) for i in range(4)}
+    assert len(tops) == 1, f"the row's players should line up side by side, at {tops}"
     preview = page.locator("#run-previews audio.reconstruction").first
     assert play(preview).endswith("model/clip1_levels_3.wav")
     levels = clip.locator(".levels audio")
