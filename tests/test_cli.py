@@ -121,6 +121,9 @@ def test_json_lines_are_the_events_sqlite_holds(dataset: Path, tmp_path: Path) -
     assert [line["seq"] for line in json_lines(rest.stdout)] == list(
         range(middle + 1, len(stored) + 1)
     )
+    # From past its last event there is nothing to show; the exit code is still the run's.
+    past = distill(home, "runs", "follow", run_id, "--after", str(len(stored)), "--json")
+    assert (past.returncode, past.stdout) == (0, ""), past.stderr
 
     checked = distill(home, "train", str(dataset), "--check", "--json")  # no run: no seq
     assert [sorted(line) for line in json_lines(checked.stdout)] == [["kind", "payload"]]

@@ -90,9 +90,13 @@ def test_no_follow_returns_the_run_id_and_follow_picks_it_up(setup) -> None:
     run_id = json.loads(result.stdout)["run_id"]
     followed = distill(setup, "runs", "follow", run_id, "--json")
     assert followed.returncode == 0, followed.stdout + followed.stderr
-    kinds = [e["kind"] for e in json_lines(followed.stdout)]
+    lines = json_lines(followed.stdout)
+    kinds = [e["kind"] for e in lines]
     assert kinds[0] == "run_queued" and kinds[-1] == "run_completed"
     assert "epoch_metrics" in kinds
+    # From past its last event there is nothing to show; the exit code is still the run's.
+    past = distill(setup, "runs", "follow", run_id, "--after", str(lines[-1]["seq"]), "--json")
+    assert (past.returncode, past.stdout) == (0, ""), past.stderr
 
 
 def test_cancel_and_resume_go_through_the_server(setup) -> None:

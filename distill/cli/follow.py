@@ -74,6 +74,16 @@ def exit_code(terminal: Event | None) -> int:
     return EXIT_FAILED
 
 
+def exit_code_of_run(run: dict[str, Any]) -> int:
+    """The exit code of a run whose end a follow did not see (it started past it): the
+    same as exit_code would give for the run's recorded status."""
+    if run["status"] == "completed":
+        return EXIT_OK
+    if run["status"] == "failed" and str(run.get("error") or "").startswith("DatasetError"):
+        return EXIT_BAD_INPUT
+    return EXIT_FAILED
+
+
 async def run_in_process(home: Path, request: TrainRequest | PriorRequest, render,
                          console: Console) -> int:  # fmt: skip
     """No server running: start a core in this process, submit, follow to the end."""

@@ -54,6 +54,15 @@ class Remote:
             raise RemoteError(data.get("error", f"HTTP {response.status_code}"))
         return data
 
+    async def run(self, run_id: str) -> dict[str, Any]:
+        """The run as the server's store has it (status, error, ...)."""
+        async with self._client() as client:
+            response = await client.get(f"/api/runs/{run_id}")
+        data = response.json()
+        if response.status_code >= 400:
+            raise RemoteError(data.get("error", f"HTTP {response.status_code}"))
+        return data
+
     async def alive(self) -> bool:
         try:
             async with self._client(timeout=3.0) as client:

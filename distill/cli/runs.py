@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from distill.cli.follow import EXIT_BAD_INPUT, exit_code, render_stream
+from distill.cli.follow import EXIT_BAD_INPUT, exit_code, exit_code_of_run, render_stream
 from distill.cli.remote import Remote, RemoteError, find_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer, health_table
 from distill.core.core import Core, RunError
@@ -145,6 +145,8 @@ async def _follow(run_id: str, render, resume: bool, after: int = 0) -> int:
                 await core.resume(run_id)
             events = core.follow(run_id, after_seq=after)
             terminal = await render_stream(events, render, lambda: core.cancel(run_id), console)
+            if terminal is None and after:  # it ended at or before `after`: say how
+                return exit_code_of_run(await core.store.run(run_id) or {"status": "?"})
         except RunError as error:
             console.print(f"[bold red]error:[/] {error}")
             return EXIT_BAD_INPUT
@@ -157,6 +159,8 @@ async def _follow_remote(remote: Remote, run_id: str, render, resume: bool, afte
         after = await remote.resume(run_id) if resume else after
         events = remote.follow(run_id, after_seq=after)
         terminal = await render_stream(events, render, lambda: remote.cancel(run_id), console)
+        if terminal is None and after:  # it ended at or before `after`: say how
+            return exit_code_of_run(await remote.run(run_id))
     except RemoteError as error:
         console.print(f"[bold red]error:[/] {error}")
         return EXIT_BAD_INPUT
