@@ -42,9 +42,12 @@ def encode_png(rgb: np.ndarray) -> bytes:
     )
 
 
-def write_mel_png(path: Path, log_mel: np.ndarray, low: float, high: float, scale: int = 2) -> None:
+def mel_png(log_mel: np.ndarray, low: float, high: float, scale: int = 2) -> bytes:
     """Low frequencies at the bottom; each bin drawn `scale` pixels tall and wide."""
     image = colorize(np.flipud(np.asarray(log_mel, dtype=np.float64)), low, high)
-    image = image.repeat(scale, axis=0).repeat(scale, axis=1)
+    return encode_png(image.repeat(scale, axis=0).repeat(scale, axis=1))
+
+
+def write_mel_png(path: Path, log_mel: np.ndarray, low: float, high: float, scale: int = 2) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(encode_png(image))
+    path.write_bytes(mel_png(log_mel, low, high, scale))

@@ -65,21 +65,25 @@ async def render_stream(
 
 
 def exit_code(terminal: Event | None) -> int:
+    """From the run's last event: completed 0, bad input 2, anything else 1."""
     if terminal is None:
         return EXIT_FAILED
-    if terminal.kind == "run_completed":
-        return EXIT_OK
-    if terminal.kind == "run_failed" and terminal.payload["error"].startswith("DatasetError"):
-        return EXIT_BAD_INPUT
-    return EXIT_FAILED
+    failed = terminal.kind == "run_failed"
+    return _exit_code(
+        terminal.kind == "run_completed", terminal.payload["error"] if failed else None
+    )
 
 
 def exit_code_of_run(run: dict[str, Any]) -> int:
-    """The exit code of a run whose end a follow did not see (it started past it): the
-    same as exit_code would give for the run's recorded status."""
-    if run["status"] == "completed":
+    """The same, from the run's recorded status: for a follow that began past its end."""
+    failed = run["status"] == "failed"
+    return _exit_code(run["status"] == "completed", run.get("error") if failed else None)
+
+
+def _exit_code(completed: bool, error: str | None) -> int:
+    if completed:
         return EXIT_OK
-    if run["status"] == "failed" and str(run.get("error") or "").startswith("DatasetError"):
+    if error is not None and error.startswith("DatasetError"):
         return EXIT_BAD_INPUT
     return EXIT_FAILED
 

@@ -48,20 +48,12 @@ class Remote:
 
     async def _post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         async with self._client() as client:
-            response = await client.post(path, json=body or {})
-        data = response.json()
-        if response.status_code >= 400:
-            raise RemoteError(data.get("error", f"HTTP {response.status_code}"))
-        return data
+            return _answer(await client.post(path, json=body or {}))
 
     async def run(self, run_id: str) -> dict[str, Any]:
         """The run as the server's store has it (status, error, ...)."""
         async with self._client() as client:
-            response = await client.get(f"/api/runs/{run_id}")
-        data = response.json()
-        if response.status_code >= 400:
-            raise RemoteError(data.get("error", f"HTTP {response.status_code}"))
-        return data
+            return _answer(await client.get(f"/api/runs/{run_id}"))
 
     async def alive(self) -> bool:
         try:
@@ -115,6 +107,14 @@ class Remote:
             failures += 1
             if failures > MAX_RECONNECTS or (code != RESYNC and not await self.alive()):
                 raise RemoteError(f"lost the server's event stream: {reason}")
+
+
+def _answer(response: httpx.Response) -> dict[str, Any]:
+    """The server's JSON answer; its error, when it refused, as a RemoteError."""
+    data = response.json()
+    if response.status_code >= 400:
+        raise RemoteError(data.get("error", f"HTTP {response.status_code}"))
+    return data
 
 
 async def run_on_server(

@@ -134,11 +134,10 @@ def edit_open(model_path: str, source: str) -> dict[str, Any]:
     """A sound (audio, or a saved .codes.json) as the editor opens it: its grid, the
     colours of every level's codes and the grid's mel as a PNG; or {"error": why}."""
     import base64
-    import tempfile
 
     import torch
 
-    from distill.audio.images import write_mel_png
+    from distill.audio.images import mel_png
     from distill.models.model_file import ModelFileError
     from distill.training.codes import (
         CodesError,
@@ -157,18 +156,26 @@ def edit_open(model_path: str, source: str) -> dict[str, Any]:
             grid = encode_file(vqvae, name, Path(source))
         mel = vqvae.decode_sound(torch.from_numpy(grid.codes.T.copy())).numpy()
         floor = math.log(vqvae.config.mel.log_floor)
-        with tempfile.TemporaryDirectory() as folder:
-            png = Path(folder) / "mel.png"
-            write_mel_png(png, mel, floor, max(float(mel.max()), floor + 1), scale=1)
-            mel_png = base64.b64encode(png.read_bytes()).decode()
+        png = mel_png(mel, floor, max(float(mel.max()), floor + 1), scale=1)
     except (ModelFileError, CodesError, OSError) as error:
         return {"error": str(error)}
     return {
         "grid": grid.to_json(),
         "colours": code_colours(vqvae),
-        "mel_png": mel_png,
+        "mel_png": base64.b64encode(png).decode(),
         "has_prior": loaded is not None,
     }
+
+
+def _checked_grid(model_path: str, grid_json: dict):
+    """(vqvae, ModelWithPrior or None, grid): a grid the page sent, checked against the
+    model it says it belongs to; a CodesError says why not."""
+    from distill.training.codes import CodeGrid, check_belongs
+
+    vqvae, name, loaded = _editor(model_path)
+    grid = CodeGrid.from_json(grid_json)
+    check_belongs(grid, vqvae, name)
+    return vqvae, loaded, grid
 
 
 def edit_decode(model_path: str, grid_json: dict, muted: list[int]) -> dict[str, Any]:
@@ -177,12 +184,10 @@ def edit_decode(model_path: str, grid_json: dict, muted: list[int]) -> dict[str,
 
     import soundfile as sf
 
-    from distill.training.codes import CodeGrid, CodesError, check_belongs, decode_levels
+    from distill.training.codes import CodesError, decode_levels
 
     try:
-        vqvae, name, _ = _editor(model_path)
-        grid = CodeGrid.from_json(grid_json)
-        check_belongs(grid, vqvae, name)
+        vqvae, _, grid = _checked_grid(model_path, grid_json)
         audio = decode_levels(vqvae, grid, {int(level) for level in muted})
     except CodesError as error:
         return {"error": str(error)}
@@ -196,14 +201,12 @@ def edit_regenerate(
 ) -> dict[str, Any]:
     """{"grid": the grid with steps [start, end) drawn anew} or {"error": why}."""
     from distill.models.sampling import Sampling
-    from distill.training.codes import CodeGrid, CodesError, check_belongs, regenerate
+    from distill.training.codes import CodesError, regenerate
 
     try:
-        vqvae, name, loaded = _editor(model_path)
+        _, loaded, grid = _checked_grid(model_path, grid_json)
         if loaded is None:
             raise CodesError("this model has no prior yet: train one to regenerate")
-        grid = CodeGrid.from_json(grid_json)
-        check_belongs(grid, vqvae, name)
         return {"grid": regenerate(loaded, grid, start, end, Sampling(**sampling), seed).to_json()}
     except (CodesError, ValueError) as error:
         return {"error": str(error)}
@@ -211,19 +214,15 @@ def edit_regenerate(
 
 def edit_save(model_path: str, grid_json: dict, folder: str, sound_name: str) -> dict[str, Any]:
     """Write NAME.wav and NAME.codes.json into the model's edits folder."""
-    import json as json_module
-
     from distill.audio.decode import write_wav
-    from distill.training.codes import CodeGrid, CodesError, check_belongs, decode_grid
+    from distill.training.codes import CodesError, decode_grid
 
     try:
-        vqvae, name, _ = _editor(model_path)
-        grid = CodeGrid.from_json(grid_json)
-        check_belongs(grid, vqvae, name)
+        vqvae, _, grid = _checked_grid(model_path, grid_json)
         target = Path(folder)
         target.mkdir(parents=True, exist_ok=True)
         write_wav(target / f"{sound_name}.wav", decode_grid(vqvae, grid), grid.sample_rate)
-        write_atomically(target / f"{sound_name}.codes.json", json_module.dumps(grid.to_json()))
+        write_atomically(target / f"{sound_name}.codes.json", json.dumps(grid.to_json()))
     except CodesError as error:
         return {"error": str(error)}
     return {"saved": sound_name}

@@ -10,6 +10,7 @@ before anything is built from it, and `check_belongs` refuses a grid another mod
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import weakref
 from dataclasses import dataclass
@@ -115,8 +116,6 @@ class CodeGrid:
 
 
 def read_codes(path: Path) -> CodeGrid:
-    import json
-
     try:
         if path.stat().st_size > MAX_CODES_FILE_BYTES:
             raise CodesError(
