@@ -26,6 +26,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -212,6 +213,8 @@ def main() -> None:
         args.measure = args.child
         child(args)
         return
+    # a `timeout` or Ctrl-C still stops every spinner and competitor (the finally blocks)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     policies = ("active", "fit") if args.policy == "both" else (args.policy,)
     started = time.perf_counter()
     print("each measurement as it is taken (rates; the table of ratios follows):", flush=True)
