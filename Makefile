@@ -37,10 +37,11 @@ chromium:
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 
 # The dashboard, with a small generated demo set to try: scan $(DEMO) on the New run page.
+# `make run THREADS=N`: torch threads per process (default: each process's share of the cores).
 run: install
 	test -d $(DEMO) || $(BIN)/python -c "from distill.audio.synth import make_demo_set; make_demo_set('$(DEMO)')"
 	@echo "demo sounds to try: $(CURDIR)/$(DEMO)"
-	$(BIN)/distill serve --allow-root $(CURDIR)/demo
+	$(BIN)/distill serve --allow-root $(CURDIR)/demo $(if $(THREADS),--threads $(THREADS))
 
 lint: install
 	$(BIN)/ruff check distill tests bench

@@ -79,21 +79,35 @@ def write_random_model(path: Path, files: int) -> Path:
         vqvae(torch.randn(8, vq_config.mel.n_mels, vq_config.window_frames * 8))
     vqvae.eval()
     created = datetime.now(UTC).isoformat()
-    save_vqvae(path, vqvae, {"name": path.stem, "created": created, "training": {}})
+    card = {
+        "name": path.stem,
+        "created": created,
+        "dataset": {"path": "/bench", "fingerprint": "0" * 16, "files": files, "seconds": 0.0},
+        "health": [],
+        "curves": {},
+        "training": {"epochs": 0, "best_epoch": 0, "best_val_loss": float("nan")},
+    }
+    save_vqvae(path, vqvae, card)
     config = PriorConfig.from_file_count(
         files, vq_config.rvq_levels, vq_config.codebook_size, vq_config.window_steps
     )
     codes = [torch.randint(0, vq_config.codebook_size, (64, vq_config.rvq_levels))] * files
-    card = {
+    prior_card = {
         "run_id": "bench",
-        "dataset": {"path": "/bench"},
+        "dataset": {"path": "/bench", "files": files},
         "training_files": [f"f{i}.wav" for i in range(files)],
         "seconds_per_step": vq_config.downsample
         * vq_config.mel.hop_length
         / vq_config.mel.sample_rate,
-        "training": {},
+        "curves": {},
+        "training": {
+            "epochs": 0,
+            "best_epoch": 0,
+            "best_val_perplexity": float("nan"),
+            "memorization_threshold": float("nan"),
+        },
     }
-    save_prior(path, CodePrior(config), card, codes, created)
+    save_prior(path, CodePrior(config), prior_card, codes, created)
     return path
 
 

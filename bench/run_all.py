@@ -14,6 +14,7 @@ BENCHMARKS = [
     "core_bench.py",
     "core_load.py",
     "prior_bench.py",
+    "contention.py",
     "dashboard_latency.py",
     "fanout.py",
     "run_page_load.py",

@@ -70,6 +70,27 @@ def test_cached_generation_equals_recomputing_past_several_windows(prior: CodePr
     assert int(cached.max()) < 16 and int(cached.min()) >= 0
 
 
+# What the tiny seeded prior drew before generation was made faster: a faster loop must
+# draw exactly these (same model, same seeds, same codes).
+PINNED = [
+    [11, 4, 6, 11, 0, 12, 6, 12, 9, 6, 10, 8, 10, 5, 7, 7, 9, 7, 14, 11, 4, 2, 6, 4, 5, 8,
+     12, 12, 0, 13, 10, 15, 13, 0, 0, 3, 15, 6, 11],
+    [9, 6, 10, 7, 11, 9, 6, 1, 10, 0, 9, 8, 5, 14, 8, 11, 11, 3, 5, 15, 0, 7, 7, 13, 7, 9, 7,
+     3, 3, 3, 0, 2, 9, 13, 8, 4, 11, 5, 6],
+]  # fmt: skip
+PINNED_AFTER_PREFIX = [
+    11, 4, 6, 11, 0, 12, 6, 12, 9, 6, 10, 8, 10, 5, 7, 7, 9, 7, 14, 11, 4, 0, 0, 3, 0, 10, 0,
+    11, 11, 6, 14, 13, 14, 0, 10, 0, 7, 0, 15,
+]  # fmt: skip
+
+
+def test_a_seed_draws_the_codes_it_always_drew(prior: CodePrior) -> None:
+    codes = generate_codes(prior, 13, generators(1, 2))  # slides the window twice
+    assert codes.reshape(2, -1).tolist() == PINNED
+    filtered = generate_codes(prior, 13, generators(3), Sampling(0.8, 5, 0.9), prefix=codes[:1, :7])
+    assert filtered.reshape(-1).tolist() == PINNED_AFTER_PREFIX
+
+
 def test_same_seed_same_codes_whatever_the_batch(prior: CodePrior) -> None:
     batch = generate_codes(prior, 10, generators(5, 6, 7))
     alone = generate_codes(prior, 10, generators(6))

@@ -12,9 +12,16 @@ from rich.console import Console
 
 from distill.cli.follow import EXIT_BAD_INPUT
 from distill.cli.generate import ModelArgument, Temperature, TopK
+from distill.threads import fit_threads
 
 app = typer.Typer(help="A sound's codes: encode it, decode a codes file, regenerate a range.")
 console = Console()
+
+
+@app.callback()
+def _threads() -> None:
+    """Every codes command runs torch in this process: fit its threads before it loads."""
+    fit_threads(1)
 
 CodesArgument = Annotated[
     Path, typer.Argument(help="A codes file (JSON) made by `distill codes encode`.")

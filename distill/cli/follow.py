@@ -13,6 +13,7 @@ from rich.console import Console
 
 from distill.core.core import Core, PriorRequest, RunError, TrainRequest
 from distill.events import TERMINAL_KINDS, Event
+from distill.threads import THREADS_ENV
 from distill.training.jobs import RUN_TYPES
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -22,6 +23,16 @@ DeviceOption = Annotated[str, typer.Option(help="auto (CUDA when there is one), 
 EventsJsonOption = Annotated[bool, typer.Option("--json", help="Print events as JSON lines.")]
 FollowOption = Annotated[
     bool, typer.Option("--follow/--no-follow", help="Show the run live until it ends.")
+]
+# serve, train, train-prior, generate: torch threads per process (distill/threads.py).
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help=f"Torch threads for each process this starts (default: its share of the cores; "
+        f"${THREADS_ENV}, and OMP_NUM_THREADS, which wins, set it too).",
+        show_default=False,
+    ),
 ]
 
 

@@ -14,9 +14,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from distill.cli.follow import EXIT_BAD_INPUT
+from distill.cli.follow import EXIT_BAD_INPUT, ThreadsOption
 from distill.events import ClipGenerated
 from distill.paths import data_home
+from distill.threads import fit_threads, requested_threads
 from distill.training.settings import GENERATE_SECONDS
 
 if TYPE_CHECKING:
@@ -66,8 +67,11 @@ def generate(
         typer.Option(help="Folder for the WAVs (default: DISTILL_HOME/generated/MODEL/TIME)."),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    threads: ThreadsOption = None,
 ) -> None:
     """Generate new sounds with a model's prior; prints where they are and how new they are."""
+    requested_threads(threads)
+    fit_threads(1)  # this process runs torch: before its first import (distill/threads.py)
     # Imported here: the models and torch take seconds to load, which `distill --help`
     # and every other command should not wait for.
     from distill.models.library import resolve_model

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from distill.cli.follow import ThreadsOption
 from distill.core.cluster_config import CLUSTER_ENV, ClusterConfig, ClusterError
 from distill.paths import data_home
 from distill.server.settings import (
@@ -17,6 +18,7 @@ from distill.server.settings import (
     ServerSettings,
     browser_hosts,
 )
+from distill.threads import requested_threads
 
 console = Console()
 
@@ -58,10 +60,12 @@ def serve(
     tls_key: Annotated[
         Path | None, typer.Option(help="With a tls:// --cluster: this client's private key.")
     ] = None,
+    threads: ThreadsOption = None,
 ) -> None:
     """Serve the dashboard. Open the address it prints."""
     from distill.server.serve import serve as run_server
 
+    requested_threads(threads)  # the workers and the helper read it as they start
     try:
         cluster_config = ClusterConfig.from_options(
             cluster, *(str(p) if p else None for p in (tls_ca_file, tls_cert, tls_key))

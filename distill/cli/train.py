@@ -9,7 +9,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from distill.cli.follow import DeviceOption, EventsJsonOption, FollowOption, run_in_process
+from distill.cli.follow import (
+    DeviceOption,
+    EventsJsonOption,
+    FollowOption,
+    ThreadsOption,
+    run_in_process,
+)
 from distill.cli.remote import find_server, run_on_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer
 from distill.constants import TIERS_HELP
@@ -24,6 +30,7 @@ from distill.models.config import (
     VQVAEConfig,
 )
 from distill.paths import check_model_name, data_home, mel_cache_dir
+from distill.threads import requested_threads
 from distill.training.settings import MAX_STAGE_STEPS, TrainSettings
 
 console = Console()
@@ -79,8 +86,10 @@ def train(
     ] = False,
     json_output: EventsJsonOption = False,
     follow: FollowOption = True,
+    threads: ThreadsOption = None,
 ) -> None:
     """Train an RVQ-VAE on a folder of sounds."""
+    requested_threads(threads)  # this run's worker reads it (a running server has its own)
     home = data_home()
     request = TrainRequest(
         dataset=str(dataset),

@@ -14,6 +14,7 @@ from distill.cli.follow import (
     DeviceOption,
     EventsJsonOption,
     FollowOption,
+    ThreadsOption,
     run_in_process,
 )
 from distill.cli.remote import find_server, run_on_server
@@ -23,6 +24,7 @@ from distill.core.core import PriorRequest
 from distill.models.card_schema import MAX_PRIOR_HEADS, MAX_PRIOR_HIDDEN_SIZE, MAX_PRIOR_LAYERS
 from distill.models.config import PRIOR_SIZES
 from distill.paths import data_home
+from distill.threads import requested_threads
 from distill.training.settings import PriorSettings
 
 console = Console()
@@ -76,8 +78,10 @@ def train_prior(
     device: DeviceOption = "auto",
     json_output: EventsJsonOption = False,
     follow: FollowOption = True,
+    threads: ThreadsOption = None,
 ) -> None:
     """Train a prior on a model, so it can generate new sounds; the model's file keeps it."""
+    requested_threads(threads)  # this run's worker reads it (a running server has its own)
     request = PriorRequest(
         model=model,
         dataset=str(dataset) if dataset is not None else None,

@@ -36,6 +36,7 @@ from typing import Any
 from distill.core.worker import run_reporting
 from distill.events import STEP_KINDS
 from distill.paths import CANCEL_FILE
+from distill.threads import fit_threads
 
 HELLO, EVENT, FILES, END = "hello", "event", "files", "end"  # message types from a task
 ENDED = "ended"  # put by the server for a task that cannot send its END (ClusterRunner)
@@ -327,14 +328,10 @@ def _share_cores(worker) -> None:
     A Dask nanny starts its worker with OMP_NUM_THREADS=1 (and MKL's, OpenBLAS's): torch,
     loaded under it, runs its OpenMP pool at 1 and spins in the kernel when asked for
     more later. So the share goes into the environment before torch's first import in this
-    worker process, as well as to torch itself."""
+    worker process, as well as to torch itself, with OpenMP's passive wait policy: the
+    same decision as every torch process distill starts (distill/threads.py)."""
     _allocate_like_a_plain_process()
-    threads = max(1, (os.cpu_count() or 1) // max(1, worker.state.nthreads))
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[name] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
+    fit_threads(worker.state.nthreads, users_env=False)  # the nanny's variables are not the user's
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

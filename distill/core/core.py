@@ -86,13 +86,17 @@ class Core:
         concurrency: int = 1,
         run_types: Mapping[str, Callable[..., str]] | None = None,
         cluster: ClusterConfig | None = None,
+        helper: bool = False,
     ) -> None:
         """`run_types`: what this core can run (run type -> function, as in
         distill.training.jobs.RUN_TYPES); handed in, so the core imports nothing above it.
         A core built without them still follows, lists, cancels and load-tests runs.
 
         `cluster`: run the jobs on that Dask cluster (core/cluster.py) instead of a local
-        process pool of `concurrency` workers; only then is Dask imported."""
+        process pool of `concurrency` workers; only then is Dask imported.
+
+        `helper`: a server's helper process runs torch beside the pool, and the workers
+        leave it its share of the cores (distill/threads.py)."""
         self.home = home or data_home()
         self.run_types = {"load": emit_load_job, **(run_types or {})}
         self.bus = EventBus()
@@ -101,7 +105,7 @@ class Core:
         self.runner: Any
         if cluster is None:
             self.runner = JobRunner(
-                self._on_worker_messages, self._cancelled_while_queued, concurrency
+                self._on_worker_messages, self._cancelled_while_queued, concurrency, helper
             )
         else:
             from distill.core.cluster import ClusterRunner

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import multiprocessing
-import os
 import queue
 import threading
 from collections import deque
@@ -30,6 +29,7 @@ from typing import Any
 
 from distill.core.worker import init_worker, run_job
 from distill.paths import CANCEL_FILE
+from distill.threads import torch_processes
 
 WORKER_DIED = "__worker_died__"  # kinds only a runner sends, never stored: the run failed,
 RUNNER_LOST = "__runner_lost__"  # or the runner cannot reach its workers any more
@@ -90,11 +90,14 @@ class JobRunner:
         on_messages: OnMessages,
         on_cancelled_while_queued: OnQueuedCancel,
         concurrency: int = 1,
+        helper: bool = False,
     ) -> None:
+        """`helper`: a server's helper process runs torch beside the pool's workers, and
+        shares the cores with them (distill/threads.py)."""
         self.on_messages = on_messages
         self.on_cancelled_while_queued = on_cancelled_while_queued
         self.concurrency = concurrency
-        self.threads = max(1, (os.cpu_count() or 1) // concurrency)
+        self.torch_processes = torch_processes(concurrency, helper)
         self.waiting: deque[Job] = deque()
         self.running: dict[str, Future] = {}
         self._jobs: dict[str, Job] = {}  # the running jobs, by run id
@@ -186,7 +189,7 @@ class JobRunner:
                 max_workers=self.concurrency,
                 mp_context=self._context,
                 initializer=init_worker,
-                initargs=(self._channel.queue, self.threads),
+                initargs=(self._channel.queue, self.torch_processes),
             )
         assert self._channel is not None  # made and dropped together with the pool
         return self._pool, self._channel

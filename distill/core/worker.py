@@ -17,6 +17,7 @@ from typing import Any
 
 from distill.events import TERMINAL_KINDS, RunFailed
 from distill.paths import CANCEL_FILE
+from distill.threads import ThreadFit, fit_threads, fitted
 
 _events = None  # the multiprocessing queue, set once per worker by `init_worker`
 _orphaned = threading.Event()  # the core's process is gone: stop the job, then exit
@@ -24,8 +25,10 @@ _idle = threading.Event()  # no job is running in this worker
 _idle.set()
 
 
-def init_worker(events_queue, threads: int) -> None:
-    """Pool initializer: keep the queue, and cap torch's threads so workers share the cores.
+def init_worker(events_queue, processes: int) -> None:
+    """Pool initializer: keep the queue, and fit torch's threads and OpenMP's wait policy
+    to the cores, shared by the `processes` torch processes distill runs at once
+    (distill/threads.py), before torch is imported here.
 
     Workers ignore Ctrl-C: a terminal sends SIGINT to the whole process group, and a
     worker that died of it would lose the step in progress. The core asks a worker to
@@ -39,10 +42,7 @@ def init_worker(events_queue, threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _events = events_queue
     threading.Thread(target=_exit_when_orphaned, name="distill-orphan", daemon=True).start()
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    import torch
-
-    torch.set_num_threads(threads)
+    fit_threads(processes)
 
 
 def _exit_when_orphaned() -> None:
@@ -109,8 +109,6 @@ def emit_load_job(job: dict[str, Any], emit, should_stop) -> str:
     return emit_load(job["rate"], job["seconds"], emit, should_stop)
 
 
-def thread_count() -> int:
-    """For tests and reports: what this worker process was given."""
-    import torch
-
-    return torch.get_num_threads()
+def thread_count() -> ThreadFit:
+    """For tests and reports: the threads and wait policy this worker runs torch with."""
+    return fitted()

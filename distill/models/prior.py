@@ -122,13 +122,19 @@ class CodePrior(nn.Module):
                 f"slots {start}..{start + n - 1} do not fit a window of "
                 f"{self.config.sequence_length} tokens"
             )
-        slots = torch.arange(start, start + n, device=inputs.device)
-        levels = slots % q
-        x = self.token(inputs) + self.position(slots // q) + self.level(levels)  # (b, n, d)
+        if n == 1:  # one slot, as generation feeds them: its step and level are numbers
+            level = start % q
+            x = self.token(inputs) + self.position.weight[start // q] + self.level.weight[level]
+        else:
+            slots = torch.arange(start, start + n, device=inputs.device)
+            levels = slots % q
+            x = self.token(inputs) + self.position(slots // q) + self.level(levels)  # (b, n, d)
         x = self.drop(x)
         for block in self.blocks:
             x = block(x, start)
         logits = self.head(self.norm(x)).view(b, n, q, k)
+        if n == 1:
+            return logits[:, :, level]  # (b, 1, k)
         return logits[:, torch.arange(n, device=inputs.device), levels]  # (b, n, k)
 
     def setup_cache(self, batch: int) -> None:

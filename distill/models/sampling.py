@@ -87,6 +87,9 @@ def generate_codes(
     first = 0 if prefix is None else prefix.shape[1] * q
     if prefix is not None:
         codes[:, :first] = prefix.reshape(batch, -1).to(device)
+    # every clip's uniforms at once: torch.rand(n) draws what n calls of torch.rand(()) would
+    uniforms = torch.stack([torch.rand(steps * q - first, generator=g) for g in generators])
+    uniforms = uniforms.to(device)  # (b, tokens to draw)
     if cached:
         prior.setup_cache(batch)
     try:
@@ -103,8 +106,7 @@ def generate_codes(
             else:  # the cache holds slots up to i - 1: feed the one token they lack
                 token = codes[:, i - 1 : i] + offsets[i - 1]
                 logits = prior(token, start=i - window_start)[:, -1]
-            uniforms = torch.stack([torch.rand((), generator=g) for g in generators])
-            codes[:, i] = sample_next(logits, sampling, uniforms.to(device))
+            codes[:, i] = sample_next(logits, sampling, uniforms[:, i - first])
     finally:
         prior.clear_cache()
     return codes.view(batch, steps, q)

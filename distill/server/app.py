@@ -34,6 +34,7 @@ from distill.server.responses import path_for
 from distill.server.security import Guard
 from distill.server.settings import ServerSettings
 from distill.server.views import short_path
+from distill.threads import torch_processes
 from distill.training.jobs import RUN_TYPES
 
 WEB_DIR = Path(distill.__file__).parent / "web"  # a link to ../web in a checkout
@@ -59,11 +60,12 @@ def create_app(settings: ServerSettings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         core = Core(
-            settings.home, settings.concurrency, run_types=RUN_TYPES, cluster=settings.cluster
+            settings.home, settings.concurrency, run_types=RUN_TYPES, cluster=settings.cluster,
+            helper=True,
         )
         await core.start()
         app.state.core = core
-        app.state.helper = Helper()
+        app.state.helper = Helper(torch_processes(settings.concurrency, helper=True))
         on_cluster = settings.cluster is not None
         call = core.runner.call_in_folder if on_cluster else app.state.helper.call_in_folder
         app.state.generations = Generations(call)

@@ -25,6 +25,7 @@ from typing import Any
 
 from distill.files import write_atomically
 from distill.paths import CANCEL_FILE
+from distill.threads import fit_threads
 
 PROGRESS_NAME = "progress.json"
 
@@ -32,15 +33,23 @@ PROGRESS_NAME = "progress.json"
 class Helper:
     """One helper process; `call` runs a function of this module there."""
 
-    def __init__(self) -> None:
+    def __init__(self, torch_processes: int = 1) -> None:
+        """`torch_processes`: how many torch processes share the cores with this one
+        (the training pool's workers and the helper: distill/threads.py)."""
         self._pool: ProcessPoolExecutor | None = None
+        self._torch_processes = torch_processes
 
     async def call(self, fn, *args: Any) -> Any:
         loop = asyncio.get_running_loop()
         for attempt in (1, 2):
             if self._pool is None:
                 context = multiprocessing.get_context("spawn")
-                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=context,
+                    initializer=fit_threads,
+                    initargs=(self._torch_processes,),
+                )
             try:
                 return await loop.run_in_executor(self._pool, fn, *args)
             except BrokenProcessPool:
