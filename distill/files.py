@@ -10,11 +10,13 @@ any error, an interrupt included, the temporary file is removed and the old file
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 
 @contextlib.contextmanager
@@ -54,3 +56,20 @@ def _fsync_folder(folder: Path) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def stale_temporaries(folder: Path) -> list[Path]:
+    """atomic_file's temporary files left in `folder` by a process killed mid-write."""
+    return [p for p in folder.glob(".*.tmp") if _TEMPORARY.fullmatch(p.name)]
+
+
+_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{16}\.tmp")
+
+
+def parse_json(text: str | bytes) -> Any:
+    """JSON from outside: a ValueError (never a RecursionError) for one nested so deep
+    that the parser gives up (`[` x 100,000 is 100 kB)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("it is nested too deeply") from None

@@ -74,7 +74,7 @@ def decode(
         grid = read_codes(codes)
         check_belongs(grid, vqvae, card.name)
         write_wav(target, decode_grid(vqvae, grid), grid.sample_rate)
-    except (ModelFileError, CodesError, OSError) as error:
+    except (ModelFileError, CodesError, OSError, ValueError) as error:
         raise _fail(error) from error
     console.print(f"{target}: {grid.seconds:.2f} s")
 

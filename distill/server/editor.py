@@ -30,11 +30,14 @@ from distill.server.inputs import (
     InputError,
     check_length,
     confine_dataset,
+    json_int,
+    json_number,
     limited,
+    read_json_body,
     save_uploads,
-    whole_number,
 )
 from distill.server.responses import path_for, render
+from distill.training.codes import MAX_STEPS
 from distill.training.generate import generation_history
 
 EDITS_FOLDER = "edits"  # generated/MODEL/edits/NAME.wav and NAME.codes.json
@@ -117,9 +120,10 @@ async def upload(request: Request) -> Response:
             folder = await save_uploads(files, settings)
         finally:
             await form.close()
-    except (InputError, HTTPException) as error:
-        reason = error.detail if isinstance(error, HTTPException) else str(error)
-        return Response(f"upload refused: {reason}", status_code=400)
+    except InputError as error:  # 413 over the size limit, as the other uploads answer
+        return Response(f"upload refused: {error}", status_code=error.status)
+    except HTTPException as error:
+        return Response(f"upload refused: {error.detail}", status_code=error.status_code)
     sound = next(folder.iterdir())
     relative = sound.relative_to(settings.uploads_dir).as_posix()
     target = path_for(request, "edit", name=name) + "?" + urlencode({"upload": relative})
@@ -152,13 +156,7 @@ def saved_edits(home: Path, name: str) -> list[str]:
 
 
 async def _grid_request(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > MAX_GRID_BYTES:
-        raise InputError("the grid is too large")
-    try:
-        body = json.loads(raw)
-    except ValueError as error:
-        raise InputError(f"the request is not JSON: {error}") from error
+    body = await read_json_body(request, MAX_GRID_BYTES)
     if not isinstance(body, dict) or not isinstance(body.get("grid"), dict):
         raise InputError("the request must carry the grid")
     return body
@@ -171,9 +169,9 @@ async def decode(request: Request) -> Response:
         body = await _grid_request(request)
         muted = body.get("muted", [])
         if not isinstance(muted, list) or not all(type(m) is int for m in muted):
-            raise InputError("muted must list level numbers")
+            raise InputError("muted must list level numbers")  # which levels: the helper's
     except InputError as error:
-        return JSONResponse({"error": str(error)}, 400)
+        return JSONResponse({"error": str(error)}, error.status)
     result = await request.app.state.helper.call(helper.edit_decode, str(path), body["grid"], muted)
     if "error" in result:
         return JSONResponse({"error": result["error"]}, 400)
@@ -185,15 +183,13 @@ async def regenerate(request: Request) -> Response:
     _, path = _model(request)
     try:
         body = await _grid_request(request)
-        start = whole_number(body.get("start"), "start", 0, 10**6)
-        end = whole_number(body.get("end"), "end", 1, 10**6)
-        seed = whole_number(body.get("seed", 0), "seed", 0, 2**31 - 1)
-        top_k = whole_number(body.get("top_k", 0), "top_k", 0, 10**6)
-        temperature = body.get("temperature", 1.0)
-        if not isinstance(temperature, int | float) or not 0 <= temperature <= 10:
-            raise InputError("temperature must be a number from 0 to 10")
+        start = json_int(body.get("start"), "start", 0, MAX_STEPS)
+        end = json_int(body.get("end"), "end", 1, MAX_STEPS)
+        seed = json_int(body.get("seed", 0), "seed", 0, 2**31 - 1)
+        top_k = json_int(body.get("top_k", 0), "top_k", 0, 10**6)
+        temperature = json_number(body.get("temperature", 1.0), "temperature", 0, 10)
     except InputError as error:
-        return JSONResponse({"error": str(error)}, 400)
+        return JSONResponse({"error": str(error)}, error.status)
     sampling = {"temperature": float(temperature), "top_k": top_k}
     result = await request.app.state.helper.call(
         helper.edit_regenerate, str(path), body["grid"], start, end, sampling, seed
@@ -211,7 +207,7 @@ async def save(request: Request) -> Response:
         if not isinstance(sound_name, str) or not _EDIT_NAME.fullmatch(sound_name):
             raise InputError("name the sound with letters, digits, '.', '_' or '-'")
     except InputError as error:
-        return JSONResponse({"error": str(error)}, 400)
+        return JSONResponse({"error": str(error)}, error.status)
     folder = str(edits_dir(home, name))
     result = await request.app.state.helper.call(
         helper.edit_save, str(path), body["grid"], folder, sound_name

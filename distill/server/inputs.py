@@ -7,6 +7,7 @@ nothing from a request reaches the file system or the core unchecked.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 import secrets
@@ -17,6 +18,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.types import Message, Receive
 
+from distill.files import parse_json
 from distill.models.card_schema import MAX_PRIOR_HEADS, MAX_PRIOR_HIDDEN_SIZE, MAX_PRIOR_LAYERS
 from distill.models.config import (
     MAX_COMMITMENT_WEIGHT,
@@ -37,6 +39,7 @@ MAX_PAGE_CLIPS = 8  # and clips per request
 MAX_REQUEST_INT = 2**53
 MAX_SEQ = MAX_REQUEST_INT  # a WebSocket's `after`
 MAX_PAGE = 10**9  # the runs list's `page`
+MAX_JSON_BODY_BYTES = 1024**2  # a JSON API request (a run's options): far more than needed
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 MAX_FILE_NAME = 120  # characters of an uploaded file's name that are kept
 MAX_EXTENSION = 16  # a longer "extension" is part of the name
@@ -101,14 +104,31 @@ def limited(receive: Receive, max_bytes: int) -> Receive:
     return wrapped
 
 
+async def read_json_body(request: Request, max_bytes: int = MAX_JSON_BODY_BYTES) -> Any:
+    """A JSON request's body, read only up to `max_bytes` (BodyTooLarge, 413, at the
+    Content-Length or as soon as the stream passes it: a 300 MiB body is never held) and
+    parsed as untrusted: too deep a nesting or a number out of bounds is an InputError."""
+    check_length(request, max_bytes)
+    chunks, seen = [], 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > max_bytes:
+            raise BodyTooLarge(_too_large(max_bytes, "request body"), status=413)
+        chunks.append(chunk)
+    try:
+        return bounded_json(parse_json(b"".join(chunks)))
+    except ValueError as error:
+        raise InputError(f"the body is not valid JSON: {error}") from None
+
+
 def check_length(request: Request, max_bytes: int) -> None:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > max_bytes:
         raise BodyTooLarge(_too_large(max_bytes), status=413)
 
 
-def _too_large(max_bytes: int) -> str:
-    return f"the upload is larger than this server accepts ({max_bytes / 1024**2:.0f} MiB at most)"
+def _too_large(max_bytes: int, what: str = "upload") -> str:
+    return f"the {what} is larger than this server accepts ({max_bytes / 1024**2:g} MiB at most)"
 
 
 async def save_uploads(files: list[UploadFile], settings: ServerSettings) -> Path:
@@ -282,6 +302,20 @@ def whole_number(value: Any, what: str, low: int, high: int) -> int:
     if not low <= number <= high:
         raise InputError(f"{what} must be {low} to {high}")
     return number
+
+
+def json_int(value: Any, what: str, low: int, high: int) -> int:
+    """A JSON integer from `low` to `high`: not 1.5 (which int() would make 1), not true."""
+    if type(value) is not int:
+        raise InputError(f"{what} must be a whole number, not {json.dumps(value)[:40]}")
+    return whole_number(value, what, low, high)
+
+
+def json_number(value: Any, what: str, low: float, high: float) -> float:
+    """A JSON number from `low` to `high`: not true (which counts as 1), not a string."""
+    if type(value) not in (int, float):
+        raise InputError(f"{what} must be a number, not {json.dumps(value)[:40]}")
+    return _float(value, what, low, high)
 
 
 def bounded_json(value: Any) -> Any:

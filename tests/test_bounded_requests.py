@@ -1,0 +1,107 @@
+"""Bounded work for every request (issue 27), through the real interfaces: a real server
+on 127.0.0.1 with a tiny model (and prior) in its library, and the real `distill` CLI.
+
+What a request says is checked against what the model allows before any work is done:
+a code grid's own numbers must be the model's, deeply nested JSON is a 400 (not a
+RecursionError), and the editor's fields are the exact types they claim to be."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from commands import distill
+from conftest import page_client, tiny_prior_spec, tiny_spec, write_good_sounds
+
+from distill.models.library import load_vqvae
+from distill.paths import models_dir
+from distill.server.serve import ServerThread
+from distill.server.settings import ServerSettings
+from distill.training.codes import encode_file
+from distill.training.prior import train_prior
+from distill.training.vqvae import train_vqvae
+
+pytestmark = pytest.mark.slow
+DEEP = "[" * 100_000  # 100 kB: under every size limit, past the parser's recursion limit
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict:
+    base = tmp_path_factory.mktemp("bounded")
+    sounds = base / "sounds"
+    write_good_sounds(sounds)
+    spec = tiny_spec(sounds, base / "train", epochs=1, name="kit")
+    train_vqvae(spec, lambda event: None)
+    train_prior(tiny_prior_spec(spec.model_path, sounds, base / "prior"), lambda e: None)
+    home = base / "home"
+    shutil.copy(spec.model_path, models_dir(home) / "kit.distill")
+    vqvae, _ = load_vqvae(spec.model_path)
+    grid = encode_file(vqvae, "kit", sorted(sounds.iterdir())[0]).to_json()
+    settings = ServerSettings.for_host(home, "127.0.0.1", 0, allowed_roots=(base,))
+    with ServerThread(settings) as server:
+        yield {"server": server, "home": home, "base": base, "grid": grid, "sounds": sounds,
+               "model": spec.model_path}  # fmt: skip
+
+
+# -- code grids: what the model knows is the model's ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("samples_per_step", 1_000_000), ("sample_rate", 1), ("codebook_size", 9)],
+)
+def test_a_grid_that_disagrees_with_its_model_is_refused(world, key, value) -> None:
+    grid = {**world["grid"], key: value}
+    with page_client(world["server"]) as http:
+        for route, extra in (("decode", {}), ("save", {"name": "x"}),
+                             ("regenerate", {"start": 0, "end": 1})):  # fmt: skip
+            response = http.post(f"/models/kit/edit/{route}", json={"grid": grid, **extra})
+            assert response.status_code == 400, (route, response.text)
+            assert key in response.json()["error"], response.text
+        honest = http.post("/models/kit/edit/decode", json={"grid": world["grid"]})
+        assert honest.status_code == 200 and honest.headers["content-type"] == "audio/wav"
+    assert not (world["home"] / "generated" / "kit" / "edits" / "x.wav").exists()
+
+
+def test_the_cli_refuses_a_lying_or_deep_codes_file_without_a_traceback(world, tmp_path) -> None:
+    lying = tmp_path / "lying.codes.json"
+    lying.write_text(json.dumps({**world["grid"], "samples_per_step": 1_000_000}))
+    deep = tmp_path / "deep.codes.json"
+    deep.write_text(DEEP)
+    for path, why in ((lying, "samples_per_step"), (deep, "nested too deeply")):
+        out = tmp_path / "out.wav"
+        done = distill(world["home"], "codes", "decode", str(world["model"]), str(path),
+                       "--out", str(out))  # fmt: skip
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert why in done.stdout and "Traceback" not in done.stdout + done.stderr
+        assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "route",
+    ["/api/runs", "/api/priors", "/models/kit/edit/decode", "/models/kit/edit/regenerate",
+     "/models/kit/edit/save"],
+)  # fmt: skip
+def test_deeply_nested_json_is_a_400(world, route) -> None:
+    with page_client(world["server"]) as http:
+        response = http.post(route, content=DEEP, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert "nested too deeply" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("route", "fields", "named"),
+    [
+        ("regenerate", {"start": 1.5, "end": 3}, "start"),
+        ("regenerate", {"start": 0, "end": 3, "temperature": True}, "temperature"),
+        ("regenerate", {"start": 0, "end": 3, "seed": "7"}, "seed"),
+        ("decode", {"muted": [99]}, "muted levels"),
+    ],
+)
+def test_editor_fields_must_be_what_they_claim(world, route, fields, named) -> None:
+    with page_client(world["server"]) as http:
+        response = http.post(f"/models/kit/edit/{route}", json={"grid": world["grid"], **fields})
+    assert response.status_code == 400, response.text
+    assert named in response.json()["error"]
