@@ -105,3 +105,69 @@ def test_editor_fields_must_be_what_they_claim(world, route, fields, named) -> N
         response = http.post(f"/models/kit/edit/{route}", json={"grid": world["grid"], **fields})
     assert response.status_code == 400, response.text
     assert named in response.json()["error"]
+
+
+# -- a run's options: the API applies the bounds the form and the CLI apply ---------------
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("settings", "epochs", 0),
+        ("settings", "epochs", -1),
+        ("settings", "batch_size", 0),
+        ("settings", "batch_size", 2**40),
+        ("settings", "stage_steps", 10**9),
+        ("settings", "val_fraction", 5),
+        ("settings", "seed", -1),
+        ("settings", "epochs", 1.5),
+        ("settings", "device", "tpu"),
+        ("mel", "sample_rate", 10**9),
+        ("overrides", "hidden_channels", 10**6),
+    ],
+)
+def test_the_api_refuses_a_run_option_out_of_bounds(world, section, key, value) -> None:
+    from conftest import tiny_run_request
+
+    body = tiny_run_request(world["sounds"])
+    body[section] = {**body[section], key: value}
+    with page_client(world["server"]) as http:
+        before = http.get("/api/runs").json()
+        response = http.post("/api/runs", json=body)
+        assert response.status_code == 400, response.text
+        assert f"{section}.{key}" in response.json()["error"]
+        assert http.get("/api/runs").json() == before  # nothing queued
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [("settings", "epochs", 0), ("settings", "batch_size", 2**40),
+     ("overrides", "layers", 10**6), ("overrides", "dropout", 1.5)],
+)  # fmt: skip
+def test_the_prior_api_refuses_an_option_out_of_bounds(world, section, key, value) -> None:
+    with page_client(world["server"]) as http:
+        response = http.post("/api/priors", json={"model": "kit", section: {key: value}})
+    assert response.status_code == 400, response.text
+    assert f"{section}.{key}" in response.json()["error"]
+
+
+def test_the_form_and_the_cli_refuse_what_the_api_refuses(world) -> None:
+    with page_client(world["server"]) as http:
+        form = http.post("/runs", data={"dataset": str(world["sounds"]), "epochs": "0"})
+    assert form.status_code == 400 and "epochs must be 1 to 1000" in form.text
+    for option, value in (("--epochs", "0"), ("--batch-size", str(2**40)), ("--seed", "-1")):
+        done = distill(world["home"], "train", str(world["sounds"]), option, value)
+        assert done.returncode == 2 and "Invalid value" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [("--temperature", "inf", "--temperature"), ("--temperature", "nan", "temperature"),
+     ("--seed", "1e23", "--seed"), ("--seed", str(10**23), "--seed"), ("--count", "9", "--count")],
+)  # fmt: skip
+def test_generate_refuses_a_bad_option_clearly(world, tmp_path, option, value, says) -> None:
+    out = tmp_path / "clips"
+    done = distill(world["home"], "generate", str(world["model"]), option, value, "--out", str(out))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert says in done.stdout + done.stderr and "Traceback" not in done.stdout + done.stderr
+    assert not out.exists()

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from distill.cli.follow import EXIT_BAD_INPUT
-from distill.cli.generate import ModelArgument, Temperature, TopK
+from distill.cli.generate import ModelArgument, Seed, Temperature, TopK
 
 app = typer.Typer(help="A sound's codes: encode it, decode a codes file, regenerate a range.")
 console = Console()
@@ -85,7 +85,7 @@ def regenerate(
     codes: CodesArgument,
     start: Annotated[float, typer.Option(min=0.0, help="Start of the range, in seconds.")],
     end: Annotated[float, typer.Option(min=0.0, help="End of the range, in seconds.")],
-    seed: Annotated[int, typer.Option(help="Same seed, same result.")] = 0,
+    seed: Seed = 0,
     temperature: Temperature = 1.0,
     top_k: TopK = 0,
     out: Annotated[

@@ -17,6 +17,7 @@ from rich.table import Table
 from distill.cli.follow import EXIT_BAD_INPUT
 from distill.events import ClipGenerated
 from distill.paths import data_home
+from distill.training.bounds import SAMPLING_BOUNDS
 from distill.training.settings import GENERATE_SECONDS
 
 if TYPE_CHECKING:
@@ -30,9 +31,21 @@ ModelArgument = Annotated[
     str, typer.Argument(help="A model name in the library, or a path to a .distill file.")
 ]
 Temperature = Annotated[
-    float, typer.Option(min=0.0, help="0 = always the likeliest code; above 1 = wilder.")
+    float,
+    typer.Option(
+        **SAMPLING_BOUNDS["temperature"].option(),
+        help="0 = always the likeliest code; above 1 = wilder.",
+    ),
 ]
-TopK = Annotated[int, typer.Option(min=0, help="Draw only from the k likeliest codes (0 = all).")]
+TopK = Annotated[
+    int,
+    typer.Option(
+        **SAMPLING_BOUNDS["top_k"].option(), help="Draw only from the k likeliest codes (0 = all)."
+    ),
+]
+Seed = Annotated[
+    int, typer.Option(**SAMPLING_BOUNDS["seed"].option(), help="Same seed, same result.")
+]
 
 
 def generate(
@@ -40,7 +53,13 @@ def generate(
     seconds: Annotated[
         float, typer.Option(min=0.01, max=600.0, help="Length of each clip.")
     ] = GENERATE_SECONDS,
-    count: Annotated[int, typer.Option(min=1, help="How many clips.")] = 1,
+    count: Annotated[
+        int,
+        typer.Option(
+            **SAMPLING_BOUNDS["count"].option(),
+            help="How many clips (made a few at a time: memory does not grow with it).",
+        ),
+    ] = 1,
     temperature: Temperature = 1.0,
     top_k: TopK = 0,
     top_p: Annotated[
@@ -51,7 +70,12 @@ def generate(
             help="Draw from the likeliest codes making up this much probability (1 = all).",
         ),
     ] = 1.0,
-    seed: Annotated[int, typer.Option(help="Clip i uses seed + i: same seed, same sound.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(
+            **SAMPLING_BOUNDS["seed"].option(), help="Clip i uses seed + i: same seed, same sound."
+        ),
+    ] = 0,
     one_shot: Annotated[
         bool | None,
         typer.Option(

@@ -37,6 +37,7 @@ from distill.server.inputs import (
     save_uploads,
 )
 from distill.server.responses import path_for, render
+from distill.training.bounds import MAX_SEED, MAX_TEMPERATURE
 from distill.training.codes import MAX_STEPS
 from distill.training.generate import generation_history
 
@@ -185,9 +186,9 @@ async def regenerate(request: Request) -> Response:
         body = await _grid_request(request)
         start = json_int(body.get("start"), "start", 0, MAX_STEPS)
         end = json_int(body.get("end"), "end", 1, MAX_STEPS)
-        seed = json_int(body.get("seed", 0), "seed", 0, 2**31 - 1)
+        seed = json_int(body.get("seed", 0), "seed", 0, MAX_SEED)
         top_k = json_int(body.get("top_k", 0), "top_k", 0, 10**6)
-        temperature = json_number(body.get("temperature", 1.0), "temperature", 0, 10)
+        temperature = json_number(body.get("temperature", 1.0), "temperature", 0, MAX_TEMPERATURE)
     except InputError as error:
         return JSONResponse({"error": str(error)}, error.status)
     sampling = {"temperature": float(temperature), "top_k": top_k}

@@ -38,7 +38,8 @@ from distill.server.inputs import (
 )
 from distill.server.responses import confined_file, render, see_other
 from distill.server.views import cluster_context, home_context, run_context, runs_context
-from distill.training.settings import MAX_STAGE_STEPS, TrainSettings
+from distill.training.bounds import MAX_STAGE_STEPS
+from distill.training.settings import TrainSettings
 
 
 async def home(request: Request) -> Response:
