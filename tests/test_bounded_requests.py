@@ -171,3 +171,61 @@ def test_generate_refuses_a_bad_option_clearly(world, tmp_path, option, value, s
     assert done.returncode == 2, done.stdout + done.stderr
     assert says in done.stdout + done.stderr and "Traceback" not in done.stdout + done.stderr
     assert not out.exists()
+
+
+# -- bodies: capped as they stream ----------------------------------------------------------
+
+
+def _answer_to_a_claimed_length(server, path: str, length: int, content_type: str) -> tuple:
+    """Send headers claiming `length` bytes and no body: a server that waits for the body
+    before its check never answers (the socket's timeout fails the test)."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.info.port, timeout=20)
+    try:
+        connection.putrequest("POST", path)
+        origin = f"http://127.0.0.1:{server.info.port}"
+        for name, value in (("Content-Length", str(length)), ("Content-Type", content_type),
+                            ("Origin", origin)):  # fmt: skip
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [("/api/runs", "application/json"), ("/models/kit/edit/decode", "application/json"),
+     ("/runs", "application/x-www-form-urlencoded")],
+)  # fmt: skip
+def test_a_body_over_the_limit_is_refused_before_it_is_read(world, path, content_type) -> None:
+    status, text = _answer_to_a_claimed_length(world["server"], path, 300 * 1024**2, content_type)
+    assert status == 413 and "larger than this server accepts" in text
+
+
+def test_a_streamed_body_is_cut_off_at_the_limit(world) -> None:
+    def chunks():  # no Content-Length: chunked, 2 MiB of JSON
+        yield b'{"dataset": "'
+        for _ in range(32):
+            yield b"x" * 65536
+        yield b'"}'
+
+    with page_client(world["server"]) as http:
+        response = http.post("/api/runs", content=chunks(),
+                             headers={"Content-Type": "application/json"})  # fmt: skip
+        assert response.status_code == 413 and "1 MiB at most" in response.json()["error"]
+        grid = http.post("/models/kit/edit/decode", content=chunks(),
+                         headers={"Content-Type": "application/json"})  # fmt: skip
+        assert grid.status_code != 413  # 2 MiB is within the editor's 4 MiB
+
+
+def test_the_editors_upload_over_the_limit_is_a_413(world, tmp_path) -> None:
+    settings = ServerSettings.for_host(tmp_path / "home", "127.0.0.1", 0, max_upload_bytes=1000)
+    shutil.copy(world["model"], models_dir(settings.home) / "kit.distill")
+    with ServerThread(settings) as server, page_client(server) as http:
+        files = {"sound": ("big.wav", b"RIFF" + b"\0" * 5000, "audio/wav")}
+        response = http.post("/models/kit/edit/upload", files=files)
+    assert response.status_code == 413, response.text
+    assert list(settings.uploads_dir.glob("*/*")) == []  # nothing kept of it

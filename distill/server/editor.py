@@ -27,6 +27,7 @@ from distill.paths import generated_dir
 from distill.server import helper
 from distill.server.files import FileRefused, confined, library_file
 from distill.server.inputs import (
+    MAX_BODY_BYTES,
     InputError,
     check_length,
     confine_dataset,
@@ -42,7 +43,7 @@ from distill.training.codes import MAX_STEPS
 from distill.training.generate import generation_history
 
 EDITS_FOLDER = "edits"  # generated/MODEL/edits/NAME.wav and NAME.codes.json
-MAX_GRID_BYTES = 4 * 1024**2  # one request's grid as JSON
+MAX_GRID_BYTES = MAX_BODY_BYTES  # one request's grid as JSON
 MAX_LISTED = 200  # training files offered on the chooser
 _EDIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 

@@ -44,6 +44,7 @@ MAX_REQUEST_INT = 2**53
 MAX_SEQ = MAX_REQUEST_INT  # a WebSocket's `after`
 MAX_PAGE = 10**9  # the runs list's `page`
 MAX_JSON_BODY_BYTES = 1024**2  # a JSON API request (a run's options): far more than needed
+MAX_BODY_BYTES = 4 * 1024**2  # any body but an upload's: the editor's grid is the largest
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 MAX_FILE_NAME = 120  # characters of an uploaded file's name that are kept
 MAX_EXTENSION = 16  # a longer "extension" is part of the name
@@ -103,7 +104,7 @@ def limited(receive: Receive, max_bytes: int) -> Receive:
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > max_bytes:
-                raise BodyTooLarge(_too_large(max_bytes), status=413)
+                raise BodyTooLarge(too_large(max_bytes), status=413)
         return message
 
     return wrapped
@@ -118,7 +119,7 @@ async def read_json_body(request: Request, max_bytes: int = MAX_JSON_BODY_BYTES)
     async for chunk in request.stream():
         seen += len(chunk)
         if seen > max_bytes:
-            raise BodyTooLarge(_too_large(max_bytes, "request body"), status=413)
+            raise BodyTooLarge(too_large(max_bytes, "request body"), status=413)
         chunks.append(chunk)
     try:
         return bounded_json(parse_json(b"".join(chunks)))
@@ -129,10 +130,10 @@ async def read_json_body(request: Request, max_bytes: int = MAX_JSON_BODY_BYTES)
 def check_length(request: Request, max_bytes: int) -> None:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > max_bytes:
-        raise BodyTooLarge(_too_large(max_bytes), status=413)
+        raise BodyTooLarge(too_large(max_bytes), status=413)
 
 
-def _too_large(max_bytes: int, what: str = "upload") -> str:
+def too_large(max_bytes: int, what: str = "upload") -> str:
     return f"the {what} is larger than this server accepts ({max_bytes / 1024**2:g} MiB at most)"
 
 

@@ -28,6 +28,7 @@ from distill.server import helper
 from distill.server.files import run_file as find_run_file
 from distill.server.inputs import (
     MAX_PAGE,
+    BodyTooLarge,
     InputError,
     check_length,
     confine_dataset,
@@ -197,4 +198,9 @@ async def http_error(request: Request, exc: Exception) -> Response:
         return HTMLResponse(str(exc.detail), status_code=exc.status_code)
 
 
-EXCEPTION_HANDLERS = {HTTPException: http_error}
+async def body_too_large(request: Request, exc: Exception) -> Response:
+    """A body past the guard's cap, found as it streamed into a form: a 413 page."""
+    return await http_error(request, HTTPException(413, str(exc)))
+
+
+EXCEPTION_HANDLERS = {HTTPException: http_error, BodyTooLarge: body_too_large}

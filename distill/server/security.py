@@ -10,6 +10,9 @@ checks (Starlette and uvicorn check no WebSocket Origin themselves):
   `distill_token_PORT` cookie, or once as `?token=` (which sets the cookie, like Jupyter).
   Browsers keep cookies per host, not per port: the port in the name keeps two servers
   on one machine from overwriting each other's token.
+- Body: every request body is capped as it streams (BodyTooLarge, 413), at its
+  Content-Length before a byte is read; a route may cap it tighter (a JSON API at
+  MAX_JSON_BODY_BYTES). A 300 MiB JSON POST was read whole before.
 - Origin: a WebSocket handshake and every state-changing request from a browser carries
   an Origin; it must be this server's own. Clients that are not browsers (the CLI) send
   none and are let through on the token alone. `Origin: null` and a cross-site
@@ -28,6 +31,7 @@ from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from distill.server.inputs import MAX_BODY_BYTES, limited, too_large
 from distill.server.settings import ServerSettings, is_loopback
 
 TOKEN_COOKIE_PREFIX = "distill_token_"
@@ -68,7 +72,21 @@ class Guard:
             )  # fmt: skip
             await response(scope, receive, send)
             return
+        if scope["type"] == "http":
+            limit = self.body_limit(headers)
+            length = headers.get("content-length", "")
+            if length.isdigit() and int(length) > limit:  # refused before a byte is read
+                await self.refuse(scope, receive, send, 413, too_large(limit, "request body"))
+                return
+            receive = limited(receive, limit)  # and as it streams, without a length
         await self.app(scope, receive, send)
+
+    def body_limit(self, headers: Headers) -> int:
+        """The most any request body may carry: an upload's limit for a multipart form
+        (its route applies its own, tighter one), MAX_BODY_BYTES for anything else."""
+        if headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            return max(self.settings.max_upload_bytes, self.settings.max_model_upload_bytes)
+        return MAX_BODY_BYTES
 
     def check(self, scope: Scope, headers: Headers) -> tuple[int, str] | None:
         """(status, message) for a refused request, None for an allowed one."""
