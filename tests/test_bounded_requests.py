@@ -229,3 +229,52 @@ def test_the_editors_upload_over_the_limit_is_a_413(world, tmp_path) -> None:
         response = http.post("/models/kit/edit/upload", files=files)
     assert response.status_code == 413, response.text
     assert list(settings.uploads_dir.glob("*/*")) == []  # nothing kept of it
+
+
+# -- addresses: strict Host, no open redirect, no NUL ---------------------------------------
+
+
+def _raw_get(server, path: str, host: str) -> tuple[int, dict]:
+    """A GET with the path and Host sent byte for byte (httpx would normalise them)."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.info.port, timeout=30)
+    try:
+        connection.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
+        connection.putheader("Host", host)
+        connection.endheaders()
+        response = connection.getresponse()
+        response.read()
+        return response.status, dict(response.headers)
+    finally:
+        connection.close()
+
+
+def test_a_nul_in_the_editors_sound_is_a_404(world) -> None:
+    port = world["server"].info.port
+    for query in ("sound=a%00b", "clip=a%00b", "edit=a%00b", "upload=a%00b"):
+        status, _ = _raw_get(world["server"], f"/models/kit/edit?{query}", f"127.0.0.1:{port}")
+        assert status == 404, query
+
+
+def test_the_token_redirect_stays_on_this_server(tmp_path) -> None:
+    settings = ServerSettings.for_host(tmp_path / "home", "127.0.0.1", 0, token="T0ken")
+    with ServerThread(settings) as server:
+        host = f"127.0.0.1:{server.info.port}"
+        for path in ("//evil.example/?token=T0ken", "/\\evil.example/?token=T0ken"):
+            status, headers = _raw_get(server, path, host)
+            assert status == 303 and headers["location"] == "/evil.example/", headers
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1:1@evil.example", "127.0.0.1:1/evil", "evil.example#127.0.0.1", "[::1"]
+)
+def test_a_host_header_is_parsed_strictly(world, host) -> None:
+    status, _ = _raw_get(world["server"], "/", host)
+    assert status == 400
+
+
+def test_an_honest_host_header_is_let_through(world) -> None:
+    port = world["server"].info.port
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", "127.0.0.1"):
+        assert _raw_get(world["server"], "/", host)[0] == 200, host

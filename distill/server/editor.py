@@ -93,6 +93,8 @@ async def edit_page(request: Request) -> Response:
 def _source(request: Request, name: str, model: Path) -> Path | None:
     home = request.app.state.settings.home
     query = request.query_params
+    if any("\x00" in value for value in query.values()):
+        raise FileRefused("no such sound: its name has a NUL character in it")
     if "sound" in query:
         folder = confine_dataset(read_card(model).dataset.path, request.app.state.settings)
         path = (folder / query["sound"]).resolve()

@@ -22,6 +22,7 @@ checks (Starlette and uvicorn check no WebSocket Origin themselves):
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 import socket
 from http.cookies import SimpleCookie
@@ -167,11 +168,16 @@ def token_cookie(scope: Scope) -> str:
 
 
 def _hostname(host_header: str) -> str:
-    """The name in a Host header, lower case, without port or IPv6 brackets."""
-    host = host_header.strip().lower()
-    if host.startswith("["):
-        return host[1 : host.find("]")] if "]" in host else ""
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    """The name in a Host header, lower case, without port or IPv6 brackets; "" for a
+    header that is not exactly a name and an optional port (`127.0.0.1:1@evil.example`,
+    which a looser split read as 127.0.0.1)."""
+    match = _HOST.fullmatch(host_header.strip().lower())
+    if match is None:
+        return ""
+    return match["v6"] or match["name"]
+
+
+_HOST = re.compile(r"(?:\[(?P<v6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9_.-]+))(?::[0-9]{1,5})?")
 
 
 def _query_token(scope: Scope) -> str | None:
@@ -183,4 +189,6 @@ def _without_token(scope: Scope) -> str:
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     query.pop("token", None)
     rest = urlencode(query, doseq=True)
-    return scope.get("root_path", "") + scope["path"] + (f"?{rest}" if rest else "")
+    # One leading slash: "//evil.example/" is another site to a browser (an open redirect).
+    path = "/" + (scope.get("root_path", "") + scope["path"]).lstrip("/\\")
+    return path + (f"?{rest}" if rest else "")
