@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -58,9 +59,22 @@ def _fsync_folder(folder: Path) -> None:
             os.close(dir_fd)
 
 
-def stale_temporaries(folder: Path) -> list[Path]:
-    """atomic_file's temporary files left in `folder` by a process killed mid-write."""
-    return [p for p in folder.glob(".*.tmp") if _TEMPORARY.fullmatch(p.name)]
+STALE_SECONDS = 3600.0  # no write of distill's takes an hour without touching its file
+
+
+def remove_stale_temporaries(folder: Path, older_than: float = STALE_SECONDS) -> list[Path]:
+    """Remove atomic_file's temporary files that a process killed mid-write left in
+    `folder` (a 0-byte `.NAME.distill.HEX.tmp` stayed in models/ for good); only those
+    untouched for `older_than` seconds, so a write under way in another process is not
+    cut from under it. Returns what was removed."""
+    removed = []
+    cutoff = time.time() - older_than
+    for path in folder.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            if _TEMPORARY.fullmatch(path.name) and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 _TEMPORARY = re.compile(r"\..+\.[0-9a-f]{16}\.tmp")

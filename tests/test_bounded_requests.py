@@ -9,40 +9,22 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 from commands import distill
-from conftest import page_client, tiny_prior_spec, tiny_spec, write_good_sounds
+from conftest import page_client
 
-from distill.models.library import load_vqvae
 from distill.paths import models_dir
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
-from distill.training.codes import encode_file
-from distill.training.prior import train_prior
-from distill.training.vqvae import train_vqvae
 
 pytestmark = pytest.mark.slow
 DEEP = "[" * 100_000  # 100 kB: under every size limit, past the parser's recursion limit
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> dict:
-    base = tmp_path_factory.mktemp("bounded")
-    sounds = base / "sounds"
-    write_good_sounds(sounds)
-    spec = tiny_spec(sounds, base / "train", epochs=1, name="kit")
-    train_vqvae(spec, lambda event: None)
-    train_prior(tiny_prior_spec(spec.model_path, sounds, base / "prior"), lambda e: None)
-    home = base / "home"
-    shutil.copy(spec.model_path, models_dir(home) / "kit.distill")
-    vqvae, _ = load_vqvae(spec.model_path)
-    grid = encode_file(vqvae, "kit", sorted(sounds.iterdir())[0]).to_json()
-    settings = ServerSettings.for_host(home, "127.0.0.1", 0, allowed_roots=(base,))
-    with ServerThread(settings) as server:
-        yield {"server": server, "home": home, "base": base, "grid": grid, "sounds": sounds,
-               "model": spec.model_path}  # fmt: skip
+def world(library_server) -> dict:
+    return library_server
 
 
 # -- code grids: what the model knows is the model's ---------------------------------------

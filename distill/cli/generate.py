@@ -6,6 +6,7 @@ Runs in this process (generation takes seconds, not minutes); the work itself is
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -98,6 +99,7 @@ def generate(
     from distill.models.model_file import ModelFileError
     from distill.training.generate import GenerateSpec, generate_clips, new_out_dir
 
+    out_dir = None
     try:
         path = resolve_model(model)
         out_dir = out or new_out_dir(path.stem, data_home())
@@ -114,6 +116,9 @@ def generate(
         )
         result = generate_clips(spec)
     except (ModelFileError, ValueError) as error:
+        if out is None and out_dir is not None:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()  # made for this request, still empty: no empty history entry
         console.print(f"[bold red]error:[/] {error}")
         raise typer.Exit(EXIT_BAD_INPUT) from error
     if json_output:

@@ -27,6 +27,7 @@ from distill.server.inputs import (
     whole_number,
 )
 from distill.server.live import serve_client
+from distill.server.responses import run_error_status
 
 
 async def health(request: Request) -> Response:
@@ -70,7 +71,7 @@ async def submit_run(request: Request) -> Response:
     except InputError as error:
         return _error(str(error), error.status)
     except RunError as error:
-        return _error(str(error), 409)
+        return _error(str(error), run_error_status(error))
     return JSONResponse({"run_id": run_id}, status_code=201)
 
 
@@ -88,7 +89,9 @@ async def submit_prior(request: Request) -> Response:
         run_id = await request.app.state.core.submit_prior(prior)
     except InputError as error:
         return _error(str(error), error.status)
-    except (RunError, ModelFileError) as error:
+    except RunError as error:
+        return _error(str(error), run_error_status(error))
+    except ModelFileError as error:
         return _error(str(error), 409)
     return JSONResponse({"run_id": run_id}, status_code=201)
 

@@ -31,6 +31,7 @@ from distill.server.inputs import (
     InputError,
     check_length,
     confine_dataset,
+    forget_upload,
     json_int,
     json_number,
     limited,
@@ -76,6 +77,8 @@ async def edit_page(request: Request) -> Response:
     if source is None:
         return render(request, "edit.html", {"name": name, **_choices(request, name, path)})
     opened = await request.app.state.helper.call(helper.edit_open, str(path), str(source))
+    if "error" in opened and "upload" in request.query_params:
+        forget_upload(request.app.state.settings, source)  # refused: not kept for good
     if "error" in opened:
         context = {"name": name, "error": opened["error"], **_choices(request, name, path)}
         return render(request, "edit.html", context, 400)
@@ -210,8 +213,13 @@ async def save(request: Request) -> Response:
         sound_name = body.get("name")
         if not isinstance(sound_name, str) or not _EDIT_NAME.fullmatch(sound_name):
             raise InputError("name the sound with letters, digits, '.', '_' or '-'")
+        overwrite = body.get("overwrite", False)
+        if not isinstance(overwrite, bool):
+            raise InputError("overwrite must be true or false")
+        if sound_name in saved_edits(home, name) and not overwrite:
+            raise InputError(f"an edit named {sound_name!r} exists: replace it?", status=409)
     except InputError as error:
-        return JSONResponse({"error": str(error)}, error.status)
+        return JSONResponse({"error": str(error), "exists": error.status == 409}, error.status)
     folder = str(edits_dir(home, name))
     result = await request.app.state.helper.call(
         helper.edit_save, str(path), body["grid"], folder, sound_name

@@ -11,6 +11,7 @@ import json
 import math
 import re
 import secrets
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,15 @@ async def save_uploads(files: list[UploadFile], settings: ServerSettings) -> Pat
             while chunk := await upload.read(1 << 20):
                 out.write(chunk)
     return folder
+
+
+def forget_upload(settings: ServerSettings, inside: Path) -> None:
+    """Remove the upload folder that holds `inside` (a refused upload, or a file of one):
+    refused uploads stayed in uploads/ for good. Nothing outside uploads/ is touched."""
+    root = settings.uploads_dir.resolve()
+    path = inside.resolve()
+    if path.is_relative_to(root) and path != root:
+        shutil.rmtree(root / path.relative_to(root).parts[0], ignore_errors=True)
 
 
 def safe_file_name(name: str, fallback: str) -> str:

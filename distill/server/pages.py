@@ -32,12 +32,13 @@ from distill.server.inputs import (
     InputError,
     check_length,
     confine_dataset,
+    forget_upload,
     limited,
     save_uploads,
     train_options,
     whole_number,
 )
-from distill.server.responses import confined_file, render, see_other
+from distill.server.responses import confined_file, render, run_error_status, see_other
 from distill.server.views import cluster_context, home_context, run_context, runs_context
 from distill.training.bounds import MAX_STAGE_STEPS
 from distill.training.settings import TrainSettings
@@ -103,7 +104,10 @@ async def upload_sounds(request: Request) -> Response:
             await form.close()
     except InputError as error:
         return render(request, "_scan.html", {"error": str(error)}, error.status)
-    return await _scan(request, str(folder))
+    response = await _scan(request, str(folder))
+    if response.status_code != 200:
+        forget_upload(settings, folder)  # nothing usable in it: not kept for good
+    return response
 
 
 async def _scan(request: Request, folder: str) -> Response:
@@ -126,7 +130,7 @@ async def start_run(request: Request) -> Response:
             TrainRequest(str(folder), name, settings, overrides)
         )
     except (InputError, RunError) as error:
-        status = getattr(error, "status", 400)
+        status = error.status if isinstance(error, InputError) else run_error_status(error)
         return render(request, "new.html", _new_run_context(error=str(error), form=form), status)
     return see_other(request, "run", run_id=run_id)
 
