@@ -158,3 +158,49 @@ def test_a_full_disk_at_submission_is_a_507_and_leaves_nothing(tmp_path: Path) -
             (home / "filler").unlink()
     finally:
         subprocess.run(["umount", "-l", str(home)], check=False)
+
+
+def _children(pid: int) -> set[int]:
+    """The pids whose parent is `pid`, from /proc."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def test_the_helper_ends_when_its_server_is_killed(tmp_path: Path) -> None:
+    from commands import DISTILL, command_env
+
+    from distill.server.discovery import read_server_file
+
+    sounds = tmp_path / "sounds"
+    write_good_sounds(sounds, count=2)
+    home = tmp_path / "home"
+    env = command_env(home, DISTILL_ALLOWED_ROOTS=str(tmp_path))
+    server = subprocess.Popen([*DISTILL, "serve", "--port", "0"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        info = wait_until(lambda: read_server_file(home), what="the server file")
+        scanned = httpx.post(info.url + "/new/scan", data={"dataset": str(sounds)},
+                             headers={"Origin": info.url.rstrip("/")}, trust_env=False,
+                             timeout=120)  # the scan runs in the helper: it is started  # fmt: skip
+        assert scanned.status_code == 200, scanned.text
+        helpers = wait_until(lambda: _children(server.pid), what="the helper process")
+    finally:
+        server.kill()
+        server.wait(timeout=60)
+    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() and
+                               "zombie" not in _state(pid) for pid in helpers),
+               what=f"the helper processes {helpers} to end")  # fmt: skip
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+    except (OSError, IndexError):
+        return "zombie"  # gone between the two looks

@@ -18,6 +18,8 @@ import functools
 import json
 import math
 import multiprocessing
+import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -40,7 +42,9 @@ class Helper:
         for attempt in (1, 2):
             if self._pool is None:
                 context = multiprocessing.get_context("spawn")
-                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1, mp_context=context, initializer=exit_when_orphaned
+                )
             try:
                 return await loop.run_in_executor(self._pool, fn, *args)
             except BrokenProcessPool:
@@ -58,6 +62,20 @@ class Helper:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)
+
+
+def exit_when_orphaned() -> None:
+    """In the helper: end this process once the server's is gone. A SIGKILLed server
+    left its helper (most of a GiB, a model loaded) running, reparented, for good; the
+    training worker does the same (core/worker.py)."""
+    parent = multiprocessing.parent_process()  # spawned: its sentinel ends with it
+    if parent is not None:
+        threading.Thread(target=_exit_after, args=(parent,), daemon=True).start()
+
+
+def _exit_after(parent) -> None:
+    parent.join()
+    os._exit(0)
 
 
 def scan_folder(dataset: str, cache_dir: str, overrides: dict[str, Any]) -> dict[str, Any]:
