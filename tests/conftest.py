@@ -193,7 +193,9 @@ def page_client(server):
     import httpx
 
     origin = f"http://127.0.0.1:{server.info.port}"
-    return httpx.Client(base_url=server.url, headers={"Origin": origin}, trust_env=False)
+    return httpx.Client(
+        base_url=server.url, headers={"Origin": origin}, trust_env=False, timeout=120
+    )
 
 
 def run_events(server, run_id: str) -> list[dict]:

@@ -260,3 +260,20 @@ def test_an_honest_host_header_is_let_through(world) -> None:
     port = world["server"].info.port
     for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", "127.0.0.1"):
         assert _raw_get(world["server"], "/", host)[0] == 200, host
+
+
+def test_a_link_out_of_a_dataset_is_skipped_with_the_reason(world, tmp_path) -> None:
+    outside = tmp_path / "outside.wav"
+    shutil.copy(sorted(world["sounds"].iterdir())[0], outside)  # a real sound, elsewhere
+    link = world["sounds"] / "escape.wav"
+    link.symlink_to(outside)
+    try:
+        with page_client(world["server"]) as http:
+            scan = http.post("/new/scan", data={"dataset": str(world["sounds"])}, timeout=120)
+            assert scan.status_code == 200 and "escape.wav" in scan.text
+            assert "links outside the folder" in scan.text
+            chooser = http.get("/models/kit/edit", timeout=120)
+            assert chooser.status_code == 200 and "good_00" in chooser.text
+            assert "escape.wav" not in chooser.text
+    finally:
+        link.unlink()

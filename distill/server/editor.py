@@ -144,9 +144,11 @@ def _choices(request: Request, name: str, model: Path) -> dict[str, Any]:
     sounds: list[str] = []
     try:
         folder = confine_dataset(card.dataset.path, request.app.state.settings)
-        sounds = [str(p.relative_to(folder)) for p in find_audio_files(folder) if is_supported(p)][
-            :MAX_LISTED
-        ]
+        sounds = [
+            str(p.relative_to(folder))
+            for p in find_audio_files(folder)
+            if is_supported(p) and p.resolve().is_relative_to(folder)  # a link out: not offered
+        ][:MAX_LISTED]
     except InputError:
         pass  # trained on a folder this server may not read
     clips = [
