@@ -277,3 +277,48 @@ def test_a_link_out_of_a_dataset_is_skipped_with_the_reason(world, tmp_path) -> 
             assert "escape.wav" not in chooser.text
     finally:
         link.unlink()
+
+
+# -- --cluster: a bad address is a clear exit 2, a silent one ends within its timeout -----
+
+
+@pytest.mark.parametrize(
+    ("address", "says"),
+    [("tcp://[::1", "not a scheduler address"), ("tcp://127.0.0.1:99999", "Port out of range"),
+     ("tcp://", "names no host"), ("tcp://127.0.0.1:8x", "not a scheduler address")],
+)  # fmt: skip
+def test_serve_refuses_a_malformed_cluster_address(tmp_path, address, says) -> None:
+    done = distill(tmp_path / "home", "serve", "--port", "0", "--cluster", address)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert says in done.stdout and "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_cluster_address_that_never_answers_is_given_up_on(tmp_path) -> None:
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_say_nothing() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept_and_say_nothing, daemon=True)
+    thread.start()
+    try:
+        address = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+        done = distill(tmp_path / "home", "serve", "--port", "0", "--cluster", address)
+    finally:
+        stop.set()
+        thread.join()
+        for connection in held:
+            connection.close()
+        listener.close()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"cannot reach the Dask scheduler at {address}" in done.stdout
