@@ -8,11 +8,13 @@ RecursionError), and the editor's fields are the exact types they claim to be.""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
 from commands import distill
 from conftest import page_client
+from waiting import wait_until
 
 from distill.paths import models_dir
 from distill.server.serve import ServerThread
@@ -322,3 +324,46 @@ def test_a_cluster_address_that_never_answers_is_given_up_on(tmp_path) -> None:
         listener.close()
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"cannot reach the Dask scheduler at {address}" in done.stdout
+
+
+# -- long work: a cap on what the editor opens, and a lane of its own ---------------------
+
+
+def test_the_editor_opens_sounds_up_to_its_cap_and_says_so(world, tmp_path) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    from distill.audio.synth import tone
+
+    long_sound = tmp_path / "long.wav"
+    sf.write(long_sound, np.tile(tone(220, 1.0, 8000), 200), 8000)  # 200 s
+    with page_client(world["server"]) as http:
+        chooser = http.get("/models/kit/edit")
+        assert "opens sounds up to 3 minutes" in chooser.text
+        sent = http.post("/models/kit/edit/upload",
+                         files={"sound": ("long.wav", long_sound.read_bytes(), "audio/wav")})  # fmt: skip
+        opened = http.get(sent.headers["location"])
+        assert opened.status_code == 400 and "up to 3 minutes" in opened.text
+        steps = world["grid"]["samples_per_step"]
+        rows = [[0] * (200 * 8000 // steps) for _ in world["grid"]["codes"]]
+        decoded = http.post(
+            "/models/kit/edit/decode", json={"grid": {**world["grid"], "codes": rows}}
+        )
+        assert decoded.status_code == 400 and "up to 3 minutes" in decoded.json()["error"]
+
+
+def test_an_edit_does_not_wait_behind_a_generate_request(world) -> None:
+    form = {"seconds": "60", "count": "8", "mode": "continuous"}
+    with page_client(world["server"]) as http:
+        started = http.post("/models/kit/generate", data=form, headers={"HX-Request": "true"})
+        generation_id = re.findall(r'id="generating-([0-9-]+)"', started.text)[0]
+        try:
+            decoded = http.post("/models/kit/edit/decode", json={"grid": world["grid"]})
+            assert decoded.status_code == 200
+            still = http.get(f"/models/kit/generating/{generation_id}")
+            assert "HX-Retarget" not in still.headers  # the generate request goes on
+        finally:
+            http.post(f"/models/kit/generating/{generation_id}/cancel")
+            wait_until(lambda: http.get(f"/models/kit/generating/{generation_id}")
+                       .headers.get("HX-Retarget") == "#generations",
+                       what="the generate request to stop")  # fmt: skip

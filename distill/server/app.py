@@ -63,7 +63,8 @@ def create_app(settings: ServerSettings) -> Starlette:
         )
         await core.start()
         app.state.core = core
-        app.state.helper = Helper()
+        app.state.helper = Helper()  # scans and generate requests
+        app.state.editor_helper = Helper()  # the editor's lane: edits never wait behind those
         on_cluster = settings.cluster is not None
         call = core.runner.call_in_folder if on_cluster else app.state.helper.call_in_folder
         app.state.generations = Generations(call)
@@ -76,6 +77,7 @@ def create_app(settings: ServerSettings) -> Starlette:
             remove_server_file(settings.home, os.getpid())
             await app.state.generations.close()
             await app.state.helper.close()
+            await app.state.editor_helper.close()
             await core.stop()
 
     tpl = templates()

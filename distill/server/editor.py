@@ -4,8 +4,9 @@ codes, hear the change, save it into the model's edits.
 
 The page keeps the grid (and its undo history) in the browser and sends the whole grid
 with each request, so the server holds no editing state. The work (encode, decode,
-regenerate, save) runs in the helper process (helper.edit_*), which keeps the model
-loaded between edits; the operations themselves are training/codes.py's, the ones
+regenerate, save) runs in a helper process of its own (helper.edit_*), the editor's
+lane: an edit never waits behind a generate request or a scan in the other helper; it
+keeps the model loaded between edits, and opens sounds up to MAX_EDIT_SECONDS long; the operations themselves are training/codes.py's, the ones
 `distill codes` runs too.
 """
 
@@ -40,7 +41,7 @@ from distill.server.inputs import (
 )
 from distill.server.responses import path_for, render
 from distill.training.bounds import MAX_SEED, MAX_TEMPERATURE
-from distill.training.codes import MAX_STEPS
+from distill.training.codes import MAX_EDIT_SECONDS, MAX_STEPS
 from distill.training.generate import generation_history
 
 EDITS_FOLDER = "edits"  # generated/MODEL/edits/NAME.wav and NAME.codes.json
@@ -76,7 +77,7 @@ async def edit_page(request: Request) -> Response:
         )
     if source is None:
         return render(request, "edit.html", {"name": name, **_choices(request, name, path)})
-    opened = await request.app.state.helper.call(helper.edit_open, str(path), str(source))
+    opened = await request.app.state.editor_helper.call(helper.edit_open, str(path), str(source))
     if "error" in opened and "upload" in request.query_params:
         forget_upload(request.app.state.settings, source)  # refused: not kept for good
     if "error" in opened:
@@ -156,7 +157,12 @@ def _choices(request: Request, name: str, model: Path) -> dict[str, Any]:
         for g in generation_history(name, home)
         for clip in g["clips"]
     ]
-    return {"sounds": sounds, "clips": clips, "edits": saved_edits(home, name)}
+    return {
+        "sounds": sounds,
+        "clips": clips,
+        "edits": saved_edits(home, name),
+        "max_edit_minutes": f"{MAX_EDIT_SECONDS / 60:g}",
+    }
 
 
 def saved_edits(home: Path, name: str) -> list[str]:
@@ -181,7 +187,9 @@ async def decode(request: Request) -> Response:
             raise InputError("muted must list level numbers")  # which levels: the helper's
     except InputError as error:
         return JSONResponse({"error": str(error)}, error.status)
-    result = await request.app.state.helper.call(helper.edit_decode, str(path), body["grid"], muted)
+    result = await request.app.state.editor_helper.call(
+        helper.edit_decode, str(path), body["grid"], muted
+    )
     if "error" in result:
         return JSONResponse({"error": result["error"]}, 400)
     return Response(result["wav"], media_type="audio/wav")
@@ -200,7 +208,7 @@ async def regenerate(request: Request) -> Response:
     except InputError as error:
         return JSONResponse({"error": str(error)}, error.status)
     sampling = {"temperature": float(temperature), "top_k": top_k}
-    result = await request.app.state.helper.call(
+    result = await request.app.state.editor_helper.call(
         helper.edit_regenerate, str(path), body["grid"], start, end, sampling, seed
     )
     return JSONResponse(result, 400 if "error" in result else 200)
@@ -223,7 +231,7 @@ async def save(request: Request) -> Response:
     except InputError as error:
         return JSONResponse({"error": str(error), "exists": error.status == 409}, error.status)
     folder = str(edits_dir(home, name))
-    result = await request.app.state.helper.call(
+    result = await request.app.state.editor_helper.call(
         helper.edit_save, str(path), body["grid"], folder, sound_name
     )
     return JSONResponse(result, 400 if "error" in result else 200)

@@ -160,6 +160,7 @@ def edit_open(model_path: str, source: str) -> dict[str, Any]:
     from distill.training.codes import (
         CodesError,
         check_belongs,
+        check_editable,
         code_colours,
         encode_file,
         read_codes,
@@ -172,6 +173,7 @@ def edit_open(model_path: str, source: str) -> dict[str, Any]:
             check_belongs(grid, vqvae, name)
         else:
             grid = encode_file(vqvae, name, Path(source))
+        check_editable(grid)
         mel = vqvae.decode_sound(torch.from_numpy(grid.codes.T.copy())).numpy()
         floor = math.log(vqvae.config.mel.log_floor)
         png = mel_png(mel, floor, max(float(mel.max()), floor + 1), scale=1)
@@ -188,11 +190,12 @@ def edit_open(model_path: str, source: str) -> dict[str, Any]:
 def _checked_grid(model_path: str, grid_json: dict):
     """(vqvae, ModelWithPrior or None, grid): a grid the page sent, checked against the
     model it says it belongs to; a CodesError says why not."""
-    from distill.training.codes import CodeGrid, check_belongs
+    from distill.training.codes import CodeGrid, check_belongs, check_editable
 
     vqvae, name, loaded = _editor(model_path)
     grid = CodeGrid.from_json(grid_json)
     check_belongs(grid, vqvae, name)
+    check_editable(grid)
     return vqvae, loaded, grid
 
 

@@ -31,6 +31,7 @@ CODES_FORMAT = "distill-codes"
 CODES_VERSION = 1
 MAX_CODES_FILE_BYTES = 16 * 1024**2
 MAX_STEPS = 100_000  # latent steps in one grid: minutes of sound at any model's rate
+MAX_EDIT_SECONDS = 180.0  # the editor's sounds: every edit decodes the whole grid
 CANDIDATES = 4  # stretches drawn by `regenerate`, the one that leads on best is kept
 
 
@@ -145,6 +146,16 @@ def model_fingerprint(vqvae: ConvVQVAE) -> str:
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         _fingerprints[vqvae] = digest.hexdigest()[:16]
     return _fingerprints[vqvae]
+
+
+def check_editable(grid: CodeGrid) -> None:
+    """A grid the editor may work on: at most MAX_EDIT_SECONDS. A 10-minute upload made
+    every edit decode for minutes and gigabytes, and queued every other edit behind it."""
+    if grid.seconds > MAX_EDIT_SECONDS:
+        raise CodesError(
+            f"the sound is {grid.seconds / 60:.1f} minutes long: the editor opens sounds up"
+            f" to {MAX_EDIT_SECONDS / 60:g} minutes (cut it shorter, or use `distill codes`)"
+        )
 
 
 def _samples_per_step(vqvae: ConvVQVAE) -> int:
