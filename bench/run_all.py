@@ -18,6 +18,7 @@ BENCHMARKS = [
     "fanout.py",
     "run_page_load.py",
     "editor_latency.py",
+    "bounded.py",
     "cluster.py",
 ]
 
