@@ -59,6 +59,11 @@ def train(folder: Path) -> Path:
     return spec.model_path
 
 
+def line(times: list[float]) -> str:
+    p90 = statistics.quantiles(times, n=10)[8]
+    return f"median {statistics.median(times) * 1000:.0f} ms, p90 {p90 * 1000:.0f} ms"
+
+
 def tree_rss(pid: int) -> int:
     """Bytes resident in `pid` and every process under it, from /proc."""
     parents: dict[int, int] = {}
@@ -105,8 +110,11 @@ def hammer(url: str, origin: str, big_grid: dict, stop: threading.Event, which: 
                                    headers={"HX-Request": "true"}).text  # fmt: skip
                 ids = re.findall(r'id="generating-([0-9-]+)"', page)
                 stop.wait(5)
-                for generation_id in ids:
+                for generation_id in ids:  # cancelled, then waited for: none pile up
                     client.post(f"/models/bench/generating/{generation_id}/cancel")
+                    path = f"/models/bench/generating/{generation_id}"
+                    while client.get(path).headers.get("HX-Retarget") != "#generations":
+                        time.sleep(0.5)
 
 
 def main() -> None:
@@ -149,6 +157,7 @@ def main() -> None:
             small_edit_times(client, small, 2)  # the editor's helper started, model loaded
             idle = small_edit_times(client, small, args.edits)
             idle_peak = peak[0]
+            print(f"small edit, idle server: {line(idle)}", flush=True)
             stop = threading.Event()
             hammers = [threading.Thread(target=hammer, args=(info.url, origin, big, stop, i))
                        for i in range(args.hammers)]  # fmt: skip
@@ -163,10 +172,6 @@ def main() -> None:
         sampling.set()
         server.terminate()
         server.wait(timeout=120)
-
-    def line(times: list[float]) -> str:
-        p90 = statistics.quantiles(times, n=10)[8]
-        return f"median {statistics.median(times) * 1000:.0f} ms, p90 {p90 * 1000:.0f} ms"
 
     print(f"small edit (decode 1 s, {len(idle)} times), idle server:   {line(idle)}")
     print(

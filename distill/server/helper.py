@@ -45,11 +45,16 @@ class Helper:
                 self._pool = ProcessPoolExecutor(
                     max_workers=1, mp_context=context, initializer=exit_when_orphaned
                 )
+            pool = self._pool
             try:
-                return await loop.run_in_executor(self._pool, fn, *args)
+                return await loop.run_in_executor(pool, fn, *args)
             except BrokenProcessPool:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
+                # Only the first of the calls the broken pool held replaces it: each of
+                # ~90 queued calls shutting down the pool the previous one had just made
+                # spawned ~90 helpers at once.
+                if self._pool is pool:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = None
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
