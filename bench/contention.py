@@ -204,7 +204,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--policy", choices=("both", "fit", "active"), default="both")
     parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
-    parser.add_argument("--files", type=int, default=20, help="default model sizes for this many files")
+    parser.add_argument(
+        "--files", type=int, default=20, help="default model sizes for this many files"
+    )
     parser.add_argument("--child", choices=(*MEASURES, "decode"), help=argparse.SUPPRESS)
     parser.add_argument("--processes", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--forever", action="store_true", help=argparse.SUPPRESS)

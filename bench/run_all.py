@@ -19,6 +19,7 @@ BENCHMARKS = [
     "fanout.py",
     "run_page_load.py",
     "editor_latency.py",
+    "bounded.py",
     "cluster.py",
 ]
 

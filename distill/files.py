@@ -10,11 +10,14 @@ any error, an interrupt included, the temporary file is removed and the old file
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 
 @contextlib.contextmanager
@@ -54,3 +57,33 @@ def _fsync_folder(folder: Path) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+STALE_SECONDS = 3600.0  # no write of distill's takes an hour without touching its file
+
+
+def remove_stale_temporaries(folder: Path, older_than: float = STALE_SECONDS) -> list[Path]:
+    """Remove atomic_file's temporary files that a process killed mid-write left in
+    `folder` (a 0-byte `.NAME.distill.HEX.tmp` stayed in models/ for good); only those
+    untouched for `older_than` seconds, so a write under way in another process is not
+    cut from under it. Returns what was removed."""
+    removed = []
+    cutoff = time.time() - older_than
+    for path in folder.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            if _TEMPORARY.fullmatch(path.name) and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{16}\.tmp")
+
+
+def parse_json(text: str | bytes) -> Any:
+    """JSON from outside: a ValueError (never a RecursionError) for one nested so deep
+    that the parser gives up (`[` x 100,000 is 100 kB)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("it is nested too deeply") from None

@@ -193,7 +193,9 @@ def page_client(server):
     import httpx
 
     origin = f"http://127.0.0.1:{server.info.port}"
-    return httpx.Client(base_url=server.url, headers={"Origin": origin}, trust_env=False)
+    return httpx.Client(
+        base_url=server.url, headers={"Origin": origin}, trust_env=False, timeout=120
+    )
 
 
 def run_events(server, run_id: str) -> list[dict]:
@@ -259,3 +261,33 @@ def write_preview_run(server, run_id: str, decoder_stage: bool, seconds: float =
         await server.core.store.append(events)
 
     server.call(store())
+
+
+@pytest.fixture(scope="module")
+def library_server(tmp_path_factory) -> dict:
+    """A real server whose library holds `kit`, a tiny model with a prior; with the
+    model's file, a grid of one of its sounds, and the sounds (in an allowed root)."""
+    import shutil
+
+    from distill.models.library import load_vqvae
+    from distill.paths import models_dir
+    from distill.server.serve import ServerThread
+    from distill.server.settings import ServerSettings
+    from distill.training.codes import encode_file
+    from distill.training.prior import train_prior
+    from distill.training.vqvae import train_vqvae
+
+    base = tmp_path_factory.mktemp("bounded")
+    sounds = base / "sounds"
+    write_good_sounds(sounds)
+    spec = tiny_spec(sounds, base / "train", epochs=1, name="kit")
+    train_vqvae(spec, lambda event: None)
+    train_prior(tiny_prior_spec(spec.model_path, sounds, base / "prior"), lambda e: None)
+    home = base / "home"
+    shutil.copy(spec.model_path, models_dir(home) / "kit.distill")
+    vqvae, _ = load_vqvae(spec.model_path)
+    grid = encode_file(vqvae, "kit", sorted(sounds.iterdir())[0]).to_json()
+    settings = ServerSettings.for_host(home, "127.0.0.1", 0, allowed_roots=(base,))
+    with ServerThread(settings) as server:
+        yield {"server": server, "home": home, "base": base, "grid": grid, "sounds": sounds,
+               "model": spec.model_path}  # fmt: skip

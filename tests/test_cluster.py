@@ -338,7 +338,7 @@ def test_serve_refuses_a_bad_cluster_address_with_the_reason(tmp_path) -> None:
         [sys.executable, "-m", "distill.cli.main", "serve", "--port", "0"],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert done.returncode == 1
+    assert done.returncode == 2  # a bad address: the user's to fix
     assert "ftp://x:1: use a tcp:// or tls:// scheduler address" in done.stdout
 
 

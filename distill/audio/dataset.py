@@ -86,6 +86,10 @@ def scan_dataset(root: Path | str, mel_config: MelConfig, cache_dir: Path) -> Sc
     report = ScanReport(root=root)
     mel = MelSpectrogram(mel_config)
     for path in find_audio_files(root):
+        target = path.resolve()
+        if not target.is_relative_to(root):  # a link out: what is outside stays outside
+            report.skipped.append(SkippedFile(str(path), f"links outside the folder ({target})"))
+            continue
         if not is_supported(path):
             report.skipped.append(
                 SkippedFile(str(path), f"unsupported format ({path.suffix or 'no extension'})")

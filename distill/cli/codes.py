@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from distill.cli.follow import EXIT_BAD_INPUT
-from distill.cli.generate import ModelArgument, Temperature, TopK
+from distill.cli.generate import ModelArgument, Seed, Temperature, TopK
 from distill.threads import fit_threads
 
 app = typer.Typer(help="A sound's codes: encode it, decode a codes file, regenerate a range.")
@@ -22,6 +22,7 @@ console = Console()
 def _threads() -> None:
     """Every codes command runs torch in this process: fit its threads before it loads."""
     fit_threads(1)
+
 
 CodesArgument = Annotated[
     Path, typer.Argument(help="A codes file (JSON) made by `distill codes encode`.")
@@ -81,7 +82,7 @@ def decode(
         grid = read_codes(codes)
         check_belongs(grid, vqvae, card.name)
         write_wav(target, decode_grid(vqvae, grid), grid.sample_rate)
-    except (ModelFileError, CodesError, OSError) as error:
+    except (ModelFileError, CodesError, OSError, ValueError) as error:
         raise _fail(error) from error
     console.print(f"{target}: {grid.seconds:.2f} s")
 
@@ -92,7 +93,7 @@ def regenerate(
     codes: CodesArgument,
     start: Annotated[float, typer.Option(min=0.0, help="Start of the range, in seconds.")],
     end: Annotated[float, typer.Option(min=0.0, help="End of the range, in seconds.")],
-    seed: Annotated[int, typer.Option(help="Same seed, same result.")] = 0,
+    seed: Seed = 0,
     temperature: Temperature = 1.0,
     top_k: TopK = 0,
     out: Annotated[

@@ -6,6 +6,7 @@ Runs in this process (generation takes seconds, not minutes); the work itself is
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -18,6 +19,7 @@ from distill.cli.follow import EXIT_BAD_INPUT, ThreadsOption
 from distill.events import ClipGenerated
 from distill.paths import data_home
 from distill.threads import fit_threads, requested_threads
+from distill.training.bounds import SAMPLING_BOUNDS
 from distill.training.settings import GENERATE_SECONDS
 
 if TYPE_CHECKING:
@@ -31,9 +33,21 @@ ModelArgument = Annotated[
     str, typer.Argument(help="A model name in the library, or a path to a .distill file.")
 ]
 Temperature = Annotated[
-    float, typer.Option(min=0.0, help="0 = always the likeliest code; above 1 = wilder.")
+    float,
+    typer.Option(
+        **SAMPLING_BOUNDS["temperature"].option(),
+        help="0 = always the likeliest code; above 1 = wilder.",
+    ),
 ]
-TopK = Annotated[int, typer.Option(min=0, help="Draw only from the k likeliest codes (0 = all).")]
+TopK = Annotated[
+    int,
+    typer.Option(
+        **SAMPLING_BOUNDS["top_k"].option(), help="Draw only from the k likeliest codes (0 = all)."
+    ),
+]
+Seed = Annotated[
+    int, typer.Option(**SAMPLING_BOUNDS["seed"].option(), help="Same seed, same result.")
+]
 
 
 def generate(
@@ -41,7 +55,13 @@ def generate(
     seconds: Annotated[
         float, typer.Option(min=0.01, max=600.0, help="Length of each clip.")
     ] = GENERATE_SECONDS,
-    count: Annotated[int, typer.Option(min=1, help="How many clips.")] = 1,
+    count: Annotated[
+        int,
+        typer.Option(
+            **SAMPLING_BOUNDS["count"].option(),
+            help="How many clips (made a few at a time: memory does not grow with it).",
+        ),
+    ] = 1,
     temperature: Temperature = 1.0,
     top_k: TopK = 0,
     top_p: Annotated[
@@ -52,7 +72,12 @@ def generate(
             help="Draw from the likeliest codes making up this much probability (1 = all).",
         ),
     ] = 1.0,
-    seed: Annotated[int, typer.Option(help="Clip i uses seed + i: same seed, same sound.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(
+            **SAMPLING_BOUNDS["seed"].option(), help="Clip i uses seed + i: same seed, same sound."
+        ),
+    ] = 0,
     one_shot: Annotated[
         bool | None,
         typer.Option(
@@ -78,6 +103,7 @@ def generate(
     from distill.models.model_file import ModelFileError
     from distill.training.generate import GenerateSpec, generate_clips, new_out_dir
 
+    out_dir = None
     try:
         path = resolve_model(model)
         out_dir = out or new_out_dir(path.stem, data_home())
@@ -94,6 +120,9 @@ def generate(
         )
         result = generate_clips(spec)
     except (ModelFileError, ValueError) as error:
+        if out is None and out_dir is not None:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()  # made for this request, still empty: no empty history entry
         console.print(f"[bold red]error:[/] {error}")
         raise typer.Exit(EXIT_BAD_INPUT) from error
     if json_output:

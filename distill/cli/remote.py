@@ -111,7 +111,13 @@ class Remote:
 
 def _answer(response: httpx.Response) -> dict[str, Any]:
     """The server's JSON answer; its error, when it refused, as a RemoteError."""
-    data = response.json()
+    try:
+        data = response.json()
+    except ValueError:  # not JSON (a proxy's page, a 500): its words, not a traceback
+        data = None
+    if not isinstance(data, dict):
+        text = " ".join(response.text.split())[:200]
+        raise RemoteError(f"HTTP {response.status_code}: {text or 'no answer'}")
     if response.status_code >= 400:
         raise RemoteError(data.get("error", f"HTTP {response.status_code}"))
     return data

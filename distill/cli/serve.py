@@ -70,6 +70,10 @@ def serve(
         cluster_config = ClusterConfig.from_options(
             cluster, *(str(p) if p else None for p in (tls_ca_file, tls_cert, tls_key))
         )
+    except ClusterError as error:  # a bad address or option: the user's to fix
+        console.print(f"[red]error:[/] {error}")
+        raise typer.Exit(2) from None
+    try:
         if cluster_config is not None:
             from distill.core.cluster import check_reachable
 

@@ -20,18 +20,11 @@ from distill.cli.remote import find_server, run_on_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer
 from distill.constants import TIERS_HELP
 from distill.core.core import TrainRequest
-from distill.models.config import (
-    CODEBOOK_SIZES,
-    MAX_CODEBOOK_SIZE,
-    MAX_COMMITMENT_WEIGHT,
-    MAX_RVQ_LEVELS,
-    MIN_CODEBOOK_SIZE,
-    MIN_RVQ_LEVELS,
-    VQVAEConfig,
-)
+from distill.models.config import CODEBOOK_SIZES, VQVAEConfig
 from distill.paths import check_model_name, data_home, mel_cache_dir
 from distill.threads import requested_threads
-from distill.training.settings import MAX_STAGE_STEPS, TrainSettings
+from distill.training.bounds import MODEL_BOUNDS, TRAIN_BOUNDS
+from distill.training.settings import TrainSettings
 
 console = Console()
 
@@ -39,39 +32,41 @@ console = Console()
 def train(
     dataset: Annotated[Path, typer.Argument(help="Folder of sounds (searched recursively).")],
     epochs: Annotated[
-        int, typer.Option(min=1, help="Passes over the training set.")
+        int, typer.Option(**TRAIN_BOUNDS["epochs"].option(), help="Passes over the training set.")
     ] = TrainSettings.epochs,
     rvq_levels: Annotated[
         int,
         typer.Option(
-            min=MIN_RVQ_LEVELS,
-            max=MAX_RVQ_LEVELS,
+            **MODEL_BOUNDS["rvq_levels"].option(),
             help="Fewer levels = faster, more levels = finer detail.",
         ),
     ] = VQVAEConfig.rvq_levels,
     commitment_weight: Annotated[
         float,
-        typer.Option(min=0.0, max=MAX_COMMITMENT_WEIGHT, help="Weight of the commitment loss."),
+        typer.Option(
+            **MODEL_BOUNDS["commitment_weight"].option(), help="Weight of the commitment loss."
+        ),
     ] = VQVAEConfig.commitment_weight,
     codebook_size: Annotated[
         int | None,
         typer.Option(
-            min=MIN_CODEBOOK_SIZE,
-            max=MAX_CODEBOOK_SIZE,
+            **MODEL_BOUNDS["codebook_size"].option(),
             help=f"Codes per level (default: {TIERS_HELP.format(*CODEBOOK_SIZES)}).",
         ),
     ] = None,
     codebook_dim: Annotated[
-        int | None, typer.Option(min=1, help="Dimension codes live in (default: 32).")
+        int | None,
+        typer.Option(
+            **MODEL_BOUNDS["codebook_dim"].option(), help="Dimension codes live in (default: 32)."
+        ),
     ] = None,
     batch_size: Annotated[
-        int, typer.Option(min=1, help="Windows per step.")
+        int, typer.Option(**TRAIN_BOUNDS["batch_size"].option(), help="Windows per step.")
     ] = TrainSettings.batch_size,
     stage_steps: Annotated[
         int,
         typer.Option(
-            min=0,
-            max=MAX_STAGE_STEPS,
+            **TRAIN_BOUNDS["stage_steps"].option(),
             help="Steps of the decoder stage, trained after the epochs; the model's sounds play "
             "through it. 0 trains none: they play through Griffin-Lim.",
         ),
@@ -79,7 +74,12 @@ def train(
     model_name: Annotated[
         str | None, typer.Option(help="Name in the model library (default: timestamped).")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed for the split, initialisation and sampling.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(
+            **TRAIN_BOUNDS["seed"].option(), help="Seed for the split, initialisation and sampling."
+        ),
+    ] = 0,
     device: DeviceOption = "auto",
     check: Annotated[
         bool, typer.Option("--check", help="Scan the dataset, print the preflight, and stop.")

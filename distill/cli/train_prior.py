@@ -21,10 +21,10 @@ from distill.cli.remote import find_server, run_on_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer
 from distill.constants import TIERS_HELP
 from distill.core.core import PriorRequest
-from distill.models.card_schema import MAX_PRIOR_HEADS, MAX_PRIOR_HIDDEN_SIZE, MAX_PRIOR_LAYERS
 from distill.models.config import PRIOR_SIZES
 from distill.paths import data_home
 from distill.threads import requested_threads
+from distill.training.bounds import PRIOR_BOUNDS, PRIOR_SIZE_BOUNDS
 from distill.training.settings import PriorSettings
 
 console = Console()
@@ -44,37 +44,45 @@ def train_prior(
         typer.Argument(help="Folder of sounds (default: the one the model was trained on)."),
     ] = None,
     epochs: Annotated[
-        int, typer.Option(min=1, help="Passes over the training codes.")
+        int, typer.Option(**PRIOR_BOUNDS["epochs"].option(), help="Passes over the training codes.")
     ] = PriorSettings.epochs,
     hidden_size: Annotated[
         int | None,
         typer.Option(
-            min=8,
-            max=MAX_PRIOR_HIDDEN_SIZE,
+            **PRIOR_SIZE_BOUNDS["hidden_size"].option(),
             help=f"Transformer width (default: {_tiers(0)}).",
         ),
     ] = None,
     layers: Annotated[
         int | None,
         typer.Option(
-            min=1, max=MAX_PRIOR_LAYERS, help=f"Transformer blocks (default: {_tiers(1)})."
+            **PRIOR_SIZE_BOUNDS["layers"].option(),
+            help=f"Transformer blocks (default: {_tiers(1)}).",
         ),
     ] = None,
     heads: Annotated[
         int | None,
         typer.Option(
-            min=1,
-            max=MAX_PRIOR_HEADS,
+            **PRIOR_SIZE_BOUNDS["heads"].option(),
             help=f"Attention heads; must divide --hidden-size (default: {_tiers(2)}).",
         ),
     ] = None,
     learning_rate: Annotated[
-        float, typer.Option("--learning-rate", "--lr", min=0.0, help="AdamW learning rate.")
+        float,
+        typer.Option(
+            "--learning-rate",
+            "--lr",
+            **PRIOR_BOUNDS["learning_rate"].option(),
+            help="AdamW learning rate.",
+        ),
     ] = PriorSettings.learning_rate,
     batch_size: Annotated[
-        int, typer.Option(min=1, help="Windows per step.")
+        int, typer.Option(**PRIOR_BOUNDS["batch_size"].option(), help="Windows per step.")
     ] = PriorSettings.batch_size,
-    seed: Annotated[int, typer.Option(help="Seed for initialisation and crops.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(**PRIOR_BOUNDS["seed"].option(), help="Seed for initialisation and crops."),
+    ] = 0,
     device: DeviceOption = "auto",
     json_output: EventsJsonOption = False,
     follow: FollowOption = True,

@@ -112,12 +112,19 @@ class ClusterRunner:
             timeout=self.config.connect_timeout,
             set_as_default=False,
         )
-        try:
+
+        async def connect() -> dict[str, Any]:
             self._client = await client
-            self._workers = (await self._client.scheduler.identity())["workers"]
+            return (await self._client.scheduler.identity())["workers"]
+
+        try:  # bounded as a whole: an address that accepts and never answers hung 300 s
+            self._workers = await asyncio.wait_for(connect(), self.config.connect_timeout + 5)
         except Exception as error:  # noqa: BLE001 - refused, timed out, or not Dask at all
+            self._client = None
             with contextlib.suppress(Exception):
-                await client.close()
+                await asyncio.wait_for(client.close(), 5)
+            if isinstance(error, TimeoutError):
+                error = TimeoutError(f"no answer in {self.config.connect_timeout + 5:g} s")
             hint = ""
             if self.config.uses_tls and not self.config.tls_cert:
                 hint = (

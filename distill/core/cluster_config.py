@@ -54,9 +54,16 @@ class ClusterConfig:
             return None
         if "://" not in address:
             address = f"tcp://{address}"
-        scheme = urlsplit(address).scheme
+        try:
+            parts = urlsplit(address)
+            parts.port  # noqa: B018 - parsed for its check: 0 to 65535, digits only
+        except ValueError as error:
+            raise ClusterError(f"{address}: not a scheduler address ({error})") from None
+        scheme = parts.scheme
         if scheme not in ("tcp", "tls"):
             raise ClusterError(f"{address}: use a tcp:// or tls:// scheduler address")
+        if not parts.hostname:
+            raise ClusterError(f"{address}: the scheduler address names no host")
         if (ca_file or cert or key) and scheme != "tls":
             raise ClusterError(f"{address}: certificates need a tls:// address")
         for path in (ca_file, cert, key):

@@ -8,7 +8,11 @@ that joins late reads the store first, then goes on live from the next seq.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -33,6 +37,7 @@ from distill.events import (
     RunInterrupted,
     RunQueued,
 )
+from distill.files import remove_stale_temporaries
 from distill.paths import (
     CANCEL_FILE,
     CHECKPOINT_NAME,
@@ -40,6 +45,7 @@ from distill.paths import (
     database_path,
     mel_cache_dir,
     model_path,
+    models_dir,
     runs_dir,
 )
 
@@ -48,6 +54,22 @@ FOLLOW_PAGE = 500  # events read from the store at a time by a catching-up follo
 
 class RunError(ValueError):
     """A request the core refuses: unknown run, a run that cannot be resumed, a taken name."""
+
+
+class DiskFull(RunError):
+    """A run could not be put on record: the disk (or the database on it) is full. Nothing
+    of the run is left behind: no row, no folder."""
+
+    def __init__(self, path: Path | str) -> None:
+        super().__init__(f"the disk is full ({path}): free some space, then submit again")
+        self.path = str(path)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """ENOSPC from a file write, or SQLite's "database or disk is full"."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(error, sqlite3.Error) and "full" in str(error).lower()
 
 
 @dataclass(frozen=True)
@@ -116,6 +138,7 @@ class Core:
         self.cluster = cluster
         self._seq: dict[str, int] = {}
         self._finished: set[str] = set()  # runs whose current attempt reached a terminal event
+        self._naming = asyncio.Lock()  # held from checking a model name to recording its run
         # The last failed SQLite write (disk full, I/O error); the recorder keeps the events
         # and retries, so this is news for a status line, not a loss.
         self.last_write_error: str | None = None
@@ -133,6 +156,7 @@ class Core:
         return self._recorder
 
     async def start(self) -> None:
+        remove_stale_temporaries(models_dir(self.home))  # left by a process killed mid-save
         self._store = await Store.open(database_path(self.home))
         self._recorder = Recorder(self._store, self.bus.publish_many, on_error=self._on_write_error)
         await self._recorder.start()
@@ -165,8 +189,6 @@ class Core:
         run_id = new_run_id()
         name = request.model_name or f"model-{run_id}"
         model_file = model_path(name, self.home)
-        if model_file.exists():
-            raise RunError(f"a model named {name!r} already exists: {model_file}")
         spec = {
             "dataset": str(Path(request.dataset).expanduser().resolve()),
             "model_path": str(model_file),
@@ -175,7 +197,16 @@ class Core:
             "overrides": request.overrides,
             "mel": request.mel,
         }
-        return await self._submit(run_id, "vqvae", spec, name)
+        async with self._naming:  # the check and the record together: no two take a name
+            if model_file.exists():
+                raise RunError(f"a model named {name!r} already exists: {model_file}")
+            for run in await self.store.unfinished_runs():
+                if run["run_type"] == "vqvae" and run["model_name"] == name:
+                    raise RunError(
+                        f"run {run['run_id']} ({run['status']}) will make a model named "
+                        f"{name!r}: choose another name, or cancel that run"
+                    )
+            return await self._submit(run_id, "vqvae", spec, name)
 
     async def submit_load(self, rate: float, seconds: float) -> str:
         """Queue a synthetic run that emits `rate` events/s: the core's load test and bench."""
@@ -199,8 +230,18 @@ class Core:
             "run_dir": str(runs_dir(self.home) / run_id),
             OWNER_FIELD: os.getpid(),
         }
-        Path(spec["run_dir"]).mkdir(parents=True, exist_ok=True)  # its cancel file goes here
-        await self.store.create_run(run_id, run_type, spec["dataset"], spec, model_name)
+        run_dir = Path(spec["run_dir"])
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)  # its cancel file goes here
+            await self.store.create_run(run_id, run_type, spec["dataset"], spec, model_name)
+        except (OSError, sqlite3.Error) as error:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # just made, empty: nothing of a run not on record
+            if is_disk_full(error):
+                raise DiskFull(
+                    database_path(self.home) if isinstance(error, sqlite3.Error) else run_dir
+                ) from error
+            raise
         self._seq[run_id] = 0
         self.emit(run_id, RunQueued(run_type, spec["dataset"], _public_config(spec)))
         await self.recorder.flush()  # once submit returns, the run is on record

@@ -17,6 +17,7 @@ batch or on whether the cache is used.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -34,8 +35,8 @@ class Sampling:
     top_p: float = 1.0  # keep the fewest codes whose probability adds up to top_p; 1 = all
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ValueError(f"temperature must not be negative, got {self.temperature}")
+        if not 0 <= self.temperature < math.inf:  # NaN and inf too: JSON cannot hold them
+            raise ValueError(f"temperature must be a finite number from 0, got {self.temperature}")
         if self.top_k < 0:
             raise ValueError(f"top_k must not be negative, got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:

@@ -7,7 +7,6 @@ with POST /api/runs (a prior run with POST /api/priors) and follows it on
 
 from __future__ import annotations
 
-import json
 import os
 
 from starlette.requests import Request
@@ -21,13 +20,14 @@ from distill.server.inputs import (
     MAX_SEQ,
     InputError,
     api_request,
-    bounded_json,
     confine_dataset,
     library_model_name,
     prior_api_request,
+    read_json_body,
     whole_number,
 )
 from distill.server.live import serve_client
+from distill.server.responses import run_error_status
 
 
 async def health(request: Request) -> Response:
@@ -58,7 +58,7 @@ async def get_run(request: Request) -> Response:
 
 async def submit_run(request: Request) -> Response:
     try:
-        body = api_request(await _json(request))
+        body = api_request(await read_json_body(request))
         folder = confine_dataset(str(body.get("dataset", "")), request.app.state.settings)
         train = TrainRequest(
             str(folder),
@@ -71,7 +71,7 @@ async def submit_run(request: Request) -> Response:
     except InputError as error:
         return _error(str(error), error.status)
     except RunError as error:
-        return _error(str(error), 409)
+        return _error(str(error), run_error_status(error))
     return JSONResponse({"run_id": run_id}, status_code=201)
 
 
@@ -80,7 +80,7 @@ async def submit_prior(request: Request) -> Response:
     library), on the model's own dataset unless one is given."""
     settings = request.app.state.settings
     try:
-        body = prior_api_request(await _json(request))
+        body = prior_api_request(await read_json_body(request))
         dataset = body.get("dataset")
         if dataset is not None:
             dataset = str(confine_dataset(str(dataset), settings))
@@ -89,7 +89,9 @@ async def submit_prior(request: Request) -> Response:
         run_id = await request.app.state.core.submit_prior(prior)
     except InputError as error:
         return _error(str(error), error.status)
-    except (RunError, ModelFileError) as error:
+    except RunError as error:
+        return _error(str(error), run_error_status(error))
+    except ModelFileError as error:
         return _error(str(error), 409)
     return JSONResponse({"run_id": run_id}, status_code=201)
 
@@ -142,14 +144,6 @@ def _after(ws: WebSocket) -> int:
 
 def _limit(ws: WebSocket) -> int:
     return ws.app.state.settings.ws_max_message_bytes
-
-
-async def _json(request: Request):
-    try:
-        body = json.loads(await request.body())
-    except ValueError:
-        raise InputError("the body is not valid JSON") from None
-    return bounded_json(body)
 
 
 def _public(run: dict) -> dict:

@@ -60,12 +60,17 @@ def create_app(settings: ServerSettings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         core = Core(
-            settings.home, settings.concurrency, run_types=RUN_TYPES, cluster=settings.cluster,
+            settings.home,
+            settings.concurrency,
+            run_types=RUN_TYPES,
+            cluster=settings.cluster,
             helper=True,
         )
         await core.start()
         app.state.core = core
-        app.state.helper = Helper(torch_processes(settings.concurrency, helper=True))
+        processes = torch_processes(settings.concurrency, helper=True)
+        app.state.helper = Helper(processes)  # scans and generate requests
+        app.state.editor_helper = Helper(processes)  # the editor's lane: never behind those
         on_cluster = settings.cluster is not None
         call = core.runner.call_in_folder if on_cluster else app.state.helper.call_in_folder
         app.state.generations = Generations(call)
@@ -78,6 +83,7 @@ def create_app(settings: ServerSettings) -> Starlette:
             remove_server_file(settings.home, os.getpid())
             await app.state.generations.close()
             await app.state.helper.close()
+            await app.state.editor_helper.close()
             await core.stop()
 
     tpl = templates()

@@ -4,8 +4,9 @@ codes, hear the change, save it into the model's edits.
 
 The page keeps the grid (and its undo history) in the browser and sends the whole grid
 with each request, so the server holds no editing state. The work (encode, decode,
-regenerate, save) runs in the helper process (helper.edit_*), which keeps the model
-loaded between edits; the operations themselves are training/codes.py's, the ones
+regenerate, save) runs in a helper process of its own (helper.edit_*), the editor's
+lane: an edit never waits behind a generate request or a scan in the other helper; it
+keeps the model loaded between edits, and opens sounds up to MAX_EDIT_SECONDS long; the operations themselves are training/codes.py's, the ones
 `distill codes` runs too.
 """
 
@@ -27,18 +28,24 @@ from distill.paths import generated_dir
 from distill.server import helper
 from distill.server.files import FileRefused, confined, library_file
 from distill.server.inputs import (
+    MAX_BODY_BYTES,
     InputError,
     check_length,
     confine_dataset,
+    forget_upload,
+    json_int,
+    json_number,
     limited,
+    read_json_body,
     save_uploads,
-    whole_number,
 )
 from distill.server.responses import path_for, render
+from distill.training.bounds import MAX_SEED, MAX_TEMPERATURE
+from distill.training.codes import MAX_EDIT_SECONDS, MAX_STEPS
 from distill.training.generate import generation_history
 
 EDITS_FOLDER = "edits"  # generated/MODEL/edits/NAME.wav and NAME.codes.json
-MAX_GRID_BYTES = 4 * 1024**2  # one request's grid as JSON
+MAX_GRID_BYTES = MAX_BODY_BYTES  # one request's grid as JSON
 MAX_LISTED = 200  # training files offered on the chooser
 _EDIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 
@@ -70,7 +77,9 @@ async def edit_page(request: Request) -> Response:
         )
     if source is None:
         return render(request, "edit.html", {"name": name, **_choices(request, name, path)})
-    opened = await request.app.state.helper.call(helper.edit_open, str(path), str(source))
+    opened = await request.app.state.editor_helper.call(helper.edit_open, str(path), str(source))
+    if "error" in opened and "upload" in request.query_params:
+        forget_upload(request.app.state.settings, source)  # refused: not kept for good
     if "error" in opened:
         context = {"name": name, "error": opened["error"], **_choices(request, name, path)}
         return render(request, "edit.html", context, 400)
@@ -88,6 +97,8 @@ async def edit_page(request: Request) -> Response:
 def _source(request: Request, name: str, model: Path) -> Path | None:
     home = request.app.state.settings.home
     query = request.query_params
+    if any("\x00" in value for value in query.values()):
+        raise FileRefused("no such sound: its name has a NUL character in it")
     if "sound" in query:
         folder = confine_dataset(read_card(model).dataset.path, request.app.state.settings)
         path = (folder / query["sound"]).resolve()
@@ -117,9 +128,10 @@ async def upload(request: Request) -> Response:
             folder = await save_uploads(files, settings)
         finally:
             await form.close()
-    except (InputError, HTTPException) as error:
-        reason = error.detail if isinstance(error, HTTPException) else str(error)
-        return Response(f"upload refused: {reason}", status_code=400)
+    except InputError as error:  # 413 over the size limit, as the other uploads answer
+        return Response(f"upload refused: {error}", status_code=error.status)
+    except HTTPException as error:
+        return Response(f"upload refused: {error.detail}", status_code=error.status_code)
     sound = next(folder.iterdir())
     relative = sound.relative_to(settings.uploads_dir).as_posix()
     target = path_for(request, "edit", name=name) + "?" + urlencode({"upload": relative})
@@ -133,9 +145,11 @@ def _choices(request: Request, name: str, model: Path) -> dict[str, Any]:
     sounds: list[str] = []
     try:
         folder = confine_dataset(card.dataset.path, request.app.state.settings)
-        sounds = [str(p.relative_to(folder)) for p in find_audio_files(folder) if is_supported(p)][
-            :MAX_LISTED
-        ]
+        sounds = [
+            str(p.relative_to(folder))
+            for p in find_audio_files(folder)
+            if is_supported(p) and p.resolve().is_relative_to(folder)  # a link out: not offered
+        ][:MAX_LISTED]
     except InputError:
         pass  # trained on a folder this server may not read
     clips = [
@@ -143,7 +157,12 @@ def _choices(request: Request, name: str, model: Path) -> dict[str, Any]:
         for g in generation_history(name, home)
         for clip in g["clips"]
     ]
-    return {"sounds": sounds, "clips": clips, "edits": saved_edits(home, name)}
+    return {
+        "sounds": sounds,
+        "clips": clips,
+        "edits": saved_edits(home, name),
+        "max_edit_minutes": f"{MAX_EDIT_SECONDS / 60:g}",
+    }
 
 
 def saved_edits(home: Path, name: str) -> list[str]:
@@ -152,13 +171,7 @@ def saved_edits(home: Path, name: str) -> list[str]:
 
 
 async def _grid_request(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > MAX_GRID_BYTES:
-        raise InputError("the grid is too large")
-    try:
-        body = json.loads(raw)
-    except ValueError as error:
-        raise InputError(f"the request is not JSON: {error}") from error
+    body = await read_json_body(request, MAX_GRID_BYTES)
     if not isinstance(body, dict) or not isinstance(body.get("grid"), dict):
         raise InputError("the request must carry the grid")
     return body
@@ -171,10 +184,12 @@ async def decode(request: Request) -> Response:
         body = await _grid_request(request)
         muted = body.get("muted", [])
         if not isinstance(muted, list) or not all(type(m) is int for m in muted):
-            raise InputError("muted must list level numbers")
+            raise InputError("muted must list level numbers")  # which levels: the helper's
     except InputError as error:
-        return JSONResponse({"error": str(error)}, 400)
-    result = await request.app.state.helper.call(helper.edit_decode, str(path), body["grid"], muted)
+        return JSONResponse({"error": str(error)}, error.status)
+    result = await request.app.state.editor_helper.call(
+        helper.edit_decode, str(path), body["grid"], muted
+    )
     if "error" in result:
         return JSONResponse({"error": result["error"]}, 400)
     return Response(result["wav"], media_type="audio/wav")
@@ -185,17 +200,15 @@ async def regenerate(request: Request) -> Response:
     _, path = _model(request)
     try:
         body = await _grid_request(request)
-        start = whole_number(body.get("start"), "start", 0, 10**6)
-        end = whole_number(body.get("end"), "end", 1, 10**6)
-        seed = whole_number(body.get("seed", 0), "seed", 0, 2**31 - 1)
-        top_k = whole_number(body.get("top_k", 0), "top_k", 0, 10**6)
-        temperature = body.get("temperature", 1.0)
-        if not isinstance(temperature, int | float) or not 0 <= temperature <= 10:
-            raise InputError("temperature must be a number from 0 to 10")
+        start = json_int(body.get("start"), "start", 0, MAX_STEPS)
+        end = json_int(body.get("end"), "end", 1, MAX_STEPS)
+        seed = json_int(body.get("seed", 0), "seed", 0, MAX_SEED)
+        top_k = json_int(body.get("top_k", 0), "top_k", 0, 10**6)
+        temperature = json_number(body.get("temperature", 1.0), "temperature", 0, MAX_TEMPERATURE)
     except InputError as error:
-        return JSONResponse({"error": str(error)}, 400)
+        return JSONResponse({"error": str(error)}, error.status)
     sampling = {"temperature": float(temperature), "top_k": top_k}
-    result = await request.app.state.helper.call(
+    result = await request.app.state.editor_helper.call(
         helper.edit_regenerate, str(path), body["grid"], start, end, sampling, seed
     )
     return JSONResponse(result, 400 if "error" in result else 200)
@@ -210,10 +223,15 @@ async def save(request: Request) -> Response:
         sound_name = body.get("name")
         if not isinstance(sound_name, str) or not _EDIT_NAME.fullmatch(sound_name):
             raise InputError("name the sound with letters, digits, '.', '_' or '-'")
+        overwrite = body.get("overwrite", False)
+        if not isinstance(overwrite, bool):
+            raise InputError("overwrite must be true or false")
+        if sound_name in saved_edits(home, name) and not overwrite:
+            raise InputError(f"an edit named {sound_name!r} exists: replace it?", status=409)
     except InputError as error:
-        return JSONResponse({"error": str(error)}, 400)
+        return JSONResponse({"error": str(error), "exists": error.status == 409}, error.status)
     folder = str(edits_dir(home, name))
-    result = await request.app.state.helper.call(
+    result = await request.app.state.editor_helper.call(
         helper.edit_save, str(path), body["grid"], folder, sound_name
     )
     return JSONResponse(result, 400 if "error" in result else 200)

@@ -18,6 +18,8 @@ import functools
 import json
 import math
 import multiprocessing
+import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -47,14 +49,19 @@ class Helper:
                 self._pool = ProcessPoolExecutor(
                     max_workers=1,
                     mp_context=context,
-                    initializer=fit_threads,
+                    initializer=start_helper,
                     initargs=(self._torch_processes,),
                 )
+            pool = self._pool
             try:
-                return await loop.run_in_executor(self._pool, fn, *args)
+                return await loop.run_in_executor(pool, fn, *args)
             except BrokenProcessPool:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
+                # Only the first of the calls the broken pool held replaces it: each of
+                # ~90 queued calls shutting down the pool the previous one had just made
+                # spawned ~90 helpers at once.
+                if self._pool is pool:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = None
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
@@ -67,6 +74,27 @@ class Helper:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)
+
+
+def start_helper(torch_processes: int) -> None:
+    """The helper process's initializer: its threads first (before torch loads), then
+    the watch on its server."""
+    fit_threads(torch_processes)
+    exit_when_orphaned()
+
+
+def exit_when_orphaned() -> None:
+    """In the helper: end this process once the server's is gone. A SIGKILLed server
+    left its helper (most of a GiB, a model loaded) running, reparented, for good; the
+    training worker does the same (core/worker.py)."""
+    parent = multiprocessing.parent_process()  # spawned: its sentinel ends with it
+    if parent is not None:
+        threading.Thread(target=_exit_after, args=(parent,), daemon=True).start()
+
+
+def _exit_after(parent) -> None:
+    parent.join()
+    os._exit(0)
 
 
 def scan_folder(dataset: str, cache_dir: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -151,6 +179,7 @@ def edit_open(model_path: str, source: str) -> dict[str, Any]:
     from distill.training.codes import (
         CodesError,
         check_belongs,
+        check_editable,
         code_colours,
         encode_file,
         read_codes,
@@ -163,6 +192,7 @@ def edit_open(model_path: str, source: str) -> dict[str, Any]:
             check_belongs(grid, vqvae, name)
         else:
             grid = encode_file(vqvae, name, Path(source))
+        check_editable(grid)
         mel = vqvae.decode_sound(torch.from_numpy(grid.codes.T.copy())).numpy()
         floor = math.log(vqvae.config.mel.log_floor)
         png = mel_png(mel, floor, max(float(mel.max()), floor + 1), scale=1)
@@ -179,11 +209,12 @@ def edit_open(model_path: str, source: str) -> dict[str, Any]:
 def _checked_grid(model_path: str, grid_json: dict):
     """(vqvae, ModelWithPrior or None, grid): a grid the page sent, checked against the
     model it says it belongs to; a CodesError says why not."""
-    from distill.training.codes import CodeGrid, check_belongs
+    from distill.training.codes import CodeGrid, check_belongs, check_editable
 
     vqvae, name, loaded = _editor(model_path)
     grid = CodeGrid.from_json(grid_json)
     check_belongs(grid, vqvae, name)
+    check_editable(grid)
     return vqvae, loaded, grid
 
 

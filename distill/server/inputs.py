@@ -7,9 +7,11 @@ nothing from a request reaches the file system or the core unchecked.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 import secrets
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,26 +19,33 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.types import Message, Receive
 
-from distill.models.card_schema import MAX_PRIOR_HEADS, MAX_PRIOR_HIDDEN_SIZE, MAX_PRIOR_LAYERS
-from distill.models.config import (
-    MAX_COMMITMENT_WEIGHT,
-    MAX_RVQ_LEVELS,
-    MIN_RVQ_LEVELS,
-    PriorConfig,
-    VQVAEConfig,
-)
+from distill.audio.mel_config import MelConfig
+from distill.files import parse_json
+from distill.models.config import PriorConfig, VQVAEConfig
 from distill.paths import check_model_name, models_dir
 from distill.server.settings import ServerSettings
-from distill.training.settings import MAX_STAGE_STEPS, PriorSettings, TrainSettings
+from distill.training.bounds import (
+    MAX_CLIPS,
+    MAX_SEED,
+    MAX_TEMPERATURE,
+    MEL_BOUNDS,
+    MODEL_BOUNDS,
+    PRIOR_BOUNDS,
+    PRIOR_SIZE_BOUNDS,
+    TRAIN_BOUNDS,
+    BoundsError,
+    check_section,
+)
+from distill.training.settings import PriorSettings, TrainSettings
 
-MAX_EPOCHS = 1000
 MAX_PAGE_SECONDS = 60.0  # a generate request from a page: seconds per clip
-MAX_PAGE_CLIPS = 8  # and clips per request
 # The largest whole number a request may carry anywhere: JSON's exact integers, well
 # inside SQLite's 64-bit ones (a bigger one overflowed into a 500 or a 1011 close).
 MAX_REQUEST_INT = 2**53
 MAX_SEQ = MAX_REQUEST_INT  # a WebSocket's `after`
 MAX_PAGE = 10**9  # the runs list's `page`
+MAX_JSON_BODY_BYTES = 1024**2  # a JSON API request (a run's options): far more than needed
+MAX_BODY_BYTES = 4 * 1024**2  # any body but an upload's: the editor's grid is the largest
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 MAX_FILE_NAME = 120  # characters of an uploaded file's name that are kept
 MAX_EXTENSION = 16  # a longer "extension" is part of the name
@@ -44,9 +53,10 @@ TRAIN_SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainSettin
 MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(VQVAEConfig)) - {"mel"}
 PRIOR_SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(PriorSettings))
 PRIOR_SIZE_FIELDS = frozenset(f.name for f in dataclasses.fields(PriorConfig)) - {
-    "levels",
+    "rvq_levels",
     "codebook_size",
 }
+MEL_FIELDS = frozenset(f.name for f in dataclasses.fields(MelConfig))
 
 
 class InputError(ValueError):
@@ -95,20 +105,37 @@ def limited(receive: Receive, max_bytes: int) -> Receive:
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > max_bytes:
-                raise BodyTooLarge(_too_large(max_bytes), status=413)
+                raise BodyTooLarge(too_large(max_bytes), status=413)
         return message
 
     return wrapped
 
 
+async def read_json_body(request: Request, max_bytes: int = MAX_JSON_BODY_BYTES) -> Any:
+    """A JSON request's body, read only up to `max_bytes` (BodyTooLarge, 413, at the
+    Content-Length or as soon as the stream passes it: a 300 MiB body is never held) and
+    parsed as untrusted: too deep a nesting or a number out of bounds is an InputError."""
+    check_length(request, max_bytes)
+    chunks, seen = [], 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > max_bytes:
+            raise BodyTooLarge(too_large(max_bytes, "request body"), status=413)
+        chunks.append(chunk)
+    try:
+        return bounded_json(parse_json(b"".join(chunks)))
+    except ValueError as error:
+        raise InputError(f"the body is not valid JSON: {error}") from None
+
+
 def check_length(request: Request, max_bytes: int) -> None:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > max_bytes:
-        raise BodyTooLarge(_too_large(max_bytes), status=413)
+        raise BodyTooLarge(too_large(max_bytes), status=413)
 
 
-def _too_large(max_bytes: int) -> str:
-    return f"the upload is larger than this server accepts ({max_bytes / 1024**2:.0f} MiB at most)"
+def too_large(max_bytes: int, what: str = "upload") -> str:
+    return f"the {what} is larger than this server accepts ({max_bytes / 1024**2:g} MiB at most)"
 
 
 async def save_uploads(files: list[UploadFile], settings: ServerSettings) -> Path:
@@ -131,6 +158,15 @@ async def save_uploads(files: list[UploadFile], settings: ServerSettings) -> Pat
     return folder
 
 
+def forget_upload(settings: ServerSettings, inside: Path) -> None:
+    """Remove the upload folder that holds `inside` (a refused upload, or a file of one):
+    refused uploads stayed in uploads/ for good. Nothing outside uploads/ is touched."""
+    root = settings.uploads_dir.resolve()
+    path = inside.resolve()
+    if path.is_relative_to(root) and path != root:
+        shutil.rmtree(root / path.relative_to(root).parts[0], ignore_errors=True)
+
+
 def safe_file_name(name: str, fallback: str) -> str:
     """The last part of a client's file name, with only plain characters, never hidden.
 
@@ -149,25 +185,14 @@ def safe_file_name(name: str, fallback: str) -> str:
 
 
 def train_options(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str | None]:
-    """(settings, overrides, model name) from the new-run form's fields, checked."""
-    levels = whole_number(
-        form.get("rvq_levels", VQVAEConfig.rvq_levels), "RVQ levels", MIN_RVQ_LEVELS, MAX_RVQ_LEVELS
-    )
-    epochs = whole_number(form.get("epochs", TrainSettings.epochs), "epochs", 1, MAX_EPOCHS)
-    try:
-        weight = float(form.get("commitment_weight", VQVAEConfig.commitment_weight))
-    except (TypeError, ValueError):
-        raise InputError(
-            f"the commitment weight must be a number, like {VQVAEConfig.commitment_weight}"
-        ) from None
-    if not 0 <= weight <= MAX_COMMITMENT_WEIGHT:
-        raise InputError(f"the commitment weight must be between 0 and {MAX_COMMITMENT_WEIGHT:g}")
-    stage_steps = whole_number(
-        form.get("stage_steps", TrainSettings.stage_steps),
-        "decoder stage steps",
-        0,
-        MAX_STAGE_STEPS,
-    )
+    """(settings, overrides, model name) from the new-run form's fields, checked against
+    the bounds the API and the CLI apply (training/bounds.py)."""
+    levels = _whole(form, "rvq_levels", "RVQ levels", VQVAEConfig.rvq_levels, MODEL_BOUNDS)
+    epochs = _whole(form, "epochs", "epochs", TrainSettings.epochs, TRAIN_BOUNDS)
+    weight = _number(form, "commitment_weight", "the commitment weight",
+                     VQVAEConfig.commitment_weight, MODEL_BOUNDS)  # fmt: skip
+    stage_steps = _whole(form, "stage_steps", "decoder stage steps", TrainSettings.stage_steps,
+                         TRAIN_BOUNDS)  # fmt: skip
     name = (form.get("model_name") or "").strip() or None
     return (
         {"epochs": epochs, "stage_steps": stage_steps},
@@ -178,30 +203,40 @@ def train_options(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any],
 
 def prior_options(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(settings, overrides) from the train-prior form; an empty size field means auto."""
-    epochs = whole_number(form.get("epochs", PriorSettings.epochs), "epochs", 1, MAX_EPOCHS)
-    learning_rate = _float(form.get("learning_rate", PriorSettings.learning_rate),
-                           "the learning rate", 1e-6, 1.0)  # fmt: skip
+    epochs = _whole(form, "epochs", "epochs", PriorSettings.epochs, PRIOR_BOUNDS)
+    learning_rate = _number(form, "learning_rate", "the learning rate",
+                            PriorSettings.learning_rate, PRIOR_BOUNDS)  # fmt: skip
     overrides = {}
-    for field, what, high in (("hidden_size", "hidden size", MAX_PRIOR_HIDDEN_SIZE),
-                              ("layers", "layers", MAX_PRIOR_LAYERS),
-                              ("heads", "heads", MAX_PRIOR_HEADS)):  # fmt: skip
+    for field, what in (("hidden_size", "hidden size"), ("layers", "layers"), ("heads", "heads")):
         raw = str(form.get(field) or "").strip()
-        overrides[field] = whole_number(raw, what, 1, high) if raw else None
+        overrides[field] = _whole(form, field, what, None, PRIOR_SIZE_BOUNDS) if raw else None
     hidden, heads = overrides["hidden_size"], overrides["heads"]
     if hidden is not None and heads is not None and hidden % heads:
         raise InputError(f"heads ({heads}) must divide the hidden size ({hidden})")
     return {"epochs": epochs, "learning_rate": learning_rate}, overrides
 
 
+def _whole(form: dict[str, Any], field: str, what: str, default: Any, bounds: dict) -> int:
+    bound = bounds[field]
+    return whole_number(form.get(field, default), what, int(bound.low), int(bound.high))
+
+
+def _number(form: dict[str, Any], field: str, what: str, default: Any, bounds: dict) -> float:
+    bound = bounds[field]
+    return _float(form.get(field, default), what, bound.low, bound.high)
+
+
 def generate_options(form: dict[str, Any]) -> dict[str, Any]:
     """GenerateSpec fields from the generate form, within what a page should wait for."""
     options: dict[str, Any] = {
         "seconds": _float(form.get("seconds", 4.0), "seconds", 0.1, MAX_PAGE_SECONDS),
-        "count": whole_number(form.get("count", 1), "count", 1, MAX_PAGE_CLIPS),
-        "temperature": _float(form.get("temperature", 1.0), "the temperature", 0.0, 5.0),
+        "count": whole_number(form.get("count", 1), "count", 1, MAX_CLIPS),
+        "temperature": _float(
+            form.get("temperature", 1.0), "the temperature", 0.0, MAX_TEMPERATURE
+        ),
         "top_k": whole_number(form.get("top_k", 0), "top-k", 0, 1_000_000),
         "top_p": _float(form.get("top_p", 1.0), "top-p", 0.0, 1.0),
-        "seed": whole_number(form.get("seed", 0), "the seed", 0, 2**31 - 1),
+        "seed": whole_number(form.get("seed", 0), "the seed", 0, MAX_SEED),
     }
     if options["top_p"] == 0.0:
         raise InputError("top-p must be above 0 (1 = off)")
@@ -217,20 +252,21 @@ GENERATE_MODES: dict[str, bool | None] = {"auto": None, "one-shot": True, "conti
 
 
 def api_request(body: Any) -> dict[str, Any]:
-    """A JSON TrainRequest from the API: known fields only, so a typo is an error here."""
+    """A JSON TrainRequest from the API: known fields only, so a typo is an error here,
+    each within the bounds the form and the CLI apply (training/bounds.py)."""
     if not isinstance(body, dict):
         raise InputError('send a JSON object: {"dataset": "/path/to/sounds", ...}')
     unknown = set(body) - {"dataset", "model_name", "settings", "overrides", "mel"}
     if unknown:
         raise InputError(f"unknown fields: {', '.join(sorted(unknown))}")
-    for key, known in (("settings", TRAIN_SETTINGS_FIELDS), ("overrides", MODEL_FIELDS)):
-        value = body.get(key, {})
-        if not isinstance(value, dict):
-            raise InputError(f"{key} must be an object")
-        if set(value) - known:
-            raise InputError(f"unknown {key}: {', '.join(sorted(set(value) - known))}")
-    if not isinstance(body.get("mel", {}), dict):
-        raise InputError("mel must be an object")
+    _sections(body, {"settings": (TRAIN_SETTINGS_FIELDS, TRAIN_BOUNDS),
+                     "overrides": (MODEL_FIELDS, MODEL_BOUNDS),
+                     "mel": (MEL_FIELDS, MEL_BOUNDS)})  # fmt: skip
+    try:
+        mel = MelConfig.from_dict(body.get("mel", {}))
+        VQVAEConfig.from_file_count(1, mel=mel, **body.get("overrides", {}))
+    except (TypeError, ValueError) as error:  # how the fields fit together
+        raise InputError(f"these options do not fit together: {error}") from None
     _model_name(body.get("model_name"))
     return body
 
@@ -242,13 +278,26 @@ def prior_api_request(body: Any) -> dict[str, Any]:
     unknown = set(body) - {"model", "dataset", "settings", "overrides"}
     if unknown:
         raise InputError(f"unknown fields: {', '.join(sorted(unknown))}")
-    for key, known in (("settings", PRIOR_SETTINGS_FIELDS), ("overrides", PRIOR_SIZE_FIELDS)):
+    _sections(body, {"settings": (PRIOR_SETTINGS_FIELDS, PRIOR_BOUNDS),
+                     "overrides": (PRIOR_SIZE_FIELDS, PRIOR_SIZE_BOUNDS)})  # fmt: skip
+    overrides = body.get("overrides", {})
+    hidden, heads = overrides.get("hidden_size"), overrides.get("heads")
+    if hidden is not None and heads is not None and hidden % heads:
+        raise InputError(f"overrides.heads ({heads}) must divide overrides.hidden_size ({hidden})")
+    return body
+
+
+def _sections(body: dict[str, Any], sections: dict[str, tuple[frozenset[str], dict]]) -> None:
+    for key, (known, bounds) in sections.items():
         value = body.get(key, {})
         if not isinstance(value, dict):
             raise InputError(f"{key} must be an object")
         if set(value) - known:
             raise InputError(f"unknown {key}: {', '.join(sorted(set(value) - known))}")
-    return body
+        try:
+            check_section(key, value, bounds)
+        except BoundsError as error:
+            raise InputError(str(error)) from None
 
 
 def library_model_name(model: str, home: Path) -> str:
@@ -282,6 +331,20 @@ def whole_number(value: Any, what: str, low: int, high: int) -> int:
     if not low <= number <= high:
         raise InputError(f"{what} must be {low} to {high}")
     return number
+
+
+def json_int(value: Any, what: str, low: int, high: int) -> int:
+    """A JSON integer from `low` to `high`: not 1.5 (which int() would make 1), not true."""
+    if type(value) is not int:
+        raise InputError(f"{what} must be a whole number, not {json.dumps(value)[:40]}")
+    return whole_number(value, what, low, high)
+
+
+def json_number(value: Any, what: str, low: float, high: float) -> float:
+    """A JSON number from `low` to `high`: not true (which counts as 1), not a string."""
+    if type(value) not in (int, float):
+        raise InputError(f"{what} must be a number, not {json.dumps(value)[:40]}")
+    return _float(value, what, low, high)
 
 
 def bounded_json(value: Any) -> Any:

@@ -33,7 +33,7 @@ from distill.server.inputs import (
     prior_options,
     safe_file_name,
 )
-from distill.server.responses import confined_file, render, see_other
+from distill.server.responses import confined_file, render, run_error_status, see_other
 from distill.training.generate import generation_history, new_out_dir
 from distill.training.settings import PriorSettings
 
@@ -105,7 +105,9 @@ async def train_prior(request: Request) -> Response:
         )
     except (InputError, RunError, ModelFileError) as error:
         request.state.form_values = form
-        return await model_page(request, str(error), getattr(error, "status", 400))
+        status = error.status if isinstance(error, InputError) else 400
+        status = run_error_status(error) if isinstance(error, RunError) else status
+        return await model_page(request, str(error), status)
     return see_other(request, "run", run_id=run_id)
 
 

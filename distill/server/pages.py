@@ -28,17 +28,20 @@ from distill.server import helper
 from distill.server.files import run_file as find_run_file
 from distill.server.inputs import (
     MAX_PAGE,
+    BodyTooLarge,
     InputError,
     check_length,
     confine_dataset,
+    forget_upload,
     limited,
     save_uploads,
     train_options,
     whole_number,
 )
-from distill.server.responses import confined_file, render, see_other
+from distill.server.responses import confined_file, render, run_error_status, see_other
 from distill.server.views import cluster_context, home_context, run_context, runs_context
-from distill.training.settings import MAX_STAGE_STEPS, TrainSettings
+from distill.training.bounds import MAX_STAGE_STEPS
+from distill.training.settings import TrainSettings
 
 
 async def home(request: Request) -> Response:
@@ -101,7 +104,10 @@ async def upload_sounds(request: Request) -> Response:
             await form.close()
     except InputError as error:
         return render(request, "_scan.html", {"error": str(error)}, error.status)
-    return await _scan(request, str(folder))
+    response = await _scan(request, str(folder))
+    if response.status_code != 200:
+        forget_upload(settings, folder)  # nothing usable in it: not kept for good
+    return response
 
 
 async def _scan(request: Request, folder: str) -> Response:
@@ -124,7 +130,7 @@ async def start_run(request: Request) -> Response:
             TrainRequest(str(folder), name, settings, overrides)
         )
     except (InputError, RunError) as error:
-        status = getattr(error, "status", 400)
+        status = error.status if isinstance(error, InputError) else run_error_status(error)
         return render(request, "new.html", _new_run_context(error=str(error), form=form), status)
     return see_other(request, "run", run_id=run_id)
 
@@ -196,4 +202,9 @@ async def http_error(request: Request, exc: Exception) -> Response:
         return HTMLResponse(str(exc.detail), status_code=exc.status_code)
 
 
-EXCEPTION_HANDLERS = {HTTPException: http_error}
+async def body_too_large(request: Request, exc: Exception) -> Response:
+    """A body past the guard's cap, found as it streamed into a form: a 413 page."""
+    return await http_error(request, HTTPException(413, str(exc)))
+
+
+EXCEPTION_HANDLERS = {HTTPException: http_error, BodyTooLarge: body_too_large}

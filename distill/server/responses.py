@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
+from distill.core.core import DiskFull, RunError
 from distill.server.files import FileRefused
 
 
@@ -45,3 +46,8 @@ def confined_file(request: Request, find: Callable[[], Path]) -> Response:
     except FileRefused:
         raise HTTPException(404, "no such file") from None
     return FileResponse(path)
+
+
+def run_error_status(error: RunError) -> int:
+    """507 when the disk is full (the server's to fix), 409 for a refusal (a taken name)."""
+    return 507 if isinstance(error, DiskFull) else 409

@@ -10,6 +10,9 @@ checks (Starlette and uvicorn check no WebSocket Origin themselves):
   `distill_token_PORT` cookie, or once as `?token=` (which sets the cookie, like Jupyter).
   Browsers keep cookies per host, not per port: the port in the name keeps two servers
   on one machine from overwriting each other's token.
+- Body: every request body is capped as it streams (BodyTooLarge, 413), at its
+  Content-Length before a byte is read; a route may cap it tighter (a JSON API at
+  MAX_JSON_BODY_BYTES). A 300 MiB JSON POST was read whole before.
 - Origin: a WebSocket handshake and every state-changing request from a browser carries
   an Origin; it must be this server's own. Clients that are not browsers (the CLI) send
   none and are let through on the token alone. `Origin: null` and a cross-site
@@ -19,6 +22,7 @@ checks (Starlette and uvicorn check no WebSocket Origin themselves):
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 import socket
 from http.cookies import SimpleCookie
@@ -28,6 +32,7 @@ from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from distill.server.inputs import MAX_BODY_BYTES, limited, too_large
 from distill.server.settings import ServerSettings, is_loopback
 
 TOKEN_COOKIE_PREFIX = "distill_token_"
@@ -68,7 +73,21 @@ class Guard:
             )  # fmt: skip
             await response(scope, receive, send)
             return
+        if scope["type"] == "http":
+            limit = self.body_limit(headers)
+            length = headers.get("content-length", "")
+            if length.isdigit() and int(length) > limit:  # refused before a byte is read
+                await self.refuse(scope, receive, send, 413, too_large(limit, "request body"))
+                return
+            receive = limited(receive, limit)  # and as it streams, without a length
         await self.app(scope, receive, send)
+
+    def body_limit(self, headers: Headers) -> int:
+        """The most any request body may carry: an upload's limit for a multipart form
+        (its route applies its own, tighter one), MAX_BODY_BYTES for anything else."""
+        if headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            return max(self.settings.max_upload_bytes, self.settings.max_model_upload_bytes)
+        return MAX_BODY_BYTES
 
     def check(self, scope: Scope, headers: Headers) -> tuple[int, str] | None:
         """(status, message) for a refused request, None for an allowed one."""
@@ -149,11 +168,16 @@ def token_cookie(scope: Scope) -> str:
 
 
 def _hostname(host_header: str) -> str:
-    """The name in a Host header, lower case, without port or IPv6 brackets."""
-    host = host_header.strip().lower()
-    if host.startswith("["):
-        return host[1 : host.find("]")] if "]" in host else ""
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    """The name in a Host header, lower case, without port or IPv6 brackets; "" for a
+    header that is not exactly a name and an optional port (`127.0.0.1:1@evil.example`,
+    which a looser split read as 127.0.0.1)."""
+    match = _HOST.fullmatch(host_header.strip().lower())
+    if match is None:
+        return ""
+    return match["v6"] or match["name"]
+
+
+_HOST = re.compile(r"(?:\[(?P<v6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9_.-]+))(?::[0-9]{1,5})?")
 
 
 def _query_token(scope: Scope) -> str | None:
@@ -165,4 +189,6 @@ def _without_token(scope: Scope) -> str:
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     query.pop("token", None)
     rest = urlencode(query, doseq=True)
-    return scope.get("root_path", "") + scope["path"] + (f"?{rest}" if rest else "")
+    # One leading slash: "//evil.example/" is another site to a browser (an open redirect).
+    path = "/" + (scope.get("root_path", "") + scope["path"]).lstrip("/\\")
+    return path + (f"?{rest}" if rest else "")

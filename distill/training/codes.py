@@ -10,7 +10,6 @@ before anything is built from it, and `check_belongs` refuses a grid another mod
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import weakref
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import torch
 
 from distill.audio.dataset import load_prepared
 from distill.audio.mel import MelSpectrogram
+from distill.files import parse_json
 from distill.models.library import ModelWithPrior
 from distill.models.magnitude import render
 from distill.models.rvqvae import ConvVQVAE
@@ -31,6 +31,7 @@ CODES_FORMAT = "distill-codes"
 CODES_VERSION = 1
 MAX_CODES_FILE_BYTES = 16 * 1024**2
 MAX_STEPS = 100_000  # latent steps in one grid: minutes of sound at any model's rate
+MAX_EDIT_SECONDS = 180.0  # the editor's sounds: every edit decodes the whole grid
 CANDIDATES = 4  # stretches drawn by `regenerate`, the one that leads on best is kept
 
 
@@ -121,7 +122,7 @@ def read_codes(path: Path) -> CodeGrid:
             raise CodesError(
                 f"{path}: over {MAX_CODES_FILE_BYTES // 1024**2} MiB, too big for a codes file"
             )
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise CodesError(f"cannot read {path}: {error.strerror or error}") from error
     except (ValueError, UnicodeDecodeError) as error:
@@ -147,6 +148,16 @@ def model_fingerprint(vqvae: ConvVQVAE) -> str:
     return _fingerprints[vqvae]
 
 
+def check_editable(grid: CodeGrid) -> None:
+    """A grid the editor may work on: at most MAX_EDIT_SECONDS. A 10-minute upload made
+    every edit decode for minutes and gigabytes, and queued every other edit behind it."""
+    if grid.seconds > MAX_EDIT_SECONDS:
+        raise CodesError(
+            f"the sound is {grid.seconds / 60:.1f} minutes long: the editor opens sounds up"
+            f" to {MAX_EDIT_SECONDS / 60:g} minutes (cut it shorter, or use `distill codes`)"
+        )
+
+
 def _samples_per_step(vqvae: ConvVQVAE) -> int:
     return vqvae.config.downsample * vqvae.config.mel.hop_length
 
@@ -167,6 +178,11 @@ def encode_file(vqvae: ConvVQVAE, model_name: str, sound: Path) -> CodeGrid:
 
 
 def check_belongs(grid: CodeGrid, vqvae: ConvVQVAE, model_name: str) -> None:
+    """The one check of a grid from outside against the model that is to decode it: its
+    fingerprint, and every number it states that the model already knows (levels,
+    codebook size, sample rate, samples per step) must be the model's. A grid's own
+    numbers are never trusted: a `samples_per_step` of a million made a 44-step grid an
+    88 MB sound."""
     fingerprint = model_fingerprint(vqvae)
     if grid.fingerprint != fingerprint:
         raise CodesError(
@@ -175,8 +191,15 @@ def check_belongs(grid: CodeGrid, vqvae: ConvVQVAE, model_name: str) -> None:
             "decode them: its codebooks are others"
         )
     config = vqvae.config
-    if grid.codes.shape[0] != config.rvq_levels or grid.codebook_size != config.codebook_size:
-        raise CodesError("the grid's levels or codebook size differ from the model's")
+    model_says = {
+        "rvq_levels": (grid.codes.shape[0], config.rvq_levels),
+        "codebook_size": (grid.codebook_size, config.codebook_size),
+        "sample_rate": (grid.sample_rate, config.mel.sample_rate),
+        "samples_per_step": (grid.samples_per_step, _samples_per_step(vqvae)),
+    }
+    for key, (said, known) in model_says.items():
+        if said != known:
+            raise CodesError(f"the grid's {key} is {said}; model {model_name!r} has {known}")
 
 
 def decode_grid(vqvae: ConvVQVAE, grid: CodeGrid, seed: int = 0) -> np.ndarray:
@@ -245,6 +268,8 @@ def seconds_to_steps(grid: CodeGrid, start: float, end: float) -> tuple[int, int
 
 def decode_levels(vqvae: ConvVQVAE, grid: CodeGrid, muted: set[int], seed: int = 0) -> np.ndarray:
     """The grid as audio with the `muted` levels (0-based) left out: what the others make."""
+    if not muted <= set(range(grid.codes.shape[0])):
+        raise CodesError(f"muted levels are 0 to {grid.codes.shape[0] - 1}, not {sorted(muted)}")
     if not muted:
         return decode_grid(vqvae, grid, seed)
     codes = torch.from_numpy(grid.codes.T.copy()).unsqueeze(0)  # (1, steps, levels)

@@ -20,6 +20,7 @@ clips run the whole `seconds`. GenerateSpec.one_shot overrides the default.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import time
@@ -88,14 +89,21 @@ class GenerationResult(NamedTuple):
 
 
 def new_out_dir(model_name: str, home: Path | None = None) -> Path:
-    """A fresh folder for one request under the model's history: generated/MODEL/TIME."""
+    """A fresh folder for one request under the model's history, generated/MODEL/TIME,
+    made here: a mkdir that fails if the name is taken, so two requests in the same
+    second (or thirty at once) each get their own (TIME-2, TIME-3, ...) and none writes
+    over another's clips or generation.json."""
     base = generated_dir(home) / model_name
+    base.mkdir(parents=True, exist_ok=True)
     stamp = f"{datetime.now():%Y%m%d-%H%M%S}"
-    folder, n = base / stamp, 1
-    while folder.exists():
-        n += 1
-        folder = base / f"{stamp}-{n}"
-    return folder
+    for n in itertools.count(1):
+        folder = base / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
+    raise AssertionError("unreachable")
 
 
 def generation_history(model_name: str, home: Path | None = None) -> list[dict[str, Any]]:

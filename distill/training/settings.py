@@ -59,5 +59,4 @@ def training_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-MAX_STAGE_STEPS = 100_000
 GENERATE_SECONDS = 4.0  # default length of a generated clip (CLI and GenerateSpec)

@@ -60,7 +60,9 @@
     });
     if (!response.ok) {
       const reason = await response.json().catch(() => ({ error: response.statusText }));
-      throw new Error(reason.error || response.statusText);
+      const error = new Error(reason.error || response.statusText);
+      error.exists = Boolean(reason.exists); // a save under a name in use: ask first
+      throw error;
     }
     return response;
   }
@@ -158,10 +160,16 @@
       to.play();
     },
     async save() {
+      const name = $("save-name").value;
       try {
-        await post("save", { grid, name: $("save-name").value });
-        status(`saved as ${$("save-name").value}`);
-        root.dataset.saved = $("save-name").value;
+        try {
+          await post("save", { grid, name });
+        } catch (error) {
+          if (!error.exists || !window.confirm(`${error.message} (${name})`)) throw error;
+          await post("save", { grid, name, overwrite: true });
+        }
+        status(`saved as ${name}`);
+        root.dataset.saved = name;
       } catch (error) { status(`error: ${error.message}`); }
     },
   };

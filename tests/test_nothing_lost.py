@@ -1,0 +1,206 @@
+"""Nothing lost, nothing overwritten (issue 27), through a real server and the real CLI:
+concurrent generate requests each keep their clips and their history entry, a model name
+is held by the run that will make it, a saved edit is not replaced without asking, a
+full disk at submission is a clear 507 that leaves nothing behind, and what a killed
+process or a refused upload left is cleaned up."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from commands import distill
+from conftest import page_client, tiny_run_request, write_good_sounds
+from waiting import wait_until
+
+from distill.paths import models_dir, runs_dir
+from distill.server.serve import ServerThread
+from distill.server.settings import ServerSettings
+from distill.training.generate import generation_history
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def world(library_server) -> dict:
+    return library_server
+
+
+def test_thirty_concurrent_generate_requests_each_get_their_own_folder(world) -> None:
+    """30 requests at once (in the same second or two: they shared one folder, and the
+    history kept 2 entries) each get a folder of their own. Three are let run to their
+    end, each keeping its history entry; the rest are cancelled while queued (30 real
+    generations take minutes on a loaded 2-core machine), leaving nothing behind."""
+    origin = f"http://127.0.0.1:{world['server'].info.port}"
+    form = {"seconds": "0.1", "count": "1", "mode": "continuous"}
+    headers = {"Origin": origin, "HX-Request": "true"}
+
+    def generate(_: int) -> str:
+        response = httpx.post(world["server"].url + "/models/kit/generate", data=form,
+                              trust_env=False, headers=headers, timeout=60)  # fmt: skip
+        assert response.status_code == 200, response.text
+        return re.findall(r'id="generating-([0-9-]+)"', response.text)
+
+    before = {entry["folder"] for entry in generation_history("kit", world["home"])}
+    with ThreadPoolExecutor(30) as pool:
+        listed = list(pool.map(generate, range(30)))
+    ids = set().union(*map(set, listed))
+    assert len(ids) == 30  # thirty distinct folders, each made when its request came
+    folders = {p.name for p in (world["home"] / "generated" / "kit").iterdir()}
+    assert ids <= folders
+    kept = sorted(ids)[:3]
+    with page_client(world["server"]) as http:
+        for generation_id in sorted(ids)[3:]:
+            http.post(f"/models/kit/generating/{generation_id}/cancel")
+        for generation_id in ids:  # each polled to its end, as its page would
+            wait_until(lambda g=generation_id: http.get(f"/models/kit/generating/{g}")
+                       .headers.get("HX-Retarget") == "#generations",
+                       what=f"generate request {generation_id} to end")  # fmt: skip
+    history = {entry["folder"]: entry for entry in generation_history("kit", world["home"])}
+    new = set(history) - before
+    assert set(kept) <= new and all(len(history[g]["clips"]) == 1 for g in kept)
+    assert all(g in kept or len(history[g]["clips"]) <= 1 for g in new)
+
+
+def test_a_model_name_is_held_by_the_run_that_will_make_it(world) -> None:
+    body = {**tiny_run_request(world["sounds"], epochs=1000), "model_name": "twin"}
+    with page_client(world["server"]) as http:
+        first = http.post("/api/runs", json=body)
+        assert first.status_code == 201, first.text
+        holder = first.json()["run_id"]
+        try:
+            second = http.post("/api/runs", json=body)
+            assert second.status_code == 409 and holder in second.json()["error"]
+            form = http.post("/runs", data={"dataset": str(world["sounds"]), "model_name": "twin"})
+            assert form.status_code == 409 and holder in form.text
+            cli = distill(world["home"], "train", str(world["sounds"]), "--model-name", "twin",
+                          "--no-follow")  # fmt: skip
+            assert cli.returncode == 2 and holder in cli.stdout, cli.stdout + cli.stderr
+        finally:
+            assert http.post(f"/api/runs/{holder}/cancel").status_code == 202
+
+
+def test_saving_an_edit_under_a_name_in_use_asks_first(world) -> None:
+    with page_client(world["server"]) as http:
+        body = {"grid": world["grid"], "name": "twice"}
+        assert http.post("/models/kit/edit/save", json=body).status_code == 200
+        edits = world["home"] / "generated" / "kit" / "edits"
+        kept = (edits / "twice.codes.json").stat().st_mtime_ns
+        again = http.post("/models/kit/edit/save", json=body)
+        assert again.status_code == 409 and again.json()["exists"] is True
+        assert "twice" in again.json()["error"]
+        assert (edits / "twice.codes.json").stat().st_mtime_ns == kept  # untouched
+        replaced = http.post("/models/kit/edit/save", json={**body, "overwrite": True})
+        assert replaced.status_code == 200
+
+
+def test_a_refused_upload_is_not_kept(world) -> None:
+    uploads = world["home"] / "uploads"
+    before = set(uploads.iterdir()) if uploads.exists() else set()
+    with page_client(world["server"]) as http:
+        files = {"sound": ("notes.wav", b"not audio at all", "audio/wav")}
+        sent = http.post("/models/kit/edit/upload", files=files)
+        assert sent.status_code == 303
+        opened = http.get(sent.headers["location"])
+        assert opened.status_code == 400 and "notes.wav" in opened.text
+        scanned = http.post("/new/upload", files={"files": ("notes.wav", b"nope", "audio/wav")})
+        assert scanned.status_code == 400
+    assert set(uploads.iterdir()) == before
+
+
+def test_stale_temporary_files_in_the_library_are_removed_at_start(tmp_path: Path) -> None:
+    models = models_dir(tmp_path / "home")
+    stale = models / ".kit.distill.0123456789abcdef.tmp"
+    fresh = models / ".new.distill.fedcba9876543210.tmp"  # a write under way elsewhere
+    stale.write_bytes(b"")
+    fresh.write_bytes(b"")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    settings = ServerSettings.for_host(tmp_path / "home", "127.0.0.1", 0)
+    with ServerThread(settings):
+        assert not stale.exists() and fresh.exists()
+
+
+def test_a_full_disk_at_submission_is_a_507_and_leaves_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(home)],
+                             capture_output=True, text=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): {mounted.stderr}")
+    try:
+        sounds = tmp_path / "sounds"
+        write_good_sounds(sounds, count=2)
+        settings = ServerSettings.for_host(home, "127.0.0.1", 0, allowed_roots=(tmp_path,))
+        with ServerThread(settings) as server:
+            with open(home / "filler", "wb") as filler:  # every byte the disk has left
+                try:
+                    while True:
+                        filler.write(b"\0" * 65536)
+                        filler.flush()
+                except OSError:
+                    pass
+            runs_before = sorted(runs_dir(home).iterdir())
+            response = httpx.post(server.url + "/api/runs", json=tiny_run_request(sounds),
+                                  trust_env=False)  # fmt: skip
+            assert response.status_code == 507, response.text
+            assert "the disk is full" in response.json()["error"]
+            assert sorted(runs_dir(home).iterdir()) == runs_before  # no empty run folder
+            cli = distill(home, "train", str(sounds), "--no-follow")
+            assert cli.returncode == 2 and "the disk is full" in cli.stdout, cli.stdout
+            assert "Traceback" not in cli.stdout + cli.stderr
+            (home / "filler").unlink()
+    finally:
+        subprocess.run(["umount", "-l", str(home)], check=False)
+
+
+def _children(pid: int) -> set[int]:
+    """The pids whose parent is `pid`, from /proc."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def test_the_helper_ends_when_its_server_is_killed(tmp_path: Path) -> None:
+    from commands import DISTILL, command_env
+
+    from distill.server.discovery import read_server_file
+
+    sounds = tmp_path / "sounds"
+    write_good_sounds(sounds, count=2)
+    home = tmp_path / "home"
+    env = command_env(home, DISTILL_ALLOWED_ROOTS=str(tmp_path))
+    server = subprocess.Popen([*DISTILL, "serve", "--port", "0"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        info = wait_until(lambda: read_server_file(home), what="the server file")
+        scanned = httpx.post(info.url + "/new/scan", data={"dataset": str(sounds)},
+                             headers={"Origin": info.url.rstrip("/")}, trust_env=False,
+                             timeout=120)  # the scan runs in the helper: it is started  # fmt: skip
+        assert scanned.status_code == 200, scanned.text
+        helpers = wait_until(lambda: _children(server.pid), what="the helper process")
+    finally:
+        server.kill()
+        server.wait(timeout=60)
+    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() and
+                               "zombie" not in _state(pid) for pid in helpers),
+               what=f"the helper processes {helpers} to end")  # fmt: skip
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+    except (OSError, IndexError):
+        return "zombie"  # gone between the two looks
