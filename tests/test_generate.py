@@ -20,7 +20,14 @@ from distill.training.generate import (
     GenerateSpec,
     generate_clips,
 )
-from distill.training.one_shot import SILENT_RMS, is_silent, sound_span, trim_decayed
+from distill.training.one_shot import (
+    ONSET_PREROLL,
+    SILENT_RMS,
+    is_silent,
+    sound_span,
+    trim_decayed,
+    trim_leading,
+)
 from distill.training.prior import train_prior
 from distill.training.vqvae import train_vqvae
 
@@ -157,3 +164,13 @@ def test_a_decayed_tail_is_trimmed_and_silence_is_silence() -> None:
     trimmed = trim_decayed(hit, rate)
     assert len(trimmed) < 0.25 * rate and trimmed[-1] == 0.0
     assert is_silent(np.full(rate, 2e-5, dtype=np.float32)) and not is_silent(trimmed)
+
+
+def test_a_one_shot_starts_on_its_sound() -> None:
+    rate = 8000
+    quiet = np.full(400, 1e-3, dtype=np.float32)  # 50 ms at -60 dB under a 0.6 peak
+    hit = np.concatenate([quiet, tone(440, 0.2, rate, decay=30.0)])
+    trimmed = trim_leading(hit, rate)
+    assert len(hit) - len(trimmed) >= 400 - round(ONSET_PREROLL * rate)
+    assert np.abs(trimmed[: round(2 * ONSET_PREROLL * rate)]).max() > 0.01
+    assert len(trim_leading(np.zeros(10, dtype=np.float32), rate)) == 10

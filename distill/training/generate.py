@@ -42,7 +42,14 @@ from distill.models.sampling import Sampling, generate_codes
 from distill.paths import generated_dir
 from distill.training.lifecycle import never
 from distill.training.memorization import training_copy_checker
-from distill.training.one_shot import MAX_TRIES, is_silent, rms, sound_span, trim_decayed
+from distill.training.one_shot import (
+    MAX_TRIES,
+    is_silent,
+    rms,
+    sound_span,
+    trim_decayed,
+    trim_leading,
+)
 from distill.training.settings import GENERATE_SECONDS
 
 MANIFEST_NAME = "generation.json"
@@ -177,7 +184,8 @@ def _render(
     if span.end == span.start:
         return audio[:0], codes[:0]
     cut = audio[span.start * samples_per_step : span.end * samples_per_step]
-    return trim_decayed(cut, config.mel.sample_rate), codes[span.start : span.end]
+    cut = trim_leading(trim_decayed(cut, config.mel.sample_rate), config.mel.sample_rate)
+    return cut, codes[span.start : span.end]
 
 
 def _write_match(loaded: ModelWithPrior, check: CopyCheck, clip_path: Path, seconds: float) -> str:
