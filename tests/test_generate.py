@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 from conftest import tiny_prior_spec, tiny_spec, write_good_sounds
 
+from distill.audio.dataset import PEAK_TARGET
 from distill.audio.synth import tone
 from distill.events import ClipGenerated, payload_from_dict
 from distill.models.card import ModelCard
@@ -24,6 +25,7 @@ from distill.training.one_shot import (
     ONSET_PREROLL,
     SILENT_RMS,
     is_silent,
+    normalise_peak,
     sound_span,
     trim_decayed,
     trim_leading,
@@ -174,3 +176,10 @@ def test_a_one_shot_starts_on_its_sound() -> None:
     assert len(hit) - len(trimmed) >= 400 - round(ONSET_PREROLL * rate)
     assert np.abs(trimmed[: round(2 * ONSET_PREROLL * rate)]).max() > 0.01
     assert len(trim_leading(np.zeros(10, dtype=np.float32), rate)) == 10
+
+
+def test_a_one_shot_plays_at_the_level_of_its_training_sounds() -> None:
+    quiet = 0.05 * tone(440, 0.2, 8000)
+    assert np.abs(normalise_peak(quiet)).max() == pytest.approx(PEAK_TARGET, rel=1e-5)
+    silence = np.full(800, 1e-5, dtype=np.float32)
+    assert np.array_equal(normalise_peak(silence), silence)

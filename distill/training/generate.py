@@ -45,6 +45,7 @@ from distill.training.memorization import training_copy_checker
 from distill.training.one_shot import (
     MAX_TRIES,
     is_silent,
+    normalise_peak,
     rms,
     sound_span,
     trim_decayed,
@@ -185,7 +186,7 @@ def _render(
         return audio[:0], codes[:0]
     cut = audio[span.start * samples_per_step : span.end * samples_per_step]
     cut = trim_leading(trim_decayed(cut, config.mel.sample_rate), config.mel.sample_rate)
-    return cut, codes[span.start : span.end]
+    return normalise_peak(cut), codes[span.start : span.end]
 
 
 def _write_match(loaded: ModelWithPrior, check: CopyCheck, clip_path: Path, seconds: float) -> str:

@@ -12,7 +12,10 @@ never falls silent runs to the length asked for.
 A one-shot also starts on its sound, as the training files do (the scan trims their
 leading silence): a first sounding step can still decode to tens of milliseconds of
 near-silence, which a sampler would play as latency. So the clip starts ONSET_PREROLL
-before its first sample within ONSET_DB of its peak.
+before its first sample within ONSET_DB of its peak. And it plays at the level of the
+sounds it learned from: the scan peak-normalises every training file to PEAK_TARGET, so
+a one-shot is brought to the same peak (a quiet draw of a snare is still a snare, and a
+sampler user would normalise it anyway); silence stays silence.
 
 A clip is silent when its RMS is under SILENT_RMS (-60 dBFS: the issue's silent clip had
 2e-5) or it has no sounding step at all; generate.py draws such a clip again from the
@@ -25,6 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from distill.audio.dataset import PEAK_TARGET
 from distill.models.copy_check import step_keys
 
 END_SILENT_STEPS = 2  # this many silence steps after a sound end it
@@ -75,6 +79,14 @@ def trim_leading(audio: np.ndarray, sample_rate: int) -> np.ndarray:
         return audio
     onset = int(np.flatnonzero(np.abs(audio) >= peak * 10 ** (ONSET_DB / 20))[0])
     return audio[max(0, onset - round(ONSET_PREROLL * sample_rate)) :]
+
+
+def normalise_peak(audio: np.ndarray) -> np.ndarray:
+    """To the training files' peak (PEAK_TARGET); a silent clip is left as it is."""
+    peak = float(np.abs(audio).max(initial=0.0))
+    if is_silent(audio) or peak == 0.0:
+        return audio
+    return (audio * (PEAK_TARGET / peak)).astype(audio.dtype, copy=False)
 
 
 def rms(audio: np.ndarray) -> float:
