@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from distill.audio.augment import augments, pitch_shifted_mels
+from distill.audio.augment import PITCH_SHIFTS, augments, pitch_shifted_mels
 from distill.audio.dataset import ScanReport, SoundFile, require_usable, scan_dataset
 from distill.audio.mel_config import MelConfig
 from distill.audio.windows import (
@@ -181,7 +181,7 @@ def train_vqvae(spec: TrainSpec, emit: Emit, should_stop: Callable[[], bool] = n
         if model.stage is not None:
             trained = train_stage(
                 model, data.train_files, data.val_files, settings.stage_steps, settings.seed,
-                emit, should_stop,
+                emit, should_stop, PITCH_SHIFTS if takes else (),
             )  # fmt: skip
             if trained is None:  # cancelled; the epochs are kept and a resume trains the stage
                 return run.cancelled(settings.epochs)
