@@ -116,6 +116,9 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=100)
     parser.add_argument("--render", type=Path, help="write WAVs and PNGs of a few clips")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--variation", action="store_true", help="variations of the training sounds"
+    )
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     path = resolve_model(args.model)
@@ -138,7 +141,9 @@ def main() -> None:
     )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="distill-bench-") as folder:
-        spec = GenerateSpec(path, Path(folder), count=args.clips, seed=args.seed)
+        spec = GenerateSpec(
+            path, Path(folder), count=args.clips, seed=args.seed, variation=args.variation
+        )
         result = generate_clips(spec)
         generated_seconds = time.perf_counter() - started
         paths = [Path(c.path) for c in result.clips]

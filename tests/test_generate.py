@@ -8,18 +8,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from conftest import tiny_prior_spec, tiny_spec, write_good_sounds
 
 from distill.audio.dataset import PEAK_TARGET
 from distill.audio.synth import tone
 from distill.events import ClipGenerated, payload_from_dict
 from distill.models.card import ModelCard
-from distill.models.library import read_card, read_metadata
+from distill.models.library import load_with_prior, read_card, read_metadata
 from distill.models.model_file import ModelFileError
+from distill.models.sampling import generate_codes
 from distill.training.generate import (
     MANIFEST_NAME,
     GenerateSpec,
     generate_clips,
+    variation_grid,
 )
 from distill.training.one_shot import (
     ONSET_PREROLL,
@@ -183,3 +186,27 @@ def test_a_one_shot_plays_at_the_level_of_its_training_sounds() -> None:
     assert np.abs(normalise_peak(quiet)).max() == pytest.approx(PEAK_TARGET, rel=1e-5)
     silence = np.full(800, 1e-5, dtype=np.float32)
     assert np.array_equal(normalise_peak(silence), silence)
+
+
+def test_a_variation_keeps_its_training_sounds_first_level_and_redraws_the_rest(
+    model_with_prior: Path, tmp_path: Path
+) -> None:
+    loaded = load_with_prior(model_with_prior)
+    count, steps = 3, 40
+    forced, sources = variation_grid(loaded, seed=1, count=count, steps=steps)
+    names = list(loaded.prior_card.training_files)
+    generators = [torch.Generator().manual_seed(1 + i) for i in range(count)]
+    codes = generate_codes(loaded.prior, steps, generators, forced=forced)
+    drawn_anew = 0
+    for i in range(count):
+        index = (1 + i) % len(loaded.training_codes)
+        source = loaded.training_codes[index][:steps]
+        assert sources[i] == names[index]
+        assert torch.equal(codes[i, : len(source), 0], source[:, 0])  # its shape, kept
+        drawn_anew += int((codes[i, : len(source), 1:] != source[:, 1:]).sum())
+        assert torch.equal(codes[i, len(source) :], forced[i, len(source) :])  # then silence
+    assert drawn_anew > 0
+    clip = generate_clips(
+        GenerateSpec(model_with_prior, tmp_path, seconds=0.5, seed=1, variation=True)
+    ).clips[0]
+    assert clip.variation_of == names[1 % len(names)]
