@@ -119,6 +119,8 @@ def main() -> None:
     parser.add_argument(
         "--variation", action="store_true", help="variations of the training sounds"
     )
+    parser.add_argument("--temperature", type=float, help="default: generate's own")
+    parser.add_argument("--top-p", type=float, help="default: generate's own")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     path = resolve_model(args.model)
@@ -141,9 +143,15 @@ def main() -> None:
     )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="distill-bench-") as folder:
+        sampling = {
+            name: value
+            for name, value in (("temperature", args.temperature), ("top_p", args.top_p))
+            if value is not None
+        }
         spec = GenerateSpec(
-            path, Path(folder), count=args.clips, seed=args.seed, variation=args.variation
-        )
+            path, Path(folder), count=args.clips, seed=args.seed, variation=args.variation,
+            **sampling,
+        )  # fmt: skip
         result = generate_clips(spec)
         generated_seconds = time.perf_counter() - started
         paths = [Path(c.path) for c in result.clips]
