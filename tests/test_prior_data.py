@@ -1,4 +1,4 @@
-"""The prior's windows: what it trains on, and the takes it draws from."""
+"""The prior's windows: the takes it draws from."""
 
 from __future__ import annotations
 
@@ -7,12 +7,7 @@ from pathlib import Path
 import torch
 
 from distill.audio.dataset import SoundFile
-from distill.training.prior_data import (
-    END_STEPS_LEARNED,
-    CodeCropSampler,
-    FileCodes,
-    fixed_code_windows,
-)
+from distill.training.prior_data import CodeCropSampler, FileCodes
 
 SOUND = SoundFile(Path("hit.wav"), 0.3, 14, Path("hit.npy"))
 
@@ -21,19 +16,6 @@ def _hit(audible: int, steps: int, value: int = 5) -> FileCodes:
     codes = torch.zeros(steps, 2, dtype=torch.long)
     codes[:audible] = value
     return FileCodes(SOUND, codes, audible)
-
-
-def test_a_short_sound_trains_on_its_steps_and_its_end_not_the_whole_padding() -> None:
-    windows = fixed_code_windows([_hit(audible=7, steps=64)], 64)
-    valid, audible = windows.valid[0], windows.audible[0]
-    assert int(audible.sum()) == 7
-    assert int(valid.sum()) == 7 + END_STEPS_LEARNED
-    assert valid[: 7 + END_STEPS_LEARNED].all() and not valid[7 + END_STEPS_LEARNED :].any()
-
-
-def test_a_long_sound_is_valid_to_the_end_of_its_codes() -> None:
-    windows = fixed_code_windows([_hit(audible=62, steps=64)], 64)
-    assert int(windows.valid[0].sum()) == 64  # its codes end before the end steps would
 
 
 def test_windows_come_from_a_files_takes_about_half_the_time() -> None:

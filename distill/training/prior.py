@@ -5,9 +5,8 @@ the mel cache), split it as the VQ-VAE was split, extract codes once through the
 VQ-VAE, then the loop (steps, validation perplexity, memorization check, checkpoint).
 The best epoch (lowest validation perplexity) goes into the model's own file.
 
-What the numbers count: the prior trains on every token of a window's sound and on the
-first few steps of the silence that pads a short file (it has to learn to end a sound;
-prior_data.END_STEPS_LEARNED), but every loss it reports
+What the numbers count: the prior trains on every token of a window, the silence that
+pads a short file included (it has to learn to end a sound), but every loss it reports
 (train_loss, val_loss, val_perplexity, the step loss) counts only tokens of audible
 steps. Padding is trivially predictable and would otherwise make a prior look sure of
 itself, and fire the memorization warning, on any set of short one-shots.

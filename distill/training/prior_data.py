@@ -3,14 +3,8 @@
 Codes are extracted once per run, window by window exactly as the VQ-VAE saw its data
 (fixed windows, the last one padded with silence), so the prior learns the codes the
 VQ-VAE really produces, silence after a short sound included. A file's steps past its
-end are padding: the prior trains on its first END_STEPS_LEARNED steps (it must learn to
-end a sound) and reported losses leave them out (see training/prior.py).
-
-Only the first few: a 0.3 s hit fills 7 of a 64-step window, so its padding would be
-nine tokens in ten of a kit's training data, and a prior early in training (the one a
-small set keeps) learns that silence is likely anywhere: it drew silent steps inside its
-sounds, which played as a hit chopped into stripes. What ends a sound is the step into
-silence; the silence after that teaches nothing.
+end are padding: the prior trains on them (it must learn to end a sound) but reported
+losses leave them out (see training/prior.py).
 """
 
 from __future__ import annotations
@@ -28,7 +22,6 @@ from distill.audio.windows import TAKE_SHARE, fixed_windows
 from distill.models.rvqvae import ConvVQVAE
 
 MAX_VAL_WINDOWS_PER_FILE = 8
-END_STEPS_LEARNED = 4  # steps of padding after a file's sound that the prior trains on
 
 
 class FileCodes(NamedTuple):
@@ -43,7 +36,7 @@ class CodeBatch(NamedTuple):
     """Windows of codes and which of their steps count."""
 
     codes: Tensor  # (b, c, q) long
-    valid: Tensor  # (b, c) float: 1 on what the prior trains on (audible, then its end)
+    valid: Tensor  # (b, c) float: 1 inside the file (audible or its padding), 0 past it
     audible: Tensor  # (b, c) float: 1 on audible steps
 
     def __len__(self) -> int:
@@ -101,7 +94,7 @@ def _window(item: FileCodes, start: int, steps: int) -> tuple[Tensor, Tensor, Te
     codes = torch.zeros(steps, item.codes.shape[1], dtype=torch.long)
     codes[: len(piece)] = piece
     positions = torch.arange(start, start + steps)
-    valid = (positions < min(len(item.codes), item.audible + END_STEPS_LEARNED)).float()
+    valid = (positions < len(item.codes)).float()
     audible = (positions < item.audible).float()
     return codes, valid, audible
 
