@@ -384,6 +384,7 @@ class ClipGenerated(Payload):
     tries: int = 1  # draws it took: a silent draw is drawn again (training/one_shot.py)
     silent: bool = False  # every try was silent: reported, not hidden
     rms: float = 0.0  # of the written audio, full scale 1
+    variation_of: str = ""  # a variation: the training file whose first level it keeps
 
 
 PAYLOAD_TYPES: dict[str, type[Payload]] = {

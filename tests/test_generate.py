@@ -8,19 +8,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from conftest import tiny_prior_spec, tiny_spec, write_good_sounds
 
+from distill.audio.dataset import PEAK_TARGET
 from distill.audio.synth import tone
 from distill.events import ClipGenerated, payload_from_dict
 from distill.models.card import ModelCard
-from distill.models.library import read_card, read_metadata
+from distill.models.library import load_with_prior, read_card, read_metadata
 from distill.models.model_file import ModelFileError
+from distill.models.sampling import generate_codes
 from distill.training.generate import (
     MANIFEST_NAME,
     GenerateSpec,
     generate_clips,
+    variation_grid,
 )
-from distill.training.one_shot import SILENT_RMS, is_silent, sound_span, trim_decayed
+from distill.training.one_shot import (
+    ONSET_PREROLL,
+    SILENT_RMS,
+    is_silent,
+    normalise_peak,
+    sound_span,
+    trim_decayed,
+    trim_leading,
+)
 from distill.training.prior import train_prior
 from distill.training.vqvae import train_vqvae
 
@@ -157,3 +169,44 @@ def test_a_decayed_tail_is_trimmed_and_silence_is_silence() -> None:
     trimmed = trim_decayed(hit, rate)
     assert len(trimmed) < 0.25 * rate and trimmed[-1] == 0.0
     assert is_silent(np.full(rate, 2e-5, dtype=np.float32)) and not is_silent(trimmed)
+
+
+def test_a_one_shot_starts_on_its_sound() -> None:
+    rate = 8000
+    quiet = np.full(400, 1e-3, dtype=np.float32)  # 50 ms at -60 dB under a 0.6 peak
+    hit = np.concatenate([quiet, tone(440, 0.2, rate, decay=30.0)])
+    trimmed = trim_leading(hit, rate)
+    assert len(hit) - len(trimmed) >= 400 - round(ONSET_PREROLL * rate)
+    assert np.abs(trimmed[: round(2 * ONSET_PREROLL * rate)]).max() > 0.01
+    assert len(trim_leading(np.zeros(10, dtype=np.float32), rate)) == 10
+
+
+def test_a_one_shot_plays_at_the_level_of_its_training_sounds() -> None:
+    quiet = 0.05 * tone(440, 0.2, 8000)
+    assert np.abs(normalise_peak(quiet)).max() == pytest.approx(PEAK_TARGET, rel=1e-5)
+    silence = np.full(800, 1e-5, dtype=np.float32)
+    assert np.array_equal(normalise_peak(silence), silence)
+
+
+def test_a_variation_keeps_its_training_sounds_first_level_and_redraws_the_rest(
+    model_with_prior: Path, tmp_path: Path
+) -> None:
+    loaded = load_with_prior(model_with_prior)
+    count, steps = 3, 40
+    forced, sources = variation_grid(loaded, seed=1, count=count, steps=steps)
+    names = list(loaded.prior_card.training_files)
+    generators = [torch.Generator().manual_seed(1 + i) for i in range(count)]
+    codes = generate_codes(loaded.prior, steps, generators, forced=forced)
+    drawn_anew = 0
+    for i in range(count):
+        index = (1 + i) % len(loaded.training_codes)
+        source = loaded.training_codes[index][:steps]
+        assert sources[i] == names[index]
+        assert torch.equal(codes[i, : len(source), 0], source[:, 0])  # its shape, kept
+        drawn_anew += int((codes[i, : len(source), 1:] != source[:, 1:]).sum())
+        assert torch.equal(codes[i, len(source) :], forced[i, len(source) :])  # then silence
+    assert drawn_anew > 0
+    clip = generate_clips(
+        GenerateSpec(model_with_prior, tmp_path, seconds=0.5, seed=1, variation=True)
+    ).clips[0]
+    assert clip.variation_of == names[1 % len(names)]

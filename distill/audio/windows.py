@@ -93,26 +93,76 @@ def fixed_windows(
     return torch.stack(pieces)
 
 
+TAKE_SHARE = 0.5  # of crops drawn from a file's takes (pitch-shifted), when it has some
+CONTEXT_SHARE = 0.3  # of crops that put the sound after silence or after another sound
+MAX_LEAD = 0.5  # the most silence put ahead of a sound, as a share of the window
+
+
 class CropSampler:
-    """Random training crops; files are drawn in proportion to their length in windows."""
+    """Random training crops; files are drawn in proportion to their length in windows.
+
+    `takes[i]` are other versions of file i (audio/augment.py: pitch-shifted): a crop of
+    file i comes from one of them TAKE_SHARE of the time, so the set sounds as varied as
+    its takes but its own files stay half of what is seen.
+
+    With `context`, CONTEXT_SHARE of the crops put the sound where a user will meet it,
+    not on the window's first frame: after up to MAX_LEAD of a window of silence, or right
+    after the end of another training sound. A model that only ever saw sounds start on
+    frame 0 codes a hit after silence as loud noise (bench/context.py). The silence and the
+    other sound ahead count as audible: the model must give them back too.
+    """
 
     def __init__(
-        self, mels: Sequence[Tensor], window: int, pad_value: float, generator: torch.Generator
+        self,
+        mels: Sequence[Tensor],
+        window: int,
+        pad_value: float,
+        generator: torch.Generator,
+        takes: Sequence[Sequence[Tensor]] | None = None,
+        context: bool = False,
     ):
         self.mels = list(mels)
         self.window = window
         self.pad_value = pad_value
         self.generator = generator
+        self.takes = [list(t) for t in takes] if takes else [[] for _ in self.mels]
+        self.context = context
         counts = [window_count(m.shape[1], window) for m in self.mels]
         self.natural_windows = sum(counts)
         self.weights = torch.tensor(counts, dtype=torch.float)
+
+    def _uniform(self) -> float:
+        return float(torch.rand((), generator=self.generator))
+
+    def _pick(self, index: int) -> Tensor:
+        takes = self.takes[index]
+        if takes and self._uniform() < TAKE_SHARE:
+            return takes[int(torch.randint(0, len(takes), (1,), generator=self.generator))]
+        return self.mels[index]
+
+    def _ahead(self) -> Tensor:
+        """What goes before the sound in a context crop: silence, or another sound's end."""
+        if self._uniform() < 0.5 or len(self.mels) < 2:
+            frames = int(
+                torch.randint(1, int(self.window * MAX_LEAD) + 1, (1,), generator=self.generator)
+            )
+            return torch.full((self.mels[0].shape[0], frames), self.pad_value)
+        other = self._pick(int(torch.randint(0, len(self.mels), (1,), generator=self.generator)))
+        frames = int(torch.randint(1, self.window // 2 + 1, (1,), generator=self.generator))
+        return other[:, -frames:]
 
     def batch(self, size: int) -> Crops:
         """`size` random windows and their audible masks."""
         files = torch.multinomial(self.weights, size, replacement=True, generator=self.generator)
         pieces, masks = [], []
         for f in files.tolist():
-            mel = self.mels[f]
+            mel = self._pick(f)
+            if self.context and self._uniform() < CONTEXT_SHARE:
+                ahead = self._ahead()
+                joined = torch.cat([ahead, mel], dim=1)
+                pieces.append(crop(joined, 0, self.window, self.pad_value))
+                masks.append(audible_mask(joined.shape[1], 0, self.window))
+                continue
             slack = max(0, mel.shape[1] - self.window)
             start = int(torch.randint(0, slack + 1, (1,), generator=self.generator))
             pieces.append(crop(mel, start, self.window, self.pad_value))

@@ -87,6 +87,14 @@ def generate(
             "mostly shorter than its window.",
         ),
     ] = None,
+    variation: Annotated[
+        bool,
+        typer.Option(
+            "--variation",
+            help="Variations of the training sounds: each clip keeps one training sound's "
+            "coarse level (its shape) and draws the finer levels anew. For small sets.",
+        ),
+    ] = False,
     out: Annotated[
         Path | None,
         typer.Option(help="Folder for the WAVs (default: DISTILL_HOME/generated/MODEL/TIME)."),
@@ -117,6 +125,7 @@ def generate(
             top_p=top_p,
             seed=seed,
             one_shot=one_shot,
+            variation=variation,
         )
         result = generate_clips(spec)
     except (ModelFileError, ValueError) as error:
@@ -141,6 +150,8 @@ def generate(
 def print_report(out_dir: Path, result: GenerationResult) -> None:
     clips = result.clips
     mode = "one-shot" if clips and clips[0].one_shot else "continuous"
+    if clips and clips[0].variation_of:
+        mode += " variation"
     console.print(
         f"{len(clips)} {mode} clip(s) in {result.wall_seconds:.1f} s "
         f"({result.realtime_factor:.1f}x real time) in [bold]{out_dir}[/]"

@@ -71,11 +71,15 @@ def generate_codes(
     sampling: Sampling = Sampling(),
     cached: bool = True,
     prefix: Tensor | None = None,
+    forced: Tensor | None = None,
 ) -> Tensor:
     """(b, steps, q) codes for b = len(generators) clips, `steps` time steps each.
 
     With a `prefix` (b, p, q), the first p steps are those codes, and the rest is drawn
-    after them (the code editor's regenerate)."""
+    after them (the code editor's regenerate). With `forced` (b, steps, q), every code
+    that is not -1 there is taken as it is and the others are drawn around it (a
+    variation keeps a sound's first level and draws the finer ones anew); the random
+    numbers are drawn either way, so a clip's draws still depend on its seed alone."""
     config = prior.config
     q, k, window = config.rvq_levels, config.codebook_size, config.sequence_length
     keep = (config.context_steps // 2) * q  # tokens carried into the next window
@@ -91,6 +95,7 @@ def generate_codes(
     # every clip's uniforms at once: torch.rand(n) draws what n calls of torch.rand(()) would
     uniforms = torch.stack([torch.rand(steps * q - first, generator=g) for g in generators])
     uniforms = uniforms.to(device)  # (b, tokens to draw)
+    given = None if forced is None else forced.reshape(batch, -1).to(device)
     if cached:
         prior.setup_cache(batch)
     try:
@@ -107,7 +112,10 @@ def generate_codes(
             else:  # the cache holds slots up to i - 1: feed the one token they lack
                 token = codes[:, i - 1 : i] + offsets[i - 1]
                 logits = prior(token, start=i - window_start)[:, -1]
-            codes[:, i] = sample_next(logits, sampling, uniforms[:, i - first])
+            drawn = sample_next(logits, sampling, uniforms[:, i - first])
+            codes[:, i] = (
+                drawn if given is None else torch.where(given[:, i] >= 0, given[:, i], drawn)
+            )
     finally:
         prior.clear_cache()
     return codes.view(batch, steps, q)

@@ -43,7 +43,16 @@ from distill.models.sampling import Sampling, generate_codes
 from distill.paths import generated_dir
 from distill.training.lifecycle import never
 from distill.training.memorization import training_copy_checker
-from distill.training.one_shot import MAX_TRIES, is_silent, rms, sound_span, trim_decayed
+from distill.training.one_shot import (
+    MAX_TRIES,
+    is_silent,
+    normalise_peak,
+    rms,
+    sound_span,
+    trim_decayed,
+    trim_leading,
+)
+from distill.training.prior_data import silence_codes
 from distill.training.settings import GENERATE_SECONDS
 
 MANIFEST_NAME = "generation.json"
@@ -64,6 +73,7 @@ class GenerateSpec:
     seed: int = 0  # clip i uses seed + i
     griffin_lim_iters: int = 32
     one_shot: bool | None = None  # one sound per clip, `seconds` at most; None: the prior's default
+    variation: bool = False  # vary the training sounds: keep one's first level, draw the rest
 
     def __post_init__(self) -> None:
         if not 0 < self.seconds <= MAX_SECONDS:
@@ -136,7 +146,11 @@ def generate_clips(
     one_shot = loaded.prior_card.dataset.one_shot if spec.one_shot is None else spec.one_shot
     steps = max(1, math.ceil(spec.seconds / seconds_per_step))
     generators = [torch.Generator().manual_seed(spec.seed + i) for i in range(spec.count)]
-    codes = generate_codes(loaded.prior, steps, generators, spec.sampling)  # (count, steps, q)
+    sources = [""] * spec.count
+    forced = None
+    if spec.variation:
+        forced, sources = variation_grid(loaded, spec.seed, spec.count, steps)
+    codes = generate_codes(loaded.prior, steps, generators, spec.sampling, forced=forced)
     checker = copy_checker(loaded)
     clips = []
     for index in range(spec.count):
@@ -147,7 +161,10 @@ def generate_clips(
         audio, kept = _render(loaded, clip_codes, spec, seed, one_shot, checker.silence)
         while is_silent(audio) and tries < MAX_TRIES:  # drawn again from the same generator
             tries += 1
-            clip_codes = generate_codes(loaded.prior, steps, [generators[index]], spec.sampling)[0]
+            again = None if forced is None else forced[index : index + 1]
+            clip_codes = generate_codes(
+                loaded.prior, steps, [generators[index]], spec.sampling, forced=again
+            )[0]
             audio, kept = _render(loaded, clip_codes, spec, seed, one_shot, checker.silence)
         path = spec.out_dir / f"clip{index + 1:02d}_seed{seed}.wav"
         write_wav(path, audio, mel_config.sample_rate)
@@ -156,13 +173,37 @@ def generate_clips(
         match = _write_match(loaded, check, path, seconds)
         clip = ClipGenerated(
             index, str(path), seconds, seed, check, match, one_shot, tries, is_silent(audio),
-            rms(audio),
+            rms(audio), sources[index],
         )  # fmt: skip
         emit(clip)
         clips.append(clip)
     wall = time.perf_counter() - started
     manifest = _write_manifest(spec, loaded, clips, wall)
     return GenerationResult(clips, manifest, wall)
+
+
+def variation_grid(
+    loaded: ModelWithPrior, seed: int, count: int, steps: int
+) -> tuple[torch.Tensor, list[str]]:
+    """The codes a variation keeps, (count, steps, q) with -1 where the prior draws, and
+    the training file each clip varies (clip i: file (seed + i) mod the number of files).
+
+    A variation keeps its file's first RVQ level (the coarse shape: envelope, register)
+    and the prior draws the finer levels after it; past the file's end every level is
+    the VQ-VAE's silence, so the clip ends where its file ends. For a set too small for a
+    prior to invent whole sounds from (a 10 to 20 hit kit), this still gives new takes."""
+    q = loaded.prior.config.rvq_levels
+    silence = silence_codes(loaded.vqvae)[0]  # (q,) one step of silence
+    forced = silence.repeat(count, steps, 1)  # (count, steps, q)
+    names = list(loaded.prior_card.training_files)
+    sources = []
+    for i in range(count):
+        index = (seed + i) % len(loaded.training_codes)
+        source = loaded.training_codes[index][:steps]  # (t, q)
+        forced[i, : len(source), 0] = source[:, 0]
+        forced[i, : len(source), 1:q] = -1
+        sources.append(names[index] if index < len(names) else "")
+    return forced, sources
 
 
 def _render(
@@ -185,7 +226,8 @@ def _render(
     if span.end == span.start:
         return audio[:0], codes[:0]
     cut = audio[span.start * samples_per_step : span.end * samples_per_step]
-    return trim_decayed(cut, config.mel.sample_rate), codes[span.start : span.end]
+    cut = trim_leading(trim_decayed(cut, config.mel.sample_rate), config.mel.sample_rate)
+    return normalise_peak(cut), codes[span.start : span.end]
 
 
 def _write_match(loaded: ModelWithPrior, check: CopyCheck, clip_path: Path, seconds: float) -> str:

@@ -9,6 +9,14 @@ file ended. The audio is then cut there and its decayed tail (under DECAYED_DB o
 clip's peak) trimmed, with a FADE_SECONDS fade so the cut does not click. A clip that
 never falls silent runs to the length asked for.
 
+A one-shot also starts on its sound, as the training files do (the scan trims their
+leading silence): a first sounding step can still decode to tens of milliseconds of
+near-silence, which a sampler would play as latency. So the clip starts ONSET_PREROLL
+before its first sample within ONSET_DB of its peak. And it plays at the level of the
+sounds it learned from: the scan peak-normalises every training file to PEAK_TARGET, so
+a one-shot is brought to the same peak (a quiet draw of a snare is still a snare, and a
+sampler user would normalise it anyway); silence stays silence.
+
 A clip is silent when its RMS is under SILENT_RMS (-60 dBFS: the issue's silent clip had
 2e-5) or it has no sounding step at all; generate.py draws such a clip again from the
 same generator, at most MAX_TRIES times in all, and reports it when every try was silent.
@@ -20,11 +28,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from distill.audio.dataset import PEAK_TARGET
 from distill.models.copy_check import step_keys
 
 END_SILENT_STEPS = 2  # this many silence steps after a sound end it
 DECAYED_DB = -50.0  # a tail under this many dB below the peak has decayed
 FADE_SECONDS = 0.005  # fade-out at the cut
+ONSET_DB = -40.0  # a one-shot starts where it first comes within this many dB of its peak ...
+ONSET_PREROLL = 0.002  # ... this many seconds earlier, so the attack keeps its first edge
 SILENT_RMS = 1e-3  # a clip quieter than this (RMS, full scale 1) is silence
 MAX_TRIES = 4  # draws per clip before a silent one is reported
 
@@ -59,6 +70,23 @@ def trim_decayed(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     fade = min(len(trimmed), max(1, round(FADE_SECONDS * sample_rate)))
     trimmed[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=trimmed.dtype)
     return trimmed
+
+
+def trim_leading(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Drop what comes before the sound's onset (ONSET_DB under the peak, less a preroll)."""
+    peak = float(np.abs(audio).max(initial=0.0))
+    if peak == 0.0:
+        return audio
+    onset = int(np.flatnonzero(np.abs(audio) >= peak * 10 ** (ONSET_DB / 20))[0])
+    return audio[max(0, onset - round(ONSET_PREROLL * sample_rate)) :]
+
+
+def normalise_peak(audio: np.ndarray) -> np.ndarray:
+    """To the training files' peak (PEAK_TARGET); a silent clip is left as it is."""
+    peak = float(np.abs(audio).max(initial=0.0))
+    if is_silent(audio) or peak == 0.0:
+        return audio
+    return (audio * (PEAK_TARGET / peak)).astype(audio.dtype, copy=False)
 
 
 def rms(audio: np.ndarray) -> float:

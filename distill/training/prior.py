@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from distill.audio.augment import augments, pitch_shifted_mels
 from distill.audio.dataset import ScanReport, require_usable, scan_dataset
 from distill.audio.windows import split_files
 from distill.events import CodesExtracted, PriorEpochMetrics, PriorSaved, PriorStepMetrics
@@ -53,6 +54,7 @@ from distill.training.prior_data import (
     CodeCropSampler,
     FileCodes,
     extract_codes,
+    extract_take_codes,
     fixed_code_windows,
 )
 from distill.training.settings import (
@@ -86,6 +88,7 @@ class PreparedCodes(NamedTuple):
     val: list[FileCodes]
     dataset_changed: bool  # the files differ from those the VQ-VAE trained on
     threshold: float  # memorization_threshold for this dataset
+    takes: list[list[FileCodes]]  # each training file's pitch-shifted takes (none: not augmented)
 
 
 def train_prior(spec: PriorSpec, emit: Emit, should_stop: Callable[[], bool] = never) -> RunResult:
@@ -97,7 +100,7 @@ def train_prior(spec: PriorSpec, emit: Emit, should_stop: Callable[[], bool] = n
         config, settings = data.config, spec.settings
         emit(codes_event(spec, data))
         generator = torch.Generator().manual_seed(settings.seed)
-        sampler = CodeCropSampler(data.train, config.context_steps, generator)
+        sampler = CodeCropSampler(data.train, config.context_steps, generator, data.takes)
         val_windows = fixed_code_windows(data.val, config.context_steps)
 
         # model and optimizer (the codes were extracted on the CPU; the prior trains where asked)
@@ -232,6 +235,10 @@ def prepare_codes(spec: PriorSpec, vqvae: ConvVQVAE, card: ModelCard) -> Prepare
     )
     require_fits_a_model_file(vq, config)
     fingerprint = card.dataset.fingerprint
+    takes: list[list[FileCodes]] = []
+    if spec.settings.augment and augments(len(report.usable)):
+        mels = pitch_shifted_mels(train_files, vqvae.config.mel)
+        takes = extract_take_codes(vqvae, train_files, mels)
     return PreparedCodes(
         report=report,
         config=config,
@@ -239,6 +246,7 @@ def prepare_codes(spec: PriorSpec, vqvae: ConvVQVAE, card: ModelCard) -> Prepare
         val=extract_codes(vqvae, val_files),
         dataset_changed=fingerprint is not None and fingerprint != report.fingerprint(),
         threshold=memorization_threshold(len(report.usable)),
+        takes=takes,
     )
 
 

@@ -13,11 +13,12 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from distill.audio.dataset import SoundFile
-from distill.audio.windows import fixed_windows
+from distill.audio.windows import TAKE_SHARE, fixed_windows
 from distill.models.rvqvae import ConvVQVAE
 
 MAX_VAL_WINDOWS_PER_FILE = 8
@@ -51,17 +52,29 @@ class CodeBatch(NamedTuple):
 @torch.no_grad()
 def extract_codes(vqvae: ConvVQVAE, sounds: Sequence[SoundFile]) -> list[FileCodes]:
     """Every file's codes, in the VQ-VAE's eval mode (no codebook updates)."""
+    return [_file_codes(vqvae, sound, sound.load_mel()) for sound in sounds]
+
+
+@torch.no_grad()
+def extract_take_codes(
+    vqvae: ConvVQVAE, sounds: Sequence[SoundFile], takes: Sequence[Sequence[np.ndarray]]
+) -> list[list[FileCodes]]:
+    """The codes of each file's takes (audio/augment.py), named by the file they came from."""
+    return [
+        [_file_codes(vqvae, sound, mel) for mel in mels]
+        for sound, mels in zip(sounds, takes, strict=True)
+    ]
+
+
+def _file_codes(vqvae: ConvVQVAE, sound: SoundFile, mel: np.ndarray) -> FileCodes:
     vqvae.eval()
     config = vqvae.config
     pad = math.log(config.mel.log_floor)
-    result = []
-    for sound in sounds:
-        windows = fixed_windows([torch.from_numpy(sound.load_mel())], config.window_frames, pad)
-        indices = vqvae.quantize(vqvae.encode(windows)).indices  # (w, n, q)
-        codes = indices.reshape(-1, config.rvq_levels).long()  # (w * n, q)
-        audible = min(len(codes), math.ceil(sound.frames / config.downsample))
-        result.append(FileCodes(sound, codes, audible))
-    return result
+    windows = fixed_windows([torch.from_numpy(mel)], config.window_frames, pad)
+    indices = vqvae.quantize(vqvae.encode(windows)).indices  # (w, n, q)
+    codes = indices.reshape(-1, config.rvq_levels).long()  # (w * n, q)
+    audible = min(len(codes), math.ceil(mel.shape[1] / config.downsample))
+    return FileCodes(sound, codes, audible)
 
 
 @torch.no_grad()
@@ -103,21 +116,38 @@ def fixed_code_windows(
 
 
 class CodeCropSampler:
-    """Random windows of codes; files drawn in proportion to their length in windows."""
+    """Random windows of codes; files drawn in proportion to their length in windows.
 
-    def __init__(self, files: Sequence[FileCodes], steps: int, generator: torch.Generator):
+    `takes[i]` are the codes of file i's other takes (pitch-shifted): a window of file i
+    comes from one of them TAKE_SHARE of the time, as the VQ-VAE's crops do, so the prior
+    sees more than the same few sequences while the files themselves stay half of it."""
+
+    def __init__(
+        self,
+        files: Sequence[FileCodes],
+        steps: int,
+        generator: torch.Generator,
+        takes: Sequence[Sequence[FileCodes]] | None = None,
+    ):
         self.files = list(files)
         self.steps = steps
         self.generator = generator
+        self.takes = [list(t) for t in takes] if takes else [[] for _ in self.files]
         counts = [max(1, math.ceil(len(f.codes) / steps)) for f in self.files]
         self.natural_windows = sum(counts)
         self.weights = torch.tensor(counts, dtype=torch.float)
+
+    def _pick(self, index: int) -> FileCodes:
+        takes = self.takes[index]
+        if takes and float(torch.rand((), generator=self.generator)) < TAKE_SHARE:
+            return takes[int(torch.randint(0, len(takes), (1,), generator=self.generator))]
+        return self.files[index]
 
     def batch(self, size: int) -> CodeBatch:
         chosen = torch.multinomial(self.weights, size, replacement=True, generator=self.generator)
         pieces = []
         for index in chosen.tolist():
-            item = self.files[index]
+            item = self._pick(index)
             slack = max(0, len(item.codes) - self.steps)
             start = int(torch.randint(0, slack + 1, (1,), generator=self.generator))
             pieces.append(_window(item, start, self.steps))

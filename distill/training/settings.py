@@ -23,6 +23,7 @@ class TrainSettings:
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when there is one), "cpu" or "cuda"
     stage_steps: int = 600  # decoder stage steps after the epochs (training/stage.py); 0: none
+    augment: bool = True  # pitch-shifted takes (small sets) and sounds after silence or others
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class PriorSettings:
     min_steps_per_epoch: int = 32  # small sets still get enough steps per epoch to learn
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when there is one), "cpu" or "cuda"
+    augment: bool = True  # also learn the codes of each file's pitch-shifted takes (small sets)
 
 
 def steps_per_epoch(settings: TrainSettings | PriorSettings, natural_windows: int) -> int:

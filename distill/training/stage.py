@@ -17,13 +17,14 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from distill.audio.augment import pitch_shift
 from distill.audio.dataset import SoundFile, load_prepared
 from distill.audio.mel import MelSpectrogram
 from distill.audio.metrics import magnitude_convergence
@@ -50,10 +51,14 @@ class StagePair:
 
 
 def stage_pairs(
-    model: ConvVQVAE, files: list[SoundFile], most_frames: int = MAX_STAGE_FRAMES
+    model: ConvVQVAE,
+    files: list[SoundFile],
+    most_frames: int = MAX_STAGE_FRAMES,
+    shifts: Sequence[int] = (),
 ) -> list[StagePair]:
-    """Each file through the frozen model, whole (never a padded window), until
-    `most_frames` frames are held."""
+    """Each file through the frozen model, whole (never a padded window), and each of its
+    takes pitch-shifted by `shifts` semitones (audio/augment.py: more pitches than the
+    set has, as the VQ-VAE saw), until `most_frames` frames are held."""
     config = model.config.mel
     front = MelSpectrogram(config)
     device = next(model.parameters()).device
@@ -65,14 +70,15 @@ def stage_pairs(
         if audio is None:  # changed since the scan: the stage learns from the others
             continue
         samples = MAX_FRAMES_PER_FILE * config.hop_length
-        waveform = torch.from_numpy(audio[:samples])
-        with torch.no_grad():
-            true_mel = front(waveform)
-            frames = true_mel.shape[-1]
-            codes = model.encode_sound(true_mel.to(device))
-            reconstruction = model.decode_sound(codes, frames)
-        pairs.append(StagePair(reconstruction, front.magnitude(waveform).to(device)))
-        held += frames
+        for take in [audio, *(pitch_shift(audio, s) for s in shifts)]:
+            waveform = torch.from_numpy(take[:samples])
+            with torch.no_grad():
+                true_mel = front(waveform)
+                frames = true_mel.shape[-1]
+                codes = model.encode_sound(true_mel.to(device))
+                reconstruction = model.decode_sound(codes, frames)
+            pairs.append(StagePair(reconstruction, front.magnitude(waveform).to(device)))
+            held += frames
     return pairs
 
 
@@ -146,13 +152,15 @@ def train_stage(
     seed: int,
     emit: Callable[[Payload], None],
     should_stop: Callable[[], bool],
+    shifts: Sequence[int] = (),
 ) -> DecoderStageTrained | None:
     """Train `model.stage` in place (the rest of the model is left as it is); None when
-    `should_stop` stopped it."""
+    `should_stop` stopped it. `shifts`: the training files' pitch-shifted takes to learn
+    from too (semitones)."""
     assert model.stage is not None
     started = time.monotonic()
     model.eval()
-    train_pairs = stage_pairs(model, train_files)
+    train_pairs = stage_pairs(model, train_files, shifts=shifts)
     val_pairs = stage_pairs(model, val_files, MAX_STAGE_FRAMES // 4) or train_pairs[:4]
     stage = model.stage
     floor = math.log(model.config.mel.log_floor)

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from distill.audio.augment import PITCH_SHIFTS, augments, pitch_shifted_mels
 from distill.audio.dataset import ScanReport, SoundFile, require_usable, scan_dataset
 from distill.audio.mel_config import MelConfig
 from distill.audio.windows import (
@@ -91,7 +92,15 @@ def train_vqvae(spec: TrainSpec, emit: Emit, should_stop: Callable[[], bool] = n
         train_mels = [torch.from_numpy(s.load_mel()) for s in data.train_files]
         pad = math.log(config.mel.log_floor)
         generator = torch.Generator().manual_seed(settings.seed)
-        sampler = CropSampler(train_mels, config.window_frames, pad, generator)
+        takes = None
+        if settings.augment and augments(len(data.report.usable)):
+            takes = [
+                [torch.from_numpy(m) for m in t]
+                for t in pitch_shifted_mels(data.train_files, config.mel)
+            ]
+        sampler = CropSampler(
+            train_mels, config.window_frames, pad, generator, takes, context=settings.augment
+        )
         val_mels = [torch.from_numpy(s.load_mel()) for s in data.val_files]
         device = training_device(settings.device)
         val_windows = fixed_crops(val_mels, config.window_frames, pad, MAX_VAL_WINDOWS_PER_FILE)
@@ -172,7 +181,7 @@ def train_vqvae(spec: TrainSpec, emit: Emit, should_stop: Callable[[], bool] = n
         if model.stage is not None:
             trained = train_stage(
                 model, data.train_files, data.val_files, settings.stage_steps, settings.seed,
-                emit, should_stop,
+                emit, should_stop, PITCH_SHIFTS if takes else (),
             )  # fmt: skip
             if trained is None:  # cancelled; the epochs are kept and a resume trains the stage
                 return run.cancelled(settings.epochs)
