@@ -23,7 +23,7 @@ from distill.core.core import PriorRequest
 from distill.models.card_schema import MAX_PRIOR_HEADS, MAX_PRIOR_HIDDEN_SIZE, MAX_PRIOR_LAYERS
 from distill.models.config import PRIOR_SIZES
 from distill.paths import data_home
-from distill.training.settings import PriorSettings
+from distill.training.settings import MAX_GENERATION_CLIPS, PriorSettings
 
 console = Console()
 
@@ -73,6 +73,15 @@ def train_prior(
         int, typer.Option(min=1, help="Windows per step.")
     ] = PriorSettings.batch_size,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and crops.")] = 0,
+    generation_clips: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_GENERATION_CLIPS,
+            help="Clips generated after training to measure how plausible, varied and new "
+            "its sounds are.",
+        ),
+    ] = PriorSettings.generation_clips,
     device: DeviceOption = "auto",
     json_output: EventsJsonOption = False,
     follow: FollowOption = True,
@@ -87,6 +96,7 @@ def train_prior(
             "batch_size": batch_size,
             "seed": seed,
             "device": device,
+            "generation_clips": generation_clips,
         },
         overrides={"hidden_size": hidden_size, "layers": layers, "heads": heads},
     )

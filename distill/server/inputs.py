@@ -27,7 +27,12 @@ from distill.models.config import (
 )
 from distill.paths import check_model_name, models_dir
 from distill.server.settings import ServerSettings
-from distill.training.settings import MAX_STAGE_STEPS, PriorSettings, TrainSettings
+from distill.training.settings import (
+    MAX_GENERATION_CLIPS,
+    MAX_STAGE_STEPS,
+    PriorSettings,
+    TrainSettings,
+)
 
 MAX_EPOCHS = 1000
 MAX_PAGE_SECONDS = 60.0  # a generate request from a page: seconds per clip
@@ -190,7 +195,9 @@ def prior_options(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
     hidden, heads = overrides["hidden_size"], overrides["heads"]
     if hidden is not None and heads is not None and hidden % heads:
         raise InputError(f"heads ({heads}) must divide the hidden size ({hidden})")
-    return {"epochs": epochs, "learning_rate": learning_rate}, overrides
+    clips = whole_number(form.get("generation_clips", PriorSettings.generation_clips),
+                         "clips to measure", 1, MAX_GENERATION_CLIPS)  # fmt: skip
+    return {"epochs": epochs, "learning_rate": learning_rate, "generation_clips": clips}, overrides
 
 
 def generate_options(form: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,9 @@ class TrainSettings:
     stage_steps: int = 600  # decoder stage steps after the epochs (training/stage.py); 0: none
 
 
+MAX_GENERATION_CLIPS = 500  # clips a prior run may generate to measure itself
+
+
 @dataclass(frozen=True)
 class PriorSettings:
     """How to train a prior, as opposed to what to build (PriorConfig).
@@ -41,6 +44,14 @@ class PriorSettings:
     min_steps_per_epoch: int = 32  # small sets still get enough steps per epoch to learn
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when there is one), "cpu" or "cuda"
+    generation_clips: int = 40  # generated and measured after training (GenerationMeasured)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.generation_clips <= MAX_GENERATION_CLIPS:
+            raise ValueError(
+                f"generation_clips must be from 1 to {MAX_GENERATION_CLIPS}, "
+                f"got {self.generation_clips}"
+            )
 
 
 def steps_per_epoch(settings: TrainSettings | PriorSettings, natural_windows: int) -> int:
