@@ -360,7 +360,7 @@ class GenerationMeasured(Payload):
 
     kind: ClassVar[str] = "generation_measured"
     epoch: int  # the epoch whose weights were sampled (the best one)
-    clips: int
+    sampled_clips: int
     kad: float | None  # kernel audio distance x100 to the real set; 0 = same distribution
     kad_low: float | None  # bootstrap interval (5-95%)
     kad_high: float | None
@@ -395,7 +395,7 @@ class GenerationMeasured(Payload):
         rows = [
             (
                 "plausible",
-                f"{self.precision:.0%} of {self.clips} clips sit among your sounds "
+                f"{self.precision:.0%} of {self.sampled_clips} clips sit among your sounds "
                 f"(precision {self.precision:.2f})",
             ),
             (

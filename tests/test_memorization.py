@@ -79,7 +79,7 @@ def test_a_hundred_varied_files_are_not_flagged(tmp_path: Path) -> None:
     events = run(tmp_path, files=104, epochs=2, codebook_size=64)
     assert not [e for e in events if isinstance(e, MemorizationWarning)]
     measured = [e for e in events if isinstance(e, GenerationMeasured)][0]
-    assert measured.copy_share < measured.copy_share_bound and measured.clips > 0
+    assert measured.copy_share < measured.copy_share_bound and measured.sampled_clips > 0
 
 
 def epoch(n: int, train: float, val: float, best: int) -> dict:
@@ -111,7 +111,7 @@ def test_the_card_keeps_no_warnings_list_of_other_runs(tmp_path: Path) -> None:
 
 def test_a_copy_share_at_the_bound_warns_and_one_under_it_does_not() -> None:
     figures = dict(
-        epoch=3, clips=40, kad=1.0, kad_low=0.5, kad_high=2.0, kad_copies=0.0, kad_noise=20.0,
+        epoch=3, sampled_clips=40, kad=1.0, kad_low=0.5, kad_high=2.0, kad_copies=0.0, kad_noise=20.0,
         split_floor=-0.5, precision=1.0, coverage=0.9, coverage_low=0.8, coverage_high=1.0,
         coverage_copies=1.0, coverage_noise=0.1, copy_share=0.5, novelty=0.2,
         silent_share=0.0, onset_share=1.0, onset_real=1.0, copy_share_bound=0.5, seconds=1.0,

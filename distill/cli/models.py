@@ -221,7 +221,7 @@ def print_prior(prior: PriorCard | None) -> None:
     )
     if training.generation is not None:
         say(
-            f"its sounds {training.generation.clips} clips generated after training, measured "
+            f"its sounds {training.generation.sampled_clips} clips generated after training, measured "
             "against the dataset's:"
         )
         for word, sentence in training.generation.words():

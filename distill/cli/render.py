@@ -333,7 +333,7 @@ class RunRenderer:
             )
         if self.generation is not None:
             self.console.print(
-                f"its sounds: {self.generation.clips} clips generated from the kept prior, "
+                f"its sounds: {self.generation.sampled_clips} clips generated from the kept prior, "
                 "measured against yours"
             )
             for word, sentence in self.generation.words():

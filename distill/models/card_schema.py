@@ -127,7 +127,7 @@ MAYBE = optional(metric)  # a figure without data is None
 GENERATION = record(  # a GenerationMeasured, read back as one
     {
         "epoch": COUNT,
-        "clips": COUNT,
+        "sampled_clips": COUNT,
         "kad": MAYBE,
         "kad_low": MAYBE,
         "kad_high": MAYBE,

@@ -152,7 +152,7 @@ def measured_payload(report: GenerationReport, epoch: int, seconds: float) -> Ge
     g = report.generated
     return GenerationMeasured(
         epoch=epoch,
-        clips=g.clips,
+        sampled_clips=g.clips,
         kad=_known(g.kad),
         kad_low=_known(g.kad_low),
         kad_high=_known(g.kad_high),

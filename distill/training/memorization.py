@@ -134,9 +134,9 @@ def copy_share_warning(
     """The warning when the clips sampled from the kept prior are mostly copies."""
     if measured.copy_share < measured.copy_share_bound:
         return None
-    copies = round(measured.copy_share * measured.clips)
+    copies = round(measured.copy_share * measured.sampled_clips)
     message = (
-        f"{copies} of {measured.clips} clips generated from the kept prior are copies of a "
+        f"{copies} of {measured.sampled_clips} clips generated from the kept prior are copies of a "
         f"training sound (within {COPY_RATIO:.0%} of the distance from that sound to its "
         f"nearest other); what it generates will mostly be its training sounds again; {ADVICE}"
     )
