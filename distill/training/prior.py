@@ -174,6 +174,7 @@ def train_prior(spec: PriorSpec, emit: Emit, should_stop: Callable[[], bool] = n
         prior.cpu()
         best = run.best()
         card = _prior_card(spec, data, vqvae, settings, run.history, best)
+        card["training"]["memorization_warnings"] = warned  # kept should measuring fail
         codes = [f.codes for f in data.train]
         save_prior(spec.model_path, prior, card, codes, model_card.created)
         measured = measure_prior(
@@ -189,7 +190,7 @@ def train_prior(spec: PriorSpec, emit: Emit, should_stop: Callable[[], bool] = n
         if copies is not None:
             emit(copies)
             warned.append(copies.to_dict())
-        card["training"] |= {"generation": measured.to_dict(), "memorization_warnings": warned}
+        card["training"]["generation"] = measured.to_dict()
         save_prior(spec.model_path, prior, card, codes, model_card.created)
         emit(PriorSaved(spec.model_path.stem, str(spec.model_path)))
         return run.completed(spec.model_path)
