@@ -2,7 +2,8 @@
 
 Generates --clips clips (seeds --seed, --seed + 1, ...) through the product's own path
 (training/generate.py generate_clips: the prior's default mode, one-shot trimming for a
-one-shot prior), splits DATASET into training and held-out files exactly as the model's
+one-shot prior; at most 4 s, or 1.25 times the longest real sound when shorter, as the
+measure after training does: generation_report.clip_seconds), splits DATASET into training and held-out files exactly as the model's
 training did (its card's val_fraction and seed), and prints one table: each figure of
 distill/audio/generation_figures.py for the clips, with its bootstrap interval, beside
 the "copies" anchor (the training sounds offered as if generated) and the "noise" anchor
@@ -37,16 +38,17 @@ import torch
 from distill.audio.dataset import scan_dataset
 from distill.audio.decode import decode_audio, resample, write_wav
 from distill.audio.embedding import EMBEDDING_CONFIG
-from distill.audio.generation_figures import COPY_QUANTILE, K_NEIGHBOURS
+from distill.audio.generation_figures import COPY_RATIO, K_NEIGHBOURS
 from distill.audio.images import write_mel_png
 from distill.audio.mel import MelSpectrogram
 from distill.audio.windows import split_files
 from distill.models.library import read_card, resolve_model
 from distill.paths import mel_cache_dir
-from distill.training.generate import GenerateSpec, generate_clips
 from distill.training.generation_report import (
     REAL_RATE,
     GenerationReport,
+    clip_seconds,
+    generate_set,
     load_real,
     report_generation,
 )
@@ -134,45 +136,41 @@ def main() -> None:
         TrainSettings.val_fraction if training.val_fraction is None else training.val_fraction,
         TrainSettings.seed if training.seed is None else training.seed,
     )
+    train = load_real([s.path for s in train_files])
+    held_out = load_real([s.path for s in held_files])
+    seconds = clip_seconds([*train, *held_out])
     prior = card.prior
     print(
         f"model {path.stem}: prior kept epoch {prior.training.best_epoch + 1} of "
         f"{prior.training.epochs}, {'one-shot' if prior.dataset.one_shot else 'continuous'} "
-        f"clips; dataset {args.dataset} ({len(train_files)} training, {len(held_files)} "
-        f"held-out files); {args.clips} clips, seeds {args.seed}..{args.seed + args.clips - 1}"
+        f"clips of at most {seconds:.2f} s; dataset {args.dataset} ({len(train)} training, "
+        f"{len(held_out)} held-out files); {args.clips} clips, seeds "
+        f"{args.seed}..{args.seed + args.clips - 1}"
     )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="distill-bench-") as folder:
-        sampling = {
+        options = {
             name: value
-            for name, value in (("temperature", args.temperature), ("top_p", args.top_p))
-            if value is not None
+            for name, value in (
+                ("variation", args.variation),
+                ("temperature", args.temperature),
+                ("top_p", args.top_p),
+            )
+            if value not in (None, False)
         }
-        spec = GenerateSpec(
-            path, Path(folder), count=args.clips, seed=args.seed, variation=args.variation,
-            **sampling,
-        )  # fmt: skip
-        result = generate_clips(spec)
+        generated = generate_set(path, Path(folder), args.clips, args.seed, seconds, **options)
         generated_seconds = time.perf_counter() - started
-        paths = [Path(c.path) for c in result.clips]
-        decoded = [decode_audio(p) for p in paths]
-        rates = {rate for _, rate in decoded}
-        if len(rates) != 1:
-            sys.exit(f"clips came at several sample rates: {sorted(rates)}")
         measuring = time.perf_counter()
-        train = load_real([s.path for s in train_files])
-        held_out = load_real([s.path for s in held_files])
         figures = report_generation(
-            train, held_out, [a for a, _ in decoded], rates.pop(),
-            [c.silent for c in result.clips], args.seed,
-        )  # fmt: skip
+            train, held_out, generated.clips, generated.sample_rate, generated.silent, args.seed
+        )
         measured_seconds = time.perf_counter() - measuring
         if args.render:
-            _render(args.render, paths, train)
+            _render(args.render, generated.paths, train)
     print_table(figures)
     print(
-        f"copy threshold: the {COPY_QUANTILE:.0%} quantile of training sounds' distance to "
-        f"their nearest other ({figures.copy_threshold:.2f} standardised units)"
+        f"a copy: a clip within {COPY_RATIO} of the distance from its nearest training "
+        "sound to that sound's nearest other"
     )
     print(
         f"time: generating {args.clips} clips {generated_seconds:.1f} s, measuring "

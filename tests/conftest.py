@@ -63,7 +63,7 @@ def prior_card(training_files: list[str], seconds_per_step: float) -> dict:
     }
 
 
-TINY_PRIOR_SETTINGS = {"batch_size": 4, "min_steps_per_epoch": 4}
+TINY_PRIOR_SETTINGS = {"batch_size": 4, "min_steps_per_epoch": 4, "generation_clips": 2}
 
 
 def write_good_sounds(folder: Path, count: int = 6, seed: int = 0) -> list[Path]:

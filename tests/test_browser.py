@@ -187,7 +187,7 @@ def test_train_a_prior_and_generate_from_the_model_page(page, server: ServerThre
     page.goto(server.url + "/models/browser-kicks")
     assert "Generating needs a prior" in page.inner_text("#generate")
     for field, value in (("#prior-epochs", "3"), ("#hidden_size", "16"), ("#layers", "1"),
-                         ("#heads", "2")):  # fmt: skip
+                         ("#heads", "2"), ("#generation_clips", "2")):  # fmt: skip
         page.fill(field, value)
     page.click("#train-prior")
     page.wait_for_url("**/runs/*")
@@ -196,6 +196,8 @@ def test_train_a_prior_and_generate_from_the_model_page(page, server: ServerThre
     page.wait_for_selector("#run-prior table tbody tr")
     page.wait_for_selector("#run-status[data-status=completed]")
     assert page.locator("#run-prior tbody tr").count() == 3
+    page.wait_for_selector("#run-measured dt")  # what its sounds measured, streamed in
+    assert "varied" in page.inner_text("#run-measured")
     assert page.locator("#run-chart polyline.val").count() == 2  # perplexity, then loss
     assert page.locator("#run-chart polyline.threshold").count() == 1
     shot(page, "prior-run")

@@ -149,3 +149,21 @@ def test_noise_bursts_decay_and_onsets() -> None:
     assert starts_on_sound(just_in, RATE)
     assert not starts_on_sound(np.zeros(100, np.float32), RATE)
     assert onset_share([bursts[0], late], RATE) == 0.5
+
+
+def test_a_copy_lies_within_half_its_nearest_training_sounds_gap() -> None:
+    # training sounds on a line: 0 and 10 (gap 10), 30 (gap 20); a file twice
+    train = np.array([[0.0, 0.0], [10.0, 0.0], [30.0, 0.0], [30.0, 0.0]])
+    reference = Reference(train, np.array([[50.0, 0.0]]))
+    scale = reference.standardise.std[0]  # distances are measured standardised
+
+    def share(x: float) -> float:
+        return reference.measure(np.array([[x, 0.0], [x, 0.0]]), bootstrap=False).copy_share
+
+    assert share(30.0) == 1.0  # a duplicated file is still copied: its gap is to 10, not 0
+    assert reference.gaps.tolist() == pytest.approx(
+        [10 / scale, 10 / scale, 20 / scale, 20 / scale]
+    )
+    assert share(-4.0) == 1.0 and share(-6.0) == 0.0  # half of 10 around the sound at 0
+    assert share(21.0) == 1.0  # the sound at 30 is lonelier: 9 from it is still a copy
+    assert share(19.0) == 0.0  # 9 from its nearest, the sound at 10, whose gap is 10

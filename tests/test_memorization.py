@@ -15,11 +15,12 @@ from distill.events import (
     CAUSE_COPY_RATE,
     CAUSE_GAP,
     CopiesMeasured,
+    GenerationMeasured,
     MemorizationWarning,
     PriorEpochMetrics,
 )
 from distill.models.library import read_metadata
-from distill.training.memorization import gap_warning
+from distill.training.memorization import copy_share_warning, gap_warning
 from distill.training.prior import train_prior
 from distill.training.vqvae import train_vqvae
 
@@ -67,8 +68,9 @@ def test_five_files_trained_for_many_epochs_are_flagged_with_what_to_do(tmp_path
     assert len(gaps) <= 1 or len({w.epoch for w in gaps}) == len(gaps)  # once per start
     card = read_metadata(tmp_path / "models" / "tiny.distill")["prior"]["training"]
     assert card["memorization_warnings"] == [w.to_dict() for w in warnings]
-    copies = [e for e in events if isinstance(e, CopiesMeasured)]
-    assert len(copies) == 1 and card["copy_rate"] == copies[0].copy_rate
+    measured = [e for e in events if isinstance(e, GenerationMeasured)]
+    assert len(measured) == 1 and card["generation"] == measured[0].to_dict()
+    assert not [e for e in events if isinstance(e, CopiesMeasured)]  # one report, not two
 
 
 def test_a_hundred_varied_files_are_not_flagged(tmp_path: Path) -> None:
@@ -76,8 +78,8 @@ def test_a_hundred_varied_files_are_not_flagged(tmp_path: Path) -> None:
     # stay above the seeds' line of 5 on any data
     events = run(tmp_path, files=104, epochs=2, codebook_size=64)
     assert not [e for e in events if isinstance(e, MemorizationWarning)]
-    copies = [e for e in events if isinstance(e, CopiesMeasured)][0]
-    assert copies.copy_rate < copies.threshold and copies.sampled_clips > 0
+    measured = [e for e in events if isinstance(e, GenerationMeasured)][0]
+    assert measured.copy_share < measured.copy_share_bound and measured.sampled_clips > 0
 
 
 def epoch(n: int, train: float, val: float, best: int) -> dict:
@@ -105,3 +107,18 @@ def test_the_card_keeps_no_warnings_list_of_other_runs(tmp_path: Path) -> None:
     ]
     assert isinstance(card["dataset"]["one_shot"], bool) and card["dataset"]["one_shot"]
     assert dataclasses.is_dataclass(events[0])
+
+
+def test_a_copy_share_at_the_bound_warns_and_one_under_it_does_not() -> None:
+    figures = dict(
+        epoch=3, sampled_clips=40, kad=1.0, kad_low=0.5, kad_high=2.0, kad_copies=0.0, kad_noise=20.0,
+        split_floor=-0.5, precision=1.0, coverage=0.9, coverage_low=0.8, coverage_high=1.0,
+        coverage_copies=1.0, coverage_noise=0.1, copy_share=0.5, novelty=0.2,
+        silent_share=0.0, onset_share=1.0, onset_real=1.0, copy_share_bound=0.5, seconds=1.0,
+    )  # fmt: skip
+    warning = copy_share_warning(GenerationMeasured(**figures), 40.0, 2.0)
+    assert warning is not None and warning.cause == CAUSE_COPY_RATE and warning.measured == 0.5
+    assert warning.epoch == 3 and "20 of 40 clips" in warning.message
+    assert "fewer --epochs" in warning.message
+    under = GenerationMeasured(**{**figures, "copy_share": 0.475})
+    assert copy_share_warning(under, 40.0, 2.0) is None

@@ -32,11 +32,16 @@ def test_train_a_prior_then_generate(tmp_path: Path) -> None:
 
     prior = distill(
         home, "train-prior", "kicks", "--epochs", "2", "--hidden-size", "16", "--layers", "1",
-        "--heads", "2", "--lr", "0.001",
+        "--heads", "2", "--lr", "0.001", "--generation-clips", "3",
     )  # fmt: skip
     assert prior.returncode == 0, prior.stderr
     out = prior.stdout
     assert "prior training complete" in out and "val perplexity" in out
+    # what its sounds measured, in words: the summary and the card say the same
+    assert "3 clips generated from the kept prior" in out
+    shown = distill(home, "models", "show", "kicks").stdout
+    for word in ("plausible", "varied", "new", "like yours"):
+        assert word in out and word in shown
     assert "best so far" in out and "memorization warning" in out  # the data table's line
     assert "distill generate kicks" in out
 

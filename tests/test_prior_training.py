@@ -15,6 +15,7 @@ from distill.audio.synth import chirp
 from distill.events import (
     CAUSE_VAL_PERPLEXITY,
     CodesExtracted,
+    GenerationMeasured,
     MemorizationWarning,
     PriorEpochMetrics,
     PriorSaved,
@@ -24,7 +25,13 @@ from distill.events import (
     RunFailed,
     RunStarted,
 )
-from distill.models.library import load_vqvae, load_with_prior, read_metadata, save_vqvae
+from distill.models.library import (
+    load_vqvae,
+    load_with_prior,
+    read_card,
+    read_metadata,
+    save_vqvae,
+)
 from distill.models.model_file import ModelFileError, read_model_metadata
 from distill.models.sampling import generate_codes
 from distill.training.checkpoint import load_checkpoint
@@ -55,6 +62,28 @@ def trained(tmp_path_factory):
     events: list = []
     result = train_prior(spec, events.append)
     return spec, events, result, vqvae_card
+
+
+def test_the_kept_prior_is_measured_once_and_its_card_carries_the_figures(trained) -> None:
+    spec, events, _, _ = trained
+    kinds = [e.kind for e in events if e.kind != "prior_step_metrics"]
+    assert kinds.count("generation_measured") == 1
+    last_epoch = len(kinds) - 1 - kinds[::-1].index("prior_epoch_metrics")
+    assert last_epoch < kinds.index("generation_measured") < kinds.index("prior_saved")
+    measured = of(events, GenerationMeasured)[0]
+    best = of(events, PriorEpochMetrics)[-1].best_epoch
+    assert measured.epoch == best and measured.sampled_clips == spec.settings.generation_clips
+    # the anchors bracket what can be said: the training sounds are all copies, noise none
+    assert measured.coverage_copies > measured.coverage_noise
+    assert measured.kad_copies is not None and measured.kad_noise is not None
+    assert measured.kad_copies < measured.kad_noise
+    for share in (measured.precision, measured.coverage, measured.copy_share, measured.onset_share):
+        assert 0.0 <= share <= 1.0
+    card = read_card(spec.model_path)
+    assert card.prior is not None and card.prior.training.generation == measured
+    words = dict(measured.words())
+    assert {"plausible", "varied", "new", "like yours"} <= set(words)
+    assert f"{measured.coverage:.0%} of your sounds" in words["varied"]
 
 
 def test_events_arrive_in_order_with_every_epochs_numbers(trained) -> None:

@@ -69,7 +69,8 @@ def test_train_prior_runs_on_the_server(setup, tmp_path: Path) -> None:
     trained = distill(setup, "train", str(setup["dataset"]), "--epochs", "1", *SMALL,
                       "--model-name", "for-prior")  # fmt: skip
     assert trained.returncode == 0, trained.stdout + trained.stderr
-    tiny = ["--epochs", "1", "--hidden-size", "16", "--layers", "1", "--heads", "2"]
+    tiny = ["--epochs", "1", "--hidden-size", "16", "--layers", "1", "--heads", "2",
+            "--generation-clips", "2"]  # fmt: skip
     result = distill(setup, "train-prior", "for-prior", *tiny, "--batch-size", "4", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     kinds = [e["kind"] for e in json_lines(result.stdout)]

@@ -21,7 +21,9 @@ from distill.server.settings import ServerSettings
 from distill.training.generate import GenerateSpec, generate_clips, new_out_dir
 
 pytestmark = pytest.mark.slow
-TINY_PRIOR_FORM = {"epochs": "2", "hidden_size": "16", "layers": "1", "heads": "2"}
+TINY_PRIOR_FORM = {
+    "epochs": "2", "hidden_size": "16", "layers": "1", "heads": "2", "generation_clips": "2",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +167,10 @@ def test_bad_prior_and_generate_forms_say_why(world) -> None:
         assert (
             refused.status_code == 400 and "heads (3) must divide the hidden size" in refused.text
         )
+        no_clips = http.post(
+            "/models/kicks/prior", data={**TINY_PRIOR_FORM, "generation_clips": "0"}
+        )
+        assert no_clips.status_code == 400 and "clips to measure must be" in no_clips.text
         assert 'value="3"' in refused.text  # the form keeps what was typed
         for field, value, why in (("top_p", "2", "top-p must be"), ("seconds", "x", "seconds must be"),
                                   ("count", "99", "count must be")):  # fmt: skip
@@ -205,6 +211,7 @@ def test_a_memorizing_prior_is_flagged_on_its_run_and_model_pages(world) -> None
             "learning_rate": 3e-3,
             "batch_size": 4,
             "min_steps_per_epoch": 8,
+            "generation_clips": 2,
         },  # fmt: skip
         "overrides": {"hidden_size": 32, "layers": 1, "heads": 2, "dropout": 0.0},
     }
@@ -216,4 +223,10 @@ def test_a_memorizing_prior_is_flagged_on_its_run_and_model_pages(world) -> None
         assert "memorization_warning" in kinds and kinds[-1] == "run_completed"
         run_page = http.get(f"/runs/{run_id}").text
         assert 'class="warning"' in run_page and "replaying" in run_page
-        assert http.get("/models/one").text.count('id="prior-memorizes"') == 1
+        model_page = http.get("/models/one").text
+        assert model_page.count('id="prior-memorizes"') == 1
+        # what its generated sounds measured, in the same words on both pages
+        assert 'id="run-measured"' in run_page and 'id="prior-measured"' in model_page
+        for page in (run_page, model_page):
+            assert "<dt>plausible</dt>" in page and "<dt>varied</dt>" in page
+            assert "2 clips generated from the kept prior" in page

@@ -19,11 +19,14 @@ if generated, "copies", and `noise_bursts`, "noise").
   the share of generated clips inside at least one ball; coverage is the share of real
   sounds whose ball holds at least one generated clip. At these set sizes the balls are
   wide and precision is near 1 even for noise: judge by KAD and coverage.
-- copy share ("new"): the share of clips at most `copy_threshold` from a training
-  sound: the COPY_QUANTILE quantile of the distances from each training sound
-  to its nearest other training sound. Closer to a training sound than nine in ten
-  training sounds are to their nearest neighbour is closer than two real takes usually
-  are: the clip is that sound again.
+- copy share ("new"): the share of clips that are a training sound again: a clip whose
+  nearest training sound t lies within COPY_RATIO of t's gap, t's distance to its
+  nearest other (distinct) training sound. Local, so it holds in a kit's sparse
+  corners and a set's crowded middle alike. Measured on the 16-hit lmms kit (14 training
+  sounds): its training sounds coded and decoded by a model (what a prior that learned
+  them by heart plays back) lie at 0.15 to 0.72 of their gap (median 0.31), the
+  held-out sounds at 0.61 or more of their nearest's, decaying noise bursts at 0.58 or
+  more: 0.5 counts most replays and no real sound it never heard.
 - novelty ("new"): the median distance of the clips to their nearest training sound,
   over the median distance of the held-out sounds to their nearest training sound. 1.0
   is as new as an unseen real sound; near 0 is copies; well above 1 is further from
@@ -53,7 +56,8 @@ from distill.audio.embedding import Standardiser
 KAD_SCALE = 100.0
 K_NEIGHBOURS = 3
 SPLIT_DRAWS = 20
-COPY_QUANTILE = 0.1
+COPY_RATIO = 0.5
+DUPLICATE_DISTANCE = 1e-6  # training sounds this close are one sound (a file twice)
 BOOTSTRAP_RESAMPLES = 200
 BOOTSTRAP_INTERVAL = (5.0, 95.0)  # percentiles
 ONSET_SECONDS = 0.02
@@ -194,13 +198,18 @@ class Reference:
         self.radii = knn_radii(self.real)
         k_rr = kernel(distances(self.real, self.real), self.bandwidth)
         self._within_real = _within(k_rr) if len(self.real) > 1 else float("nan")
-        train_gaps = nearest(self.train, self.train, exclude_self=True)
-        self.copy_threshold = (
-            float(np.quantile(train_gaps, COPY_QUANTILE)) if len(self.train) > 1 else 0.0
-        )
+        self.gaps = self._gaps()
         held = nearest(self.held_out, self.train) if len(self.held_out) else np.zeros(0)
         self.held_out_distance = float(np.median(held)) if len(held) else float("nan")
         self.split_floor = self._split_floor()
+
+    def _gaps(self) -> np.ndarray:
+        """Each training sound's distance to its nearest distinct other; the bandwidth
+        for a sound with none (a lone file, or every file the same)."""
+        d = distances(self.train, self.train)
+        d[d <= DUPLICATE_DISTANCE] = np.inf  # itself, and its duplicates
+        gaps = d.min(axis=1)
+        return np.where(np.isfinite(gaps), gaps, self.bandwidth)
 
     def _split_floor(self) -> float:
         n = len(self.real)
@@ -246,7 +255,9 @@ class Reference:
                 coverages.append(float(inside[ids].any(axis=0).mean()))
             kad_low, kad_high = _interval(kad_of(every), kads)
             coverage_low, coverage_high = _interval(float(inside.any(axis=0).mean()), coverages)
-        to_train = nearest(points, self.train)
+        d_train = distances(points, self.train)
+        to_train = d_train.min(axis=1)
+        copies = to_train <= COPY_RATIO * self.gaps[d_train.argmin(axis=1)]
         novelty = (
             float(np.median(to_train)) / self.held_out_distance
             if self.held_out_distance > 0
@@ -262,7 +273,7 @@ class Reference:
             coverage=float(inside.any(axis=0).mean()),
             coverage_low=coverage_low,
             coverage_high=coverage_high,
-            copy_share=float((to_train <= self.copy_threshold).mean()),
+            copy_share=float(copies.mean()),
             novelty=novelty,
             silent_share=float(flags.mean()) if flags.size else 0.0,
         )

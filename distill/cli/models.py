@@ -219,7 +219,14 @@ def print_prior(prior: PriorCard | None) -> None:
         f"best validation perplexity {training.best_val_perplexity:.2f} "
         f"(memorization warning under {training.memorization_threshold:g})"
     )
-    if training.copy_rate is not None:
+    if training.generation is not None:
+        say(
+            f"its sounds {training.generation.sampled_clips} clips generated after training, measured "
+            "against the dataset's:"
+        )
+        for word, sentence in training.generation.words():
+            say(f"  {word:<10} {sentence}")
+    elif training.copy_rate is not None:  # a prior trained before the measure existed
         say(
             f"copies    {training.copy_rate:.0%} of clips sampled after training replay a "
             "training file"

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -30,6 +31,7 @@ from distill.events import (
     DecoderStageTrained,
     EpochMetrics,
     Event,
+    GenerationMeasured,
     LevelHealth,
     MemorizationWarning,
     ModelSaved,
@@ -146,7 +148,8 @@ class RunRenderer:
         self.run_dir: Path | None = None
         self.prior_epochs: dict[int, PriorEpochMetrics] = {}
         self.memorization_warnings: list[MemorizationWarning] = []
-        self.copies: CopiesMeasured | None = None
+        self.copies: CopiesMeasured | None = None  # a run recorded before GenerationMeasured
+        self.generation: GenerationMeasured | None = None
         self.stage: DecoderStageTrained | None = None
 
     def __call__(self, event: Event) -> None:
@@ -223,6 +226,9 @@ class RunRenderer:
 
     def on_copies_measured(self, copies: CopiesMeasured) -> None:
         self.copies = copies
+
+    def on_generation_measured(self, generation: GenerationMeasured) -> None:
+        self.generation = generation
 
     def on_memorization_warning(self, warning: MemorizationWarning) -> None:
         self.memorization_warnings.append(warning)
@@ -325,7 +331,14 @@ class RunRenderer:
                 f"best epoch: {best.epoch + 1} (validation perplexity {best.val_perplexity:.2f}), "
                 f"{done.seconds:.0f} s in all; the model keeps the best epoch"
             )
-        if self.copies is not None:
+        if self.generation is not None:
+            self.console.print(
+                f"its sounds: {self.generation.sampled_clips} clips generated from the kept prior, "
+                "measured against yours"
+            )
+            for word, sentence in self.generation.words():
+                self.console.print(f"  [bold]{word:<10}[/] {escape(sentence)}")
+        elif self.copies is not None:
             c = self.copies
             self.console.print(
                 f"copy rate: {c.copies} of {c.sampled_clips} clips sampled from the kept prior "

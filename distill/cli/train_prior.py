@@ -83,6 +83,14 @@ def train_prior(
         int,
         typer.Option(**PRIOR_BOUNDS["seed"].option(), help="Seed for initialisation and crops."),
     ] = 0,
+    generation_clips: Annotated[
+        int,
+        typer.Option(
+            **PRIOR_BOUNDS["generation_clips"].option(),
+            help="Clips generated after training to measure how plausible, varied and new "
+            "its sounds are.",
+        ),
+    ] = PriorSettings.generation_clips,
     device: DeviceOption = "auto",
     json_output: EventsJsonOption = False,
     follow: FollowOption = True,
@@ -99,6 +107,7 @@ def train_prior(
             "batch_size": batch_size,
             "seed": seed,
             "device": device,
+            "generation_clips": generation_clips,
         },
         overrides={"hidden_size": hidden_size, "layers": layers, "heads": heads},
     )

@@ -18,7 +18,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from distill.events import DecoderStageTrained, LevelHealth, payload_from_dict
+from distill.events import (
+    DecoderStageTrained,
+    GenerationMeasured,
+    LevelHealth,
+    payload_from_dict,
+)
 from distill.models.config import PriorConfig, VQVAEConfig
 
 RENAMED = {  # (section path, old name) -> today's name
@@ -87,8 +92,9 @@ class PriorTrainingRecord:
     best_val_perplexity: float
     memorization_threshold: float
     best_val_loss: float | None = None
-    copy_rate: float | None = None
+    copy_rate: float | None = None  # written before `generation` existed: replayed code runs
     memorization_warnings: tuple[MemorizationNote, ...] = ()
+    generation: GenerationMeasured | None = None  # clips generated after training, measured
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,9 @@ class PriorCard:
     def from_dict(cls, prior: dict[str, Any]) -> PriorCard:
         training = dict(prior["training"])
         warnings = training.pop("memorization_warnings", [])
+        figures = training.pop("generation", None)
+        generation = payload_from_dict(GenerationMeasured.kind, figures) if figures else None
+        assert generation is None or isinstance(generation, GenerationMeasured)
         return cls(
             config=PriorConfig.from_dict(prior["config"]),
             dataset=PriorDatasetRecord(**_known(PriorDatasetRecord, prior["dataset"])),
@@ -117,6 +126,7 @@ class PriorCard:
                 memorization_warnings=tuple(
                     MemorizationNote(w["epoch"], w["message"]) for w in warnings
                 ),
+                generation=generation,
             ),
             run_id=prior.get("run_id"),
             created=prior.get("created"),

@@ -122,6 +122,35 @@ HEALTH = list_of(
     most=MAX_RVQ_LEVELS,
 )
 
+SHARE = number(0, 1)
+MAYBE = optional(metric)  # a figure without data is None
+GENERATION = record(  # a GenerationMeasured, read back as one
+    {
+        "epoch": COUNT,
+        "sampled_clips": COUNT,
+        "kad": MAYBE,
+        "kad_low": MAYBE,
+        "kad_high": MAYBE,
+        "kad_copies": MAYBE,
+        "kad_noise": MAYBE,
+        "split_floor": MAYBE,
+        "precision": SHARE,
+        "coverage": SHARE,
+        "coverage_low": MAYBE,
+        "coverage_high": MAYBE,
+        "coverage_copies": SHARE,
+        "coverage_noise": SHARE,
+        "copy_share": SHARE,
+        "novelty": MAYBE,
+        "silent_share": SHARE,
+        "onset_share": metric,
+        "onset_real": metric,
+        "copy_share_bound": SHARE,
+        "seconds": metric,
+    },
+    closed=False,
+)
+
 PRIOR = record(
     {
         "config": PRIOR_CONFIG,
@@ -152,6 +181,7 @@ PRIOR = record(
                 "memorization_warnings": list_of(
                     record({"epoch": COUNT, "message": text}, closed=False)
                 ),
+                "generation": GENERATION,
             },
             closed=False,
         ),  # fmt: skip

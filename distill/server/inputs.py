@@ -36,7 +36,7 @@ from distill.training.bounds import (
     BoundsError,
     check_section,
 )
-from distill.training.settings import PriorSettings, TrainSettings
+from distill.training.settings import MAX_GENERATION_CLIPS, PriorSettings, TrainSettings
 
 MAX_PAGE_SECONDS = 60.0  # a generate request from a page: seconds per clip
 # The largest whole number a request may carry anywhere: JSON's exact integers, well
@@ -213,7 +213,9 @@ def prior_options(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
     hidden, heads = overrides["hidden_size"], overrides["heads"]
     if hidden is not None and heads is not None and hidden % heads:
         raise InputError(f"heads ({heads}) must divide the hidden size ({hidden})")
-    return {"epochs": epochs, "learning_rate": learning_rate}, overrides
+    clips = whole_number(form.get("generation_clips", PriorSettings.generation_clips),
+                         "clips to measure", 1, MAX_GENERATION_CLIPS)  # fmt: skip
+    return {"epochs": epochs, "learning_rate": learning_rate, "generation_clips": clips}, overrides
 
 
 def _whole(form: dict[str, Any], field: str, what: str, default: Any, bounds: dict) -> int:

@@ -35,7 +35,7 @@ from distill.server.inputs import (
 )
 from distill.server.responses import confined_file, render, run_error_status, see_other
 from distill.training.generate import generation_history, new_out_dir
-from distill.training.settings import PriorSettings
+from distill.training.settings import MAX_GENERATION_CLIPS, PriorSettings
 
 
 async def models_page(request: Request, error: str | None = None, status: int = 200) -> Response:
@@ -60,6 +60,7 @@ async def model_page(request: Request, error: str | None = None, status: int = 2
         "edits": saved_edits(home, name),
         "prior_runs": runs,
         "prior_defaults": PriorSettings(),
+        "max_generation_clips": MAX_GENERATION_CLIPS,
         **await _generations_context(request, name),
         "error": error,
         "form": getattr(request.state, "form_values", {}),

@@ -25,6 +25,7 @@ from distill.events import (
     DecoderStageProgress,
     DecoderStageTrained,
     EpochMetrics,
+    GenerationMeasured,
     MemorizationWarning,
     ModelSaved,
     PreviewReady,
@@ -72,6 +73,7 @@ PARTS_OF_KIND: dict[str, frozenset[str]] = {
     PriorStepMetrics.kind: frozenset({"progress"}),
     PriorEpochMetrics.kind: frozenset({"progress", "chart", "prior"}),
     MemorizationWarning.kind: frozenset({"warnings"}),
+    GenerationMeasured.kind: frozenset({"prior"}),
     PriorSaved.kind: frozenset({"status"}),
     RunCompleted.kind: frozenset({"status", "progress"}),
     RunFailed.kind: frozenset({"status", "progress"}),
@@ -106,6 +108,9 @@ async def run_context(
     if prior and {"chart", "prior", "scan"} & set(parts):
         codes = await store.latest_event(run_id, CodesExtracted.kind)
         context["codes"] = codes.payload if codes else None
+    if "prior" in parts:
+        measured = await store.latest_event(run_id, GenerationMeasured.kind)
+        context["generation"] = measured.typed() if measured else None
     if {"progress", "chart", "prior"} & set(parts):
         epochs = await (store.prior_epoch_metrics if prior else store.epoch_metrics)(run_id)
         context["epochs"] = epochs

@@ -21,6 +21,7 @@ from distill.models.config import (
     MIN_CODEBOOK_SIZE,
     MIN_RVQ_LEVELS,
 )
+from distill.training.settings import MAX_GENERATION_CLIPS
 
 MAX_EPOCHS = 1000
 MAX_STAGE_STEPS = 100_000
@@ -28,6 +29,7 @@ MAX_SEED = 2**31 - 1  # torch's generators take 64 bits; a seed a person types n
 MAX_CLIPS = 8  # clips in one generate request, from the page or the CLI
 MAX_TEMPERATURE = 5.0  # sampling from the prior: generate and the editor's regenerate
 DEVICES = ("auto", "cpu", "cuda")
+FLAGS = ("augment",)  # options that are true or false
 
 
 class BoundsError(ValueError):
@@ -73,6 +75,7 @@ PRIOR_BOUNDS = {  # PriorSettings
     "weight_decay": Bound(0.0, 1.0, whole=False),
     "min_steps_per_epoch": Bound(1, 100_000),
     "seed": Bound(0, MAX_SEED),
+    "generation_clips": Bound(1, MAX_GENERATION_CLIPS),
 }
 MODEL_BOUNDS = {  # VQVAEConfig (None: sized from the dataset, or the default)
     "window_frames": Bound(8, 2048),
@@ -122,6 +125,9 @@ def check_section(section: str, values: dict[str, Any], bounds: dict[str, Bound]
         if key == "device":
             if value not in DEVICES:
                 raise BoundsError(f"{name} must be one of {', '.join(DEVICES)}, not {value!r}")
+        elif key in FLAGS:
+            if not isinstance(value, bool):
+                raise BoundsError(f"{name} must be true or false, not {value!r}")
         elif value is None and section in OPTIONAL:
             continue
         elif key in bounds:

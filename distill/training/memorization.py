@@ -19,13 +19,11 @@ below catches one face of that; each fires a MemorizationWarning naming its `cau
   case that asked for it: a 17-file drum kit, validation perplexity 43 at epoch 2 and
   1,176 at epoch 30 while the training perplexity fell to 1.2. The train perplexity is
   measured with dropout on, so the gap it shows is if anything too small.
-- "copy_rate" (once, after the last epoch, on the kept weights): COPY_CLIPS clips of one
-  window are sampled and each is compared with the training codes by the copy check
-  every generated clip gets (distill/models/copy_check.py). A clip is a copy when its
-  longest run shared with one training file covers at least COPY_SHARE of its sounding
-  (non-silent) steps and at least MIN_COPY_STEPS steps (a couple of steps match by
-  chance). copy_rate is the share of clips that are copies; at COPY_RATE_BOUND or more
-  it warns.
+- "copy_rate" (once, after the last epoch, on the kept weights): clips generated from
+  the kept prior are measured against the dataset (training/generation_report.py, the
+  GenerationMeasured report); a clip is a copy when it lies within half the distance
+  from its nearest training sound to that sound's nearest other (audio/
+  generation_figures.py). At a copy share of COPY_SHARE_BOUND or more it warns.
 
 What to do is the same for all three, and every message says it: the best epoch is
 already the one kept, so train fewer --epochs (or keep them and accept the best one),
@@ -36,32 +34,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
-import numpy as np
 import torch
 
+from distill.audio.generation_figures import COPY_RATIO
 from distill.constants import size_tier
 from distill.events import (
     CAUSE_COPY_RATE,
     CAUSE_GAP,
     CAUSE_VAL_PERPLEXITY,
-    CopiesMeasured,
+    GenerationMeasured,
     MemorizationWarning,
 )
 from distill.models.copy_check import CopyChecker, step_keys
-from distill.models.prior import CodePrior
 from distill.models.rvqvae import ConvVQVAE
-from distill.models.sampling import generate_codes
 from distill.training.prior_data import silence_codes
 
 MEMORIZATION_THRESHOLDS = (2.0, 3.0, 5.0)  # the val_perplexity check's line, by size_tier
 GAP_RATIO = 4.0  # val_perplexity / train_perplexity over this ...
 VAL_RISE = 1.5  # ... and val_perplexity over this times its best, train still falling
-COPY_CLIPS = 16  # clips sampled at the end of training for the copy rate
-COPY_SHARE = 0.5  # a clip whose shared run covers this share of its sounding steps ...
-MIN_COPY_STEPS = 4  # ... and at least this many steps is a copy
-COPY_RATE_BOUND = 0.5  # a copy rate at or over this warns
 
 ADVICE = (
     "the best epoch is already the one kept; try fewer --epochs, a smaller prior "
@@ -122,11 +114,6 @@ def gap_warning(history: Sequence[dict[str, Any]]) -> MemorizationWarning | None
     return MemorizationWarning(now["epoch"], val, GAP_RATIO, message, CAUSE_GAP, val / train, train)
 
 
-class CopyRate(NamedTuple):
-    measured: CopiesMeasured
-    warning: MemorizationWarning | None
-
-
 def training_copy_checker(
     vqvae: ConvVQVAE,
     codes: Sequence[torch.Tensor],
@@ -141,43 +128,19 @@ def training_copy_checker(
     )
 
 
-def sounding_steps(codes: np.ndarray, checker: CopyChecker) -> int:
-    """Time steps of (t, q) codes that are not the VQ-VAE's silence."""
-    keys = step_keys(codes, checker.codebook_size)
-    return int((~np.isin(keys, checker.silence)).sum())
-
-
-def measure_copy_rate(
-    prior: CodePrior,
-    checker: CopyChecker,
-    epoch: int,
-    val_perplexity: float,
-    train_perplexity: float,
-    seed: int,
-) -> CopyRate:
-    """Sample COPY_CLIPS windows from `prior` (seeds seed..seed+COPY_CLIPS-1) and count
-    the copies among them; the warning when the rate reaches COPY_RATE_BOUND."""
-    generators = [torch.Generator().manual_seed(seed + i) for i in range(COPY_CLIPS)]
-    codes = generate_codes(prior, prior.config.context_steps, generators).cpu().numpy()
-    copies, shares = 0, []
-    for clip in codes:
-        sounding = sounding_steps(clip, checker)
-        run = checker.check(clip).longest_run_steps
-        shares.append(run / sounding if sounding else 0.0)
-        copies += run >= max(MIN_COPY_STEPS, COPY_SHARE * sounding)
-    rate = copies / COPY_CLIPS
-    measured = CopiesMeasured(
-        epoch, COPY_CLIPS, copies, rate, float(np.mean(shares)), COPY_RATE_BOUND
-    )
-    if rate < COPY_RATE_BOUND:
-        return CopyRate(measured, None)
+def copy_share_warning(
+    measured: GenerationMeasured, val_perplexity: float, train_perplexity: float
+) -> MemorizationWarning | None:
+    """The warning when the clips sampled from the kept prior are mostly copies."""
+    if measured.copy_share < measured.copy_share_bound:
+        return None
+    copies = round(measured.copy_share * measured.sampled_clips)
     message = (
-        f"{copies} of {COPY_CLIPS} clips sampled from the kept prior replay a training file: "
-        f"their longest run of codes shared with one file covers at least "
-        f"{COPY_SHARE:.0%} of their sound; what it generates will mostly be its training "
-        f"sounds again; {ADVICE}"
+        f"{copies} of {measured.sampled_clips} clips generated from the kept prior are copies of a "
+        f"training sound (within {COPY_RATIO:.0%} of the distance from that sound to its "
+        f"nearest other); what it generates will mostly be its training sounds again; {ADVICE}"
     )
-    warning = MemorizationWarning(
-        epoch, val_perplexity, COPY_RATE_BOUND, message, CAUSE_COPY_RATE, rate, train_perplexity
-    )
-    return CopyRate(measured, warning)
+    return MemorizationWarning(
+        measured.epoch, val_perplexity, measured.copy_share_bound, message, CAUSE_COPY_RATE,
+        measured.copy_share, train_perplexity,
+    )  # fmt: skip

@@ -13,8 +13,9 @@ itself, and fire the memorization warning, on any set of short one-shots.
 
 Memorization: three checks (training/memorization.py): validation perplexity under a
 threshold that rises with the dataset, a gap between training and validation perplexity
-that widens, and, after the last epoch, the share of clips sampled from the kept
-weights that replay a training file (the copy rate, also in the model's card).
+that widens, and, after the last epoch, the copy share of clips generated from the kept
+weights. Those clips are measured in full (training/generation_report.py: how plausible,
+varied and new they are, GenerationMeasured) and the figures go into the model's card.
 """
 
 from __future__ import annotations
@@ -41,13 +42,13 @@ from distill.models.config import PriorConfig, VQVAEConfig
 from distill.models.library import load_vqvae, save_prior
 from distill.models.prior import CodePrior, token_mask
 from distill.models.rvqvae import ConvVQVAE
+from distill.training.generation_report import measure_prior
 from distill.training.lifecycle import Emit, RunLifecycle, RunResult, never, training_run
 from distill.training.memorization import (
+    copy_share_warning,
     gap_warning,
     low_perplexity_warning,
-    measure_copy_rate,
     memorization_threshold,
-    training_copy_checker,
 )
 from distill.training.prior_data import (
     CodeBatch,
@@ -170,35 +171,29 @@ def train_prior(spec: PriorSpec, emit: Emit, should_stop: Callable[[], bool] = n
                     warned.append(warning.to_dict())
             run.checkpoint(epoch + 1)
 
-        # the best epoch goes into the model's file, with how often its samples are copies
+        # the best epoch goes into the model's file; then clips generated from that file
+        # are measured (how plausible, varied and new), and the card records the figures
         prior.load_state_dict(run.best_state)
         prior.cpu()
         best = run.best()
         card = _prior_card(spec, data, vqvae, settings, run.history, best)
-        checker = training_copy_checker(
-            vqvae,
-            [f.codes for f in data.train],
-            card["training_files"],
-            config.codebook_size,
-            card["seconds_per_step"],
-        )
-        copies = measure_copy_rate(
-            prior,
-            checker,
+        card["training"]["memorization_warnings"] = warned  # kept should measuring fail
+        codes = [f.codes for f in data.train]
+        save_prior(spec.model_path, prior, card, codes, model_card.created)
+        measured = measure_prior(
+            spec.model_path,
+            [f.sound.path for f in data.train],
+            [f.sound.path for f in data.val],
             best["epoch"],
-            best["val_perplexity"],
-            math.exp(best["train_loss"]),
+            settings.generation_clips,
             settings.seed,
         )
-        emit(copies.measured)
-        if copies.warning is not None:
-            emit(copies.warning)
-            warned.append(copies.warning.to_dict())
-        card["training"] |= {
-            "copy_rate": copies.measured.copy_rate,
-            "memorization_warnings": warned,
-        }
-        codes = [f.codes for f in data.train]
+        emit(measured)
+        copies = copy_share_warning(measured, best["val_perplexity"], math.exp(best["train_loss"]))
+        if copies is not None:
+            emit(copies)
+            warned.append(copies.to_dict())
+        card["training"]["generation"] = measured.to_dict()
         save_prior(spec.model_path, prior, card, codes, model_card.created)
         emit(PriorSaved(spec.model_path.stem, str(spec.model_path)))
         return run.completed(spec.model_path)

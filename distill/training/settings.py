@@ -26,6 +26,9 @@ class TrainSettings:
     augment: bool = True  # pitch-shifted takes (small sets) and sounds after silence or others
 
 
+MAX_GENERATION_CLIPS = 500  # clips a prior run may generate to measure itself
+
+
 @dataclass(frozen=True)
 class PriorSettings:
     """How to train a prior, as opposed to what to build (PriorConfig).
@@ -43,6 +46,14 @@ class PriorSettings:
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when there is one), "cpu" or "cuda"
     augment: bool = True  # also learn the codes of each file's pitch-shifted takes (small sets)
+    generation_clips: int = 40  # generated and measured after training (GenerationMeasured)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.generation_clips <= MAX_GENERATION_CLIPS:
+            raise ValueError(
+                f"generation_clips must be from 1 to {MAX_GENERATION_CLIPS}, "
+                f"got {self.generation_clips}"
+            )
 
 
 def steps_per_epoch(settings: TrainSettings | PriorSettings, natural_windows: int) -> int:

@@ -21,6 +21,7 @@ from distill.events import (
     DatasetScanned,
     EpochMetrics,
     Event,
+    GenerationMeasured,
     LevelHealth,
     MemorizationWarning,
     ModelSaved,
@@ -228,7 +229,14 @@ def _memorization_warning(e: Event, p: MemorizationWarning) -> list[Statement]:
 
 @projects(CopiesMeasured)
 def _copies_measured(e: Event, p: CopiesMeasured) -> list[Statement]:
+    """Runs recorded before GenerationMeasured: their copy rate (replayed code runs)."""
     return [("UPDATE runs SET copy_rate = ? WHERE run_id = ?", (p.copy_rate, e.run_id))]
+
+
+@projects(GenerationMeasured)
+def _generation_measured(e: Event, p: GenerationMeasured) -> list[Statement]:
+    """The run's copy_rate column holds today's measure of it: the copy share."""
+    return [("UPDATE runs SET copy_rate = ? WHERE run_id = ?", (p.copy_share, e.run_id))]
 
 
 @projects(PriorSaved)
