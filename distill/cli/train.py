@@ -9,7 +9,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from distill.cli.follow import DeviceOption, EventsJsonOption, FollowOption, run_in_process
+from distill.cli.follow import (
+    PATIENCE_HELP,
+    DeviceOption,
+    EventsJsonOption,
+    FollowOption,
+    KeepBestOption,
+    run_in_process,
+)
 from distill.cli.remote import find_server, run_on_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer
 from distill.constants import TIERS_HELP
@@ -24,7 +31,7 @@ from distill.models.config import (
     VQVAEConfig,
 )
 from distill.paths import check_model_name, data_home, mel_cache_dir
-from distill.training.settings import MAX_STAGE_STEPS, TrainSettings
+from distill.training.settings import MAX_PATIENCE, MAX_STAGE_STEPS, TrainSettings
 
 console = Console()
 
@@ -69,6 +76,9 @@ def train(
             "through it. 0 trains none: they play through Griffin-Lim.",
         ),
     ] = TrainSettings.stage_steps,
+    patience: Annotated[
+        int, typer.Option(min=0, max=MAX_PATIENCE, help=PATIENCE_HELP)
+    ] = TrainSettings.patience,
     model_name: Annotated[
         str | None, typer.Option(help="Name in the model library (default: timestamped).")
     ] = None,
@@ -79,6 +89,7 @@ def train(
     ] = False,
     json_output: EventsJsonOption = False,
     follow: FollowOption = True,
+    keep_best: KeepBestOption = True,
 ) -> None:
     """Train an RVQ-VAE on a folder of sounds."""
     home = data_home()
@@ -91,6 +102,7 @@ def train(
             "seed": seed,
             "device": device,
             "stage_steps": stage_steps,
+            "patience": patience,
         },
         overrides={
             "rvq_levels": rvq_levels,
@@ -111,14 +123,16 @@ def train(
     remote = find_server(home)
     if remote is not None:
         raise typer.Exit(
-            asyncio.run(run_on_server(remote, request, render, follow, json_output, console))
+            asyncio.run(
+                run_on_server(remote, request, render, follow, json_output, console, keep_best)
+            )
         )
     if not follow:
         _bad_input(
             "--no-follow needs a running `distill serve` to keep the run going "
             "after this command returns; start one, or follow the run here"
         )
-    raise typer.Exit(asyncio.run(run_in_process(home, request, render, console)))
+    raise typer.Exit(asyncio.run(run_in_process(home, request, render, console, keep_best)))
 
 
 def _preflight(request: TrainRequest, home: Path, render) -> None:

@@ -11,9 +11,11 @@ from rich.console import Console
 
 from distill.cli.follow import (
     EXIT_BAD_INPUT,
+    PATIENCE_HELP,
     DeviceOption,
     EventsJsonOption,
     FollowOption,
+    KeepBestOption,
     run_in_process,
 )
 from distill.cli.remote import find_server, run_on_server
@@ -23,7 +25,7 @@ from distill.core.core import PriorRequest
 from distill.models.card_schema import MAX_PRIOR_HEADS, MAX_PRIOR_HIDDEN_SIZE, MAX_PRIOR_LAYERS
 from distill.models.config import PRIOR_SIZES
 from distill.paths import data_home
-from distill.training.settings import PriorSettings
+from distill.training.settings import MAX_PATIENCE, PriorSettings
 
 console = Console()
 
@@ -72,10 +74,14 @@ def train_prior(
     batch_size: Annotated[
         int, typer.Option(min=1, help="Windows per step.")
     ] = PriorSettings.batch_size,
+    patience: Annotated[
+        int, typer.Option(min=0, max=MAX_PATIENCE, help=PATIENCE_HELP)
+    ] = PriorSettings.patience,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and crops.")] = 0,
     device: DeviceOption = "auto",
     json_output: EventsJsonOption = False,
     follow: FollowOption = True,
+    keep_best: KeepBestOption = True,
 ) -> None:
     """Train a prior on a model, so it can generate new sounds; the model's file keeps it."""
     request = PriorRequest(
@@ -87,6 +93,7 @@ def train_prior(
             "batch_size": batch_size,
             "seed": seed,
             "device": device,
+            "patience": patience,
         },
         overrides={"hidden_size": hidden_size, "layers": layers, "heads": heads},
     )
@@ -96,14 +103,16 @@ def train_prior(
     remote = find_server(data_home())
     if remote is not None:
         raise typer.Exit(
-            asyncio.run(run_on_server(remote, request, render, follow, json_output, console))
+            asyncio.run(
+                run_on_server(remote, request, render, follow, json_output, console, keep_best)
+            )
         )
     if not follow:
         _bad_input(
             "--no-follow needs a running `distill serve` to keep the run going "
             "after this command returns; start one, or follow the run here"
         )
-    raise typer.Exit(asyncio.run(run_in_process(data_home(), request, render, console)))
+    raise typer.Exit(asyncio.run(run_in_process(data_home(), request, render, console, keep_best)))
 
 
 def _bad_input(message: str) -> None:

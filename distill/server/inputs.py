@@ -27,7 +27,7 @@ from distill.models.config import (
 )
 from distill.paths import check_model_name, models_dir
 from distill.server.settings import ServerSettings
-from distill.training.settings import MAX_STAGE_STEPS, PriorSettings, TrainSettings
+from distill.training.settings import MAX_PATIENCE, MAX_STAGE_STEPS, PriorSettings, TrainSettings
 
 MAX_EPOCHS = 1000
 MAX_PAGE_SECONDS = 60.0  # a generate request from a page: seconds per clip
@@ -168,9 +168,12 @@ def train_options(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any],
         0,
         MAX_STAGE_STEPS,
     )
+    patience = whole_number(
+        form.get("patience", TrainSettings.patience), "patience", 0, MAX_PATIENCE
+    )
     name = (form.get("model_name") or "").strip() or None
     return (
-        {"epochs": epochs, "stage_steps": stage_steps},
+        {"epochs": epochs, "stage_steps": stage_steps, "patience": patience},
         {"rvq_levels": levels, "commitment_weight": weight},
         _model_name(name),
     )
@@ -190,7 +193,10 @@ def prior_options(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
     hidden, heads = overrides["hidden_size"], overrides["heads"]
     if hidden is not None and heads is not None and hidden % heads:
         raise InputError(f"heads ({heads}) must divide the hidden size ({hidden})")
-    return {"epochs": epochs, "learning_rate": learning_rate}, overrides
+    patience = whole_number(
+        form.get("patience", PriorSettings.patience), "patience", 0, MAX_PATIENCE
+    )
+    return {"epochs": epochs, "learning_rate": learning_rate, "patience": patience}, overrides
 
 
 def generate_options(form: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,9 @@ class TrainSettings:
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when there is one), "cpu" or "cuda"
     stage_steps: int = 600  # decoder stage steps after the epochs (training/stage.py); 0: none
+    # Stop when the validation loss has not improved for this many epochs; 0: off. The
+    # VQ-VAE improves slowly but long, so it is given more time than a prior.
+    patience: int = 10
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,13 @@ class PriorSettings:
     min_steps_per_epoch: int = 32  # small sets still get enough steps per epoch to learn
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when there is one), "cpu" or "cuda"
+    # Stop when the validation perplexity has not improved for this many epochs; 0: off.
+    # On a small set a prior starts replaying its training sounds after a few epochs and
+    # validation only gets worse from there.
+    patience: int = 5
+
+
+MAX_PATIENCE = 1000
 
 
 def steps_per_epoch(settings: TrainSettings | PriorSettings, natural_windows: int) -> int:

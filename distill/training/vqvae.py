@@ -33,6 +33,7 @@ from distill.audio.windows import (
 )
 from distill.constants import LOW_UTILIZATION
 from distill.events import (
+    STOP_KEPT,
     CodebookWarning,
     DatasetScanned,
     EpochMetrics,
@@ -118,9 +119,10 @@ def train_vqvae(spec: TrainSpec, emit: Emit, should_stop: Callable[[], bool] = n
             epoch_started = time.monotonic()
             model.train()
             sums = torch.zeros(3, device=device)
+            stopped = False
             for step in range(steps):
-                if should_stop():  # checkpoint the current weights; a resume restarts this epoch
-                    return run.cancelled(epoch)
+                if stopped := should_stop():
+                    break
                 batch = sampler.batch(settings.batch_size).to(device)
                 out = model(batch.mels)
                 recon = multiscale_mel_loss(out.reconstruction, batch.mels, batch.audible)
@@ -132,6 +134,10 @@ def train_vqvae(spec: TrainSpec, emit: Emit, should_stop: Callable[[], bool] = n
                 sums += values
                 loss_value, recon_value, commit_value = values.tolist()
                 emit(StepMetrics(epoch, step, steps, loss_value, recon_value, commit_value))
+            if stopped:  # keep the best epoch so far, or checkpoint for a resume of this epoch
+                if run.keeps_best():
+                    break
+                return run.cancelled(epoch)
 
             evaluation = evaluate(model, val_windows, settings.batch_size)
             train_health = level_health(  # what each level adds is measured on held-out files
@@ -164,15 +170,18 @@ def train_vqvae(spec: TrainSpec, emit: Emit, should_stop: Callable[[], bool] = n
             if previews and (last or (epoch + 1) % settings.preview_every == 0):
                 emit(PreviewReady(epoch, write_previews(model, previews, spec.run_dir, epoch)))
             run.checkpoint(epoch + 1)
+            if run.out_of_patience(epoch):
+                break
 
-        # the best epoch, with its decoder stage trained, goes into the library
+        # the best epoch, with its decoder stage trained, goes into the library (a stop
+        # that keeps the best skips the stage: its sounds play through Griffin-Lim)
         model.load_state_dict(run.best_state)
         best = run.best()
         card = _model_card(spec, data.report, config, settings, run.history, best)
-        if model.stage is not None:
+        if model.stage is not None and run.stopped_early != STOP_KEPT:
             trained = train_stage(
                 model, data.train_files, data.val_files, settings.stage_steps, settings.seed,
-                emit, should_stop,
+                emit, should_stop, run.keeps_best,
             )  # fmt: skip
             if trained is None:  # cancelled; the epochs are kept and a resume trains the stage
                 return run.cancelled(settings.epochs)
