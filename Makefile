@@ -37,10 +37,14 @@ chromium:
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 
 # The dashboard, with a small generated demo set to try: scan $(DEMO) on the New run page.
+# ROOTS: more folders the dashboard may read datasets from, ':'-separated
+# (`make run ROOTS=/data/sfx:/data/kits`); they go to the server as DISTILL_ALLOWED_ROOTS.
+ROOTS ?=
 run: install
 	test -d $(DEMO) || $(BIN)/python -c "from distill.audio.synth import make_demo_set; make_demo_set('$(DEMO)')"
 	@echo "demo sounds to try: $(CURDIR)/$(DEMO)"
-	$(BIN)/distill serve --allow-root $(CURDIR)/demo
+	DISTILL_ALLOWED_ROOTS="$(ROOTS)$${DISTILL_ALLOWED_ROOTS:+:$$DISTILL_ALLOWED_ROOTS}" \
+		$(BIN)/distill serve --allow-root $(CURDIR)/demo
 
 lint: install
 	$(BIN)/ruff check distill tests bench

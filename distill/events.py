@@ -137,16 +137,23 @@ class EpochMetrics(Payload):
     val_mel_error: float | None = None  # mean |log-mel error| on held-out sounds' own frames
 
 
+CAUSE_UTILIZATION = "utilization"  # a level uses too few of its codes
+CAUSE_LOW_GAIN = "low_gain"  # a level lowers the error by a tiny share of level 1's
+
+
 @dataclass(frozen=True)
 class CodebookWarning(Payload):
-    """A level uses too few of its codes (under the warning threshold)."""
+    """A level uses too few of its codes (under the warning threshold), or, with
+    cause CAUSE_LOW_GAIN, earns almost nothing (its error reduction under `threshold`
+    times level 1's)."""
 
     kind: ClassVar[str] = "codebook_warning"
     epoch: int
     level: int
     utilization: float
-    threshold: float
+    threshold: float  # the utilization, or the share of level 1's reduction, it fell under
     message: str
+    cause: str = CAUSE_UTILIZATION
 
 
 @dataclass(frozen=True)
@@ -163,6 +170,7 @@ class PreviewClip:
     # The model's mel through Griffin-Lim, beside the decoder stage's rendering; "" while
     # there is no trained stage (reconstruction_wav is then itself Griffin-Lim).
     griffin_lim_wav: str = ""
+    source_file: str = ""  # the held-out file it is (its name); "" in older runs
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from distill.constants import ERROR_REDUCTION_UNIT
 from distill.events import (
+    CAUSE_UTILIZATION,
     CodebookWarning,
     CodesExtracted,
     CopiesMeasured,
@@ -65,7 +67,10 @@ def stage_words(trained: DecoderStageTrained) -> str:
 def health_table(levels: list[LevelHealth], title: str | None = None) -> Table:
     """The per-level codebook table; levels under the warning threshold in red."""
     table = Table(title=title, title_justify="left")
-    columns = ("level", "utilization", "perplexity", "dead codes", "error reduction", "vectors")
+    columns = (
+        "level", "utilization", "perplexity", "dead codes",
+        f"error reduction ({ERROR_REDUCTION_UNIT}, held-out)", "vectors",
+    )  # fmt: skip
     for column in columns:
         table.add_column(column, justify="right")
     for h in levels:
@@ -378,14 +383,15 @@ class RunRenderer:
         if not self.warnings:
             self.console.print("no warnings")
             return
-        by_level: dict[int, list[CodebookWarning]] = {}
+        by_level: dict[tuple[int, str], list[CodebookWarning]] = {}
         for w in self.warnings:
-            by_level.setdefault(w.level, []).append(w)
+            by_level.setdefault((w.level, w.cause), []).append(w)
         self.console.print(f"[bold red]{len(self.warnings)} warning(s)[/]:")
-        for level, warnings in sorted(by_level.items()):
+        for (level, cause), warnings in sorted(by_level.items()):
             epochs = ", ".join(str(w.epoch + 1) for w in warnings)
+            what = "utilization" if cause == CAUSE_UTILIZATION else "of level 1's error reduction"
             self.console.print(
-                f"  level {level}: under {warnings[-1].threshold:.0%} utilization in "
+                f"  level {level}: under {warnings[-1].threshold:.0%} {what} in "
                 f"{len(warnings)} epoch(s) ({epochs}); latest: {warnings[-1].message}"
             )
 

@@ -62,7 +62,14 @@ def list_runs(
         console.print("no runs match" if filtered else "no runs yet: `distill train FOLDER`")
         return
     table = Table(
-        "type", "status", "dataset", "epochs", "mel error", "worst level", "best val ppl", "model"
+        "type",
+        "status",
+        "dataset",
+        "epochs",
+        "mel error",
+        "worst level (training files)",
+        "best val ppl",
+        "model",
     )
     table.columns[0:0] = [Column("run", no_wrap=True)]
     for r in rows:

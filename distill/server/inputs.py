@@ -76,8 +76,8 @@ def confine_dataset(raw: str, settings: ServerSettings) -> Path:
         roots = ", ".join(str(r) for r in settings.allowed_roots)
         raise InputError(
             f"{resolved} is outside the folders this server may read ({roots}); to allow"
-            f" it, restart the server as `distill serve --allow-root {resolved}`"
-            " (or add it to DISTILL_ALLOWED_ROOTS)",
+            f" it, add it to DISTILL_ALLOWED_ROOTS (`make run ROOTS={resolved}` does) and"
+            f" restart the server, or restart the server as `distill serve --allow-root {resolved}`",
             status=403,
         )
     if not resolved.is_dir():

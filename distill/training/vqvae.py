@@ -31,8 +31,9 @@ from distill.audio.windows import (
     split_files,
     window_count,
 )
-from distill.constants import LOW_UTILIZATION
+from distill.constants import ERROR_REDUCTION_UNIT, LOW_GAIN_SHARE, LOW_UTILIZATION
 from distill.events import (
+    CAUSE_LOW_GAIN,
     STOP_KEPT,
     CodebookWarning,
     DatasetScanned,
@@ -42,10 +43,11 @@ from distill.events import (
     PreviewReady,
     StepMetrics,
 )
-from distill.models.config import VQVAEConfig, codebook_size_for
+from distill.models.config import MIN_RVQ_LEVELS, VQVAEConfig, codebook_size_for
 from distill.models.health import (
     count_codes,
     level_health,
+    low_gain_levels,
     low_utilization_levels,
     utilization_advice,
 )
@@ -165,6 +167,8 @@ def train_vqvae(spec: TrainSpec, emit: Emit, should_stop: Callable[[], bool] = n
             if epoch >= 1:  # k-means leaves epoch 0's usage unrepresentative
                 for weak in low_utilization_levels(train_health):  # judged on what it saw
                     emit(_low_utilization_warning(epoch, weak, train_health))
+                for idle in low_gain_levels(evaluation.levels):  # on sounds it never heard
+                    emit(_low_gain_warning(epoch, idle, evaluation.levels))
 
             last = epoch == settings.epochs - 1
             if previews and (last or (epoch + 1) % settings.preview_every == 0):
@@ -276,6 +280,25 @@ def _low_utilization_warning(
         + utilization_advice(health, levels)
     )
     return CodebookWarning(epoch, health.level, health.utilization, LOW_UTILIZATION, message)
+
+
+def _low_gain_warning(
+    epoch: int, health: LevelHealth, levels: list[LevelHealth]
+) -> CodebookWarning:
+    first = levels[0].error_reduction
+    message = (
+        f"level {health.level} lowers the held-out error by {health.error_reduction:.4f} "
+        f"({ERROR_REDUCTION_UNIT}), {health.error_reduction / first:.1%} of level 1's "
+        f"{first:.4f} (under {LOW_GAIN_SHARE:.0%}): it earns almost nothing for its codes; "
+        + (
+            f"try --rvq-levels {health.level - 1}"
+            if health.level - 1 >= MIN_RVQ_LEVELS
+            else "try fewer --rvq-levels"
+        )
+    )
+    return CodebookWarning(
+        epoch, health.level, health.utilization, LOW_GAIN_SHARE, message, CAUSE_LOW_GAIN
+    )
 
 
 class PreparedData(NamedTuple):
