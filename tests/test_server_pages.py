@@ -129,6 +129,10 @@ def test_tables_say_which_files_they_count_and_a_finished_run_sums_up(world) -> 
     assert (f"{count} warning(s)" if count else "no warnings") in summary, warnings
     ticks = re.findall(r'class="tick"[^>]*>(-?[0-9.e+-]+)</text>', page + model)
     assert ticks and all(not tick.startswith("-") for tick in ticks), ticks
+    icon = re.search(r'<link rel="icon"[^>]*href="([^"]+)"', page)
+    assert icon is not None  # so a browser asks for no /favicon.ico (a 404 on every page)
+    with page_client(world["server"]) as http:
+        assert http.get(icon.group(1)).status_code == 200
 
 
 def test_unknown_run_page_is_404(world) -> None:
