@@ -135,15 +135,6 @@ def test_tables_say_which_files_they_count_and_a_finished_run_sums_up(world) -> 
         assert http.get(icon.group(1)).status_code == 200
 
 
-def test_the_editors_regenerate_button_says_why_it_is_off(world) -> None:
-    """One title per button: a second one is dropped by the browser, and was the reason."""
-    with page_client(world["server"]) as http:
-        page = http.get("/models/kicks/edit").text
-    button = re.search(r'<button[^>]*data-action="regenerate"[^>]*>', page)
-    assert button is not None
-    assert button.group(0).count("title=") == 1 and "needs a prior" in button.group(0)
-
-
 def test_unknown_run_page_is_404(world) -> None:
     with page_client(world["server"]) as http:
         response = http.get("/runs/nope")
