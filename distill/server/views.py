@@ -182,14 +182,18 @@ def progress_of(
     epochs = run.get("epochs") or 0
     done_epochs = (run["epoch"] + 1) if run.get("epoch") is not None else 0
     if run["status"] == "completed":
-        return {"fraction": 1.0, "label": f"{done_epochs} of {epochs} epochs", "eta": None}
+        return {
+            "fraction": 1.0,
+            "label": f"{done_epochs or epochs} of {epochs} epochs",
+            "eta": None,
+        }
     fraction = done_epochs / epochs if epochs else 0.0
     eta: str | None = None
     label = f"epoch {min(done_epochs + 1, epochs) if epochs else 1} of {epochs or '?'}"
     if step is not None and run["status"] in UNFINISHED_STATUSES and "steps_per_epoch" not in step:
         # a DecoderStageProgress: the epochs are done, the decoder stage trains
         label = (
-            f"{done_epochs} of {epochs} epochs; decoder stage, step {step['step']} of "
+            f"{done_epochs or epochs} of {epochs} epochs; decoder stage, step {step['step']} of "
             f"{step['steps']}, loss {step['train_loss']:.4f}"
         )
         fraction = 1.0
