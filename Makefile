@@ -38,10 +38,14 @@ chromium:
 
 # The dashboard, with a small generated demo set to try: scan $(DEMO) on the New run page.
 # `make run THREADS=N`: torch threads per process (default: each process's share of the cores).
+# ROOTS: more folders the dashboard may read datasets from, ':'-separated
+# (`make run ROOTS=/data/sfx:/data/kits`); they go to the server as DISTILL_ALLOWED_ROOTS.
+ROOTS ?=
 run: install
 	test -d $(DEMO) || $(BIN)/python -c "from distill.audio.synth import make_demo_set; make_demo_set('$(DEMO)')"
 	@echo "demo sounds to try: $(CURDIR)/$(DEMO)"
-	$(BIN)/distill serve --allow-root $(CURDIR)/demo $(if $(THREADS),--threads $(THREADS))
+	DISTILL_ALLOWED_ROOTS="$(ROOTS)$${DISTILL_ALLOWED_ROOTS:+:$$DISTILL_ALLOWED_ROOTS}" \
+		$(BIN)/distill serve --allow-root $(CURDIR)/demo $(if $(THREADS),--threads $(THREADS))
 
 lint: install
 	$(BIN)/ruff check distill tests bench

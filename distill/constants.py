@@ -8,6 +8,12 @@ from __future__ import annotations
 # Codebook health (models/health.py), the warnings (training) and the pages share these.
 LOW_UTILIZATION = 0.30  # a codebook level under this share of codes in use gets a warning
 MIN_VECTORS_PER_CODE = 2  # fewer audible vectors per code than this: a level is not judged
+# A level k > 1 whose error reduction is under this share of level 1's earns almost
+# nothing for its codes: it gets a warning that suggests fewer levels.
+LOW_GAIN_SHARE = 0.05
+# What "error reduction" counts, for every table's header: the drop in the multiscale
+# log-mel L1 (the training loss, models/rvqvae.py) when the level is added, held-out files.
+ERROR_REDUCTION_UNIT = "log-mel L1"
 
 # Dataset size tiers: "up to 20 files", "up to 100", "more". The codebook size, the prior's
 # width and the memorization threshold each pick one value per tier (SMALL_SET, MID_SET).

@@ -137,16 +137,23 @@ class EpochMetrics(Payload):
     val_mel_error: float | None = None  # mean |log-mel error| on held-out sounds' own frames
 
 
+CAUSE_UTILIZATION = "utilization"  # a level uses too few of its codes
+CAUSE_LOW_GAIN = "low_gain"  # a level lowers the error by a tiny share of level 1's
+
+
 @dataclass(frozen=True)
 class CodebookWarning(Payload):
-    """A level uses too few of its codes (under the warning threshold)."""
+    """A level uses too few of its codes (under the warning threshold), or, with
+    cause CAUSE_LOW_GAIN, earns almost nothing (its error reduction under `threshold`
+    times level 1's)."""
 
     kind: ClassVar[str] = "codebook_warning"
     epoch: int
     level: int
     utilization: float
-    threshold: float
+    threshold: float  # the utilization, or the share of level 1's reduction, it fell under
     message: str
+    cause: str = CAUSE_UTILIZATION
 
 
 @dataclass(frozen=True)
@@ -163,6 +170,7 @@ class PreviewClip:
     # The model's mel through Griffin-Lim, beside the decoder stage's rendering; "" while
     # there is no trained stage (reconstruction_wav is then itself Griffin-Lim).
     griffin_lim_wav: str = ""
+    source_file: str = ""  # the held-out file it is (its name); "" in older runs
 
 
 @dataclass(frozen=True)
@@ -173,6 +181,7 @@ class DecoderStageProgress(Payload):
     step: int  # steps done
     steps: int
     train_loss: float  # mean so far: log-magnitude L1 plus spectral convergence
+    seconds: float = 0.0  # since the stage began (its time left is estimated from it)
 
 
 @dataclass(frozen=True)
@@ -225,15 +234,39 @@ class ModelSaved(Payload):
     path: str
 
 
+# Why a completed run trained fewer epochs than it was asked (RunCompleted.stopped_early).
+STOP_PATIENCE = "patience"  # validation did not improve for `patience` epochs
+STOP_KEPT = "stopped_keeping_best"  # stopped on request; the best epoch so far was kept
+
+
 @dataclass(frozen=True)
 class RunCompleted(Payload):
-    """The run finished every epoch."""
+    """The run ended with its model saved: every epoch, or fewer when it stopped early."""
 
     kind: ClassVar[str] = "run_completed"
     best_epoch: int
     best_val_loss: float  # the val_loss of best_epoch
     model_path: str
     seconds: float
+    stopped_early: str = ""  # "" (every epoch ran), STOP_PATIENCE or STOP_KEPT
+    epochs_run: int = 0  # epochs finished (0: a run recorded before this was counted)
+    patience: int = 0  # the patience it trained with; 0: off
+
+    def stop_words(self, epochs: int) -> str:
+        """How the run came to end, in words (the CLI's summary and the run page's), given
+        the epochs it was asked for; "" for a run that trained them all."""
+        ran = f"after {self.epochs_run} of {epochs} epochs"
+        if self.stopped_early == STOP_PATIENCE:
+            return (
+                f"stopped early {ran}: validation had not improved for {self.patience} "
+                f"epochs since the best one, epoch {self.best_epoch + 1}, which the model keeps"
+            )
+        if self.stopped_early == STOP_KEPT:
+            return (
+                f"stopped on request {ran}; the best epoch so far, epoch "
+                f"{self.best_epoch + 1}, was kept as the model"
+            )
+        return ""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,9 @@ MODEL_FILE_EXTENSION = ".distill"
 CHECKPOINT_NAME = "checkpoint.distill"  # in a run's folder: where it resumes from
 # Touched in a run's (or a generate request's) folder to ask its worker to stop at the next step.
 CANCEL_FILE = "CANCEL"
+# Touched beside CANCEL_FILE (before it) when the stop should keep the best epoch so far:
+# the run saves its model as a finished run would, instead of only checkpointing.
+KEEP_BEST_FILE = "KEEP_BEST"
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # fullmatch: `$` lets "\n" through
 
 

@@ -129,6 +129,7 @@ def test_train_from_the_form_watch_it_listen_and_find_the_model(
     page.fill("#epochs", "2")
     assert page.input_value("#stage_steps") == "600"
     page.fill("#stage_steps", "20")  # a short decoder stage: the previews then play through it
+    assert page.input_value("#patience") == "10"  # the VQ-VAE's default, 0 = off
     page.fill("#model_name", "browser-kicks")
     shot(page, "new-run")
     page.click("#start")
@@ -158,6 +159,14 @@ def test_train_from_the_form_watch_it_listen_and_find_the_model(
     assert play(preview).endswith("model/clip1_levels_3.wav")
     levels = clip.locator(".levels audio")
     assert levels.count() == 3  # what levels 1, 1..2 and 1..3 sound like
+    # The finished run sums itself up: time, epochs, best epoch, mel error, the stage.
+    summary = page.inner_text("#run-summary")
+    assert "total time" in summary and "2 of 2" in page.inner_text("#summary-epochs")
+    assert "patience 10: never needed" in summary
+    assert page.inner_text("#summary-best").startswith(("1: validation loss", "2: validation loss"))
+    assert float(page.inner_text("#summary-mel-error").split()[0]) > 0
+    assert "20 steps" in page.inner_text("#summary-stage") and "→" in summary
+    assert page.inner_text("#summary-warnings") == "no warnings"
     shot(page, "run-finished")
 
     # Read back from SQLite, the finished page looks the same.
@@ -200,6 +209,7 @@ def test_train_a_prior_and_generate_from_the_model_page(page, server: ServerThre
     assert "varied" in page.inner_text("#run-measured")
     assert page.locator("#run-chart polyline.val").count() == 2  # perplexity, then loss
     assert page.locator("#run-chart polyline.threshold").count() == 1
+    assert "%" in page.inner_text("#summary-copy-rate")
     shot(page, "prior-run")
 
     # Back on the model's page: generate, then play a clip and its nearest training stretch.
@@ -220,6 +230,31 @@ def test_train_a_prior_and_generate_from_the_model_page(page, server: ServerThre
     page.reload()  # kept in the model's history
     assert page.locator("#generations .generated-clip").count() == 2
     shot(page, "model")
+
+
+def test_a_prior_shows_its_time_left_and_stops_keeping_its_best_epoch(
+    page, server: ServerThread
+) -> None:
+    """A long prior: its page estimates the time left; "Stop and keep the best epoch"
+    ends it completed, with its best epoch so far saved into the model."""
+    page.goto(server.url + "/models/browser-kicks")
+    page.click("#new-prior summary")  # the model has a prior: the form is folded
+    assert page.input_value("#prior-patience") == "5"  # the prior's default, 0 = off
+    for field, value in (("#prior-epochs", "500"), ("#hidden_size", "16"), ("#layers", "1"),
+                         ("#heads", "2"), ("#prior-patience", "0")):  # fmt: skip
+        page.fill(field, value)
+    page.click("#train-prior")
+    page.wait_for_url("**/runs/*")
+    run_id = page.url.rsplit("/", 1)[-1]
+    page.wait_for_selector("#run-prior tbody tr:nth-child(2)")  # two epochs done
+    assert "epochs: about" in page.inner_text("#run-eta") and "left" in page.inner_text("#run-eta")
+    shot(page, "prior-run-live")
+    page.click("#cancel-keep-best")
+    page.wait_for_selector("#run-status[data-status=completed]")
+    assert "stopped on request" in page.inner_text("#summary-stop")
+    assert page.locator("#run-eta").count() == 0
+    page.click("#model-link")
+    assert run_id in page.inner_text("#prior")  # the model's prior is this run's best epoch
 
 
 def switch(page, target, press) -> float:

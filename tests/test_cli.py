@@ -171,7 +171,7 @@ def test_bad_input_is_a_message_not_a_traceback(tmp_path: Path) -> None:
 def test_ctrl_c_stops_cleanly_and_keeps_the_checkpoint(dataset: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     process = subprocess.Popen(
-        [*DISTILL, "train", str(dataset), "--epochs", "500", "--json"],
+        [*DISTILL, "train", str(dataset), "--epochs", "500", "--no-keep-best", "--json"],
         env=command_env(home),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -16,6 +16,7 @@ from container import build_file, split_file
 from distill.audio.mel import MelSpectrogram, mel_to_audio
 from distill.core.store import Store
 from distill.events import (
+    STOP_KEPT,
     DecoderStageProgress,
     DecoderStageTrained,
     PreviewReady,
@@ -30,6 +31,7 @@ from distill.models.library import load_vqvae, read_card, read_metadata, save_vq
 from distill.models.magnitude import render, stage_magnitude
 from distill.models.model_file import FORMAT_VERSION
 from distill.models.rvqvae import ConvVQVAE
+from distill.paths import KEEP_BEST_FILE
 from distill.server.inputs import InputError, train_options
 from distill.server.views import progress_of, run_context
 from distill.training.lifecycle import never
@@ -160,6 +162,36 @@ def test_a_run_cancelled_in_the_stage_resumes_into_it(tmp_path: Path) -> None:
     assert not any(type(e).__name__ == "EpochMetrics" for e in again)  # straight to the stage
     assert [e.steps for e in again if isinstance(e, DecoderStageTrained)] == [60]
     assert read_metadata(spec.model_path)["decoder_stage"]["steps"] == 60
+
+
+def test_a_vqvae_stopped_keeping_the_best_saves_its_model(tmp_path: Path) -> None:
+    """KEEP_BEST beside the stop: stopped in its epochs, the run saves the best epoch so
+    far as its model (no stage trained); stopped in the stage, it keeps the stage's best."""
+    write_good_sounds(tmp_path / "sounds")
+    for name, stop_when in (
+        ("in-epochs", lambda events: any(isinstance(e, StepMetrics) and e.epoch == 1
+                                         for e in events)),
+        ("in-stage", lambda events: any(isinstance(e, DecoderStageProgress) for e in events)),
+    ):  # fmt: skip
+        spec = tiny_spec(tmp_path / "sounds", tmp_path, epochs=30, name=name)
+        spec = replace(spec, settings=replace(spec.settings, stage_steps=400))
+        spec.run_dir.mkdir(parents=True)
+        (spec.run_dir / KEEP_BEST_FILE).touch()
+        events: list = []
+        epochs = 30 if name == "in-epochs" else 1
+        spec = replace(spec, settings=replace(spec.settings, epochs=epochs))
+        result = train_vqvae(spec, events.append, lambda f=stop_when, e=events: f(e))
+        assert result.status == "completed", name
+        done = [e for e in events if isinstance(e, RunCompleted)][0]
+        assert done.stopped_early == STOP_KEPT
+        card = read_card(spec.model_path)
+        assert card.training.best_epoch == done.best_epoch
+        stage = [e for e in events if isinstance(e, DecoderStageTrained)]
+        if name == "in-epochs":
+            assert done.epochs_run == 1 and not stage and card.decoder_stage is None
+        else:
+            assert len(stage) == 1 and 0 < stage[0].steps < 400
+            assert card.decoder_stage is not None and card.decoder_stage.steps == stage[0].steps
 
 
 def test_no_stage_steps_means_a_model_without_a_stage(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from distill.models.health import (
     count_codes,
     judged,
     level_health,
+    low_gain_levels,
     low_utilization_levels,
     perplexity,
     utilization_advice,
@@ -87,3 +88,11 @@ def test_a_residual_level_that_adds_nothing_is_told_to_go() -> None:
     levels = level_health(count_codes(indices, 64), [0.5, 0.0])
     (weak,) = low_utilization_levels(levels)
     assert weak.level == 2 and "fewer --rvq-levels" in utilization_advice(weak, levels)
+
+
+def test_a_level_that_earns_a_tiny_share_of_level_ones_reduction_is_flagged() -> None:
+    """The kit of issue 28: level 3 lowered the error by 0.012 against level 1's 1.007."""
+    indices = torch.stack([torch.arange(300) % 64] * 3, dim=1)
+    levels = level_health(count_codes(indices, 64), [1.007, 0.3, 0.012])
+    assert [h.level for h in low_gain_levels(levels)] == [3]
+    assert low_gain_levels(level_health(count_codes(indices, 64), [0.0, 0.0, 0.0])) == []

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 from pathlib import Path
 
 import soundfile as sf
-from commands import distill, json_lines
+from commands import DISTILL, command_env, distill, json_lines
 from conftest import write_good_sounds
+from waiting import DEADLINE
+
+from distill.events import STOP_KEPT
 
 
 def test_train_a_prior_then_generate(tmp_path: Path) -> None:
@@ -81,3 +87,41 @@ def test_bad_input_to_the_prior_commands_is_a_message(tmp_path: Path) -> None:
     for result in (missing, heads, foreign):
         assert "Traceback" not in result.stdout + result.stderr
     assert json_lines(missing.stdout) == []
+
+
+def test_ctrl_c_on_a_prior_keeps_its_best_epoch(tmp_path: Path) -> None:
+    """The first Ctrl-C of `distill train-prior` stops the run and saves the best epoch so
+    far into the model, as a finished run would: the run ends completed, exit code 0."""
+    home = tmp_path / "home"
+    write_good_sounds(tmp_path / "sounds")
+    trained = distill(
+        home, "train", str(tmp_path / "sounds"), "--epochs", "1", "--rvq-levels", "2",
+        "--codebook-size", "16", "--stage-steps", "0", "--model-name", "hits",
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    process = subprocess.Popen(
+        [*DISTILL, "train-prior", "hits", "--epochs", "500", "--patience", "0",
+         "--hidden-size", "16", "--layers", "1", "--heads", "2", "--json"],
+        env=command_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        epochs = 0
+        for line in process.stdout:  # wait on the events, not on a clock
+            epochs += json.loads(line)["kind"] == "prior_epoch_metrics"
+            if epochs == 2:
+                break
+        os.killpg(process.pid, signal.SIGINT)  # as a terminal does: the whole group
+        rest, _ = process.communicate(timeout=DEADLINE)
+    finally:
+        process.kill()
+    events = json_lines(rest)
+    assert [e["kind"] for e in events][-2:] == ["prior_saved", "run_completed"]
+    done = events[-1]["payload"]
+    assert done["stopped_early"] == STOP_KEPT and done["epochs_run"] >= 2
+    assert process.returncode == 0
+    listed = json.loads(distill(home, "models", "list", "--json").stdout)
+    assert listed[0]["has_prior"] is True
+
+    shown = distill(home, "runs", "show", events[-1]["run_id"])
+    assert "stopped on request" in shown.stdout.replace("\n", " ")

@@ -12,6 +12,7 @@ from core_runs import assert_no_gaps, collect, request, stored_events
 from waiting import within_deadline
 
 from distill.core.core import Core, PriorRequest, RunError
+from distill.events import STOP_KEPT
 from distill.models.library import read_metadata
 from distill.models.model_file import ModelFileError
 from distill.paths import database_path
@@ -109,6 +110,40 @@ def test_a_cancelled_prior_run_resumes_as_a_prior_run(tmp_path: Path) -> None:
     assert started.payload["run_type"] == "prior" and started.payload["start_epoch"] >= 1
     assert resumed[-1].kind == "run_cancelled"
     assert_no_gaps(stored_events(home, run_id))
+
+
+def test_a_prior_stopped_keeping_the_best_saves_its_best_epoch(tmp_path: Path) -> None:
+    """Cancel with keep_best after two epochs: the run ends completed, the model file holds
+    a prior of the best epoch so far, with the card a finished run would write."""
+    home = tmp_path / "home"
+    write_good_sounds(tmp_path / "sounds")
+
+    async def scenario():
+        async with Core(home, run_types=RUN_TYPES) as core:
+            await collect(core, await core.submit_training(request(tmp_path / "sounds", 1, "k")))
+            run_id = await core.submit_prior(prior_request("k", epochs=200))
+            events, asked = [], False
+            async for event in core.follow(run_id):
+                events.append(event)
+                epochs = sum(e.kind == "prior_epoch_metrics" for e in events)
+                if epochs == 2 and not asked:
+                    await core.cancel(run_id, keep_best=True)
+                    asked = True
+            return run_id, events, await core.store.run(run_id)
+
+    run_id, events, row = within_deadline(scenario())
+    kinds = [e.kind for e in events]
+    assert kinds[-2:] == ["prior_saved", "run_completed"], kinds[-4:]
+    done = events[-1].payload
+    assert done["stopped_early"] == STOP_KEPT and 2 <= done["epochs_run"] < 200
+    assert row["status"] == "completed"
+    metrics = [e.payload for e in events if e.kind == "prior_epoch_metrics"]
+    best = min(metrics, key=lambda m: m["val_perplexity"])
+    card = read_metadata(home / "models" / "k.distill")["prior"]
+    assert card["run_id"] == run_id
+    assert card["training"]["best_epoch"] == best["epoch"] == done["best_epoch"]
+    assert card["training"]["best_val_perplexity"] == best["val_perplexity"]
+    assert len(card["curves"]["val_perplexity"]) == done["epochs_run"]
 
 
 def test_bad_prior_requests_are_refused_before_anything_is_queued(tmp_path: Path) -> None:

@@ -14,6 +14,8 @@ from conftest import tiny_prior_spec, tiny_spec, write_good_sounds
 from distill.audio.synth import chirp
 from distill.events import (
     CAUSE_VAL_PERPLEXITY,
+    STOP_KEPT,
+    STOP_PATIENCE,
     CodesExtracted,
     GenerationMeasured,
     MemorizationWarning,
@@ -34,6 +36,7 @@ from distill.models.library import (
 )
 from distill.models.model_file import ModelFileError, read_model_metadata
 from distill.models.sampling import generate_codes
+from distill.paths import KEEP_BEST_FILE
 from distill.training.checkpoint import load_checkpoint
 from distill.training.memorization import memorization_threshold
 from distill.training.prior import evaluate, prepare_codes, train_prior
@@ -219,6 +222,48 @@ def test_cancel_keeps_a_checkpoint_and_resume_finishes(trained, tmp_path: Path) 
     assert [m.epoch for m in of(resumed, PriorEpochMetrics)] == [1, 2]
     assert len(result.history) == 3
     assert read_metadata(spec.model_path)["prior"]["run_id"] == "cancelled"
+
+
+def test_a_prior_with_patience_stops_before_its_epochs(tmp_path: Path) -> None:
+    """Eight short sounds, no dropout, a high learning rate: the prior learns its seven
+    training files by heart and validation stops improving long before 40 epochs."""
+    write_good_sounds(tmp_path / "sounds", count=8)
+    model_path = trained_model(tmp_path, tmp_path / "sounds")
+    spec = tiny_prior_spec(model_path, tmp_path / "sounds", tmp_path, epochs=40,
+                           dropout=0.0, hidden_size=32)  # fmt: skip
+    settings = dataclasses.replace(spec.settings, learning_rate=3e-3, patience=2)
+    events: list = []
+    result = train_prior(dataclasses.replace(spec, settings=settings), events.append)
+    assert result.status == "completed"
+    done = of(events, RunCompleted)[0]
+    epochs = of(events, PriorEpochMetrics)
+    assert done.stopped_early == STOP_PATIENCE and done.patience == 2
+    assert done.epochs_run == len(epochs) < 40
+    assert epochs[-1].epoch - done.best_epoch == 2  # two epochs without a better one
+    assert all(m.val_perplexity > epochs[done.best_epoch].val_perplexity for m in epochs[-2:])
+    prior = read_metadata(spec.model_path)["prior"]
+    assert prior["training"]["best_epoch"] == done.best_epoch
+    assert prior["training"]["patience"] == 2
+
+
+def test_a_stop_that_keeps_the_best_saves_the_prior(trained, tmp_path: Path) -> None:
+    """KEEP_BEST beside the stop: the run completes with its best epoch so far saved."""
+    spec, _, _, _ = trained
+    spec = dataclasses.replace(spec, run_dir=tmp_path / "run", run_id="kept")
+    spec.run_dir.mkdir(parents=True)
+    (spec.run_dir / KEEP_BEST_FILE).touch()
+    events: list = []
+
+    def stop_in_epoch_2() -> bool:
+        return any(isinstance(e, PriorStepMetrics) and e.epoch == 2 for e in events)
+
+    result = train_prior(spec, events.append, stop_in_epoch_2)
+    assert result.status == "completed" and not of(events, RunCancelled)
+    done = of(events, RunCompleted)[0]
+    assert (done.stopped_early, done.epochs_run) == (STOP_KEPT, 2)
+    assert of(events, PriorSaved)
+    prior = read_metadata(spec.model_path)["prior"]
+    assert (prior["run_id"], prior["training"]["best_epoch"]) == ("kept", done.best_epoch)
 
 
 def test_a_model_replaced_while_its_prior_trains_is_not_overwritten(tmp_path: Path) -> None:

@@ -133,6 +133,19 @@ def test_bad_input_is_refused_by_the_server_with_its_reason(setup) -> None:
     assert f"the distill server at {setup['info'].url} refused" in out
     assert "outside the folders" in out
     assert "restart the server as `distill serve --allow-root /etc`" in out  # how to allow it
+    assert "add it to DISTILL_ALLOWED_ROOTS (`make run ROOTS=/etc` does)" in out
+
+
+def test_a_busy_port_is_a_message_that_points_at_the_running_server(setup) -> None:
+    """A second `distill serve` on the port of this data directory's server: no uvicorn
+    traceback, the port named, the server already running pointed to, --port 0 offered."""
+    port = str(setup["info"].port)
+    second = distill(setup, "serve", "--port", port)
+    out = " ".join(second.stdout.split())
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert f"port {port} is in use" in out and "--port 0" in out
+    assert f"already runs at {setup['info'].url}/" in out
+    assert "Traceback" not in second.stdout + second.stderr
 
 
 def test_following_an_unknown_run_is_bad_input(setup) -> None:

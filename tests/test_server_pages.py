@@ -108,6 +108,33 @@ def test_finished_run_page_is_read_from_sqlite(world) -> None:
     assert 'class="line val"' in page and 'class="line commit"' in page
 
 
+def test_tables_say_which_files_they_count_and_a_finished_run_sums_up(world) -> None:
+    """Every codebook table names its files and the unit of its error reduction; a
+    finished run's page has its summary; no chart of a positive quantity ticks below 0."""
+    run_id = world["runs"]["kicks"]
+    with page_client(world["server"]) as http:
+        page = http.get(f"/runs/{run_id}").text
+        model = http.get("/models/kicks").text
+        runs = http.get("/runs").text
+    assert "counted on the training files" in page and "counted on the held-out files" in page
+    assert "error reduction (log-mel L1, held-out)" in page
+    model_table = model.split('class="health"', 1)[1].split("</table>", 1)[0]
+    assert 'data-split="val"' in model and "counted on the held-out files" in model_table
+    assert "worst level (training files)" in runs
+    summary = page.split('id="run-summary"', 1)[1].split("</section>", 1)[0]
+    for words in ("total time", "best epoch", "held-out mel error", "decoder stage"):
+        assert words in summary, words
+    warnings = page.split('id="run-warnings"', 1)[1].split("</section>", 1)[0]
+    count = warnings.count('<li class="warning">')
+    assert (f"{count} warning(s)" if count else "no warnings") in summary, warnings
+    ticks = re.findall(r'class="tick"[^>]*>(-?[0-9.e+-]+)</text>', page + model)
+    assert ticks and all(not tick.startswith("-") for tick in ticks), ticks
+    icon = re.search(r'<link rel="icon"[^>]*href="([^"]+)"', page)
+    assert icon is not None  # so a browser asks for no /favicon.ico (a 404 on every page)
+    with page_client(world["server"]) as http:
+        assert http.get(icon.group(1)).status_code == 200
+
+
 def test_unknown_run_page_is_404(world) -> None:
     with page_client(world["server"]) as http:
         response = http.get("/runs/nope")

@@ -193,7 +193,7 @@ def test_a_version_4_database_upgrades_to_one_name_per_quantity(db_path: Path) -
     assert "final_val_loss" not in run and "final_val_perplexity" not in run
     assert warnings == [
         {"run_id": "old", "seq": 3, "epoch": 0, "level": 2, "utilization": 0.25,
-         "threshold": 0.3, "message": "level 2 is weak"}
+         "threshold": 0.3, "message": "level 2 is weak", "cause": "utilization"}
     ]  # fmt: skip
     assert datasets == [
         {"dataset": "/d", "file_count": 7, "skipped_count": 2, "total_seconds": 4.5,
@@ -336,6 +336,7 @@ def test_projections_follow_a_realistic_run(db_path: Path) -> None:
                     "utilization": 0.25,
                     "threshold": 0.3,
                     "message": "level 2 uses 25% of its codes",
+                    "cause": "utilization",
                 }
             ]
             assert await store.datasets() == [

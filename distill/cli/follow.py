@@ -34,6 +34,30 @@ ThreadsOption = Annotated[
         show_default=False,
     ),
 ]
+KeepBestOption = Annotated[
+    bool,
+    typer.Option(
+        "--keep-best/--no-keep-best",
+        help="On Ctrl-C, save the best epoch so far as the model (the run ends completed); "
+        "--no-keep-best only checkpoints it, for `distill runs resume`.",
+    ),
+]
+PATIENCE_HELP = (
+    "Stop when validation has not improved for this many epochs (the best epoch is kept); "
+    "0 trains every epoch."
+)
+
+
+STOPPING = "stopping after this step (Ctrl-C again to leave)..."
+STOPPING_KEEPING_BEST = (
+    "stopping after this step; the best epoch so far becomes the model (Ctrl-C again to "
+    "leave; --no-keep-best would only checkpoint)..."
+)
+
+
+def stopping_words(keep_best: bool) -> str:
+    """What the first Ctrl-C says it does."""
+    return STOPPING_KEEPING_BEST if keep_best else STOPPING
 
 
 async def render_stream(
@@ -41,8 +65,10 @@ async def render_stream(
     render: Callable[[Event], None],
     on_interrupt: Callable[[], Coroutine[Any, Any, None]] | None = None,
     console: Console | None = None,
+    stopping: str = STOPPING,
 ) -> Event | None:
-    """Render every event; the first Ctrl-C asks the run to stop, the second leaves.
+    """Render every event; the first Ctrl-C asks the run to stop (`stopping` says how),
+    the second leaves.
 
     Returns the last terminal event seen (None if the stream ended without one).
     """
@@ -56,7 +82,7 @@ async def render_stream(
         interrupts += 1
         if interrupts == 1 and on_interrupt is not None:
             if console is not None:
-                console.print("[yellow]stopping after this step (Ctrl-C again to leave)...[/]")
+                console.print(f"[yellow]{stopping}[/]")
             loop.create_task(on_interrupt())
         else:
             follower.cancel()
@@ -100,8 +126,9 @@ def _exit_code(completed: bool, error: str | None) -> int:
 
 
 async def run_in_process(home: Path, request: TrainRequest | PriorRequest, render,
-                         console: Console) -> int:  # fmt: skip
-    """No server running: start a core in this process, submit, follow to the end."""
+                         console: Console, keep_best: bool = True) -> int:  # fmt: skip
+    """No server running: start a core in this process, submit, follow to the end; a
+    Ctrl-C stops the run, keeping its best epoch so far as the model with `keep_best`."""
     async with Core(home, run_types=RUN_TYPES) as core:
         try:
             if isinstance(request, PriorRequest):
@@ -112,6 +139,7 @@ async def run_in_process(home: Path, request: TrainRequest | PriorRequest, rende
             console.print(f"[bold red]error:[/] {error}")
             return EXIT_BAD_INPUT
         terminal = await render_stream(
-            core.follow(run_id), render, lambda: core.cancel(run_id), console
-        )
+            core.follow(run_id), render, lambda: core.cancel(run_id, keep_best), console,
+            stopping_words(keep_best),
+        )  # fmt: skip
         return exit_code(terminal)

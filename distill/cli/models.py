@@ -70,7 +70,13 @@ def list_command(json_output: Annotated[bool, typer.Option("--json")] = False) -
         console.print("no models yet: train one with `distill train FOLDER`")
         return
     table = Table(
-        "name", "created", "levels", "codebook size", "worst utilization", "best val loss", "prior"
+        "name",
+        "created",
+        "levels",
+        "codebook size",
+        "worst utilization (held-out files)",
+        "best val loss",
+        "prior",
     )
     for row in rows:
         if "unreadable" in row:
@@ -199,7 +205,7 @@ def print_card(path: str, card: ModelCard) -> None:
         say(f"val loss  {_sparkline(val_loss)}  {val_loss[0]:.3f} -> {val_loss[-1]:.3f}")
     if card.health:
         console.print(
-            health_table(list(card.health), title="codebook health (best epoch, validation)")
+            health_table(list(card.health), title="codebook health (best epoch, held-out files)")
         )
     print_prior(card.prior)
 
@@ -212,7 +218,7 @@ def print_prior(prior: PriorCard | None) -> None:
     say(
         f"prior     {config.layers} layers x {config.hidden_size} hidden, {config.heads} heads, "
         f"window {config.context_steps} steps x {config.rvq_levels} levels; trained {prior.created or '?'} "
-        f"(run {prior.run_id or '-'}) on {'?' if prior.dataset.train_files is None else prior.dataset.train_files} files"
+        f"(run {prior.run_id or '-'}) on {prior.dataset.files} files{_split_words(prior.dataset)}"
     )
     say(
         f"          best epoch {training.best_epoch + 1} of {training.epochs}, "
@@ -272,3 +278,10 @@ async def _in_store(change: Callable[[Store], Any]) -> Any:
         return None
     async with await Store.open(database) as store:
         return await change(store)
+
+
+def _split_words(dataset) -> str:
+    """ " (44 train, 8 held out)" for a prior's dataset record; "" when it did not say."""
+    if dataset.train_files is None or dataset.val_files is None:
+        return ""
+    return f" ({dataset.train_files} train, {dataset.val_files} held out)"

@@ -20,7 +20,7 @@ from rich.console import Console
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from distill.cli.follow import EXIT_BAD_INPUT, exit_code, render_stream
+from distill.cli.follow import EXIT_BAD_INPUT, exit_code, render_stream, stopping_words
 from distill.core.core import PriorRequest, TrainRequest
 from distill.events import TERMINAL_KINDS, Event
 from distill.server.discovery import ServerInfo, read_server_file
@@ -68,8 +68,10 @@ class Remote:
         path = "/api/priors" if isinstance(request, PriorRequest) else "/api/runs"
         return (await self._post(path, asdict(request)))["run_id"]
 
-    async def cancel(self, run_id: str) -> None:
-        await self._post(f"/api/runs/{run_id}/cancel")
+    async def cancel(self, run_id: str, keep_best: bool = False) -> None:
+        """Stop the run; with `keep_best`, its best epoch so far becomes its model."""
+        keep = "?keep_best=1" if keep_best else ""
+        await self._post(f"/api/runs/{run_id}/cancel{keep}")
 
     async def resume(self, run_id: str) -> int:
         """Resume the run; returns the seq its resumed attempt's events follow."""
@@ -130,9 +132,11 @@ async def run_on_server(
     follow: bool,
     json_output: bool,
     console: Console,
+    keep_best: bool = True,
 ) -> int:
     """Submit to the running server and follow its stream (or print the run id and
-    return): the run is the server's own, so it shows in the dashboard too."""
+    return): the run is the server's own, so it shows in the dashboard too. A Ctrl-C
+    stops it, as run_in_process does."""
     try:
         run_id = await remote.submit(request)
     except RemoteError as error:
@@ -148,8 +152,9 @@ async def run_on_server(
         console.print(f"[dim]run {run_id} on the server at {remote.info.url}[/]")
     try:
         terminal = await render_stream(
-            remote.follow(run_id), render, lambda: remote.cancel(run_id), console
-        )
+            remote.follow(run_id), render, lambda: remote.cancel(run_id, keep_best), console,
+            stopping_words(keep_best),
+        )  # fmt: skip
     except RemoteError as error:
         console.print(f"[bold red]error:[/] {error}")
         return EXIT_BAD_INPUT

@@ -8,6 +8,7 @@ field names.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -18,11 +19,12 @@ from rich.progress import (
     Progress,
     TaskID,
     TextColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 
+from distill.constants import ERROR_REDUCTION_UNIT
 from distill.events import (
+    CAUSE_UTILIZATION,
     CodebookWarning,
     CodesExtracted,
     CopiesMeasured,
@@ -48,12 +50,29 @@ from distill.events import (
     StepMetrics,
 )
 from distill.models.health import judged, low_utilization_levels
+from distill.progress import duration, epochs_remaining, remaining_seconds
+
+EPOCHS_PACED = 5  # the latest epochs whose mean length paces the time left (as on the page)
+
+
+def stage_words(trained: DecoderStageTrained) -> str:
+    """What the decoder stage did, before and after on the held-out sounds."""
+    kept = "" if trained.helped else " (it did not help sounds it never heard: kept as it started)"
+    return (
+        f"decoder stage: {trained.steps} steps, {trained.seconds:.0f} s; on the held-out "
+        f"sounds, the loss {trained.val_loss_baseline:.3f} -> {trained.val_loss:.3f} and the "
+        f"magnitude's spectral convergence {trained.val_convergence_baseline:.3f} -> "
+        f"{trained.val_convergence:.3f} (the mel's pseudo-inverse -> the stage){kept}"
+    )
 
 
 def health_table(levels: list[LevelHealth], title: str | None = None) -> Table:
     """The per-level codebook table; levels under the warning threshold in red."""
     table = Table(title=title, title_justify="left")
-    columns = ("level", "utilization", "perplexity", "dead codes", "error reduction", "vectors")
+    columns = (
+        "level", "utilization", "perplexity", "dead codes",
+        f"error reduction ({ERROR_REDUCTION_UNIT}, held-out)", "vectors",
+    )  # fmt: skip
     for column in columns:
         table.add_column(column, justify="right")
     for h in levels:
@@ -151,6 +170,9 @@ class RunRenderer:
         self.copies: CopiesMeasured | None = None  # a run recorded before GenerationMeasured
         self.generation: GenerationMeasured | None = None
         self.stage: DecoderStageTrained | None = None
+        self.planned_epochs = 0
+        self.epoch_seconds: list[float] = []  # every finished epoch's, this attempt
+        self.started = time.monotonic()
 
     def __call__(self, event: Event) -> None:
         self.show(event.typed())
@@ -180,12 +202,13 @@ class RunRenderer:
         self.console.print(
             f"training {started.epochs} epochs of {started.steps_per_epoch} steps{resumed}"
         )
+        self.planned_epochs, self.started = started.epochs, time.monotonic()
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[eta]}"),
             console=self.console,
             transient=True,
         )
@@ -198,8 +221,16 @@ class RunRenderer:
         if self.task is None or self.progress.tasks[0].description != description:
             if self.task is not None:
                 self.progress.remove_task(self.task)
-            self.task = self.progress.add_task(description, total=step.steps_per_epoch, loss="-")
-        self.progress.update(self.task, completed=step.step + 1, loss=f"{step.loss:.4f}")
+            self.task = self.progress.add_task(
+                description, total=step.steps_per_epoch, loss="-", eta=""
+            )
+        within = (step.step + 1) / step.steps_per_epoch
+        left = epochs_remaining(
+            self.epoch_seconds[-EPOCHS_PACED:], self.planned_epochs - step.epoch, within,
+            time.monotonic() - self.started,
+        )  # fmt: skip
+        eta = f"epochs: {duration(left)} left" if left is not None else ""
+        self.progress.update(self.task, completed=step.step + 1, loss=f"{step.loss:.4f}", eta=eta)
 
     def on_prior_step_metrics(self, step: PriorStepMetrics) -> None:
         self.on_step_metrics(step)  # the same progress bar: epoch, step, loss
@@ -216,6 +247,7 @@ class RunRenderer:
 
     def on_prior_epoch_metrics(self, m: PriorEpochMetrics) -> None:
         self.prior_epochs[m.epoch] = m
+        self.epoch_seconds.append(m.seconds)
         best = self.prior_epochs.get(m.best_epoch, m)
         marker = " [bold]best[/]" if m.best_epoch == m.epoch else ""
         self.console.print(
@@ -236,6 +268,7 @@ class RunRenderer:
 
     def on_epoch_metrics(self, m: EpochMetrics) -> None:
         self.last_epoch = m
+        self.epoch_seconds.append(m.seconds)
         self.epochs[m.epoch] = m
         best = " [bold]best[/]" if m.best_epoch == m.epoch else ""
         error = f"mel error {m.val_mel_error:.3f}  " if m.val_mel_error is not None else ""
@@ -265,20 +298,14 @@ class RunRenderer:
         if self.task is None or self.progress.tasks[0].description != "decoder stage":
             if self.task is not None:
                 self.progress.remove_task(self.task)
-            self.task = self.progress.add_task("decoder stage", total=step.steps, loss="-")
-        self.progress.update(self.task, completed=step.step, loss=f"{step.train_loss:.4f}")
+            self.task = self.progress.add_task("decoder stage", total=step.steps, loss="-", eta="")
+        left = remaining_seconds(step.step, step.steps, step.seconds)
+        eta = f"stage: {duration(left)} left" if left is not None else ""
+        self.progress.update(self.task, completed=step.step, loss=f"{step.train_loss:.4f}", eta=eta)
 
     def on_decoder_stage_trained(self, trained: DecoderStageTrained) -> None:
         self.stage = trained
-        kept = (
-            "" if trained.helped else " (it did not help sounds it never heard: kept as it started)"
-        )
-        self.console.print(
-            f"decoder stage: {trained.steps} steps, {trained.seconds:.0f} s; on the held-out "
-            f"sounds, the loss {trained.val_loss_baseline:.3f} -> {trained.val_loss:.3f} and the "
-            f"magnitude's spectral convergence {trained.val_convergence_baseline:.3f} -> "
-            f"{trained.val_convergence:.3f} (the mel's pseudo-inverse -> the stage){kept}"
-        )
+        self.console.print(stage_words(trained))
 
     def on_run_completed(self, done: RunCompleted) -> None:
         self._stop_progress()
@@ -296,6 +323,7 @@ class RunRenderer:
             f"best epoch: {done.best_epoch + 1} (validation loss {done.best_val_loss:.4f}), "
             f"{done.seconds:.0f} s in all; the model keeps the best epoch"
         )
+        self._print_stop(done, self.last_epoch.epochs if self.last_epoch else 0)
         best = self.epochs.get(done.best_epoch, self.last_epoch)
         if best and best.val_mel_error is not None:
             self.console.print(
@@ -331,6 +359,7 @@ class RunRenderer:
                 f"best epoch: {best.epoch + 1} (validation perplexity {best.val_perplexity:.2f}), "
                 f"{done.seconds:.0f} s in all; the model keeps the best epoch"
             )
+        self._print_stop(done, last.epochs)
         if self.generation is not None:
             self.console.print(
                 f"its sounds: {self.generation.sampled_clips} clips generated from the kept prior, "
@@ -357,19 +386,25 @@ class RunRenderer:
         self.console.print(f"model (now with a prior): [bold]{done.model_path}[/]")
         self.console.print(f"next: distill generate {Path(done.model_path).stem} --seconds 4")
 
+    def _print_stop(self, done: RunCompleted, epochs: int) -> None:
+        words = done.stop_words(epochs)
+        if words:
+            self.console.print(f"[yellow]{words}[/]")
+
     def _print_warning_summary(self) -> None:
         """One line per level that warned, not one per warning: 30 epochs x 4 levels is noise."""
         if not self.warnings:
             self.console.print("no warnings")
             return
-        by_level: dict[int, list[CodebookWarning]] = {}
+        by_level: dict[tuple[int, str], list[CodebookWarning]] = {}
         for w in self.warnings:
-            by_level.setdefault(w.level, []).append(w)
+            by_level.setdefault((w.level, w.cause), []).append(w)
         self.console.print(f"[bold red]{len(self.warnings)} warning(s)[/]:")
-        for level, warnings in sorted(by_level.items()):
+        for (level, cause), warnings in sorted(by_level.items()):
             epochs = ", ".join(str(w.epoch + 1) for w in warnings)
+            what = "utilization" if cause == CAUSE_UTILIZATION else "of level 1's error reduction"
             self.console.print(
-                f"  level {level}: under {warnings[-1].threshold:.0%} utilization in "
+                f"  level {level}: under {warnings[-1].threshold:.0%} {what} in "
                 f"{len(warnings)} epoch(s) ({epochs}); latest: {warnings[-1].message}"
             )
 

@@ -14,12 +14,21 @@ from rich.table import Column, Table
 
 from distill.cli.follow import EXIT_BAD_INPUT, exit_code, exit_code_of_run, render_stream
 from distill.cli.remote import Remote, RemoteError, find_server
-from distill.cli.render import JsonLinesRenderer, RunRenderer, health_table
+from distill.cli.render import JsonLinesRenderer, RunRenderer, health_table, stage_words
 from distill.core.core import Core, RunError
 from distill.core.owners import interrupt_orphans
 from distill.core.store import Store, UnknownStatus, check_status
-from distill.events import RUN_STATUSES, TRAIN_SPLIT, VAL_SPLIT, LevelHealth
+from distill.events import (
+    RUN_STATUSES,
+    TRAIN_SPLIT,
+    VAL_SPLIT,
+    DecoderStageTrained,
+    LevelHealth,
+    RunCompleted,
+    payload_from_dict,
+)
 from distill.paths import data_home, database_path
+from distill.progress import duration
 from distill.training.jobs import RUN_TYPES
 
 app = typer.Typer(help="Training runs, past and present.", invoke_without_command=True)
@@ -53,7 +62,14 @@ def list_runs(
         console.print("no runs match" if filtered else "no runs yet: `distill train FOLDER`")
         return
     table = Table(
-        "type", "status", "dataset", "epochs", "mel error", "worst level", "best val ppl", "model"
+        "type",
+        "status",
+        "dataset",
+        "epochs",
+        "mel error",
+        "worst level (training files)",
+        "best val ppl",
+        "model",
     )
     table.columns[0:0] = [Column("run", no_wrap=True)]
     for r in rows:
@@ -62,7 +78,9 @@ def list_runs(
             r["run_type"],
             _status(r["status"]),
             Path(r["dataset"]).name,
-            f"{(r['epoch'] + 1) if r['epoch'] is not None else 0}/{r['epochs'] or '?'}",
+            f"{(r['epoch'] + 1) if r['epoch'] is not None else 0}/{r['epochs']}"
+            if r["epochs"]
+            else "-",
             _num(r.get("val_mel_error"), 3),
             f"{r['worst_utilization']:.0%}" if r["worst_utilization"] is not None else "-",
             _num(r.get("best_val_perplexity"), 2),
@@ -87,6 +105,8 @@ def show(run_id: str, json_output: JsonOption = False) -> None:
             "codebook_warnings": await store.codebook_warnings(run_id),
             "prior_epoch_metrics": await store.prior_epoch_metrics(run_id),
             "memorization_warnings": await store.memorization_warnings(run_id),
+            "completed": await _payload(store, run_id, RunCompleted.kind),
+            "decoder_stage": await _payload(store, run_id, DecoderStageTrained.kind),
         }
 
     data = asyncio.run(_read(report))
@@ -119,19 +139,31 @@ def resume(run_id: str, json_output: JsonOption = False) -> None:
 
 
 @app.command("cancel")
-def cancel(run_id: str) -> None:
-    """Stop a queued or running run; it keeps its last checkpoint."""
+def cancel(
+    run_id: str,
+    keep_best: Annotated[
+        bool,
+        typer.Option(
+            "--keep-best",
+            help="Save the best epoch so far as the model (the run ends completed) instead "
+            "of only checkpointing it for a resume.",
+        ),
+    ] = False,
+) -> None:
+    """Stop a queued or running run; it keeps its last checkpoint (or, with --keep-best,
+    its best epoch so far as the model)."""
 
     async def go() -> None:
         async with Core(data_home()) as core:
-            await core.cancel(run_id)
+            await core.cancel(run_id, keep_best)
 
     remote = find_server(data_home())
     try:
-        asyncio.run(remote.cancel(run_id) if remote else go())
+        asyncio.run(remote.cancel(run_id, keep_best) if remote else go())
     except (RunError, RemoteError) as error:
         _bad_input(str(error))
-    console.print(f"asked run {run_id} to stop; it checkpoints at the next step")
+    then = "saves its best epoch so far" if keep_best else "checkpoints"
+    console.print(f"asked run {run_id} to stop; it {then} at the next step")
 
 
 async def _follow(run_id: str, render, resume: bool, after: int = 0) -> int:
@@ -165,6 +197,12 @@ async def _follow_remote(remote: Remote, run_id: str, render, resume: bool, afte
         console.print(f"[bold red]error:[/] {error}")
         return EXIT_BAD_INPUT
     return exit_code(terminal)
+
+
+async def _payload(store: Store, run_id: str, kind: str) -> dict[str, Any] | None:
+    """The run's latest event of this kind, as its payload; None when it has none."""
+    event = await store.latest_event(run_id, kind)
+    return event.payload if event else None
 
 
 async def _read(query):
@@ -223,14 +261,41 @@ def _print_report(data: dict[str, Any]) -> None:
                 _num(m["val_perplexity"], 2), f"{m['seconds']:.1f}",
             )  # fmt: skip
         console.print(table)
-    for w in data["codebook_warnings"] + data["memorization_warnings"]:
+    _print_ending(data)
+    warnings = data["codebook_warnings"] + data["memorization_warnings"]
+    for w in warnings:
         console.print(f"[bold red]warning[/] epoch {w['epoch'] + 1}: {w['message']}")
+    if data["status"] == "completed" and not warnings:
+        console.print("no warnings")
     if data.get("model_path"):
         console.print(f"model: [bold]{data['model_path']}[/]")
     elif data.get("checkpoint_path"):
         console.print(
             f"checkpoint: {data['checkpoint_path']} (distill runs resume {data['run_id']})"
         )
+
+
+def _print_ending(data: dict[str, Any]) -> None:
+    """How a completed run ended: its total time, an early stop, its decoder stage and
+    its copy rate, in the words the end of a followed run uses (cli/render.py)."""
+    stage = data.get("decoder_stage")
+    if stage is not None:
+        trained = payload_from_dict(DecoderStageTrained.kind, stage)
+        assert isinstance(trained, DecoderStageTrained)
+        console.print(stage_words(trained))
+    if data.get("copy_rate") is not None:
+        console.print(
+            f"copy rate: {data['copy_rate']:.0%} of clips sampled from the kept prior replay "
+            "a training file"
+        )
+    completed = data.get("completed")
+    if completed is not None:
+        done = payload_from_dict(RunCompleted.kind, completed)
+        assert isinstance(done, RunCompleted)
+        console.print(f"total time: {duration(done.seconds)}")
+        words = done.stop_words(data.get("epochs") or done.epochs_run)
+        if words:
+            console.print(f"[yellow]{words}[/]")
 
 
 def _when(ts: float | None) -> str:

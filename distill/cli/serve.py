@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -65,6 +66,7 @@ def serve(
     """Serve the dashboard. Open the address it prints."""
     from distill.server.serve import serve as run_server
 
+    _refuse_a_busy_port(host, port)
     requested_threads(threads)  # the workers and the helper read it as they start
     try:
         cluster_config = ClusterConfig.from_options(
@@ -113,3 +115,40 @@ def serve(
         asyncio.run(run_server(settings, announce))
     except KeyboardInterrupt:
         pass
+    except SystemExit as error:  # uvicorn's own exit when binding failed (a race with above)
+        if error.code == UVICORN_STARTUP_FAILED:
+            _refuse_a_busy_port(host, port)
+        raise
+
+
+UVICORN_STARTUP_FAILED = 3  # uvicorn's sys.exit code when its server cannot start
+
+
+def _refuse_a_busy_port(host: str, port: int) -> None:
+    """Exit with a message, not uvicorn's traceback, when the port is taken; name the
+    distill server of this data directory when it is the one holding it (server.json)."""
+    if port == 0 or _can_bind(host, port):
+        return
+    from distill.server.discovery import read_server_file
+
+    console.print(f"[bold red]error:[/] port {port} is in use on {host}")
+    running = read_server_file(data_home())
+    if running is not None:
+        console.print(
+            f"a distill server for this data directory ({data_home()}) already runs at "
+            f"[bold]{running.url}/[/] (pid {running.pid}): open that, or stop it first"
+        )
+    console.print("try another port: `distill serve --port 0` picks a free one")
+    raise typer.Exit(2)
+
+
+def _can_bind(host: str, port: int) -> bool:
+    """Whether a listening socket could take `port` now (uvicorn binds the same way)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True

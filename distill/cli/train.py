@@ -10,9 +10,11 @@ import typer
 from rich.console import Console
 
 from distill.cli.follow import (
+    PATIENCE_HELP,
     DeviceOption,
     EventsJsonOption,
     FollowOption,
+    KeepBestOption,
     ThreadsOption,
     run_in_process,
 )
@@ -71,6 +73,9 @@ def train(
             "through it. 0 trains none: they play through Griffin-Lim.",
         ),
     ] = TrainSettings.stage_steps,
+    patience: Annotated[
+        int, typer.Option(**TRAIN_BOUNDS["patience"].option(), help=PATIENCE_HELP)
+    ] = TrainSettings.patience,
     model_name: Annotated[
         str | None, typer.Option(help="Name in the model library (default: timestamped).")
     ] = None,
@@ -87,6 +92,7 @@ def train(
     json_output: EventsJsonOption = False,
     follow: FollowOption = True,
     threads: ThreadsOption = None,
+    keep_best: KeepBestOption = True,
 ) -> None:
     """Train an RVQ-VAE on a folder of sounds."""
     requested_threads(threads)  # this run's worker reads it (a running server has its own)
@@ -100,6 +106,7 @@ def train(
             "seed": seed,
             "device": device,
             "stage_steps": stage_steps,
+            "patience": patience,
         },
         overrides={
             "rvq_levels": rvq_levels,
@@ -120,14 +127,16 @@ def train(
     remote = find_server(home)
     if remote is not None:
         raise typer.Exit(
-            asyncio.run(run_on_server(remote, request, render, follow, json_output, console))
+            asyncio.run(
+                run_on_server(remote, request, render, follow, json_output, console, keep_best)
+            )
         )
     if not follow:
         _bad_input(
             "--no-follow needs a running `distill serve` to keep the run going "
             "after this command returns; start one, or follow the run here"
         )
-    raise typer.Exit(asyncio.run(run_in_process(home, request, render, console)))
+    raise typer.Exit(asyncio.run(run_in_process(home, request, render, console, keep_best)))
 
 
 def _preflight(request: TrainRequest, home: Path, render) -> None:

@@ -11,9 +11,11 @@ from rich.console import Console
 
 from distill.cli.follow import (
     EXIT_BAD_INPUT,
+    PATIENCE_HELP,
     DeviceOption,
     EventsJsonOption,
     FollowOption,
+    KeepBestOption,
     ThreadsOption,
     run_in_process,
 )
@@ -79,6 +81,9 @@ def train_prior(
     batch_size: Annotated[
         int, typer.Option(**PRIOR_BOUNDS["batch_size"].option(), help="Windows per step.")
     ] = PriorSettings.batch_size,
+    patience: Annotated[
+        int, typer.Option(**PRIOR_BOUNDS["patience"].option(), help=PATIENCE_HELP)
+    ] = PriorSettings.patience,
     seed: Annotated[
         int,
         typer.Option(**PRIOR_BOUNDS["seed"].option(), help="Seed for initialisation and crops."),
@@ -95,6 +100,7 @@ def train_prior(
     json_output: EventsJsonOption = False,
     follow: FollowOption = True,
     threads: ThreadsOption = None,
+    keep_best: KeepBestOption = True,
 ) -> None:
     """Train a prior on a model, so it can generate new sounds; the model's file keeps it."""
     requested_threads(threads)  # this run's worker reads it (a running server has its own)
@@ -108,6 +114,7 @@ def train_prior(
             "seed": seed,
             "device": device,
             "generation_clips": generation_clips,
+            "patience": patience,
         },
         overrides={"hidden_size": hidden_size, "layers": layers, "heads": heads},
     )
@@ -117,14 +124,16 @@ def train_prior(
     remote = find_server(data_home())
     if remote is not None:
         raise typer.Exit(
-            asyncio.run(run_on_server(remote, request, render, follow, json_output, console))
+            asyncio.run(
+                run_on_server(remote, request, render, follow, json_output, console, keep_best)
+            )
         )
     if not follow:
         _bad_input(
             "--no-follow needs a running `distill serve` to keep the run going "
             "after this command returns; start one, or follow the run here"
         )
-    raise typer.Exit(asyncio.run(run_in_process(data_home(), request, render, console)))
+    raise typer.Exit(asyncio.run(run_in_process(data_home(), request, render, console, keep_best)))
 
 
 def _bad_input(message: str) -> None:

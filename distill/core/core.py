@@ -41,6 +41,7 @@ from distill.files import remove_stale_temporaries
 from distill.paths import (
     CANCEL_FILE,
     CHECKPOINT_NAME,
+    KEEP_BEST_FILE,
     data_home,
     database_path,
     mel_cache_dir,
@@ -302,8 +303,14 @@ class Core:
         await self.recorder.flush()
         self.runner.submit(Job(run_id, spec, function))
 
-    async def cancel(self, run_id: str) -> None:
+    async def cancel(self, run_id: str, keep_best: bool = False) -> None:
+        """Stop a run: a queued one now, a running one at its next step. A running one
+        checkpoints for a resume, or, with `keep_best`, saves its best epoch so far as its
+        model and ends completed (a run with no epoch finished yet only checkpoints).
+        (On a Dask cluster the worker sees only the stop: it checkpoints.)"""
         run = await self._run(run_id)
+        if keep_best and run["status"] in UNFINISHED_STATUSES:
+            (Path(run["spec"]["run_dir"]) / KEEP_BEST_FILE).touch()  # before the stop
         if not self.runner.cancel(run_id):
             if run["status"] in UNFINISHED_STATUSES:
                 # Another process's core runs it: its worker watches the same cancel file.

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.worker import init_worker, run_job
-from distill.paths import CANCEL_FILE
+from distill.paths import CANCEL_FILE, KEEP_BEST_FILE
 from distill.threads import torch_processes
 
 WORKER_DIED = "__worker_died__"  # kinds only a runner sends, never stored: the run failed,
@@ -141,6 +141,7 @@ class JobRunner:
     def submit(self, job: Job) -> None:
         _cancel_file(job).parent.mkdir(parents=True, exist_ok=True)
         _cancel_file(job).unlink(missing_ok=True)
+        (_cancel_file(job).parent / KEEP_BEST_FILE).unlink(missing_ok=True)
         self.waiting.append(job)
         self._fill_slots()
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch loads on first count: the CLI renders health without it
     from torch import Tensor
 
-from distill.constants import LOW_UTILIZATION, MIN_VECTORS_PER_CODE
+from distill.constants import LOW_GAIN_SHARE, LOW_UTILIZATION, MIN_VECTORS_PER_CODE
 from distill.events import LevelHealth
 
 
@@ -71,6 +71,16 @@ def level_health(counts: Tensor, error_reduction: list[float] | None = None) -> 
             )
         )
     return report
+
+
+def low_gain_levels(levels: list[LevelHealth], share: float = LOW_GAIN_SHARE) -> list[LevelHealth]:
+    """Levels after the first whose error reduction is under `share` of level 1's: codes
+    that cost a level's worth of tokens and earn almost nothing. Judged, like the
+    utilization, only on enough vectors: on a handful the figures are noise."""
+    if not levels or levels[0].error_reduction <= 0:
+        return []
+    first = levels[0].error_reduction
+    return [h for h in levels[1:] if judged(h) and h.error_reduction < share * first]
 
 
 def judged(health: LevelHealth) -> bool:

@@ -98,8 +98,9 @@ async def submit_prior(request: Request) -> Response:
 
 async def cancel_run(request: Request) -> Response:
     run_id = request.path_params["run_id"]
+    keep_best = request.query_params.get("keep_best") == "1"  # save the best epoch so far
     try:
-        await request.app.state.core.cancel(run_id)
+        await request.app.state.core.cancel(run_id, keep_best)
     except RunError as error:
         return _error(str(error), 409)
     return JSONResponse({"run_id": run_id}, status_code=202)

@@ -22,9 +22,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 import distill
-from distill.constants import LOW_UTILIZATION, MIN_VECTORS_PER_CODE
+from distill.constants import ERROR_REDUCTION_UNIT, LOW_UTILIZATION, MIN_VECTORS_PER_CODE
 from distill.core.core import Core
 from distill.events import TRAIN_SPLIT, UNFINISHED_STATUSES, VAL_SPLIT
+from distill.progress import duration
 from distill.server import api, editor, library, pages
 from distill.server.discovery import remove_server_file
 from distill.server.generating import Generations
@@ -47,9 +48,10 @@ def templates() -> Jinja2Templates:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(pct=_pct, num=_num, when=_when, short_path=short_path)
+    env.filters.update(pct=_pct, num=_num, when=_when, short_path=short_path, duration=duration)
     env.globals["low_utilization"] = LOW_UTILIZATION
     env.globals["min_vectors_per_code"] = MIN_VECTORS_PER_CODE
+    env.globals["error_reduction_unit"] = ERROR_REDUCTION_UNIT
     env.globals["train_split"], env.globals["val_split"] = TRAIN_SPLIT, VAL_SPLIT
     env.globals["unfinished_statuses"] = UNFINISHED_STATUSES
     env.globals["url_for"] = _url_for  # Jinja2Templates keeps ours: it only sets a default

@@ -31,6 +31,15 @@ class Line:
     points: str  # "x,y x,y ..." in SVG coordinates
     last: float | None  # the newest value, for the legend
 
+    @property
+    def dot(self) -> tuple[str, str] | None:
+        """The one point of a line that has only one (a polyline of one point draws
+        nothing): the chart draws it as a dot."""
+        if not self.points or " " in self.points:
+            return None
+        x, y = self.points.split(",")
+        return x, y
+
 
 @dataclass(frozen=True)
 class Tick:
@@ -49,6 +58,7 @@ class Chart:
     right: int
     top: int
     bottom: int
+    x_name: str = "epoch"  # what the x axis counts, for the legend
 
     @property
     def empty(self) -> bool:
@@ -59,8 +69,16 @@ def _finite(value: float | None) -> TypeGuard[float]:
     return value is not None and math.isfinite(value)
 
 
-def line_chart(series: list[Series], width: int = WIDTH, height: int = HEIGHT) -> Chart:
-    """Scale every series into one plot: x is the epoch (1-based), y shares one range."""
+def line_chart(
+    series: list[Series],
+    width: int = WIDTH,
+    height: int = HEIGHT,
+    x_labels: Sequence[int] | None = None,
+    x_name: str = "epoch",
+) -> Chart:
+    """Scale every series into one plot: x is the epoch (1-based) or, given `x_labels`,
+    what they say (the decoder stage's steps); y shares one range, which never dips under
+    0 when no value does (a loss is not negative)."""
     values = [v for s in series for v in s.values if _finite(v)]
     count = max((len(s.values) for s in series), default=0)
     left, right = PAD_LEFT, width - PAD_RIGHT
@@ -72,7 +90,8 @@ def line_chart(series: list[Series], width: int = WIDTH, height: int = HEIGHT) -
     if high - low < 1e-9:
         low, high = low - 0.5, high + 0.5
     span = high - low
-    low, high = low - 0.05 * span, high + 0.05 * span
+    floor = 0.0 if low >= 0 else -math.inf  # only positive values: no negative ticks
+    low, high = max(low - 0.05 * span, floor), high + 0.05 * span
 
     def x_of(index: int) -> float:
         return left + (right - left) * (index / (count - 1) if count > 1 else 0.5)
@@ -88,10 +107,11 @@ def line_chart(series: list[Series], width: int = WIDTH, height: int = HEIGHT) -
         finite = [v for v in s.values if _finite(v)]
         lines.append(Line(s.label, s.css, points, finite[-1] if finite else None))
     step = max(1, math.ceil(count / 10))
-    x_ticks = [Tick(x_of(i), str(i + 1)) for i in range(0, count, step)]
+    labels = list(x_labels) if x_labels is not None else list(range(1, count + 1))
+    x_ticks = [Tick(x_of(i), str(labels[i])) for i in range(0, count, step)]
     y_ticks = [Tick(y_of(low + (high - low) * k / 4), f"{low + (high - low) * k / 4:.3g}")
                for k in range(5)]  # fmt: skip
-    return Chart(width, height, lines, x_ticks, y_ticks, left, right, top, bottom)
+    return Chart(width, height, lines, x_ticks, y_ticks, left, right, top, bottom, x_name)
 
 
 def run_loss_chart(epochs: list[dict]) -> Chart:
@@ -105,6 +125,20 @@ def run_loss_chart(epochs: list[dict]) -> Chart:
             ),
         ]
     )
+
+
+def stage_chart(progress: list[dict], trained: dict | None) -> Chart:
+    """The decoder stage's training loss (the mean so far) at each progress event, with
+    its held-out loss before (the mel's pseudo-inverse) and after (the kept stage)."""
+    steps = [p["step"] for p in progress]
+    series = [Series("train loss (mean so far)", "train", [p["train_loss"] for p in progress])]
+    if trained is not None:
+        series += [
+            Series("held-out: pseudo-inverse", "threshold",
+                   [trained["val_loss_baseline"]] * len(steps)),
+            Series("held-out: kept stage", "val", [trained["val_loss"]] * len(steps)),
+        ]  # fmt: skip
+    return line_chart(series, x_labels=steps, x_name="decoder stage step")
 
 
 def prior_charts(epochs: list[dict], threshold: float | None) -> list[tuple[str, Chart]]:

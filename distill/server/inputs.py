@@ -86,8 +86,8 @@ def confine_dataset(raw: str, settings: ServerSettings) -> Path:
         roots = ", ".join(str(r) for r in settings.allowed_roots)
         raise InputError(
             f"{resolved} is outside the folders this server may read ({roots}); to allow"
-            f" it, restart the server as `distill serve --allow-root {resolved}`"
-            " (or add it to DISTILL_ALLOWED_ROOTS)",
+            f" it, add it to DISTILL_ALLOWED_ROOTS (`make run ROOTS={resolved}` does) and"
+            f" restart the server, or restart the server as `distill serve --allow-root {resolved}`",
             status=403,
         )
     if not resolved.is_dir():
@@ -193,9 +193,10 @@ def train_options(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any],
                      VQVAEConfig.commitment_weight, MODEL_BOUNDS)  # fmt: skip
     stage_steps = _whole(form, "stage_steps", "decoder stage steps", TrainSettings.stage_steps,
                          TRAIN_BOUNDS)  # fmt: skip
+    patience = _whole(form, "patience", "patience", TrainSettings.patience, TRAIN_BOUNDS)
     name = (form.get("model_name") or "").strip() or None
     return (
-        {"epochs": epochs, "stage_steps": stage_steps},
+        {"epochs": epochs, "stage_steps": stage_steps, "patience": patience},
         {"rvq_levels": levels, "commitment_weight": weight},
         _model_name(name),
     )
@@ -215,7 +216,9 @@ def prior_options(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
         raise InputError(f"heads ({heads}) must divide the hidden size ({hidden})")
     clips = whole_number(form.get("generation_clips", PriorSettings.generation_clips),
                          "clips to measure", 1, MAX_GENERATION_CLIPS)  # fmt: skip
-    return {"epochs": epochs, "learning_rate": learning_rate, "generation_clips": clips}, overrides
+    patience = _whole(form, "patience", "patience", PriorSettings.patience, PRIOR_BOUNDS)
+    settings = {"epochs": epochs, "learning_rate": learning_rate, "generation_clips": clips}
+    return settings | {"patience": patience}, overrides
 
 
 def _whole(form: dict[str, Any], field: str, what: str, default: Any, bounds: dict) -> int:

@@ -40,7 +40,7 @@ from distill.server.inputs import (
 )
 from distill.server.responses import confined_file, render, run_error_status, see_other
 from distill.server.views import cluster_context, home_context, run_context, runs_context
-from distill.training.bounds import MAX_STAGE_STEPS
+from distill.training.bounds import MAX_PATIENCE, MAX_STAGE_STEPS
 from distill.training.settings import TrainSettings
 
 
@@ -67,6 +67,8 @@ def _new_run_context(**extra: Any) -> dict[str, Any]:
         "max_commitment_weight": MAX_COMMITMENT_WEIGHT,
         "epochs": TrainSettings.epochs,
         "stage_steps": TrainSettings.stage_steps,
+        "patience": TrainSettings.patience,
+        "max_patience": MAX_PATIENCE,
         "max_stage_steps": MAX_STAGE_STEPS,
         "sizes": [(most, CODEBOOK_SIZES[tier]) for tier, most in enumerate(SET_TIERS)],
         **extra,
@@ -146,7 +148,10 @@ async def run_page(request: Request) -> Response:
 
 
 async def cancel_run(request: Request) -> Response:
-    return await _act(request, request.app.state.core.cancel)
+    """Cancel; `?keep_best=1` (the "stop and keep the best epoch" button) saves the best
+    epoch so far as the run's model."""
+    keep_best = request.query_params.get("keep_best") == "1"
+    return await _act(request, lambda run_id: request.app.state.core.cancel(run_id, keep_best))
 
 
 async def resume_run(request: Request) -> Response:

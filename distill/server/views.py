@@ -9,6 +9,7 @@ from SQLite, looks exactly like the live one did.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -41,15 +42,19 @@ from distill.events import (
     RunStarted,
     StepMetrics,
 )
-from distill.server.charts import overlay_chart, prior_charts, run_loss_chart
+from distill.progress import duration, epochs_remaining, remaining_seconds
+from distill.server.charts import overlay_chart, prior_charts, run_loss_chart, stage_chart
 
-RUN_PARTS = ("status", "progress", "chart", "codebook", "prior", "warnings", "previews", "scan")
+RUN_PARTS = (
+    "status", "summary", "progress", "chart", "codebook", "prior", "warnings", "previews", "scan",
+)  # fmt: skip
+EPOCHS_PACED = 5  # the latest epochs whose mean length paces the time left
 RUNS_PER_PAGE = 100  # rows on one page of the runs list
 
 # The parts each type of run has; a run type not here (a load test) shows the VQ-VAE's.
 PARTS_OF_RUN_TYPE: dict[str, tuple[str, ...]] = {
-    "vqvae": ("status", "progress", "chart", "codebook", "warnings", "previews", "scan"),
-    "prior": ("status", "progress", "chart", "prior", "warnings", "scan"),
+    "vqvae": ("status", "summary", "progress", "chart", "codebook", "warnings", "previews", "scan"),
+    "prior": ("status", "summary", "progress", "chart", "prior", "warnings", "scan"),
 }
 # The events that say how far a run is: a VQ-VAE's steps, then its decoder stage's.
 STEP_KINDS_OF_RUN_TYPE = {"prior": (PriorStepMetrics.kind,)}
@@ -65,8 +70,8 @@ PARTS_OF_KIND: dict[str, frozenset[str]] = {
     EpochMetrics.kind: frozenset({"progress", "chart", "codebook"}),
     CodebookWarning.kind: frozenset({"warnings"}),
     PreviewReady.kind: frozenset({"previews"}),
-    DecoderStageProgress.kind: frozenset({"progress"}),
-    DecoderStageTrained.kind: frozenset({"progress"}),
+    DecoderStageProgress.kind: frozenset({"progress", "chart"}),
+    DecoderStageTrained.kind: frozenset({"progress", "chart"}),
     CheckpointSaved.kind: frozenset(),
     ModelSaved.kind: frozenset({"status"}),
     CodesExtracted.kind: frozenset({"scan", "chart", "prior"}),
@@ -75,7 +80,7 @@ PARTS_OF_KIND: dict[str, frozenset[str]] = {
     MemorizationWarning.kind: frozenset({"warnings"}),
     GenerationMeasured.kind: frozenset({"prior"}),
     PriorSaved.kind: frozenset({"status"}),
-    RunCompleted.kind: frozenset({"status", "progress"}),
+    RunCompleted.kind: frozenset({"status", "summary", "progress"}),
     RunFailed.kind: frozenset({"status", "progress"}),
     RunCancelled.kind: frozenset({"status", "progress"}),
     RunInterrupted.kind: frozenset({"status", "progress"}),
@@ -120,12 +125,18 @@ async def run_context(
             context["charts"] = prior_charts(context["epochs"], threshold)
         else:
             context["charts"] = [("Loss", run_loss_chart(context["epochs"]))]
+            progress = await store.events_of_kind(run_id, DecoderStageProgress.kind)
+            if progress:
+                trained = await store.latest_event(run_id, DecoderStageTrained.kind)
+                chart = stage_chart([e.payload for e in progress],
+                                    trained.payload if trained else None)  # fmt: skip
+                context["charts"].append(("Decoder stage loss", chart))
     if "progress" in parts:
         if step is None and run["status"] in UNFINISHED_STATUSES:
             latest = await store.latest_event(run_id, *step_kinds(run))
             step = latest.payload if latest else None
         context["step"] = step if run["status"] in UNFINISHED_STATUSES else None
-        context["progress"] = progress_of(run, step)
+        context["progress"] = progress_of(run, step, [e["seconds"] for e in context["epochs"]])
     if "codebook" in parts:
         health = await store.codebook_health(run_id)
         last = max((h["epoch"] for h in health), default=None)
@@ -133,9 +144,11 @@ async def run_context(
         train_health = await store.codebook_health(run_id, TRAIN_SPLIT)
         context["train_levels"] = [h for h in train_health if h["epoch"] == last]
         context["levels_epoch"] = last
-    if "warnings" in parts:
+    if {"warnings", "summary"} & set(parts):
         warnings = store.memorization_warnings if prior else store.codebook_warnings
         context["warnings"] = await warnings(run_id)
+    if "summary" in parts:
+        context["summary"] = await summary_of(store, run, context["warnings"])
     if "previews" in parts:
         preview = await store.latest_event(run_id, PreviewReady.kind)
         context["preview"] = preview.payload if preview else None
@@ -145,20 +158,52 @@ async def run_context(
     return context
 
 
-def progress_of(run: dict[str, Any], step: dict[str, Any] | None) -> dict[str, Any]:
-    """Share of the run done (0..1) and the words for it, from the run row and last step."""
+async def summary_of(
+    store: Store, run: dict[str, Any], warnings: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """A finished run in a few lines: how it ended, how long it took, its best epoch and
+    what it scored there, and whether anything warned; None before it completes."""
+    if run["status"] != "completed":
+        return None
+    event = await store.latest_event(run["run_id"], RunCompleted.kind)
+    if event is None:
+        return None
+    done = event.typed()
+    assert isinstance(done, RunCompleted)
+    stage = await store.latest_event(run["run_id"], DecoderStageTrained.kind)
+    return {
+        "done": done,
+        "stage": stage.typed() if stage else None,
+        "stop_words": done.stop_words(run.get("epochs") or done.epochs_run),
+        "warning_count": len(warnings),
+    }
+
+
+def progress_of(
+    run: dict[str, Any], step: dict[str, Any] | None, epoch_seconds: list[float] | None = None
+) -> dict[str, Any]:
+    """Share of the run done (0..1), the words for it and the time left (progress.py), from
+    the run row, its last step, and (for the time left) its finished epochs' seconds."""
     epochs = run.get("epochs") or 0
     done_epochs = (run["epoch"] + 1) if run.get("epoch") is not None else 0
     if run["status"] == "completed":
-        return {"fraction": 1.0, "label": f"{epochs} of {epochs} epochs"}
+        return {
+            "fraction": 1.0,
+            "label": f"{done_epochs or epochs} of {epochs} epochs",
+            "eta": None,
+        }
     fraction = done_epochs / epochs if epochs else 0.0
+    eta: str | None = None
     label = f"epoch {min(done_epochs + 1, epochs) if epochs else 1} of {epochs or '?'}"
     if step is not None and run["status"] in UNFINISHED_STATUSES and "steps_per_epoch" not in step:
         # a DecoderStageProgress: the epochs are done, the decoder stage trains
         label = (
-            f"{epochs} of {epochs} epochs; decoder stage, step {step['step']} of "
+            f"{done_epochs or epochs} of {epochs} epochs; decoder stage, step {step['step']} of "
             f"{step['steps']}, loss {step['train_loss']:.4f}"
         )
+        fraction = 1.0
+        left = remaining_seconds(step["step"], step["steps"], step.get("seconds", 0.0))
+        eta = f"decoder stage: about {duration(left)} left" if left is not None else None
     elif step is not None and run["status"] in UNFINISHED_STATUSES and epochs:
         within = (step["step"] + 1) / step["steps_per_epoch"]
         fraction = (step["epoch"] + within) / epochs
@@ -166,9 +211,15 @@ def progress_of(run: dict[str, Any], step: dict[str, Any] | None) -> dict[str, A
             f"epoch {step['epoch'] + 1} of {epochs}, step {step['step'] + 1}"
             f" of {step['steps_per_epoch']}, loss {step['loss']:.4f}"
         )
+        seconds = epoch_seconds or []
+        since = time.time() - run["started"] if run.get("started") else 0.0
+        left = epochs_remaining(seconds[-EPOCHS_PACED:], epochs - step["epoch"], within, since)
+        if left is not None:
+            stage = " (then the decoder stage)" if run["run_type"] == "vqvae" else ""
+            eta = f"epochs: about {duration(left)} left{stage}"
     elif run["status"] == "queued":
         label = "queued: waiting for a worker"
-    return {"fraction": min(max(fraction, 0.0), 1.0), "label": label}
+    return {"fraction": min(max(fraction, 0.0), 1.0), "label": label, "eta": eta}
 
 
 async def home_context(store: Store, steps: dict[str, dict[str, Any]] | None = None) -> dict:

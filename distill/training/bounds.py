@@ -25,6 +25,7 @@ from distill.training.settings import MAX_GENERATION_CLIPS
 
 MAX_EPOCHS = 1000
 MAX_STAGE_STEPS = 100_000
+MAX_PATIENCE = 1000  # epochs without improvement before a run stops (0: never)
 MAX_SEED = 2**31 - 1  # torch's generators take 64 bits; a seed a person types needs fewer
 MAX_CLIPS = 8  # clips in one generate request, from the page or the CLI
 MAX_TEMPERATURE = 5.0  # sampling from the prior: generate and the editor's regenerate
@@ -67,6 +68,7 @@ TRAIN_BOUNDS = {  # TrainSettings
     "preview_every": Bound(1, MAX_EPOCHS),
     "seed": Bound(0, MAX_SEED),
     "stage_steps": Bound(0, MAX_STAGE_STEPS),
+    "patience": Bound(0, MAX_PATIENCE),
 }
 PRIOR_BOUNDS = {  # PriorSettings
     "epochs": Bound(1, MAX_EPOCHS),
@@ -76,6 +78,7 @@ PRIOR_BOUNDS = {  # PriorSettings
     "min_steps_per_epoch": Bound(1, 100_000),
     "seed": Bound(0, MAX_SEED),
     "generation_clips": Bound(1, MAX_GENERATION_CLIPS),
+    "patience": Bound(0, MAX_PATIENCE),
 }
 MODEL_BOUNDS = {  # VQVAEConfig (None: sized from the dataset, or the default)
     "window_frames": Bound(8, 2048),

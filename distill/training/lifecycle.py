@@ -1,5 +1,5 @@
 """A training run's life around its loop: start or resume, a checkpoint every epoch, stop
-when asked, end completed or failed.
+when asked (or when validation stops improving), end completed or failed.
 
 The VQ-VAE and prior loops (training/vqvae.py, training/prior.py) differ in what an epoch
 does and share everything else, which lives here, so that a resume, a cancel or a failure
@@ -23,6 +23,8 @@ import torch
 from torch import Tensor
 
 from distill.events import (
+    STOP_KEPT,
+    STOP_PATIENCE,
     CheckpointSaved,
     Payload,
     RunCancelled,
@@ -31,7 +33,7 @@ from distill.events import (
     RunStarted,
 )
 from distill.models.config import PriorConfig, VQVAEConfig
-from distill.paths import CHECKPOINT_NAME
+from distill.paths import CHECKPOINT_NAME, KEEP_BEST_FILE
 from distill.training.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from distill.training.settings import PriorSettings, TrainSettings
 
@@ -81,6 +83,12 @@ class RunLifecycle:
     `score_name` names the best score in the checkpoint ("best_loss", "best_perplexity"):
     lower is better. `kept` names more lists the loop appends to and the checkpoint keeps
     (the prior's memorization warnings); a resume refills them in place.
+
+    Two ways out of the loop before its last epoch end the run completed, with the best
+    epoch saved as a finished run would save it: `out_of_patience` (validation has not
+    improved for `settings.patience` epochs) and `keeps_best` (a stop request that asked,
+    through KEEP_BEST_FILE in the run's folder, to keep the best epoch so far).
+    `stopped_early` says which, for RunCompleted.
     """
 
     def __init__(
@@ -110,6 +118,9 @@ class RunLifecycle:
         self.best_score = math.inf
         self.best_state: dict[str, Tensor] = {}  # the best epoch's weights
         self.start_epoch = 0
+        self.patience = settings.patience
+        self.keep_file = start.checkpoint_path.parent / KEEP_BEST_FILE
+        self.stopped_early = ""  # "", STOP_PATIENCE or STOP_KEPT
 
     def resume(self) -> bool:
         """Go on from the checkpoint, when there is one; False when there is none."""
@@ -148,6 +159,19 @@ class RunLifecycle:
             self.best_epoch, self.best_score = epoch, score
             self.best_state = copy_state(self.model)
 
+    def out_of_patience(self, epoch: int) -> bool:
+        """True when `patience` epochs have passed since the best one (never with 0)."""
+        if self.patience > 0 and epoch - self.best_epoch >= self.patience:
+            self.stopped_early = STOP_PATIENCE
+        return self.stopped_early == STOP_PATIENCE
+
+    def keeps_best(self) -> bool:
+        """Asked to stop: True when the request asked to keep the best epoch and there is
+        one to keep (a run stopped in its first epoch has none: it only checkpoints)."""
+        if self.keep_file.exists() and self.history:
+            self.stopped_early = STOP_KEPT
+        return self.stopped_early == STOP_KEPT
+
     def best(self) -> dict[str, Any]:
         """The best epoch's metrics (the last epoch's when none scored)."""
         return self.history[self.best_epoch]
@@ -184,5 +208,15 @@ class RunLifecycle:
         """RunCompleted with the best epoch's validation loss, once the model is saved."""
         best = self.best()
         seconds = time.monotonic() - self.started
-        self.emit(RunCompleted(best["epoch"], best["val_loss"], str(model_path), seconds))
+        self.emit(
+            RunCompleted(
+                best["epoch"],
+                best["val_loss"],
+                str(model_path),
+                seconds,
+                self.stopped_early,
+                self.history[-1]["epoch"] + 1,
+                self.patience,
+            )  # fmt: skip
+        )
         return RunResult("completed", model_path, self.history)

@@ -34,9 +34,10 @@ PREVIEW_MAX_SECONDS = 6.0  # a preview is the whole sound, up to this long
 class PreviewSource:
     """One validation clip: its audio, its log-mel window and its ceiling rendering."""
 
-    name: str
+    name: str  # "clip1", "clip2", ...: its preview files' prefix
     audio: np.ndarray
     mel: Tensor  # (m, frames): the whole sound (up to PREVIEW_MAX_SECONDS), no padding
+    source_file: str = ""  # the held-out file's name, what the page calls the clip
 
 
 def preview_sources(sounds: list[SoundFile], config: VQVAEConfig) -> list[PreviewSource]:
@@ -56,7 +57,11 @@ def preview_sources(sounds: list[SoundFile], config: VQVAEConfig) -> list[Previe
             continue
         clip = prepared[:samples]
         with torch.no_grad():
-            sources.append(PreviewSource(f"clip{index + 1}", clip, mel(torch.from_numpy(clip))))
+            sources.append(
+                PreviewSource(
+                    f"clip{index + 1}", clip, mel(torch.from_numpy(clip)), sound.path.name
+                )
+            )
     return sources
 
 
@@ -122,6 +127,7 @@ def write_previews(
                 original_png=f"previews/{source.name}_original.png",
                 reconstruction_png=str(reconstruction_png.relative_to(run_dir)),
                 griffin_lim_wav=griffin_lim_wav,
+                source_file=source.source_file,
             )
         )
     model.train(was_training)

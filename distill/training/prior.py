@@ -3,7 +3,9 @@
 Read it top to bottom like the VQ-VAE loop: load the model, scan the dataset (through
 the mel cache), split it as the VQ-VAE was split, extract codes once through the frozen
 VQ-VAE, then the loop (steps, validation perplexity, memorization check, checkpoint).
-The best epoch (lowest validation perplexity) goes into the model's own file.
+The best epoch (lowest validation perplexity) goes into the model's own file, also when
+the run stops early: validation has not improved for `patience` epochs, or a stop asked
+to keep the best epoch so far (training/lifecycle.py).
 
 What the numbers count: the prior trains on every token of a window, the silence that
 pads a short file included (it has to learn to end a sound), but every loss it reports
@@ -124,9 +126,10 @@ def train_prior(spec: PriorSpec, emit: Emit, should_stop: Callable[[], bool] = n
             epoch_started = time.monotonic()
             prior.train()
             audible_loss = audible_tokens = 0.0
+            stopped = False
             for step in range(steps):
-                if should_stop():  # checkpoint the current weights; a resume restarts this epoch
-                    return run.cancelled(epoch)
+                if stopped := should_stop():
+                    break
                 batch = sampler.batch(settings.batch_size).to(device)
                 losses = prior.loss(batch.codes)  # (b, n)
                 valid = token_mask(batch.valid, config.rvq_levels)
@@ -145,6 +148,10 @@ def train_prior(spec: PriorSpec, emit: Emit, should_stop: Callable[[], bool] = n
                     audible_tokens + batch_tokens,
                 )
                 emit(PriorStepMetrics(epoch, step, steps, batch_loss / max(batch_tokens, 1)))
+            if stopped:  # keep the best epoch so far, or checkpoint for a resume of this epoch
+                if run.keeps_best():
+                    break
+                return run.cancelled(epoch)
 
             val_loss = evaluate(prior, val_windows, settings.batch_size)
             val_perplexity = math.exp(val_loss)
@@ -170,6 +177,8 @@ def train_prior(spec: PriorSpec, emit: Emit, should_stop: Callable[[], bool] = n
                     emit(warning)
                     warned.append(warning.to_dict())
             run.checkpoint(epoch + 1)
+            if run.out_of_patience(epoch):
+                break
 
         # the best epoch goes into the model's file; then clips generated from that file
         # are measured (how plausible, varied and new), and the card records the figures

@@ -24,6 +24,9 @@ class TrainSettings:
     device: str = "auto"  # "auto" (CUDA when there is one), "cpu" or "cuda"
     stage_steps: int = 600  # decoder stage steps after the epochs (training/stage.py); 0: none
     augment: bool = True  # pitch-shifted takes (small sets) and sounds after silence or others
+    # Stop when the validation loss has not improved for this many epochs; 0: off. The
+    # VQ-VAE improves slowly but long, so it is given more time than a prior.
+    patience: int = 10
 
 
 MAX_GENERATION_CLIPS = 500  # clips a prior run may generate to measure itself
@@ -47,6 +50,10 @@ class PriorSettings:
     device: str = "auto"  # "auto" (CUDA when there is one), "cpu" or "cuda"
     augment: bool = True  # also learn the codes of each file's pitch-shifted takes (small sets)
     generation_clips: int = 40  # generated and measured after training (GenerationMeasured)
+    # Stop when the validation perplexity has not improved for this many epochs; 0: off.
+    # On a small set a prior starts replaying its training sounds after a few epochs and
+    # validation only gets worse from there.
+    patience: int = 5
 
     def __post_init__(self) -> None:
         if not 1 <= self.generation_clips <= MAX_GENERATION_CLIPS:

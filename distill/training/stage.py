@@ -153,10 +153,12 @@ def train_stage(
     emit: Callable[[Payload], None],
     should_stop: Callable[[], bool],
     shifts: Sequence[int] = (),
+    keeps_best: Callable[[], bool] = lambda: False,
 ) -> DecoderStageTrained | None:
     """Train `model.stage` in place (the rest of the model is left as it is); None when
-    `should_stop` stopped it. `shifts`: the training files' pitch-shifted takes to learn
-    from too (semitones)."""
+    `should_stop` stopped it, unless `keeps_best()` says the stop keeps the best weights
+    so far (then it ends as it would after its last step, having trained fewer).
+    `shifts`: the training files' pitch-shifted takes to learn from too (semitones)."""
     assert model.stage is not None
     started = time.monotonic()
     model.eval()
@@ -169,8 +171,11 @@ def train_stage(
     baseline = held_out(model, val_pairs, through_stage=False)
     best, best_state = baseline, copy_state(stage)  # the stage starts as the baseline
     loss_sum, loss_count = 0.0, 0
+    done = 0
     for step in range(steps):
         if should_stop():
+            if keeps_best():
+                break
             return None
         stage.train()
         mels, targets, audible = _crops(train_pairs, generator, floor)
@@ -182,16 +187,18 @@ def train_stage(
         loss_sum, loss_count = loss_sum + loss.item(), loss_count + 1
         done = step + 1
         if done % STAGE_PROGRESS_EVERY == 0 or done == steps:
-            emit(DecoderStageProgress(done, steps, loss_sum / loss_count))
-        if done % STAGE_EVAL_EVERY == 0 or done == steps:
-            stage.eval()
+            emit(
+                DecoderStageProgress(done, steps, loss_sum / loss_count, time.monotonic() - started)
+            )
+        if done % STAGE_EVAL_EVERY == 0 or done == steps or should_stop():
+            stage.eval()  # (also the last step before a stop that keeps the best)
             figures = held_out(model, val_pairs, through_stage=True)
             if figures.loss < best.loss:
                 best, best_state = figures, copy_state(stage)
     stage.load_state_dict(best_state)
     stage.eval()
     trained = DecoderStageTrained(
-        steps=steps,
+        steps=done,
         train_loss=loss_sum / max(loss_count, 1),
         val_loss_baseline=baseline.loss,
         val_loss=best.loss,

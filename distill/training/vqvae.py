@@ -32,8 +32,10 @@ from distill.audio.windows import (
     split_files,
     window_count,
 )
-from distill.constants import LOW_UTILIZATION
+from distill.constants import ERROR_REDUCTION_UNIT, LOW_GAIN_SHARE, LOW_UTILIZATION
 from distill.events import (
+    CAUSE_LOW_GAIN,
+    STOP_KEPT,
     CodebookWarning,
     DatasetScanned,
     EpochMetrics,
@@ -42,10 +44,11 @@ from distill.events import (
     PreviewReady,
     StepMetrics,
 )
-from distill.models.config import VQVAEConfig, codebook_size_for
+from distill.models.config import MIN_RVQ_LEVELS, VQVAEConfig, codebook_size_for
 from distill.models.health import (
     count_codes,
     level_health,
+    low_gain_levels,
     low_utilization_levels,
     utilization_advice,
 )
@@ -127,9 +130,10 @@ def train_vqvae(spec: TrainSpec, emit: Emit, should_stop: Callable[[], bool] = n
             epoch_started = time.monotonic()
             model.train()
             sums = torch.zeros(3, device=device)
+            stopped = False
             for step in range(steps):
-                if should_stop():  # checkpoint the current weights; a resume restarts this epoch
-                    return run.cancelled(epoch)
+                if stopped := should_stop():
+                    break
                 batch = sampler.batch(settings.batch_size).to(device)
                 out = model(batch.mels)
                 recon = multiscale_mel_loss(out.reconstruction, batch.mels, batch.audible)
@@ -141,6 +145,10 @@ def train_vqvae(spec: TrainSpec, emit: Emit, should_stop: Callable[[], bool] = n
                 sums += values
                 loss_value, recon_value, commit_value = values.tolist()
                 emit(StepMetrics(epoch, step, steps, loss_value, recon_value, commit_value))
+            if stopped:  # keep the best epoch so far, or checkpoint for a resume of this epoch
+                if run.keeps_best():
+                    break
+                return run.cancelled(epoch)
 
             evaluation = evaluate(model, val_windows, settings.batch_size)
             train_health = level_health(  # what each level adds is measured on held-out files
@@ -168,20 +176,25 @@ def train_vqvae(spec: TrainSpec, emit: Emit, should_stop: Callable[[], bool] = n
             if epoch >= 1:  # k-means leaves epoch 0's usage unrepresentative
                 for weak in low_utilization_levels(train_health):  # judged on what it saw
                     emit(_low_utilization_warning(epoch, weak, train_health))
+                for idle in low_gain_levels(evaluation.levels):  # on sounds it never heard
+                    emit(_low_gain_warning(epoch, idle, evaluation.levels))
 
             last = epoch == settings.epochs - 1
             if previews and (last or (epoch + 1) % settings.preview_every == 0):
                 emit(PreviewReady(epoch, write_previews(model, previews, spec.run_dir, epoch)))
             run.checkpoint(epoch + 1)
+            if run.out_of_patience(epoch):
+                break
 
-        # the best epoch, with its decoder stage trained, goes into the library
+        # the best epoch, with its decoder stage trained, goes into the library (a stop
+        # that keeps the best skips the stage: its sounds play through Griffin-Lim)
         model.load_state_dict(run.best_state)
         best = run.best()
         card = _model_card(spec, data.report, config, settings, run.history, best)
-        if model.stage is not None:
+        if model.stage is not None and run.stopped_early != STOP_KEPT:
             trained = train_stage(
                 model, data.train_files, data.val_files, settings.stage_steps, settings.seed,
-                emit, should_stop, PITCH_SHIFTS if takes else (),
+                emit, should_stop, PITCH_SHIFTS if takes else (), run.keeps_best,
             )  # fmt: skip
             if trained is None:  # cancelled; the epochs are kept and a resume trains the stage
                 return run.cancelled(settings.epochs)
@@ -276,6 +289,25 @@ def _low_utilization_warning(
         + utilization_advice(health, levels)
     )
     return CodebookWarning(epoch, health.level, health.utilization, LOW_UTILIZATION, message)
+
+
+def _low_gain_warning(
+    epoch: int, health: LevelHealth, levels: list[LevelHealth]
+) -> CodebookWarning:
+    first = levels[0].error_reduction
+    message = (
+        f"level {health.level} lowers the held-out error by {health.error_reduction:.4f} "
+        f"({ERROR_REDUCTION_UNIT}), {health.error_reduction / first:.1%} of level 1's "
+        f"{first:.4f} (under {LOW_GAIN_SHARE:.0%}): it earns almost nothing for its codes; "
+        + (
+            f"try --rvq-levels {health.level - 1}"
+            if health.level - 1 >= MIN_RVQ_LEVELS
+            else "try fewer --rvq-levels"
+        )
+    )
+    return CodebookWarning(
+        epoch, health.level, health.utilization, LOW_GAIN_SHARE, message, CAUSE_LOW_GAIN
+    )
 
 
 class PreparedData(NamedTuple):

@@ -190,6 +190,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE runs ADD COLUMN worker TEXT;
     """,
+    # 7: a codebook warning says why: a level under-uses its codes ('utilization') or
+    # earns almost nothing for them ('low_gain'; events.CodebookWarning).
+    """
+    ALTER TABLE codebook_warnings ADD COLUMN cause TEXT NOT NULL DEFAULT 'utilization';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -156,10 +156,11 @@ def _epoch_metrics(e: Event, p: EpochMetrics) -> list[Statement]:
 def _codebook_warning(e: Event, p: CodebookWarning) -> list[Statement]:
     sql = (
         "INSERT INTO codebook_warnings"
-        " (run_id, seq, epoch, level, utilization, threshold, message)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " (run_id, seq, epoch, level, utilization, threshold, message, cause)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
     )
-    return [(sql, (e.run_id, e.seq, p.epoch, p.level, p.utilization, p.threshold, p.message))]
+    values = (e.run_id, e.seq, p.epoch, p.level, p.utilization, p.threshold, p.message, p.cause)
+    return [(sql, values)]
 
 
 @projects(DatasetScanned)

@@ -232,6 +232,18 @@ class Store:
             for row in rows
         ]
 
+    async def events_of_kind(self, run_id: str, kind: str) -> list[Event]:
+        """A run's events of one kind, in seq order (the decoder stage's steps, charted)."""
+        rows = await self._read(
+            "SELECT run_id, seq, kind, payload, ts FROM events"
+            " WHERE run_id = ? AND kind = ? ORDER BY seq",
+            (run_id, kind),
+        )
+        return [
+            Event(row["run_id"], row["seq"], row["kind"], json.loads(row["payload"]), row["ts"])
+            for row in rows
+        ]
+
     async def latest_event(self, run_id: str, *kinds: str) -> Event | None:
         """The run's newest event of these kinds: a page shows the latest scan, preview,
         or step (an epoch's, or the decoder stage's after the epochs)."""
