@@ -15,6 +15,9 @@ How to read it: KAD near the split floor and coverage near the copies anchor's, 
 copy share near 0 and novelty near 1.0, is a model that makes new sounds like the set's.
 Compare two models only where their intervals do not overlap.
 
+`--variation` measures variations of the training sounds instead (generate --variation);
+`--temperature` and `--top-p` change how codes are drawn, to compare settings.
+
 `--render DIR` writes the first few clips (and two training sounds, for comparison) as
 WAV and as 64-band log-mel PNGs (the embedding's own front-end).
 
