@@ -136,7 +136,7 @@ def test_a_run_trains_on_a_worker_and_its_files_come_home(world) -> None:
 def test_two_runs_at_once_land_on_two_workers(world) -> None:
     """Both train at the same time: each reaches its first epoch before either is stopped."""
     server = world["server"]
-    runs = [submit(server, world["sounds"], epochs=10 * LONG_RUN) for _ in range(2)]
+    runs = [submit(server, world["sounds"], epochs=10 * LONG_RUN, patience=0) for _ in range(2)]
     first_epochs = [stream(server, run_id, until="epoch_metrics") for run_id in runs]
     assert [s[-1]["kind"] for s in first_epochs] == ["epoch_metrics", "epoch_metrics"]
     with page_client(server) as http:
@@ -153,7 +153,7 @@ def test_two_runs_at_once_land_on_two_workers(world) -> None:
 
 def test_a_killed_worker_fails_the_run_and_a_resume_finishes_elsewhere(world) -> None:
     server, cluster = world["server"], world["cluster"]
-    run_id = submit(server, world["sounds"], epochs=LONG_RUN)
+    run_id = submit(server, world["sounds"], epochs=LONG_RUN, patience=0)
     before = stream(server, run_id, until="checkpoint_saved")
     assert before[-1]["kind"] == "checkpoint_saved"
     [worker] = placed_on(before)
@@ -182,7 +182,7 @@ def test_a_killed_worker_fails_the_run_and_a_resume_finishes_elsewhere(world) ->
 
 def test_cancel_stops_a_run_on_the_cluster_with_a_checkpoint_at_home(world) -> None:
     server = world["server"]
-    run_id = submit(server, world["sounds"], epochs=LONG_RUN)
+    run_id = submit(server, world["sounds"], epochs=LONG_RUN, patience=0)
     before = stream(server, run_id, until="checkpoint_saved")
     with page_client(server) as http:
         assert http.post(f"/api/runs/{run_id}/cancel").status_code == 202
@@ -263,7 +263,7 @@ def test_the_scheduler_gone_interrupts_runs_and_the_server_says_so(tmp_path) -> 
             cluster=ClusterConfig(address),
         )  # fmt: skip
         with ServerThread(settings) as server:
-            run_id = submit(server, sounds, epochs=LONG_RUN)
+            run_id = submit(server, sounds, epochs=LONG_RUN, patience=0)
             before = stream(server, run_id, until="checkpoint_saved")
             scheduler.kill()
             rest = stream(server, run_id, after=before[-1]["seq"])

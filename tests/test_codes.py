@@ -3,6 +3,7 @@ with a prior: encode, decode, regenerate a range, and refusals of foreign or bad
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -35,8 +36,9 @@ def world(tmp_path_factory) -> dict:
     sounds = base / "sounds"
     write_good_sounds(sounds)
     models = {}
-    for name, epochs in (("kit", 1), ("other", 2)):  # other weights, other codebooks
-        spec = tiny_spec(sounds, base / name, epochs=epochs, name=name)
+    for name, seed in (("kit", 0), ("other", 1)):  # other weights, other codebooks
+        spec = tiny_spec(sounds, base / name, epochs=1, name=name)
+        spec = dataclasses.replace(spec, settings=dataclasses.replace(spec.settings, seed=seed))
         train_vqvae(spec, lambda event: None)
         models[name] = spec.model_path
     train_prior(tiny_prior_spec(models["kit"], sounds, base / "kit-prior"), lambda e: None)

@@ -49,6 +49,9 @@ def run(tmp_path: Path, files: int, epochs: int, codebook_size: int = 8, **prior
     vq = tiny_spec(tmp_path / "set", tmp_path, epochs=1, codebook_size=codebook_size)
     train_vqvae(vq, lambda event: None)
     spec = tiny_prior_spec(vq.model_path, tmp_path / "set", tmp_path, epochs=epochs, **prior)
+    # trained past its best on its own files alone: no takes, no early stop
+    settings = dataclasses.replace(spec.settings, augment=False, patience=0)
+    spec = dataclasses.replace(spec, settings=settings)
     events: list = []
     train_prior(spec, events.append)
     return events

@@ -214,6 +214,8 @@ def test_a_memorizing_prior_is_flagged_on_its_run_and_model_pages(world) -> None
             "batch_size": 4,
             "min_steps_per_epoch": 8,
             "generation_clips": 2,
+            "augment": False,  # its one file alone, trained past its best
+            "patience": 0,
         },  # fmt: skip
         "overrides": {"hidden_size": 32, "layers": 1, "heads": 2, "dropout": 0.0},
     }
