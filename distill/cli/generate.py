@@ -169,6 +169,9 @@ def print_report(out_dir: Path, result: GenerationResult) -> None:
             *_copy_columns(clip),
         )  # fmt: skip
     console.print(table)
+    for clip in clips:
+        if clip.variation_of:
+            console.print(f"{Path(clip.path).name} varies {clip.variation_of}")
     silent = [clip for clip in clips if clip.silent]
     if silent:
         console.print(
