@@ -98,6 +98,14 @@ CONTEXT_SHARE = 0.3  # of crops that put the sound after silence or after anothe
 MAX_LEAD = 0.5  # the most silence put ahead of a sound, as a share of the window
 
 
+def pick_take(own: T, takes: Sequence[T], generator: torch.Generator) -> T:
+    """A file itself, or one of its takes TAKE_SHARE of the time (when it has any): how
+    both the VQ-VAE's crops and the prior's windows draw from an augmented set."""
+    if takes and float(torch.rand((), generator=generator)) < TAKE_SHARE:
+        return takes[int(torch.randint(0, len(takes), (1,), generator=generator))]
+    return own
+
+
 class CropSampler:
     """Random training crops; files are drawn in proportion to their length in windows.
 
@@ -135,10 +143,7 @@ class CropSampler:
         return float(torch.rand((), generator=self.generator))
 
     def _pick(self, index: int) -> Tensor:
-        takes = self.takes[index]
-        if takes and self._uniform() < TAKE_SHARE:
-            return takes[int(torch.randint(0, len(takes), (1,), generator=self.generator))]
-        return self.mels[index]
+        return pick_take(self.mels[index], self.takes[index], self.generator)
 
     def _ahead(self) -> Tensor:
         """What goes before the sound in a context crop: silence, or another sound's end."""

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from distill.audio.dataset import SoundFile
-from distill.audio.windows import TAKE_SHARE, fixed_windows
+from distill.audio.windows import fixed_windows, pick_take
 from distill.models.rvqvae import ConvVQVAE
 
 MAX_VAL_WINDOWS_PER_FILE = 8
@@ -138,10 +138,7 @@ class CodeCropSampler:
         self.weights = torch.tensor(counts, dtype=torch.float)
 
     def _pick(self, index: int) -> FileCodes:
-        takes = self.takes[index]
-        if takes and float(torch.rand((), generator=self.generator)) < TAKE_SHARE:
-            return takes[int(torch.randint(0, len(takes), (1,), generator=self.generator))]
-        return self.files[index]
+        return pick_take(self.files[index], self.takes[index], self.generator)
 
     def batch(self, size: int) -> CodeBatch:
         chosen = torch.multinomial(self.weights, size, replacement=True, generator=self.generator)
