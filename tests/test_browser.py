@@ -40,7 +40,7 @@ def dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(dataset: Path):
     settings = ServerSettings.for_host(
-        dataset.parent / "home", "127.0.0.1", 0, allowed_roots=(dataset.parent,)
+        dataset.parent / "data", "127.0.0.1", 0, allowed_roots=(dataset.parent,)
     )
     with ServerThread(settings) as live:
         yield live
@@ -188,7 +188,7 @@ def test_train_from_the_form_watch_it_listen_and_find_the_model(
     page.wait_for_selector(f"text={run_id}")
     shot(page, "runs")
     page.goto(server.url + "/")
-    shot(page, "home")
+    shot(page, "dashboard")
 
 
 def test_train_a_prior_and_generate_from_the_model_page(page, server: ServerThread) -> None:

@@ -5,7 +5,8 @@
   const root = document.getElementById("editor");
   if (!root) return;
   const data = JSON.parse(document.getElementById("edit-data").textContent);
-  const base = `/models/${encodeURIComponent(root.dataset.model)}/edit`;
+  // The server's addresses, from url_for in edit.html: they stay under its root path.
+  const urls = { decode: root.dataset.decodeUrl, regenerate: root.dataset.regenerateUrl, save: root.dataset.saveUrl };
   const colours = data.colours;
   const CELL = 10; // px per time step, the mel image drawn to the same width
   const $ = (id) => document.getElementById(id);
@@ -54,8 +55,8 @@
       `<label><input type="checkbox" data-mute="${level}" ${muted.has(level) ? "checked" : ""}> mute ${level + 1}</label>`).join(" ");
   }
 
-  async function post(path, body) {
-    const response = await fetch(`${base}/${path}`, {
+  async function post(action, body) {
+    const response = await fetch(urls[action], {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
     });
     if (!response.ok) {
