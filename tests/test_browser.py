@@ -10,17 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import write_bad_sounds, write_good_sounds, write_preview_run
+from helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    write_bad_sounds,
+    write_good_sounds,
+    write_preview_run,
+)
 from waiting import DEADLINE
 
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 SCREENSHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
 
 pytestmark = [
@@ -343,7 +344,7 @@ def test_without_javascript_the_players_are_plain_audio_elements(browser, server
 @pytest.fixture(scope="module")
 def edit_model(server: ServerThread, dataset: Path) -> str:
     """A tiny model with a prior, in the server's library, trained on the module's sounds."""
-    from conftest import tiny_prior_spec, tiny_spec
+    from helpers import tiny_prior_spec, tiny_spec
 
     from distill.training.prior import train_prior
     from distill.training.vqvae import train_vqvae

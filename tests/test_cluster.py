@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import page_client, run_events, tiny_run_request, write_good_sounds
+from helpers import page_client, run_events, tiny_run_request, write_good_sounds
 from waiting import DEADLINE, wait_until
 from websockets.asyncio.client import connect
 

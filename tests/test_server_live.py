@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import tiny_run_request, write_good_sounds
+from helpers import tiny_run_request, write_good_sounds
 from waiting import wait_until, within_deadline
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed

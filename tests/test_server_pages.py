@@ -7,7 +7,7 @@ import re
 
 import httpx
 import pytest
-from conftest import page_client, run_events, tiny_run_request, write_good_sounds
+from helpers import page_client, run_events, tiny_run_request, write_good_sounds
 
 from distill.core.store import Store
 from distill.paths import database_path

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import write_good_sounds
+from helpers import write_good_sounds
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 

@@ -10,7 +10,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from conftest import stamp
+from helpers import stamp
 
 from distill.core.store import (
     EPOCH_COLUMNS,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import torch
-from conftest import tiny_spec, write_bad_sounds, write_good_sounds
+from helpers import tiny_spec, write_bad_sounds, write_good_sounds
 
 from distill.audio.dataset import DatasetError
 from distill.audio.synth import click
