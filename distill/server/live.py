@@ -53,7 +53,9 @@ POLICY_VIOLATION = 1008
 TOO_BIG = 1009
 SERVER_ERROR = 1011
 RESYNC = 4000  # "you fell behind: reconnect with your last seq"
-DASHBOARD_KINDS = frozenset(k for k, parts in PARTS_OF_KIND.items() if {"status", "progress"} & parts)
+DASHBOARD_KINDS = frozenset(
+    k for k, parts in PARTS_OF_KIND.items() if {"status", "progress"} & parts
+)
 
 
 @dataclass
