@@ -41,9 +41,19 @@ class Payload:
     """Base of every event payload; `kind` names it on the wire and in SQLite."""
 
     kind: ClassVar[str] = ""
+    # Old field name -> current one: a payload written before a rename (a checkpoint's
+    # history, an event from before the store's migration) still reads.
+    renamed: ClassVar[dict[str, str]] = {}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def upgraded(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """`data` (this kind's JSON form) with old field names replaced by current ones."""
+        if not any(old in data for old in cls.renamed):
+            return data
+        return {cls.renamed.get(key, key): value for key, value in data.items()}
 
 
 @dataclass(frozen=True)
@@ -119,9 +129,10 @@ class StepMetrics(Payload):
 @dataclass(frozen=True)
 class EpochMetrics(Payload):
     """The end of an epoch: losses (audible frames only) and per-level codebook health,
-    on the held-out files (`levels`) and on the training files (`train_levels`)."""
+    on the held-out files (`val_levels`) and on the training files (`train_levels`)."""
 
     kind: ClassVar[str] = "epoch_metrics"
+    renamed: ClassVar[dict[str, str]] = {"levels": "val_levels"}  # before store schema 8
     epoch: int
     epochs: int
     train_loss: float
@@ -130,7 +141,7 @@ class EpochMetrics(Payload):
     val_loss: float
     val_recon_loss: float
     val_commit_loss: float
-    levels: list[LevelHealth]
+    val_levels: list[LevelHealth]
     best_epoch: int
     seconds: float
     train_levels: list[LevelHealth] = dataclasses.field(default_factory=list)
@@ -551,7 +562,7 @@ TERMINAL_KINDS = frozenset(
 # Step metrics are progress gauges: the bus may coalesce them (latest wins).
 STEP_KINDS = frozenset({StepMetrics.kind, PriorStepMetrics.kind, DecoderStageProgress.kind})
 _NESTED = {
-    "levels": LevelHealth,
+    "val_levels": LevelHealth,
     "train_levels": LevelHealth,
     "files_skipped": SkippedFile,
     "clips": PreviewClip,
@@ -562,6 +573,7 @@ _NESTED = {
 def payload_from_dict(kind: str, data: dict[str, Any]) -> Payload:
     """Rebuild a typed payload from its JSON form (the inverse of `Payload.to_dict`)."""
     cls = PAYLOAD_TYPES[kind]
+    data = cls.upgraded(data)
     values = {}
     for f in dataclasses.fields(cls):
         if f.name not in data:
