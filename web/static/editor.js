@@ -2,6 +2,8 @@
 // edit sends the whole grid to be decoded and plays the result. window.distillEditor is
 // what a test (or a curious user's console) reads.
 (() => {
+  "use strict";
+
   const root = document.getElementById("editor");
   if (!root) return;
   const data = JSON.parse(document.getElementById("edit-data").textContent);
@@ -140,8 +142,20 @@
   }
 
   const actions = {
-    undo() { if (!undoStack.length) return; redoStack.push(grid.codes); grid = { ...grid, codes: undoStack.pop() }; draw(); return render(); },
-    redo() { if (!redoStack.length) return; undoStack.push(grid.codes); grid = { ...grid, codes: redoStack.pop() }; draw(); return render(); },
+    undo() {
+      if (!undoStack.length) return;
+      redoStack.push(grid.codes);
+      grid = { ...grid, codes: undoStack.pop() };
+      draw();
+      return render();
+    },
+    redo() {
+      if (!redoStack.length) return;
+      undoStack.push(grid.codes);
+      grid = { ...grid, codes: redoStack.pop() };
+      draw();
+      return render();
+    },
     copy() { localStorage.setItem(clipboardKey, JSON.stringify(columns())); status("copied"); },
     cut() { actions.copy(); return removeSteps(); },
     paste() {
