@@ -42,10 +42,9 @@ def dataset(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(dataset: Path):
-    settings = ServerSettings.for_host(
-        dataset.parent / "data", "127.0.0.1", 0, allowed_roots=(dataset.parent,)
-    )
+def server(dataset: Path, kit: dict):
+    roots = (dataset.parent, kit["base"])  # the kit's sounds: the editor opens them
+    settings = ServerSettings.for_host(dataset.parent / "data", "127.0.0.1", 0, allowed_roots=roots)
     with ServerThread(settings) as live:
         yield live
 
@@ -348,19 +347,14 @@ def test_without_javascript_the_players_are_plain_audio_elements(browser, server
 
 
 @pytest.fixture(scope="module")
-def edit_model(server: ServerThread, dataset: Path) -> str:
-    """A tiny model with a prior, in the server's library, trained on the module's sounds."""
-    from helpers import tiny_prior_spec, tiny_spec
+def edit_model(server: ServerThread, kit: dict) -> str:
+    """A tiny model with a prior (the session's kit, its sounds in an allowed root), in the
+    server's library."""
+    import shutil
 
-    from distill.training.prior import train_prior
-    from distill.training.vqvae import train_vqvae
+    from distill.paths import models_dir
 
-    home, work = server.settings.home, dataset.parent / "edit-work"
-    spec = tiny_spec(dataset, work, epochs=1, name="kit-edit")
-    train_vqvae(spec, lambda event: None)
-    train_prior(tiny_prior_spec(spec.model_path, dataset, work), lambda event: None)
-    (home / "models").mkdir(parents=True, exist_ok=True)
-    spec.model_path.rename(home / "models" / "kit-edit.distill")
+    shutil.copy(kit["model"], models_dir(server.settings.home) / "kit-edit.distill")
     return "kit-edit"
 
 
