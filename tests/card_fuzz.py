@@ -23,8 +23,8 @@ from typing import Any, NamedTuple
 
 import safetensors.torch
 import torch
-from conftest import TINY_MEL, TINY_MODEL, TINY_PRIOR, model_card, prior_card
 from container import U64, build_file, split_file
+from helpers import TINY_MEL, TINY_MODEL, TINY_PRIOR, model_card, prior_card
 
 from distill.audio.mel import MelSpectrogram, mel_to_audio
 from distill.models.card_schema import check_card, prior_elements, seconds_per_step, vqvae_elements

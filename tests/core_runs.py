@@ -7,7 +7,7 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
-from conftest import TINY_MEL, TINY_MODEL, TINY_SETTINGS
+from helpers import TINY_MEL, TINY_MODEL, TINY_SETTINGS
 
 from distill.core.core import Core, TrainRequest
 from distill.events import Event

@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 from commands import distill
-from conftest import page_client
+from helpers import page_client
 from waiting import wait_until
 
 from distill.paths import models_dir
@@ -111,7 +111,7 @@ def test_editor_fields_must_be_what_they_claim(world, route, fields, named) -> N
     ],
 )
 def test_the_api_refuses_a_run_option_out_of_bounds(world, section, key, value) -> None:
-    from conftest import tiny_run_request
+    from helpers import tiny_run_request
 
     body = tiny_run_request(world["sounds"])
     body[section] = {**body[section], key: value}

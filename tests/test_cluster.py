@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import page_client, run_events, tiny_run_request, write_good_sounds
+from helpers import page_client, run_events, tiny_run_request, write_good_sounds
 from waiting import DEADLINE, wait_until
 from websockets.asyncio.client import connect
 
@@ -435,7 +435,7 @@ def test_a_cuda_run_waits_for_a_worker_with_a_gpu_and_lands_there(world, tmp_pat
         with page_client(server) as http:
             home_page = wait_until(
                 lambda: (page := http.get("/").text).count('<tr class="worker">') == 3 and page,
-                what="the home page to list the third worker",
+                what="the dashboard to list the third worker",
             )
         row = re.search(r"<td>gpu-box</td>(?:(?!</tr>).)*</tr>", home_page, re.DOTALL)
         assert row and re.search(r"<td>1</td>\s*<td class=\"worker-", row.group(0))  # GPU: 1

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from commands import distill
-from conftest import tiny_prior_spec, tiny_spec, write_good_sounds
+from helpers import tiny_prior_spec, tiny_spec, write_good_sounds
 
 from distill.models.library import load_vqvae, load_with_prior
 from distill.models.sampling import Sampling

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_good_sounds
 from core_runs import assert_no_gaps, collect, request, stored_events
+from helpers import write_good_sounds
 from waiting import wait_until, within_deadline
 
 from distill.core.core import Core, RunError

@@ -18,8 +18,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import write_good_sounds
 from core_runs import collect, request
+from helpers import write_good_sounds
 from waiting import until, within_deadline
 
 from distill.core.core import Core

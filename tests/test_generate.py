@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import tiny_prior_spec, tiny_spec, write_good_sounds
+from helpers import tiny_prior_spec, tiny_spec, write_good_sounds
 
 from distill.audio.dataset import PEAK_TARGET
 from distill.audio.synth import tone

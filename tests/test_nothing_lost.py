@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from commands import distill
-from conftest import page_client, tiny_run_request, write_good_sounds
+from helpers import page_client, tiny_run_request, write_good_sounds
 from waiting import wait_until
 
 from distill.paths import models_dir, runs_dir

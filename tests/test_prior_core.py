@@ -7,8 +7,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import TINY_PRIOR, TINY_PRIOR_SETTINGS, write_good_sounds
 from core_runs import assert_no_gaps, collect, request, stored_events
+from helpers import TINY_PRIOR, TINY_PRIOR_SETTINGS, write_good_sounds
 from waiting import within_deadline
 
 from distill.core.core import Core, PriorRequest, RunError
@@ -169,7 +169,7 @@ def test_bad_prior_requests_are_refused_before_anything_is_queued(tmp_path: Path
 
 def _a_model(home: Path, tmp_path: Path) -> Path:
     """A real model file, trained in this process (no core involved)."""
-    from conftest import tiny_spec
+    from helpers import tiny_spec
 
     from distill.training.vqvae import train_vqvae
 

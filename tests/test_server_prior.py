@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 import soundfile as sf
-from conftest import page_client, run_events, tiny_run_request, write_good_sounds
+from helpers import page_client, run_events, tiny_run_request, write_good_sounds
 from waiting import wait_until
 
 from distill.audio.synth import chirp

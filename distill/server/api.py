@@ -118,9 +118,9 @@ async def resume_run(request: Request) -> Response:
     return JSONResponse({"run_id": run_id, "after_seq": after}, status_code=202)
 
 
-async def home_stream(ws: WebSocket) -> None:
+async def dashboard_stream(ws: WebSocket) -> None:
     streams = ws.app.state.streams
-    await serve_client(ws, _limit(ws), streams.stats, streams.home)
+    await serve_client(ws, _limit(ws), streams.stats, streams.dashboard)
 
 
 async def run_page_stream(ws: WebSocket) -> None:

@@ -90,7 +90,7 @@ def create_app(settings: ServerSettings) -> Starlette:
 
     tpl = templates()
     routes = [
-        Route("/", pages.home, name="home"),
+        Route("/", pages.dashboard, name="dashboard"),
         Route("/cluster", pages.cluster_panel, name="cluster"),
         Route("/new", pages.new_run, name="new_run"),
         Route("/new/scan", pages.scan_folder, methods=["POST"], name="scan_folder"),
@@ -115,10 +115,15 @@ def create_app(settings: ServerSettings) -> Starlette:
         ),
         Route("/models/{name}/generated/{path:path}", library.generated_file, name="generated"),
         Route("/models/{name}/edit", editor.edit_page, name="edit"),
-        Route("/models/{name}/edit/decode", editor.decode, methods=["POST"]),
-        Route("/models/{name}/edit/regenerate", editor.regenerate, methods=["POST"]),
-        Route("/models/{name}/edit/save", editor.save, methods=["POST"]),
-        Route("/models/{name}/edit/upload", editor.upload, methods=["POST"]),
+        Route("/models/{name}/edit/decode", editor.decode, methods=["POST"], name="edit_decode"),
+        Route(
+            "/models/{name}/edit/regenerate",
+            editor.regenerate,
+            methods=["POST"],
+            name="edit_regenerate",
+        ),
+        Route("/models/{name}/edit/save", editor.save, methods=["POST"], name="edit_save"),
+        Route("/models/{name}/edit/upload", editor.upload, methods=["POST"], name="edit_upload"),
         Route("/models/{name}/download", library.download_model, name="download_model"),
         Route("/models/{name}/rename", library.rename_model, methods=["POST"], name="rename_model"),
         Route("/models/{name}/delete", library.delete_model, methods=["POST"], name="delete_model"),
@@ -129,9 +134,9 @@ def create_app(settings: ServerSettings) -> Starlette:
         Route("/api/runs/{run_id}", api.get_run),
         Route("/api/runs/{run_id}/cancel", api.cancel_run, methods=["POST"]),
         Route("/api/runs/{run_id}/resume", api.resume_run, methods=["POST"]),
-        WebSocketRoute("/ws/home", api.home_stream),
-        WebSocketRoute("/ws/runs/{run_id}", api.run_page_stream),
-        WebSocketRoute("/ws/runs/{run_id}/events", api.run_event_stream),
+        WebSocketRoute("/ws/dashboard", api.dashboard_stream, name="dashboard_stream"),
+        WebSocketRoute("/ws/runs/{run_id}", api.run_page_stream, name="run_stream"),
+        WebSocketRoute("/ws/runs/{run_id}/events", api.run_event_stream, name="run_events"),
         Mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static"),
     ]
     app = Starlette(

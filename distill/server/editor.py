@@ -6,12 +6,15 @@ The page keeps the grid (and its undo history) in the browser and sends the whol
 with each request, so the server holds no editing state. The work (encode, decode,
 regenerate, save) runs in a helper process of its own (helper.edit_*), the editor's
 lane: an edit never waits behind a generate request or a scan in the other helper; it
-keeps the model loaded between edits, and opens sounds up to MAX_EDIT_SECONDS long; the operations themselves are training/codes.py's, the ones
-`distill codes` runs too.
+keeps the model loaded between edits, and opens sounds up to MAX_EDIT_SECONDS long; the
+operations themselves are training/codes.py's, the ones `distill codes` runs too. What
+the routes read from disk themselves (the chooser's listings) runs on a thread, as in
+library.py, so a slow disk never stalls the server's loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -66,22 +69,23 @@ def edits_dir(home: Path, name: str) -> Path:
 async def edit_page(request: Request) -> Response:
     """Without a sound: what can be opened. With one (?sound=, ?clip=, ?edit=): the editor."""
     name, path = _model(request)
+
+    async def choices() -> dict[str, Any]:  # listing folders: off the server's loop
+        return await asyncio.to_thread(_choices, request, name, path)
+
     try:
-        source = _source(request, name, path)
+        source = await asyncio.to_thread(_source, request, name, path)
     except (FileRefused, InputError) as error:
-        return render(
-            request,
-            "edit.html",
-            {"name": name, "error": str(error), **_choices(request, name, path)},
-            404,
-        )
+        context = {"name": name, "error": str(error), **await choices()}
+        return render(request, "edit.html", context, 404)
     if source is None:
-        return render(request, "edit.html", {"name": name, **_choices(request, name, path)})
+        return render(request, "edit.html", {"name": name, **await choices()})
     opened = await request.app.state.editor_helper.call(helper.edit_open, str(path), str(source))
     if "error" in opened and "upload" in request.query_params:
-        forget_upload(request.app.state.settings, source)  # refused: not kept for good
+        # refused: not kept for good
+        await asyncio.to_thread(forget_upload, request.app.state.settings, source)
     if "error" in opened:
-        context = {"name": name, "error": opened["error"], **_choices(request, name, path)}
+        context = {"name": name, "error": opened["error"], **await choices()}
         return render(request, "edit.html", context, 400)
     context = {
         "name": name,
@@ -226,7 +230,7 @@ async def save(request: Request) -> Response:
         overwrite = body.get("overwrite", False)
         if not isinstance(overwrite, bool):
             raise InputError("overwrite must be true or false")
-        if sound_name in saved_edits(home, name) and not overwrite:
+        if sound_name in await asyncio.to_thread(saved_edits, home, name) and not overwrite:
             raise InputError(f"an edit named {sound_name!r} exists: replace it?", status=409)
     except InputError as error:
         return JSONResponse({"error": str(error), "exists": error.status == 409}, error.status)

@@ -41,7 +41,20 @@ from distill.training.settings import MAX_GENERATION_CLIPS, PriorSettings
 async def models_page(request: Request, error: str | None = None, status: int = 200) -> Response:
     home = request.app.state.settings.home
     cards = await asyncio.to_thread(lambda: [_entry(listed) for listed in list_cards(home)])
-    return render(request, "models.html", {"models": cards, "error": error}, status)
+    context = {"models": cards, "error": error, "known_runs": await _known_runs(request, cards)}
+    return render(request, "models.html", context, status)
+
+
+async def _known_runs(request: Request, entries: list[dict[str, Any]]) -> set[str]:
+    """The runs named by these cards that this server's store holds: a card links its run
+    only then (a model imported from elsewhere names a run this server never had)."""
+    named = set()
+    for entry in entries:
+        card = entry.get("card")
+        if card is not None:
+            named |= {card.run_id, card.prior.run_id if card.prior else None}
+    store = request.app.state.core.store
+    return {run_id for run_id in named if run_id and await store.run(run_id) is not None}
 
 
 async def model_page(request: Request, error: str | None = None, status: int = 200) -> Response:
@@ -59,6 +72,7 @@ async def model_page(request: Request, error: str | None = None, status: int = 2
         "m": entry,
         "edits": saved_edits(home, name),
         "prior_runs": runs,
+        "known_runs": await _known_runs(request, [entry]),
         "prior_defaults": PriorSettings(),
         "max_generation_clips": MAX_GENERATION_CLIPS,
         **await _generations_context(request, name),

@@ -222,7 +222,7 @@ def progress_of(
     return {"fraction": min(max(fraction, 0.0), 1.0), "label": label, "eta": eta}
 
 
-async def home_context(store: Store, steps: dict[str, dict[str, Any]] | None = None) -> dict:
+async def dashboard_context(store: Store, steps: dict[str, dict[str, Any]] | None = None) -> dict:
     """Active runs with their progress, and the latest runs."""
     active = await store.runs(status="running") + await store.runs(status="queued")
     steps = steps or {}
@@ -236,7 +236,7 @@ async def home_context(store: Store, steps: dict[str, dict[str, Any]] | None = N
 
 
 def cluster_context(core: Core) -> dict[str, Any]:
-    """The home page's cluster panel: where jobs run, its workers, and whether it is gone."""
+    """The dashboard's cluster panel: where jobs run, its workers, and whether it is gone."""
     if core.cluster is None:
         return {"cluster": None}
     return {
@@ -281,15 +281,16 @@ async def runs_context(
         "compare_error": compare_error,
         "page": page,
         "first_shown": offset + 1,
-        "newer_url": _runs_url(page - 1, status, dataset) if page > 1 else None,
-        "older_url": _runs_url(page + 1, status, dataset) if has_older else None,
+        "newer_query": _runs_query(page - 1, status, dataset) if page > 1 else None,
+        "older_query": _runs_query(page + 1, status, dataset) if has_older else None,
     }
 
 
-def _runs_url(page: int, status: str | None, dataset: str | None) -> str:
-    """The runs list at `page`, with the same filters."""
+def _runs_query(page: int, status: str | None, dataset: str | None) -> str:
+    """The query of the runs list at `page`, with the same filters (the page puts it
+    after url_for('runs'), so the link stays under the app's root path)."""
     filters = {"status": status, "dataset": dataset}
-    return "/runs?" + urlencode({"page": page, **{k: v for k, v in filters.items() if v}})
+    return urlencode({"page": page, **{k: v for k, v in filters.items() if v}})
 
 
 async def _epoch_rows(store: Store, run: dict[str, Any]) -> list[dict[str, Any]]:

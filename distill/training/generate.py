@@ -36,6 +36,7 @@ import torch
 from distill.audio.dataset import load_prepared
 from distill.audio.decode import write_wav
 from distill.events import ClipGenerated, CopyCheck, Payload
+from distill.files import write_atomically
 from distill.models.copy_check import CopyChecker
 from distill.models.library import ModelWithPrior, load_with_prior
 from distill.models.magnitude import render
@@ -279,6 +280,5 @@ def _write_manifest(
         "clips": [clip.to_dict() for clip in clips],
     }
     spec.out_dir.mkdir(parents=True, exist_ok=True)
-    path = spec.out_dir / MANIFEST_NAME
-    path.write_text(json.dumps(manifest, indent=2))
-    return path
+    # Atomically: the model page lists the history while a request is still writing.
+    return write_atomically(spec.out_dir / MANIFEST_NAME, json.dumps(manifest, indent=2))
