@@ -233,7 +233,7 @@ async def training(folder: Path, epochs: int, files: int, repeats: int) -> None:
             train_prior(spec, lambda payload, d=direct: d.saw(payload.kind, payload.to_dict()))
             directs.append(direct)
             core_line = Timeline()
-            run_id = await core.submit_prior(PriorRequest("bench", settings=settings))
+            run_id = await core.submit("prior", PriorRequest("bench", settings=settings))
             async for event in core.follow(run_id):
                 core_line.saw(event.kind, event.payload)
             cores.append(core_line)

@@ -345,11 +345,13 @@ def test_serve_refuses_a_bad_cluster_address_with_the_reason(tmp_path) -> None:
 def test_a_server_without_a_cluster_never_imports_dask(tmp_path) -> None:
     script = f"""
 import sys, httpx
+from distill.core.loadgen import LOAD, LoadRequest
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
 settings = ServerSettings.for_host({str(tmp_path / "home")!r}, "127.0.0.1", 0)
 with ServerThread(settings) as server:
-    run_id = server.call(server.core.submit_load(rate=50, seconds=0.2))
+    server.core.register(LOAD)
+    run_id = server.call(server.core.submit("load", LoadRequest(50, 0.2)))
     assert httpx.get(server.url + "/", trust_env=False).status_code == 200
     assert httpx.get(server.url + "/runs/" + run_id, trust_env=False).status_code == 200
 print(sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed")))

@@ -13,6 +13,7 @@ from pathlib import Path
 from waiting import within_deadline
 
 from distill.core.core import Core
+from distill.core.loadgen import LOAD, LoadRequest
 from distill.events import StepMetrics
 from distill.paths import database_path
 
@@ -31,8 +32,8 @@ async def follow(core: Core, run_id: str, slow: bool = False) -> list[tuple[int,
 
 
 async def load_run(home: Path) -> tuple[str, list[list[tuple[int, str]]]]:
-    async with Core(home) as core:
-        run_id = await core.submit_load(RATE, SECONDS)
+    async with Core(home, run_types={"load": LOAD}) as core:
+        run_id = await core.submit("load", LoadRequest(RATE, SECONDS))
         followers = [follow(core, run_id) for _ in range(3)] + [follow(core, run_id, slow=True)]
         return run_id, await asyncio.gather(*followers)
 

@@ -93,7 +93,9 @@ def test_same_seed_same_sound_and_clip_i_is_seed_plus_i(
     model_with_prior: Path, tmp_path: Path
 ) -> None:
     def make(folder: str, seed: int, count: int, **sampling) -> list[bytes]:
-        spec = GenerateSpec(model_with_prior, tmp_path / folder, 0.4, count, seed=seed, **sampling)
+        spec = GenerateSpec(
+            model_with_prior, tmp_path / folder, seconds=0.4, count=count, seed=seed, **sampling
+        )
         return [Path(c.path).read_bytes() for c in generate_clips(spec).clips]
 
     first = make("a", seed=7, count=2)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from distill.cli.follow import EXIT_BAD_INPUT, exit_code, render_stream, stopping_words
-from distill.core.core import PriorRequest, TrainRequest
 from distill.events import TERMINAL_KINDS, Event
 from distill.server.discovery import ServerInfo, read_server_file
+from distill.training.specs import RunRequest
 
 RESYNC = 4000  # the server dropped us for falling behind: reconnect from the last seq
 MAX_RECONNECTS = 5  # in a row without an event in between
@@ -63,10 +62,10 @@ class Remote:
             return False
         return response.status_code == 200
 
-    async def submit(self, request: TrainRequest | PriorRequest) -> str:
-        """Queue a VQ-VAE run or a prior run on the server; returns its run id."""
-        path = "/api/priors" if isinstance(request, PriorRequest) else "/api/runs"
-        return (await self._post(path, asdict(request)))["run_id"]
+    async def submit(self, request: RunRequest) -> str:
+        """Queue a run of the request's type on the server; returns its run id."""
+        body = {"run_type": request.run_type, **request.to_dict()}
+        return (await self._post("/api/runs", body))["run_id"]
 
     async def cancel(self, run_id: str, keep_best: bool = False) -> None:
         """Stop the run; with `keep_best`, its best epoch so far becomes its model."""
@@ -127,7 +126,7 @@ def _answer(response: httpx.Response) -> dict[str, Any]:
 
 async def run_on_server(
     remote: Remote,
-    request: TrainRequest | PriorRequest,
+    request: RunRequest,
     render,
     follow: bool,
     json_output: bool,

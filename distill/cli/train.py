@@ -21,12 +21,12 @@ from distill.cli.follow import (
 from distill.cli.remote import find_server, run_on_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer
 from distill.constants import TIERS_HELP
-from distill.core.core import TrainRequest
 from distill.models.config import CODEBOOK_SIZES, VQVAEConfig
 from distill.paths import check_model_name, data_home, mel_cache_dir
 from distill.threads import requested_threads
 from distill.training.bounds import MODEL_BOUNDS, TRAIN_BOUNDS
 from distill.training.settings import TrainSettings
+from distill.training.specs import TrainRequest
 
 console = Console()
 
@@ -150,7 +150,7 @@ def _preflight(request: TrainRequest, home: Path, render) -> None:
         model_path=home / "models" / "check.distill",
         cache_dir=mel_cache_dir(home),
         settings=TrainSettings(**request.settings),
-        overrides=request.overrides,
+        overrides=dict(request.overrides),
     )
     try:
         render.show(preflight_event(prepare_data(spec)))

@@ -22,12 +22,12 @@ from distill.cli.follow import (
 from distill.cli.remote import find_server, run_on_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer
 from distill.constants import TIERS_HELP
-from distill.core.core import PriorRequest
 from distill.models.config import PRIOR_SIZES
 from distill.paths import data_home
 from distill.threads import requested_threads
 from distill.training.bounds import PRIOR_BOUNDS, PRIOR_SIZE_BOUNDS
 from distill.training.settings import PriorSettings
+from distill.training.specs import PriorRequest
 
 console = Console()
 

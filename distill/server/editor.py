@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from distill.audio.formats import find_audio_files, is_supported
+from distill.models.history import generation_history
 from distill.models.library import read_card
 from distill.paths import generated_dir
 from distill.server import helper
@@ -42,7 +43,6 @@ from distill.server.inputs import (
 from distill.server.responses import path_for, render
 from distill.training.bounds import MAX_SEED, MAX_TEMPERATURE
 from distill.training.codes import MAX_EDIT_SECONDS, MAX_STEPS
-from distill.training.generate import generation_history
 
 EDITS_FOLDER = "edits"  # generated/MODEL/edits/NAME.wav and NAME.codes.json
 MAX_GRID_BYTES = MAX_BODY_BYTES  # one request's grid as JSON

@@ -20,6 +20,7 @@ from distill.events import (
     TRAIN_SPLIT,
     UNFINISHED_STATUSES,
     CheckpointSaved,
+    ClipGenerated,
     CodebookWarning,
     CodesExtracted,
     DatasetScanned,
@@ -47,6 +48,7 @@ from distill.server.charts import overlay_chart, prior_charts, run_loss_chart, s
 
 RUN_PARTS = (
     "status", "summary", "progress", "chart", "codebook", "prior", "warnings", "previews", "scan",
+    "clips",
 )  # fmt: skip
 EPOCHS_PACED = 5  # the latest epochs whose mean length paces the time left
 RUNS_PER_PAGE = 100  # rows on one page of the runs list
@@ -55,6 +57,7 @@ RUNS_PER_PAGE = 100  # rows on one page of the runs list
 PARTS_OF_RUN_TYPE: dict[str, tuple[str, ...]] = {
     "vqvae": ("status", "summary", "progress", "chart", "codebook", "warnings", "previews", "scan"),
     "prior": ("status", "summary", "progress", "chart", "prior", "warnings", "scan"),
+    "generate": ("status", "progress", "clips"),
 }
 # The events that say how far a run is: a VQ-VAE's steps, then its decoder stage's.
 STEP_KINDS_OF_RUN_TYPE = {"prior": (PriorStepMetrics.kind,)}
@@ -80,6 +83,7 @@ PARTS_OF_KIND: dict[str, frozenset[str]] = {
     MemorizationWarning.kind: frozenset({"warnings"}),
     GenerationMeasured.kind: frozenset({"prior"}),
     PriorSaved.kind: frozenset({"status"}),
+    ClipGenerated.kind: frozenset({"progress", "clips"}),
     RunCompleted.kind: frozenset({"status", "summary", "progress"}),
     RunFailed.kind: frozenset({"status", "progress"}),
     RunCancelled.kind: frozenset({"status", "progress"}),
@@ -110,6 +114,8 @@ async def run_context(
     own = PARTS_OF_RUN_TYPE.get(run["run_type"], PARTS_OF_RUN_TYPE["vqvae"])
     parts = tuple(part for part in own if part in parts)
     context: dict[str, Any] = {"run": run, "run_id": run_id, "parts": parts}
+    if run["run_type"] == "generate":
+        return await _generate_context(store, run, context)
     if prior and {"chart", "prior", "scan"} & set(parts):
         codes = await store.latest_event(run_id, CodesExtracted.kind)
         context["codes"] = codes.payload if codes else None
@@ -155,6 +161,29 @@ async def run_context(
     if "scan" in parts and not prior:
         scan = await store.latest_event(run_id, DatasetScanned.kind)
         context["scan"] = scan.payload if scan else None
+    return context
+
+
+async def _generate_context(
+    store: Store, run: dict[str, Any], context: dict[str, Any]
+) -> dict[str, Any]:
+    """A generate run's page: its clips so far (each in the model's history, when its
+    folder is there) and how many of how many."""
+    clips = [
+        event.payload for event in await store.events_of_kind(run["run_id"], ClipGenerated.kind)
+    ]
+    out_dir = Path(run["spec"].get("out_dir", ""))
+    history = out_dir.parent.name == run["model_name"] and out_dir.parent.parent.name == "generated"
+    count = int(run["spec"].get("count") or 1)
+    done = run["status"] == "completed"
+    context["clips"] = clips
+    context["clips_folder"] = out_dir.name if history else None
+    context["progress"] = {
+        "fraction": 1.0 if done else len(clips) / count,
+        "label": f"{len(clips)} of {count} clips written"
+        + ("" if done or run["status"] not in UNFINISHED_STATUSES else "…"),
+        "eta": None,
+    }
     return context
 
 
@@ -237,14 +266,14 @@ async def home_context(store: Store, steps: dict[str, dict[str, Any]] | None = N
 
 def cluster_context(core: Core) -> dict[str, Any]:
     """The home page's cluster panel: where jobs run, its workers, and whether it is gone."""
-    if core.cluster is None:
+    if core.cluster is None or core.cluster_runner is None:
         return {"cluster": None}
     return {
         "cluster": {
             "address": core.cluster.address,
             "warning": core.cluster.warning(),
             "lost": core.runner.unavailable(),
-            "workers": core.runner.workers(),
+            "workers": core.cluster_runner.workers(),
         }
     }
 
