@@ -6,6 +6,7 @@ process or a refused upload left is cleaned up."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -200,3 +201,48 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
     except (OSError, IndexError):
         return "zombie"  # gone between the two looks
+
+
+def test_distill_generate_goes_through_a_running_server(world) -> None:
+    """With a server running, `distill generate` is one of its runs: listed by the API
+    and on the runs page, its clips in the model's history, the report the same."""
+
+    def generate_runs() -> dict[str, dict]:
+        with page_client(world["server"]) as http:
+            runs = http.get("/api/runs").json()
+        return {r["run_id"]: r for r in runs if r["run_type"] == "generate"}
+
+    before = generate_runs()
+    done = distill(world["home"], "generate", "kit", "--seconds", "0.2", "--count", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [Path(c["path"]).name for c in report["clips"]] == [
+        "clip01_seed0.wav", "clip02_seed1.wav",
+    ]  # fmt: skip
+    assert Path(report["out_dir"]).parent == world["home"] / "generated" / "kit"
+    mine = [run for run_id, run in generate_runs().items() if run_id not in before]
+    assert len(mine) == 1 and mine[0]["status"] == "completed"
+    with page_client(world["server"]) as http:
+        listed = http.get("/runs").text
+        assert mine[0]["run_id"] in listed
+        page = http.get(f"/runs/{mine[0]['run_id']}").text
+        assert "Generate run" in page and "clip02_seed1.wav" in page
+
+
+def test_the_api_runs_a_generate_request_within_the_forms_bounds(world) -> None:
+    with page_client(world["server"]) as http:
+        for body, says in (
+            ({"model": "kit", "count": 99}, "generate.count"),
+            ({"model": "kit", "seconds": 1e9}, "seconds"),
+            ({"model": "kit", "out": "/tmp/elsewhere"}, "only into the model's history"),
+            ({"model": "kit", "colour": "red"}, "unknown fields: colour"),
+            ({"model": "../kit"}, "not in this server's model library"),
+        ):
+            refused = http.post("/api/generations", json=body)
+            assert refused.status_code == 400 and says in refused.json()["error"], body
+        typed = http.post("/api/runs", json={"run_type": "generate", "model": "kit", "count": 1,
+                                             "seconds": 0.1})  # fmt: skip
+        assert typed.status_code == 201, typed.text
+    events = run_events(world["server"], typed.json()["run_id"])
+    assert [e["kind"] for e in events].count("clip_generated") == 1
+    assert events[-1]["kind"] == "run_completed"

@@ -294,8 +294,10 @@ def prior_api_request(body: Any) -> dict[str, Any]:
 
 
 GENERATE_FIELDS = frozenset(
-    {"model", "seconds", "count", "temperature", "top_k", "top_p", "seed", "one_shot", "variation"}
-)
+    {"model", "seconds", "count", "temperature", "top_k", "top_p", "seed", "one_shot",
+     "variation", "griffin_lim_iters", "out"}
+)  # fmt: skip
+MAX_GRIFFIN_LIM_ITERS = 256
 
 
 def generate_api_request(body: Any) -> dict[str, Any]:
@@ -306,7 +308,13 @@ def generate_api_request(body: Any) -> dict[str, Any]:
     unknown = set(body) - GENERATE_FIELDS
     if unknown:
         raise InputError(f"unknown fields: {', '.join(sorted(unknown))}")
-    drop = ("model", "seconds", "one_shot", "variation")
+    if body.pop("out", None) is not None:
+        raise InputError("out: a server writes clips only into the model's history")
+    if "griffin_lim_iters" in body:
+        body["griffin_lim_iters"] = json_int(
+            body["griffin_lim_iters"], "griffin_lim_iters", 1, MAX_GRIFFIN_LIM_ITERS
+        )
+    drop = ("model", "seconds", "one_shot", "variation", "griffin_lim_iters")
     options = {k: v for k, v in body.items() if k not in drop}
     try:
         check_section("generate", options, SAMPLING_BOUNDS)
