@@ -18,7 +18,7 @@ from pathlib import Path
 from statistics import quantiles
 
 from distill.core.core import Core
-from distill.core.loadgen import LOAD, LoadRequest
+from distill.loadgen import LOAD, LoadRequest
 from distill.paths import database_path
 
 TICK = 0.010

@@ -355,7 +355,7 @@ def test_serve_refuses_a_bad_cluster_address_with_the_reason(tmp_path) -> None:
 def test_a_server_without_a_cluster_never_imports_dask(tmp_path) -> None:
     script = f"""
 import sys, httpx
-from distill.core.loadgen import LOAD, LoadRequest
+from distill.loadgen import LOAD, LoadRequest
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
 settings = ServerSettings.for_host({str(tmp_path / "home")!r}, "127.0.0.1", 0)
@@ -381,7 +381,7 @@ def a_job(home: Path, sounds: Path) -> Job:
 def test_a_task_reads_and_writes_only_its_staging_folder(tmp_path) -> None:
     """The worker's job points only into the task's own folder, and what it sends home is
     mapped back to the server's paths; nothing in between names a server path."""
-    from distill.core.cluster import make_bundle
+    from distill.core.shipping import make_bundle
     from distill.core.cluster_task import Staging
 
     home, sounds = tmp_path / "home", tmp_path / "sounds"
@@ -417,7 +417,7 @@ def test_a_task_reads_and_writes_only_its_staging_folder(tmp_path) -> None:
 
 
 def test_files_from_a_task_stay_inside_the_runs_folders(tmp_path) -> None:
-    from distill.core.cluster import write_home
+    from distill.core.shipping import write_home
 
     job = Job(
         "r1", GENERATE,

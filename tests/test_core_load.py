@@ -13,7 +13,7 @@ from pathlib import Path
 from waiting import within_deadline
 
 from distill.core.core import Core
-from distill.core.loadgen import LOAD, LoadRequest
+from distill.loadgen import LOAD, LoadRequest
 from distill.events import StepMetrics
 from distill.paths import database_path
 

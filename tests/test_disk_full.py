@@ -23,7 +23,7 @@ from core_runs import collect, request
 from waiting import until, within_deadline
 
 from distill.core.core import Core
-from distill.core.loadgen import LOAD, LoadRequest
+from distill.loadgen import LOAD, LoadRequest
 from distill.paths import CHECKPOINT_NAME, database_path, runs_dir
 from distill.training.checkpoint import load_checkpoint
 from distill.training.jobs import RUN_TYPES
