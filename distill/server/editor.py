@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from distill.audio.formats import find_audio_files, is_supported
-from distill.models.history import generation_history
+from distill.models.history import edits_dir, generation_history, saved_edits
 from distill.models.library import read_card
 from distill.paths import generated_dir
 from distill.server import helper
@@ -44,7 +44,6 @@ from distill.server.responses import path_for, render
 from distill.training.bounds import MAX_SEED, MAX_TEMPERATURE
 from distill.training.codes import MAX_EDIT_SECONDS, MAX_STEPS
 
-EDITS_FOLDER = "edits"  # generated/MODEL/edits/NAME.wav and NAME.codes.json
 MAX_GRID_BYTES = MAX_BODY_BYTES  # one request's grid as JSON
 MAX_LISTED = 200  # training files offered on the chooser
 _EDIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
@@ -57,10 +56,6 @@ def _model(request: Request) -> tuple[str, Path]:
         return name, library_file(home, name)
     except FileRefused:
         raise HTTPException(404, f"no model named {name!r}") from None
-
-
-def edits_dir(home: Path, name: str) -> Path:
-    return generated_dir(home) / name / EDITS_FOLDER
 
 
 async def edit_page(request: Request) -> Response:
@@ -163,11 +158,6 @@ def _choices(request: Request, name: str, model: Path) -> dict[str, Any]:
         "edits": saved_edits(home, name),
         "max_edit_minutes": f"{MAX_EDIT_SECONDS / 60:g}",
     }
-
-
-def saved_edits(home: Path, name: str) -> list[str]:
-    folder = edits_dir(home, name)
-    return sorted(p.name.removesuffix(".codes.json") for p in folder.glob("*.codes.json"))
 
 
 async def _grid_request(request: Request) -> dict[str, Any]:

@@ -20,11 +20,10 @@ from distill.core.owners import model_in_use
 from distill.events import UNFINISHED_STATUSES
 from distill.models import library
 from distill.models.config import prior_size_for
-from distill.models.history import generation_history
+from distill.models.history import generation_history, saved_edits
 from distill.models.library import Listed, list_cards
 from distill.models.model_file import ModelFileError
 from distill.server.charts import Series, line_chart
-from distill.server.editor import saved_edits
 from distill.server.files import FileRefused, library_file
 from distill.server.files import generated_file as find_generated_file
 from distill.server.inputs import (
