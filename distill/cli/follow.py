@@ -6,7 +6,7 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -54,6 +54,12 @@ STOPPING_KEEPING_BEST = (
     "stopping after this step; the best epoch so far becomes the model (Ctrl-C again to "
     "leave; --no-keep-best would only checkpoint)..."
 )
+
+
+def bad_input(console: Console, message: str) -> NoReturn:
+    """Say what is wrong with what the user asked, and exit 2 (the user's to fix)."""
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(EXIT_BAD_INPUT)
 
 
 def stopping_words(keep_best: bool) -> str:

@@ -7,7 +7,6 @@ shows in the dashboard, else on a core in this process; the work itself is
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,8 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from distill.cli.follow import EXIT_BAD_INPUT, ThreadsOption, run_in_process
-from distill.cli.remote import find_server, run_on_server
+from distill.cli.follow import ThreadsOption, bad_input
+from distill.cli.remote import submit_and_follow
 from distill.events import (
     ClipGenerated,
     Event,
@@ -132,14 +131,13 @@ def generate(
             variation=variation,
         )
     except ValueError as error:
-        console.print(f"[bold red]error:[/] {error}")
-        raise typer.Exit(EXIT_BAD_INPUT) from error
+        bad_input(console, str(error))
     render = GenerateRenderer(json_output)
-    remote = find_server(home) if out is None and _in_library(model, home) else None
-    if remote is not None:
-        code = run_on_server(remote, request, render, True, json_output, console, keep_best=False)
-        raise typer.Exit(asyncio.run(code))
-    raise typer.Exit(asyncio.run(run_in_process(home, request, render, console, keep_best=False)))
+    through_server = out is None and _in_library(model, home)
+    submit_and_follow(
+        request, render, console, json_output=json_output, keep_best=False,
+        through_server=through_server,
+    )  # fmt: skip
 
 
 def _in_library(model: str, home: Path) -> bool:
