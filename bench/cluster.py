@@ -30,8 +30,8 @@ from typing import Any, ClassVar
 from distill.audio.synth import make_demo_set
 from distill.core.cluster_config import ClusterConfig
 from distill.core.core import Core
-from distill.loadgen import LOAD, LoadRequest
 from distill.events import RunCompleted, RunStarted, StepMetrics
+from distill.loadgen import LOAD, LoadRequest
 from distill.run_types import PathRole, Plan, RunType
 from distill.training.jobs import RUN_TYPES
 from distill.training.specs import TrainRequest

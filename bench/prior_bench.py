@@ -27,13 +27,13 @@ from statistics import median
 
 import torch
 
+from distill.inference.generate import GenerateSpec, generate_clips
 from distill.models.config import PriorConfig, VQVAEConfig
 from distill.models.library import load_with_prior, save_prior, save_vqvae
 from distill.models.magnitude import render
 from distill.models.prior import CodePrior, token_mask
 from distill.models.rvqvae import ConvVQVAE
 from distill.models.sampling import generate_codes
-from distill.training.generate import GenerateSpec, generate_clips
 
 
 def seeds(n: int) -> list[torch.Generator]:

@@ -510,7 +510,7 @@ class ClipGenerated(Payload):
     copy_check: CopyCheck
     match_path: str = ""  # the nearest training file's stretch, lined up with the clip; "" if none
     one_shot: bool = False  # one sound, cut where it decayed (seconds is then its own length)
-    tries: int = 1  # draws it took: a silent draw is drawn again (training/one_shot.py)
+    tries: int = 1  # draws it took: a silent draw is drawn again (inference/one_shot.py)
     silent: bool = False  # every try was silent: reported, not hidden
     rms: float = 0.0  # of the written audio, full scale 1
     variation_of: str = ""  # a variation: the training file whose first level it keeps

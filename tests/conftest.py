@@ -269,11 +269,11 @@ def library_server(tmp_path_factory) -> dict:
     model's file, a grid of one of its sounds, and the sounds (in an allowed root)."""
     import shutil
 
+    from distill.inference.codes import encode_file
     from distill.models.library import load_vqvae
     from distill.paths import models_dir
     from distill.server.serve import ServerThread
     from distill.server.settings import ServerSettings
-    from distill.training.codes import encode_file
     from distill.training.prior import train_prior
     from distill.training.vqvae import train_vqvae
 

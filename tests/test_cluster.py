@@ -30,12 +30,13 @@ from websockets.asyncio.client import connect
 from distill.core.cluster_config import ClusterConfig, ClusterError
 from distill.core.runner import Job
 from distill.events import TERMINAL_KINDS
+from distill.inference.spec import GenerateSpec
 from distill.models.library import read_card
 from distill.run_types import RunContext
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
 from distill.training.jobs import GENERATE, VQVAE
-from distill.training.specs import GenerateSpec, TrainJob
+from distill.training.specs import TrainJob
 
 distributed = pytest.importorskip("distributed")
 pytestmark = pytest.mark.slow
@@ -381,8 +382,8 @@ def a_job(home: Path, sounds: Path) -> Job:
 def test_a_task_reads_and_writes_only_its_staging_folder(tmp_path) -> None:
     """The worker's job points only into the task's own folder, and what it sends home is
     mapped back to the server's paths; nothing in between names a server path."""
-    from distill.core.shipping import make_bundle
     from distill.core.cluster_task import Staging
+    from distill.core.shipping import make_bundle
 
     home, sounds = tmp_path / "home", tmp_path / "sounds"
     write_good_sounds(sounds, count=2)

@@ -13,8 +13,8 @@ from pathlib import Path
 from waiting import within_deadline
 
 from distill.core.core import Core
-from distill.loadgen import LOAD, LoadRequest
 from distill.events import StepMetrics
+from distill.loadgen import LOAD, LoadRequest
 from distill.paths import database_path
 
 RATE, SECONDS = 10_000, 2.0

@@ -14,17 +14,13 @@ from conftest import tiny_prior_spec, tiny_spec, write_good_sounds
 from distill.audio.dataset import PEAK_TARGET
 from distill.audio.synth import tone
 from distill.events import ClipGenerated, payload_from_dict
-from distill.models.card import ModelCard
-from distill.models.library import load_with_prior, read_card, read_metadata
-from distill.models.model_file import ModelFileError
-from distill.models.sampling import generate_codes
-from distill.training.generate import (
+from distill.inference.generate import (
     MANIFEST_NAME,
     GenerateSpec,
     generate_clips,
     variation_grid,
 )
-from distill.training.one_shot import (
+from distill.inference.one_shot import (
     ONSET_PREROLL,
     SILENT_RMS,
     is_silent,
@@ -33,6 +29,10 @@ from distill.training.one_shot import (
     trim_decayed,
     trim_leading,
 )
+from distill.models.card import ModelCard
+from distill.models.library import load_with_prior, read_card, read_metadata
+from distill.models.model_file import ModelFileError
+from distill.models.sampling import generate_codes
 from distill.training.prior import train_prior
 from distill.training.vqvae import train_vqvae
 

@@ -13,11 +13,11 @@ import soundfile as sf
 from conftest import page_client, run_events, tiny_run_request, write_good_sounds
 
 from distill.audio.synth import chirp
+from distill.inference.generate import GenerateSpec, generate_clips
 from distill.models.history import new_out_dir
 from distill.paths import CANCEL_FILE
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
-from distill.training.generate import GenerateSpec, generate_clips
 
 pytestmark = pytest.mark.slow
 TINY_PRIOR_FORM = {

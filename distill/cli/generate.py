@@ -2,7 +2,7 @@
 
 A generate run (training/jobs.py), on the running server's core when there is one, so it
 shows in the dashboard, else on a core in this process; the work itself is
-`distill.training.generate.generate_clips`.
+`distill.inference.generate.generate_clips`.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from distill.events import (
     RunQueued,
     payload_from_dict,
 )
+from distill.inference.spec import GENERATE_SECONDS
 from distill.models.history import MANIFEST_NAME
 from distill.paths import data_home, model_path
 from distill.threads import requested_threads
 from distill.training.bounds import SAMPLING_BOUNDS
-from distill.training.settings import GENERATE_SECONDS
 from distill.training.specs import GenerateRequest
 
 console = Console()

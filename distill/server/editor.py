@@ -6,7 +6,7 @@ The page keeps the grid (and its undo history) in the browser and sends the whol
 with each request, so the server holds no editing state. The work (encode, decode,
 regenerate, save) runs in a helper process of its own (helper.edit_*), the editor's
 lane: an edit never waits behind a generate request or a scan in the other helper; it
-keeps the model loaded between edits, and opens sounds up to MAX_EDIT_SECONDS long; the operations themselves are training/codes.py's, the ones
+keeps the model loaded between edits, and opens sounds up to MAX_EDIT_SECONDS long; the operations themselves are inference/codes.py's, the ones
 `distill codes` runs too.
 """
 
@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from distill.audio.formats import find_audio_files, is_supported
+from distill.inference.codes import MAX_EDIT_SECONDS, MAX_STEPS
 from distill.models.history import edits_dir, generation_history, saved_edits
 from distill.models.library import read_card
 from distill.paths import generated_dir
@@ -42,7 +43,6 @@ from distill.server.inputs import (
 )
 from distill.server.responses import path_for, render
 from distill.training.bounds import MAX_SEED, MAX_TEMPERATURE
-from distill.training.codes import MAX_EDIT_SECONDS, MAX_STEPS
 
 MAX_GRID_BYTES = MAX_BODY_BYTES  # one request's grid as JSON
 MAX_LISTED = 200  # training files offered on the chooser

@@ -139,8 +139,7 @@ def edit_open(model_path: str, source: str) -> dict[str, Any]:
     import torch
 
     from distill.audio.images import mel_png
-    from distill.models.model_file import ModelFileError
-    from distill.training.codes import (
+    from distill.inference.codes import (
         CodesError,
         check_belongs,
         check_editable,
@@ -148,6 +147,7 @@ def edit_open(model_path: str, source: str) -> dict[str, Any]:
         encode_file,
         read_codes,
     )  # fmt: skip
+    from distill.models.model_file import ModelFileError
 
     try:
         vqvae, name, loaded = _editor(model_path)
@@ -173,7 +173,7 @@ def edit_open(model_path: str, source: str) -> dict[str, Any]:
 def _checked_grid(model_path: str, grid_json: dict):
     """(vqvae, ModelWithPrior or None, grid): a grid the page sent, checked against the
     model it says it belongs to; a CodesError says why not."""
-    from distill.training.codes import CodeGrid, check_belongs, check_editable
+    from distill.inference.codes import CodeGrid, check_belongs, check_editable
 
     vqvae, name, loaded = _editor(model_path)
     grid = CodeGrid.from_json(grid_json)
@@ -188,7 +188,7 @@ def edit_decode(model_path: str, grid_json: dict, muted: list[int]) -> dict[str,
 
     import soundfile as sf
 
-    from distill.training.codes import CodesError, decode_levels
+    from distill.inference.codes import CodesError, decode_levels
 
     try:
         vqvae, _, grid = _checked_grid(model_path, grid_json)
@@ -204,8 +204,8 @@ def edit_regenerate(
     model_path: str, grid_json: dict, start: int, end: int, sampling: dict, seed: int
 ) -> dict[str, Any]:
     """{"grid": the grid with steps [start, end) drawn anew} or {"error": why}."""
+    from distill.inference.codes import CodesError, regenerate
     from distill.models.sampling import Sampling
-    from distill.training.codes import CodesError, regenerate
 
     try:
         _, loaded, grid = _checked_grid(model_path, grid_json)
@@ -219,7 +219,7 @@ def edit_regenerate(
 def edit_save(model_path: str, grid_json: dict, folder: str, sound_name: str) -> dict[str, Any]:
     """Write NAME.wav and NAME.codes.json into the model's edits folder."""
     from distill.audio.decode import write_wav
-    from distill.training.codes import CodesError, decode_grid
+    from distill.inference.codes import CodesError, decode_grid
 
     try:
         vqvae, _, grid = _checked_grid(model_path, grid_json)

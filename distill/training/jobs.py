@@ -13,12 +13,12 @@ from pathlib import Path
 
 from distill.audio.mel_config import MelConfig
 from distill.events import RunCancelled, RunCompleted, RunStarted
+from distill.inference.spec import GenerateSpec
 from distill.paths import mel_cache_dir, model_path
 from distill.run_types import Emit, Place, Plan, RunContext, RunRefused, RunType, ShouldStop
 from distill.training.settings import PriorSettings, TrainSettings
 from distill.training.specs import (
     GenerateRequest,
-    GenerateSpec,
     PriorJob,
     PriorRequest,
     TrainJob,
@@ -134,7 +134,7 @@ def run_generate(
 ) -> str:
     """Clips one by one, each a ClipGenerated; a cancel keeps the clips written so far
     (and their history entry)."""
-    from distill.training.generate import generate_clips
+    from distill.inference.generate import generate_clips
 
     emit(RunStarted("generate", spec.subject, spec.count, 0, 0, spec.to_dict()))
     result = generate_clips(spec, emit, should_stop)

@@ -13,7 +13,7 @@ times; a clip silent on every try is written and reported (ClipGenerated.silent)
 
 One-shot or continuous: a prior trained on short sounds (its card's dataset.one_shot)
 makes one sound per clip by default, cut where the prior ends it and its tail has
-decayed, `seconds` being the longest it may run (training/one_shot.py); continuous
+decayed, `seconds` being the longest it may run (inference/one_shot.py); continuous
 clips run the whole `seconds`. GenerateSpec.one_shot overrides the default.
 """
 
@@ -33,14 +33,7 @@ import torch
 from distill.audio.dataset import load_prepared
 from distill.audio.decode import write_wav
 from distill.events import ClipGenerated, CopyCheck, Payload
-from distill.models.copy_check import CopyChecker
-from distill.models.history import MANIFEST_NAME
-from distill.models.library import ModelWithPrior, load_with_prior
-from distill.models.magnitude import render
-from distill.models.sampling import generate_codes
-from distill.training.lifecycle import never
-from distill.training.memorization import training_copy_checker
-from distill.training.one_shot import (
+from distill.inference.one_shot import (
     MAX_TRIES,
     is_silent,
     normalise_peak,
@@ -49,8 +42,13 @@ from distill.training.one_shot import (
     trim_decayed,
     trim_leading,
 )
-from distill.training.prior_data import silence_codes
-from distill.training.specs import GenerateSpec
+from distill.inference.spec import GenerateSpec
+from distill.models.copy_check import CopyChecker, training_copy_checker
+from distill.models.history import MANIFEST_NAME
+from distill.models.library import ModelWithPrior, load_with_prior
+from distill.models.magnitude import render
+from distill.models.rvqvae import silence_codes
+from distill.models.sampling import generate_codes
 
 
 class GenerationResult(NamedTuple):
@@ -68,8 +66,14 @@ def _ignore(payload: Payload) -> None:
     pass
 
 
+def _never() -> bool:
+    return False
+
+
 def generate_clips(
-    spec: GenerateSpec, emit: Callable[[ClipGenerated], None] = _ignore, should_stop=never
+    spec: GenerateSpec,
+    emit: Callable[[ClipGenerated], None] = _ignore,
+    should_stop: Callable[[], bool] = _never,
 ) -> GenerationResult:
     """Write `spec.count` clips to `spec.out_dir`; stops early (keeping what is written)
     when `should_stop()` turns true. A model without a prior raises ModelFileError."""
