@@ -174,16 +174,9 @@ async def _generate_context(
     ]
     out_dir = Path(run["spec"].get("out_dir", ""))
     history = out_dir.parent.name == run["model_name"] and out_dir.parent.parent.name == "generated"
-    count = int(run["spec"].get("count") or 1)
-    done = run["status"] == "completed"
     context["clips"] = clips
     context["clips_folder"] = out_dir.name if history else None
-    context["progress"] = {
-        "fraction": 1.0 if done else len(clips) / count,
-        "label": f"{len(clips)} of {count} clips written"
-        + ("" if done or run["status"] not in UNFINISHED_STATUSES else "…"),
-        "eta": None,
-    }
+    context["progress"] = progress_of(run, None)
     return context
 
 
@@ -215,6 +208,14 @@ def progress_of(
     the run row, its last step, and (for the time left) its finished epochs' seconds."""
     epochs = run.get("epochs") or 0
     done_epochs = (run["epoch"] + 1) if run.get("epoch") is not None else 0
+    if run["run_type"] == "generate":  # its clips stand where a training run's epochs do
+        count = epochs or int(run["spec"].get("count") or 1)
+        writing = "" if run["status"] != "running" else "…"
+        label = f"{done_epochs} of {count} clips written{writing}"
+        if run["status"] == "queued":
+            label = "queued: waiting for a worker"
+        done = 1.0 if run["status"] == "completed" else done_epochs / count
+        return {"fraction": done, "label": label, "eta": None}
     if run["status"] == "completed":
         return {
             "fraction": 1.0,
