@@ -30,9 +30,9 @@ import numpy as np
 
 from distill.audio.mel_config import MelConfig
 from distill.audio.synth import make_demo_set
+from distill.inference.codes import MAX_EDIT_SECONDS, encode_file
 from distill.models.library import load_vqvae
 from distill.server.discovery import read_server_file
-from distill.training.codes import MAX_EDIT_SECONDS, encode_file
 from distill.training.prior import PriorSpec, train_prior
 from distill.training.settings import PriorSettings, TrainSettings
 from distill.training.vqvae import TrainSpec, train_vqvae

@@ -21,8 +21,8 @@ def kit(tmp_path_factory) -> dict:
     """`kit`, a tiny model with a prior, trained once per session on six tiny sounds: the
     sounds' folder and its parent (`base`, an allowed root to give a server), the model's
     file (copy it into a library; never change it) and the code grid of one sound."""
+    from distill.inference.codes import encode_file
     from distill.models.library import load_vqvae
-    from distill.training.codes import encode_file
     from distill.training.prior import train_prior
     from distill.training.vqvae import train_vqvae
 

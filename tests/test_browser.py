@@ -223,9 +223,13 @@ def test_train_a_prior_and_generate_from_the_model_page(page, server: ServerThre
     page.wait_for_selector("#generate-form")
     page.fill("#generate-form [name=seconds]", "1")
     page.fill("#generate-form [name=count]", "2")
-    page.click("#generate-button")
-    page.wait_for_selector("#generations .generation.pending progress")  # polled for 1 s at least
-    page.wait_for_selector("#generations .generated-clip .player")  # upgraded after the swap
+    page.click("#generate-button")  # a generate run: its page shows the clips as written
+    page.wait_for_selector("h1:has-text('Generate run')")
+    page.wait_for_selector("#run-status[data-status=completed]")
+    assert page.locator("#run-clips .generated-clip").count() == 2
+    shot(page, "generate-run")
+    page.click("#model-link")
+    page.wait_for_selector("#generations .generated-clip .player")  # upgraded players
     clips = page.locator("#generations .generated-clip")
     assert clips.count() == 2 and page.locator(".generation.pending").count() == 0
     assert "longest run shared with training" in clips.first.inner_text()

@@ -1,4 +1,4 @@
-"""The code editor's operations (training/codes.py) and `distill codes`, on a tiny model
+"""The code editor's operations (inference/codes.py) and `distill codes`, on a tiny model
 with a prior: encode, decode, regenerate a range, and refusals of foreign or bad files."""
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ import soundfile as sf
 from commands import distill
 from helpers import tiny_prior_spec, tiny_spec, write_good_sounds
 
-from distill.models.library import load_vqvae, load_with_prior
-from distill.models.sampling import Sampling
-from distill.training.codes import (
+from distill.inference.codes import (
     CodeGrid,
     CodesError,
     check_belongs,
@@ -24,6 +22,8 @@ from distill.training.codes import (
     read_codes,
     regenerate,
 )
+from distill.models.library import load_vqvae, load_with_prior
+from distill.models.sampling import Sampling
 from distill.training.prior import train_prior
 from distill.training.vqvae import train_vqvae
 

@@ -28,7 +28,6 @@ from distill.events import TRAIN_SPLIT, UNFINISHED_STATUSES, VAL_SPLIT
 from distill.progress import duration
 from distill.server import api, editor, library, pages
 from distill.server.discovery import remove_server_file
-from distill.server.generating import Generations
 from distill.server.helper import Helper
 from distill.server.live import Streams
 from distill.server.responses import path_for
@@ -71,11 +70,8 @@ def create_app(settings: ServerSettings) -> Starlette:
         await core.start()
         app.state.core = core
         processes = torch_processes(settings.concurrency, helper=True)
-        app.state.helper = Helper(processes)  # scans and generate requests
+        app.state.helper = Helper(processes)  # dataset scans
         app.state.editor_helper = Helper(processes)  # the editor's lane: never behind those
-        on_cluster = settings.cluster is not None
-        call = core.runner.call_in_folder if on_cluster else app.state.helper.call_in_folder
-        app.state.generations = Generations(call)
         app.state.streams = Streams(core, lambda name, ctx: tpl.get_template(name).render(ctx))
         try:
             yield
@@ -83,7 +79,6 @@ def create_app(settings: ServerSettings) -> Starlette:
             # Here, not after uvicorn returns: on SIGTERM uvicorn re-raises the signal
             # once shut down, and the process ends before any later cleanup.
             remove_server_file(settings.home, os.getpid())
-            await app.state.generations.close()
             await app.state.helper.close()
             await app.state.editor_helper.close()
             await core.stop()
@@ -106,13 +101,6 @@ def create_app(settings: ServerSettings) -> Starlette:
         Route("/models/{name}", library.model_page, name="model"),
         Route("/models/{name}/prior", library.train_prior, methods=["POST"], name="train_prior"),
         Route("/models/{name}/generate", library.generate, methods=["POST"], name="generate"),
-        Route("/models/{name}/generating/{generation_id}", library.generating, name="generating"),
-        Route(
-            "/models/{name}/generating/{generation_id}/cancel",
-            library.cancel_generating,
-            methods=["POST"],
-            name="cancel_generating",
-        ),
         Route("/models/{name}/generated/{path:path}", library.generated_file, name="generated"),
         Route("/models/{name}/edit", editor.edit_page, name="edit"),
         Route("/models/{name}/edit/decode", editor.decode, methods=["POST"], name="edit_decode"),
@@ -131,6 +119,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         Route("/api/runs", api.list_runs),
         Route("/api/runs", api.submit_run, methods=["POST"]),
         Route("/api/priors", api.submit_prior, methods=["POST"]),
+        Route("/api/generations", api.submit_generate, methods=["POST"]),
         Route("/api/runs/{run_id}", api.get_run),
         Route("/api/runs/{run_id}/cancel", api.cancel_run, methods=["POST"]),
         Route("/api/runs/{run_id}/resume", api.resume_run, methods=["POST"]),

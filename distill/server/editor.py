@@ -5,9 +5,9 @@ codes, hear the change, save it into the model's edits.
 The page keeps the grid (and its undo history) in the browser and sends the whole grid
 with each request, so the server holds no editing state. The work (encode, decode,
 regenerate, save) runs in a helper process of its own (helper.edit_*), the editor's
-lane: an edit never waits behind a generate request or a scan in the other helper; it
+lane: an edit never waits behind a scan in the other helper (generating is a run); it
 keeps the model loaded between edits, and opens sounds up to MAX_EDIT_SECONDS long; the
-operations themselves are training/codes.py's, the ones `distill codes` runs too. What
+operations themselves are inference/codes.py's, the ones `distill codes` runs too. What
 the routes read from disk themselves (the chooser's listings) runs on a thread, as in
 library.py, so a slow disk never stalls the server's loop.
 """
@@ -26,6 +26,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from distill.audio.formats import find_audio_files, is_supported
+from distill.inference.codes import MAX_EDIT_SECONDS, MAX_STEPS
+from distill.models.history import edits_dir, generation_history, saved_edits
 from distill.models.library import read_card
 from distill.paths import generated_dir
 from distill.server import helper
@@ -44,10 +46,7 @@ from distill.server.inputs import (
 )
 from distill.server.responses import path_for, render
 from distill.training.bounds import MAX_SEED, MAX_TEMPERATURE
-from distill.training.codes import MAX_EDIT_SECONDS, MAX_STEPS
-from distill.training.generate import generation_history
 
-EDITS_FOLDER = "edits"  # generated/MODEL/edits/NAME.wav and NAME.codes.json
 MAX_GRID_BYTES = MAX_BODY_BYTES  # one request's grid as JSON
 MAX_LISTED = 200  # training files offered on the chooser
 _EDIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
@@ -60,10 +59,6 @@ def _model(request: Request) -> tuple[str, Path]:
         return name, library_file(home, name)
     except FileRefused:
         raise HTTPException(404, f"no model named {name!r}") from None
-
-
-def edits_dir(home: Path, name: str) -> Path:
-    return generated_dir(home) / name / EDITS_FOLDER
 
 
 async def edit_page(request: Request) -> Response:
@@ -167,11 +162,6 @@ def _choices(request: Request, name: str, model: Path) -> dict[str, Any]:
         "edits": saved_edits(home, name),
         "max_edit_minutes": f"{MAX_EDIT_SECONDS / 60:g}",
     }
-
-
-def saved_edits(home: Path, name: str) -> list[str]:
-    folder = edits_dir(home, name)
-    return sorted(p.name.removesuffix(".codes.json") for p in folder.glob("*.codes.json"))
 
 
 async def _grid_request(request: Request) -> dict[str, Any]:

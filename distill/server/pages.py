@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from distill.constants import SET_TIERS
-from distill.core.core import RunError, TrainRequest
+from distill.core.core import RunError
 from distill.core.store import UnknownStatus, check_status
 from distill.events import RUN_STATUSES
 from distill.models.config import (
@@ -48,6 +48,7 @@ from distill.server.responses import (
 from distill.server.views import cluster_context, dashboard_context, run_context, runs_context
 from distill.training.bounds import MAX_PATIENCE, MAX_STAGE_STEPS
 from distill.training.settings import TrainSettings
+from distill.training.specs import TrainRequest
 
 
 async def dashboard(request: Request) -> Response:
@@ -134,8 +135,8 @@ async def start_run(request: Request) -> Response:
     try:
         folder = confine_dataset(str(form.get("dataset", "")), request.app.state.settings)
         settings, overrides, name = train_options(form)
-        run_id = await request.app.state.core.submit_training(
-            TrainRequest(str(folder), name, settings, overrides)
+        run_id = await request.app.state.core.submit(
+            TrainRequest.run_type, TrainRequest(str(folder), name, settings, overrides)
         )
     except (InputError, RunError) as error:
         status = error.status if isinstance(error, InputError) else run_error_status(error)

@@ -16,6 +16,7 @@ from distill.events import (
     TRAIN_SPLIT,
     VAL_SPLIT,
     CheckpointSaved,
+    ClipGenerated,
     CodebookWarning,
     CopiesMeasured,
     DatasetScanned,
@@ -209,6 +210,13 @@ _PRIOR_RUN_RESULT = """
                                WHERE run_id = :run_id AND epoch = :best_epoch)
     WHERE run_id = :run_id
 """
+
+
+@projects(ClipGenerated)
+def _clip_generated(e: Event, p: ClipGenerated) -> list[Statement]:
+    # A generate run counts its clips where a training run counts epochs (its RunStarted
+    # gave their number as its epochs), so the lists show "2/8" for both.
+    return [("UPDATE runs SET epoch = ? WHERE run_id = ?", (p.index, e.run_id))]
 
 
 @projects(PriorEpochMetrics)
