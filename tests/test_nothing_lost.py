@@ -222,6 +222,9 @@ def test_distill_generate_goes_through_a_running_server(world) -> None:
     assert Path(report["out_dir"]).parent == world["home"] / "generated" / "kit"
     mine = [run for run_id, run in generate_runs().items() if run_id not in before]
     assert len(mine) == 1 and mine[0]["status"] == "completed"
+    shown = distill(world["home"], "runs", "show", mine[0]["run_id"])
+    assert shown.returncode == 0 and "2 of 2 clips written" in shown.stdout
+    assert "clip02_seed1.wav" in shown.stdout
     with page_client(world["server"]) as http:
         listed = http.get("/runs").text
         assert mine[0]["run_id"] in listed

@@ -22,6 +22,7 @@ from distill.events import (
     RUN_STATUSES,
     TRAIN_SPLIT,
     VAL_SPLIT,
+    ClipGenerated,
     DecoderStageTrained,
     LevelHealth,
     RunCompleted,
@@ -107,6 +108,7 @@ def show(run_id: str, json_output: JsonOption = False) -> None:
             "memorization_warnings": await store.memorization_warnings(run_id),
             "completed": await _payload(store, run_id, RunCompleted.kind),
             "decoder_stage": await _payload(store, run_id, DecoderStageTrained.kind),
+            "clips": [e.payload for e in await store.events_of_kind(run_id, ClipGenerated.kind)],
         }
 
     data = asyncio.run(_read(report))
@@ -222,6 +224,11 @@ def _print_report(data: dict[str, Any]) -> None:
     )
     console.print(f"dataset: {data['dataset']}")
     console.print(f"created {_when(data['created'])}, finished {_when(data.get('finished'))}")
+    if data["clips"] or data["run_type"] == "generate":
+        console.print(f"{len(data['clips'])} of {data.get('epochs') or '?'} clips written")
+        for clip in data["clips"]:
+            silent = " [bold red]silent[/]" if clip.get("silent") else ""
+            console.print(f"  {clip['path']} ({clip['seconds']:.2f} s){silent}")
     metrics = data["epoch_metrics"]
     if metrics:
         table = Table(
