@@ -116,6 +116,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         Route("/models/{name}/generated/{path:path}", library.generated_file, name="generated"),
         Route("/models/{name}/edit", editor.edit_page, name="edit"),
         Route("/models/{name}/edit/decode", editor.decode, methods=["POST"]),
+        Route("/models/{name}/edit/mel", editor.mel, methods=["POST"]),
         Route("/models/{name}/edit/regenerate", editor.regenerate, methods=["POST"]),
         Route("/models/{name}/edit/save", editor.save, methods=["POST"]),
         Route("/models/{name}/edit/upload", editor.upload, methods=["POST"]),

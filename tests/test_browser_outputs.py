@@ -1,0 +1,105 @@
+"""Outputs a user can trust, in Chromium against a real server (issue 28): the code
+editor says when what it made is silence, draws its sounds with the run pages' players and
+redraws its mel after an edit.
+
+The module's tiny models decode every sound to near silence (RMS about 5e-4, under
+generation's -60 dBFS rule): what a user met with a model whose prior draws silence.
+"""
+
+# ruff: noqa: F811  (the fixtures imported from test_browser are the tests' arguments)
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_browser import browser, page, play, player_of, server, wait_drawn  # noqa: F401
+from test_browser import dataset as dataset  # noqa: F401  (the fixtures this module uses)
+
+from distill.server.serve import ServerThread
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def models(server: ServerThread, dataset: Path) -> dict[str, str]:
+    """`kit` (a tiny model with a prior) and `plain` (the same model before its prior),
+    in the server's library."""
+    import shutil
+
+    from conftest import tiny_prior_spec, tiny_spec
+
+    from distill.training.prior import train_prior
+    from distill.training.vqvae import train_vqvae
+
+    library = server.settings.home / "models"
+    library.mkdir(parents=True, exist_ok=True)
+    work = dataset.parent / "outputs-work"
+    spec = tiny_spec(dataset, work, epochs=1, name="kit")
+    train_vqvae(spec, lambda event: None)
+    shutil.copy(spec.model_path, library / "plain.distill")
+    train_prior(tiny_prior_spec(spec.model_path, dataset, work), lambda event: None)
+    shutil.copy(spec.model_path, library / "kit.distill")
+    return {"kit": "kit", "plain": "plain"}
+
+
+def open_editor(page, server, model: str, sound: str = "good_00.wav") -> None:
+    page.goto(f"{server.url}/models/{model}/edit?sound={sound}")
+    page.locator("#editor[data-version='1']").wait_for()
+
+
+def test_the_editor_says_silence_redraws_its_mel_and_plays_through_the_run_pages_players(
+    page,
+    server,
+    models,
+) -> None:
+    open_editor(page, server, models["kit"])
+    warning = page.locator("#edit-warning")
+    assert warning.is_visible()
+    assert "silence (under -60 dBFS" in warning.inner_text()
+    assert page.locator("#editor").get_attribute("data-silent") == "1"
+
+    # Both sounds in wavesurfer players (waveform and spectrogram), A/B in page order.
+    players = page.locator("#editor .player")
+    assert players.count() == 2
+    wait_drawn(players)
+    edited, original = page.locator("#edited"), page.locator("#original")
+    assert player_of(edited).locator("button.ab").inner_text() == "A/B 1"
+    assert player_of(original).locator("button.ab").inner_text() == "A/B 2"
+
+    # A variation silent on every draw is drawn again, then kept and said so.
+    page.locator("[data-action='variation']").click()
+    page.locator("#editor[data-version='2']").wait_for()
+    assert "on all 4 rounds" in warning.inner_text()
+
+    # Deleting two steps: the mel picture is redrawn from the edited grid (4 mel frames
+    # a step in the tiny model), and the edited player draws the new sound.
+    steps = page.evaluate("distillEditor.codes()[0].length")
+    width = page.evaluate("document.getElementById('edit-mel').naturalWidth")
+    assert width == steps * 4
+    page.evaluate("distillEditor.select(0, 1, 2)")
+    page.locator("#grid").press("Delete")
+    page.locator("#editor[data-mel-version='3']").wait_for()
+    assert page.evaluate("document.getElementById('edit-mel').naturalWidth") == (steps - 2) * 4
+    assert warning.inner_text() == page.locator("#editor").get_attribute("data-silent-message")
+    redrawn = player_of(edited)
+    redrawn.and_(page.locator(f"[data-sound='{edited.get_attribute('src')}']")).wait_for()
+    wait_drawn(redrawn)
+
+    # A/B at the same moment: from the edited sound (which played as the edit landed)
+    # to the original.
+    edited.evaluate("audio => audio.pause()")
+    play(edited)
+    player_of(original).locator("button.ab").click()
+    page.wait_for_function("!document.getElementById('original').paused")
+    assert edited.evaluate("audio => audio.paused")
+
+
+def test_without_a_prior_the_editor_says_what_regenerate_needs(page, server, models) -> None:
+    open_editor(page, server, models["plain"])
+    for action in ("regenerate", "variation"):
+        button = page.locator(f"[data-action='{action}']")
+        assert button.is_disabled()
+        assert button.get_attribute("aria-describedby") == "needs-prior"
+    note = page.locator("#needs-prior")
+    assert note.is_visible() and "need the model's prior" in note.inner_text()
+    assert note.locator("a").get_attribute("href") == f"/models/{models['plain']}#prior"
