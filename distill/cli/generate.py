@@ -17,6 +17,7 @@ from rich.table import Table
 
 from distill.cli.follow import EXIT_BAD_INPUT, ThreadsOption
 from distill.events import ClipGenerated
+from distill.models.copy_check import nothing_shared, run_means_something
 from distill.paths import data_home
 from distill.threads import fit_threads, requested_threads
 from distill.training.bounds import SAMPLING_BOUNDS
@@ -193,7 +194,7 @@ def _copy_columns(clip: ClipGenerated) -> tuple[str, str]:
         run += f" from {check.clip_offset_seconds:.2f} s"
     nearest = (
         f"{check.nearest_file} at {check.nearest_offset_seconds:.2f} s"
-        if check.nearest_file
-        else "-"
+        if check.nearest_file and run_means_something(check.longest_run_seconds)
+        else nothing_shared(check.longest_run_seconds)
     )
     return run, nearest

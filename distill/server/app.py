@@ -25,6 +25,7 @@ import distill
 from distill.constants import ERROR_REDUCTION_UNIT, LOW_UTILIZATION, MIN_VECTORS_PER_CODE
 from distill.core.core import Core
 from distill.events import TRAIN_SPLIT, UNFINISHED_STATUSES, VAL_SPLIT
+from distill.models.copy_check import nothing_shared, run_means_something
 from distill.progress import duration
 from distill.server import api, editor, library, pages
 from distill.server.discovery import remove_server_file
@@ -54,6 +55,8 @@ def templates() -> Jinja2Templates:
     env.globals["error_reduction_unit"] = ERROR_REDUCTION_UNIT
     env.globals["train_split"], env.globals["val_split"] = TRAIN_SPLIT, VAL_SPLIT
     env.globals["unfinished_statuses"] = UNFINISHED_STATUSES
+    env.globals["run_means_something"] = run_means_something  # the copy check's words
+    env.globals["nothing_shared"] = nothing_shared
     env.globals["url_for"] = _url_for  # Jinja2Templates keeps ours: it only sets a default
     return Jinja2Templates(env=env)
 
