@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_browser import browser, page, play, player_of, server, wait_drawn  # noqa: F401
+from test_browser import browser, page, play, player_of, server, shot, wait_drawn  # noqa: F401
 from test_browser import dataset as dataset  # noqa: F401  (the fixtures this module uses)
 
 from distill.server.serve import ServerThread
@@ -103,3 +103,54 @@ def test_without_a_prior_the_editor_says_what_regenerate_needs(page, server, mod
     note = page.locator("#needs-prior")
     assert note.is_visible() and "need the model's prior" in note.inner_text()
     assert note.locator("a").get_attribute("href") == f"/models/{models['plain']}#prior"
+
+
+def test_three_runs_compared_each_in_its_colour_with_values_on_hover(page, server) -> None:
+    """Any number of runs of a type: three tiny VQ-VAEs, named by model, a colour each."""
+    import httpx
+    from conftest import tiny_run_request, write_good_sounds
+    from waiting import wait_until
+
+    base = server.settings.home.parent
+    run_ids = []
+    for seed, name in enumerate(("kicks", "snares", "hats")):
+        folder = base / f"compare-{name}"
+        write_good_sounds(folder, count=5, seed=seed)
+        body = {**tiny_run_request(folder), "model_name": name}
+        response = httpx.post(server.url + "/api/runs", json=body, trust_env=False)
+        assert response.status_code == 201, response.text
+        run_ids.append(response.json()["run_id"])
+
+    def finished(run_id: str) -> bool:  # run_events' asyncio.run cannot run beside Playwright
+        run = httpx.get(f"{server.url}/api/runs/{run_id}", trust_env=False).json()
+        assert run["status"] in ("queued", "running", "completed"), run
+        return run["status"] == "completed"
+
+    for run_id in run_ids:
+        wait_until(lambda run_id=run_id: finished(run_id), what=f"run {run_id} to complete")
+
+    page.goto(f"{server.url}/runs")
+    for run_id in run_ids:
+        page.locator(f"input[name='compare'][value='{run_id}']").check()
+    page.select_option("#smoothing", "0.6")
+    page.locator("#compare-form button[type='submit']").click()
+    page.locator("#overlay").wait_for()
+    labels = page.locator("#overlay h2 a").all_inner_texts()  # in the list's order
+    assert sorted(labels) == ["hats", "kicks", "snares"]
+    colours = [
+        page.locator(f"#overlay .compare-chart >> nth=0 >> .line.run{i}.val").evaluate(
+            "line => getComputedStyle(line).stroke"
+        )
+        for i in range(3)
+    ]
+    assert len(set(colours)) == 3  # three runs, three colours
+    swatch = page.locator("#overlay .compare-chart >> nth=0 >> .legend .key.run1.val").evaluate(
+        "key => getComputedStyle(key, '::before').backgroundColor"
+    )
+    assert swatch == colours[1]  # the legend's swatch is its line's colour
+    assert "smoothed 0.6" in page.locator("#overlay").inner_text()
+    mark = page.locator("#overlay circle.mark.run2").first
+    mark.hover()
+    assert mark.evaluate("circle => getComputedStyle(circle).fill") == colours[2]
+    assert mark.locator("title").text_content().startswith(f"{labels[2]} validation, epoch 1: ")
+    shot(page, "runs-compare")

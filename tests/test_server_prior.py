@@ -71,7 +71,9 @@ def test_train_a_prior_from_the_model_page_then_generate(world) -> None:
 
         # The runs list overlays two priors' curves, and refuses a prior beside a VQ-VAE.
         overlay = http.get("/runs", params=[("compare", run_id)]).text
-        assert f"Comparing {run_id}" in overlay and overlay.count('class="line run0 val"') == 1
+        assert 'class="compared key run0" title="run ' + run_id + '">kicks<' in overlay
+        assert "<h3>Validation perplexity per epoch</h3>" in overlay
+        assert re.search(r"<title>kicks validation perplexity, epoch 1: [0-9.]+</title>", overlay)
         mixed = http.get("/runs", params=[("compare", run_id), ("compare", world["runs"]["kicks"])])
         assert 'id="compare-error"' in mixed.text and 'id="overlay"' not in mixed.text
 
