@@ -12,7 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_browser import browser, page, play, player_of, server, shot, wait_drawn  # noqa: F401
+from test_browser import (  # noqa: F401
+    SCREENSHOTS,
+    browser,
+    page,
+    play,
+    player_of,
+    server,
+    shot,
+    wait_drawn,
+)
 from test_browser import dataset as dataset  # noqa: F401  (the fixtures this module uses)
 
 from distill.server.serve import ServerThread
@@ -154,3 +163,66 @@ def test_three_runs_compared_each_in_its_colour_with_values_on_hover(page, serve
     assert mark.evaluate("circle => getComputedStyle(circle).fill") == colours[2]
     assert mark.locator("title").text_content().startswith(f"{labels[2]} validation, epoch 1: ")
     shot(page, "runs-compare")
+
+
+def test_a_sample_pack_picked_auditioned_on_pads_and_downloaded(
+    page, server, models, tmp_path
+) -> None:
+    """From the model's page: two generated clips and a saved edit, heard on the pads by
+    their keys, downloaded as one zip of WAVs at one level with its manifest."""
+    import io
+    import json
+    import zipfile
+
+    import numpy as np
+    import soundfile as sf
+
+    from distill.audio.dataset import PEAK_TARGET
+    from distill.models.library import load_vqvae
+    from distill.server import helper
+    from distill.server.editor import edits_dir
+    from distill.training.codes import encode_file
+    from distill.training.generate import GenerateSpec, generate_clips, new_out_dir
+    from distill.training.sample_pack import clip_mode
+
+    home, model = server.settings.home, server.settings.home / "models" / "kit.distill"
+    spec = GenerateSpec(model, new_out_dir("kit", home), seconds=0.5, count=2, seed=5)
+    clips = generate_clips(spec).clips
+    vqvae, _ = load_vqvae(model)
+    sound = sorted(p for p in server.settings.home.parent.glob("*/good_00.wav"))[0]
+    grid = encode_file(vqvae, "kit", sound).to_json()
+    assert "saved" in helper.edit_save(str(model), grid, str(edits_dir(home, "kit")), "pad-edit")
+
+    page.goto(f"{server.url}/models/kit")
+    for clip in clips:
+        page.locator(f"#pack input[name='clip'][value$='/{Path(clip.path).name}']").first.check()
+    page.locator("#pack input[name='edit'][value='pad-edit']").check()
+    pads = page.locator("#pads .pad")
+    assert [pad.get_attribute("data-key") for pad in pads.all()] == ["q", "w", "e"]
+    page.locator("body").press("w")  # the second pad: the clip of seed 6
+    page.locator("#pads .pad[data-key='w'][data-played='1']").wait_for()
+    assert page.locator("#pads .pad[data-key='q']").get_attribute("data-played") is None
+    page.locator("#pack").screenshot(path=str(SCREENSHOTS / "pack.png"))  # the README's
+
+    with page.expect_download() as info:
+        page.locator("#pack-download").click()
+    download = info.value
+    assert download.suggested_filename == "kit-pack.zip"
+    target = tmp_path / "kit-pack.zip"
+    download.save_as(target)
+    mode = clip_mode(clips[0].one_shot, clips[0].variation_of)
+    with zipfile.ZipFile(target) as archive:
+        names = sorted(archive.namelist())
+        assert names == sorted(
+            [f"kit_{mode}_seed5.wav", f"kit_{mode}_seed6.wav", "kit_edit_pad-edit.wav",
+             "manifest.json"]
+        )  # fmt: skip
+        manifest = json.loads(archive.read("manifest.json"))
+        for name in names[:-1] if names[-1] == "manifest.json" else names:
+            if name.endswith(".wav"):
+                audio, _ = sf.read(io.BytesIO(archive.read(name)))
+                assert np.abs(audio).max() == pytest.approx(PEAK_TARGET, abs=1e-3)
+    assert manifest["model_name"] == "kit"
+    seeds = {s["file"]: (s["mode"], s["seed"]) for s in manifest["sounds"]}
+    assert seeds[f"kit_{mode}_seed6.wav"] == (mode, 6)
+    assert seeds["kit_edit_pad-edit.wav"] == ("edit", None)

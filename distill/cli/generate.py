@@ -102,6 +102,13 @@ def generate(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     threads: ThreadsOption = None,
+    pack: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the clips as a sample pack: one zip of WAVs at one level, named "
+            "by model, mode and seed, with a manifest.",
+        ),
+    ] = None,
 ) -> None:
     """Generate new sounds with a model's prior; prints where they are and how new they are."""
     requested_threads(threads)
@@ -111,6 +118,7 @@ def generate(
     from distill.models.library import resolve_model
     from distill.models.model_file import ModelFileError
     from distill.training.generate import GenerateSpec, generate_clips, new_out_dir
+    from distill.training.sample_pack import pack_generation
 
     out_dir = None
     try:
@@ -129,6 +137,8 @@ def generate(
             variation=variation,
         )
         result = generate_clips(spec)
+        if pack is not None:  # training/sample_pack.py
+            typer.echo(pack_generation(pack, path.stem, result.clips), err=True)
     except (ModelFileError, ValueError) as error:
         if out is None and out_dir is not None:
             with contextlib.suppress(OSError):

@@ -27,7 +27,7 @@ from distill.core.core import Core
 from distill.events import TRAIN_SPLIT, UNFINISHED_STATUSES, VAL_SPLIT
 from distill.models.copy_check import nothing_shared, run_means_something
 from distill.progress import duration
-from distill.server import api, editor, library, pages
+from distill.server import api, editor, library, packs, pages
 from distill.server.discovery import remove_server_file
 from distill.server.generating import Generations
 from distill.server.helper import Helper
@@ -123,6 +123,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         Route("/models/{name}/edit/regenerate", editor.regenerate, methods=["POST"]),
         Route("/models/{name}/edit/save", editor.save, methods=["POST"]),
         Route("/models/{name}/edit/upload", editor.upload, methods=["POST"]),
+        Route("/models/{name}/pack", packs.download_pack, methods=["POST"], name="pack"),
         Route("/models/{name}/download", library.download_model, name="download_model"),
         Route("/models/{name}/rename", library.rename_model, methods=["POST"], name="rename_model"),
         Route("/models/{name}/delete", library.delete_model, methods=["POST"], name="delete_model"),

@@ -33,6 +33,7 @@ from distill.server.inputs import (
     prior_options,
     safe_file_name,
 )
+from distill.server.packs import pack_choices
 from distill.server.responses import confined_file, render, run_error_status, see_other
 from distill.training.generate import generation_history, new_out_dir
 from distill.training.settings import MAX_GENERATION_CLIPS, PriorSettings
@@ -58,6 +59,7 @@ async def model_page(request: Request, error: str | None = None, status: int = 2
     context = {
         "m": entry,
         "edits": saved_edits(home, name),
+        "pack_clips": await asyncio.to_thread(pack_choices, home, name),
         "prior_runs": runs,
         "prior_defaults": PriorSettings(),
         "max_generation_clips": MAX_GENERATION_CLIPS,
