@@ -58,8 +58,8 @@ def main() -> None:
         own = seam(vqvae, grid.codes, end)
         if own < 1e-3:
             continue  # silence on both sides: no seam to judge
-        first = regenerate(loaded, grid, start, end, Sampling(), seed=0, candidates=1)
-        ranked = regenerate(loaded, grid, start, end, Sampling(), seed=0)
+        first = regenerate(loaded, grid, start, end, Sampling(), seed=0, candidates=1).grid
+        ranked = regenerate(loaded, grid, start, end, Sampling(), seed=0).grid
         ratios_first.append(seam(vqvae, first.codes, end) / own)
         ratios_ranked.append(seam(vqvae, ranked.codes, end) / own)
         if args.render and rendered < 3:

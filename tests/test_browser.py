@@ -235,7 +235,12 @@ def test_train_a_prior_and_generate_from_the_model_page(page, server: ServerThre
     assert "longest run shared with training" in clips.first.inner_text()
     wait_drawn(clips.first.locator(".player"))  # the clip and its training stretch
     assert "keys 1–2" in page.inner_text("#generations .ab-hint")
-    for audio in (clips.first.locator("audio").first, clips.first.locator("audio.match")):
+    # Paired with its training stretch only when the shared run means something (0.1 s);
+    # a tiny prior's runs are often a step or two, and the clip then says so.
+    shared = clips.first.locator("audio.match")
+    if shared.count() == 0:
+        assert clips.first.locator(".nothing-shared").count() == 1
+    for audio in (clips.first.locator("audio").first, *shared.all()):
         assert play(audio).endswith(".wav")
     page.reload()  # kept in the model's history
     assert page.locator("#generations .generated-clip").count() == 2

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from commands import distill
 from helpers import tiny_prior_spec, tiny_spec, write_good_sounds
 
@@ -21,7 +22,9 @@ from distill.inference.codes import (
     model_fingerprint,
     read_codes,
     regenerate,
+    stretch_is_silent,
 )
+from distill.inference.one_shot import MAX_TRIES
 from distill.models.library import load_vqvae, load_with_prior
 from distill.models.sampling import Sampling
 from distill.training.prior import train_prior
@@ -57,13 +60,32 @@ def test_encode_decode_and_regenerate_a_range(world) -> None:
 
     start, end = 2, 4
     sampling = Sampling(temperature=1.0)
-    once = regenerate(loaded, grid, start, end, sampling, seed=7)
-    again = regenerate(loaded, grid, start, end, sampling, seed=7)
+    once = regenerate(loaded, grid, start, end, sampling, seed=7).grid
+    again = regenerate(loaded, grid, start, end, sampling, seed=7).grid
     assert np.array_equal(once.codes, again.codes)  # same seed, same result
     assert np.array_equal(once.codes[:, :start], grid.codes[:, :start])  # before: untouched
     assert np.array_equal(once.codes[:, end:], grid.codes[:, end:])  # after: untouched
-    changed = [regenerate(loaded, grid, start, end, sampling, seed=s) for s in range(8)]
+    changed = [regenerate(loaded, grid, start, end, sampling, seed=s).grid for s in range(8)]
     assert any(not np.array_equal(c.codes[:, start:end], grid.codes[:, start:end]) for c in changed)
+
+
+def test_a_stretch_that_decodes_to_silence_is_drawn_again_then_flagged(world) -> None:
+    """Generation's silence rule in the editor: the tiny model decodes everything to
+    silence, so every round is drawn and the result says so; made audible (its decoder's
+    last bias raised), the first round's best draw is kept, as before the rule."""
+    loaded = load_with_prior(world["models"]["kit"])
+    grid = encode_file(loaded.vqvae, "kit", sorted(world["sounds"].iterdir())[0])
+    silent = regenerate(loaded, grid, 2, 4, Sampling(), seed=3)
+    assert silent.silent and silent.draws == MAX_TRIES
+    assert stretch_is_silent(loaded.vqvae, silent.grid, 2, 4)
+
+    loud = load_with_prior(world["models"]["kit"])
+    with torch.no_grad():
+        loud.vqvae.decoder.net[-1].bias += 4.0
+    assert not stretch_is_silent(loud.vqvae, grid, 2, 4)
+    heard = regenerate(loud, grid, 2, 4, Sampling(), seed=3)
+    assert not heard.silent and heard.draws == 1
+    assert np.array_equal(heard.grid.codes, silent.grid.codes)  # the same first-round best
 
 
 def test_a_grid_from_another_model_is_refused(world) -> None:
@@ -122,6 +144,7 @@ def test_the_cli_round_trip_and_refusals(world, tmp_path) -> None:
         made = distill(home, "codes", "regenerate", kit, str(codes), *args, "--out", str(out))
         assert made.returncode == 0, made.stderr
         assert "steps 2 to 4" in made.stdout
+        assert "silence (under -60 dBFS) on all 4 rounds" in made.stdout  # the tiny model's
     assert outs[0].read_text() == outs[1].read_text()
     new = json.loads(outs[0].read_text())["codes"]
     assert [row[:2] + row[4:] for row in new] == [row[:2] + row[4:] for row in data["codes"]]

@@ -13,10 +13,11 @@ from helpers import tiny_prior_spec, tiny_spec, write_good_sounds
 
 from distill.audio.dataset import PEAK_TARGET
 from distill.audio.synth import tone
-from distill.events import ClipGenerated, payload_from_dict
+from distill.events import ClipGenerated, CopyCheck, payload_from_dict
 from distill.inference.generate import (
     MANIFEST_NAME,
     GenerateSpec,
+    _write_match,
     generate_clips,
     variation_grid,
 )
@@ -30,6 +31,7 @@ from distill.inference.one_shot import (
     trim_leading,
 )
 from distill.models.card import ModelCard
+from distill.models.copy_check import nothing_shared, run_means_something
 from distill.models.library import load_with_prior, read_card, read_metadata
 from distill.models.model_file import ModelFileError
 from distill.models.sampling import generate_codes
@@ -65,6 +67,9 @@ def test_clips_are_written_with_a_copy_check_and_a_manifest(
         assert 0 <= check.longest_run_share <= 1
         assert check.longest_run_seconds == pytest.approx(check.longest_run_steps * 0.032)
         assert check.nearest_file in training_files
+        if not run_means_something(check.longest_run_seconds):
+            assert clip.match_path == ""  # a run by chance: no stretch paired with it
+            continue
         match, match_rate = sf.read(clip.match_path)  # the training stretch to hear beside it
         assert match_rate == 8000 and 0 < len(match) <= 4000
         assert Path(clip.match_path).parent == Path(clip.path).parent
@@ -74,13 +79,48 @@ def test_clips_are_written_with_a_copy_check_and_a_manifest(
     assert result.realtime_factor > 0
 
 
+def test_a_stretch_is_paired_only_with_a_run_that_means_something_and_heard_at_level(
+    model_with_prior: Path, tmp_path: Path
+) -> None:
+    """The nearest stretch is written for a run of MEANINGFUL_RUN_SECONDS or more, brought
+    to the training files' peak (a stretch from a file's quiet tail was -55 dBFS); a run
+    of a step or two, which any clip shares by chance, gets none."""
+    loaded = load_with_prior(model_with_prior)
+    name = loaded.prior_card.training_files[1]  # the chirp: quiet at its start
+    clip = tmp_path / "clip01_seed0.wav"
+    long = CopyCheck(8, 0.256, 0.5, 0.0, name, 0.032)
+    written = _write_match(loaded, long, clip, 0.3)
+    match, _ = sf.read(written, dtype="float32")
+    assert np.abs(match).max() == pytest.approx(PEAK_TARGET, abs=1e-3)
+    short = CopyCheck(2, 2 * 0.032, 0.1, 0.0, name, 0.032)
+    assert not run_means_something(short.longest_run_seconds)
+    assert _write_match(loaded, short, tmp_path / "clip02_seed1.wav", 0.3) == ""
+    assert nothing_shared(short.longest_run_seconds) == "nothing shared longer than 64 ms"
+    assert nothing_shared(0.0) == "no time step shared with training"
+
+
+def test_one_shot_clips_are_checked_on_the_steps_they_keep(
+    model_with_prior: Path, tmp_path: Path
+) -> None:
+    """A shared run never starts or ends past the clip: the steps the one-shot trim
+    removed are not counted (a run was "from 0.46 s" of a 0.43 s clip)."""
+    spec = GenerateSpec(model_with_prior, tmp_path, seconds=1.0, count=6, one_shot=True)
+    step = load_with_prior(model_with_prior).prior_card.seconds_per_step
+    for clip in generate_clips(spec).clips:
+        check = clip.copy_check
+        assert check.clip_offset_seconds + check.longest_run_seconds <= clip.seconds + step
+
+
 def test_a_dataset_gone_leaves_the_check_without_a_match(
     model_with_prior: Path, tmp_path: Path
 ) -> None:
     sounds = Path(read_card(model_with_prior).prior.dataset.path)
+    loaded = load_with_prior(model_with_prior)
+    long = CopyCheck(8, 0.256, 0.5, 0.0, loaded.prior_card.training_files[0], 0.0)
     moved = sounds.rename(sounds.with_name("moved"))
     try:
         clip = generate_clips(GenerateSpec(model_with_prior, tmp_path, seconds=0.3)).clips[0]
+        assert _write_match(loaded, long, tmp_path / "clip09_seed9.wav", 0.3) == ""
     finally:
         moved.rename(sounds)
     assert clip.copy_check.nearest_file and clip.match_path == ""

@@ -59,12 +59,36 @@ def test_runs_list_filters_by_status_and_dataset(world) -> None:
         assert http.get("/runs", params={"status": "exploded"}).status_code == 400
 
 
-def test_two_runs_curves_overlay(world) -> None:
+def test_runs_compare_by_model_with_step_curves_health_and_hover_values(world) -> None:
     kicks, snares = world["runs"]["kicks"], world["runs"]["snares"]
     with page_client(world["server"]) as http:
         page = http.get("/runs", params=[("compare", kicks), ("compare", snares)]).text
-    assert f"Comparing {kicks} and {snares}" in page
+        smoothed = http.get(
+            "/runs", params=[("compare", kicks), ("compare", snares), ("smoothing", "0.9")]
+        ).text
+        odd = http.get("/runs", params=[("compare", kicks), ("smoothing", "7")])
+    # Named by model, each in its colour class, in every chart.
+    heading = re.search(r"<h2>Comparing (.*?)</h2>", page, re.S).group(1)
+    assert re.findall(r'class="compared key (run\d)"[^>]*>([^<]+)<', heading) == [
+        ("run0", "kicks"), ("run1", "snares"),
+    ]  # fmt: skip
+    for title in ("Loss per epoch", "Training loss per step",
+                  "Codebook utilization per level (training files)"):  # fmt: skip
+        assert f"<h3>{title}</h3>" in page
     assert page.count('class="line run0 val"') == 1 and page.count('class="line run1 val"') == 1
+    assert page.count('class="line run0 train dashed"') == 1
+    assert 'class="line run1 dashed"' in page  # level 2 of the snares run
+    # Every point says its value on hover: per epoch, per step, per level.
+    assert re.search(r"<title>kicks validation, epoch 2: [0-9.e+-]+</title>", page)
+    steps = re.findall(r"<title>snares, optimizer step (\d+): ([0-9.e+-]+)</title>", page)
+    assert [int(s) for s, _ in steps] == list(range(1, len(steps) + 1)) and len(steps) >= 4
+    assert re.search(r"<title>kicks level 1, epoch 1: [0-9.]+</title>", page)
+    # Smoothing: the same steps, an exponential moving average of them.
+    assert "Training loss per step (smoothed 0.9)" in smoothed
+    again = re.findall(r"<title>snares, optimizer step (\d+): ([0-9.e+-]+)</title>", smoothed)
+    assert [s for s, _ in again] == [s for s, _ in steps]
+    assert again[0] == steps[0] and again[-1] != steps[-1]  # debiased: the first is the first
+    assert odd.status_code == 200 and "(smoothed" not in odd.text  # not a choice: off
 
 
 def test_runs_list_pages_through_older_runs(tmp_path) -> None:

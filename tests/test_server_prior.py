@@ -70,7 +70,9 @@ def test_train_a_prior_from_the_model_page_then_generate(world) -> None:
 
         # The runs list overlays two priors' curves, and refuses a prior beside a VQ-VAE.
         overlay = http.get("/runs", params=[("compare", run_id)]).text
-        assert f"Comparing {run_id}" in overlay and overlay.count('class="line run0 val"') == 1
+        assert 'class="compared key run0" title="run ' + run_id + '">kicks<' in overlay
+        assert "<h3>Validation perplexity per epoch</h3>" in overlay
+        assert re.search(r"<title>kicks validation perplexity, epoch 1: [0-9.]+</title>", overlay)
         mixed = http.get("/runs", params=[("compare", run_id), ("compare", world["runs"]["kicks"])])
         assert 'id="compare-error"' in mixed.text and 'id="overlay"' not in mixed.text
 
@@ -81,12 +83,13 @@ def test_train_a_prior_from_the_model_page_then_generate(world) -> None:
         clips = [s for s in sources if not s.endswith("_match.wav")]
         matches = [s for s in sources if s.endswith("_match.wav")]
         assert [s.rsplit("/", 1)[-1] for s in clips] == ["clip01_seed3.wav", "clip02_seed4.wav"]
-        assert len(matches) == 2  # each clip beside its nearest training stretch
+        # Each clip beside its nearest training stretch, or saying it shares nothing long.
+        paired = made.text.count("nearest training clip: ")
+        assert len(matches) == paired and paired + made.text.count("nothing-shared") == 2
         for source in sources:
             wav = http.get(source)
             assert wav.status_code == 200 and wav.content[:4] == b"RIFF"
         assert "longest run shared with training" in made.text
-        assert "nearest training clip: " in made.text
 
         # Kept in the model's history; a plain form post lands back on the page.
         again = http.post("/models/kicks/generate", data={**form, "count": "1"})
@@ -111,6 +114,38 @@ def generate_through_htmx(http: httpx.Client, model: str, form: dict, server) ->
     run_page = http.get(run_url).text
     assert "Generate run" in run_page and "clip01_seed" in run_page
     return http.get(f"/models/{model}")
+
+
+def test_a_nearest_stretch_is_shown_only_for_a_run_that_means_something(world) -> None:
+    """A request in the model's history whose first clip shares 2 steps (40 ms) by chance
+    and whose second shares 0.3 s: only the second is paired with its training stretch."""
+    import json
+
+    folder = world["home"] / "generated" / "one" / "20260101-000000"
+    folder.mkdir(parents=True)
+    clips = []
+    for index, (steps, seconds) in enumerate(((2, 0.04), (15, 0.3))):
+        clip, match = (
+            folder / f"clip0{index + 1}_seed{index}.wav",
+            f"clip0{index + 1}_seed{index}_match.wav",
+        )
+        sf.write(clip, chirp(200, 2000, 0.5, 8000), 8000)
+        sf.write(folder / match, chirp(200, 2000, 0.5, 8000), 8000)
+        check = {"longest_run_steps": steps, "longest_run_seconds": seconds,
+                 "longest_run_share": 0.1, "clip_offset_seconds": 0.1,
+                 "nearest_file": "chirp.wav", "nearest_offset_seconds": 0.2}  # fmt: skip
+        clips.append({"index": index, "path": str(clip), "seconds": 0.5, "seed": index,
+                      "copy_check": check, "match_path": str(folder / match)})  # fmt: skip
+    spec = {"seconds": 0.5, "count": 2, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": 0}
+    manifest = {"model_name": "one", "created": "2026-01-01T00:00:00+00:00", "spec": spec,
+                "wall_seconds": 1.0, "clips": clips}  # fmt: skip
+    (folder / "generation.json").write_text(json.dumps(manifest))
+    with page_client(world["server"]) as http:
+        page = http.get("/models/one").text
+    block = page.split('id="generation-20260101-000000"', 1)[1]
+    assert block.count("nearest training clip: chirp.wav at 0.20 s") == 1
+    assert "nothing shared longer than 40 ms" in block
+    assert block.count("_match.wav") == 1  # only the meaningful run's stretch plays
 
 
 def test_a_generate_run_can_be_cancelled(world) -> None:

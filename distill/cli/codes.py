@@ -103,7 +103,13 @@ def regenerate(
     """Draw the range anew with the model's prior, after what comes before it; of a few
     draws, keep the one that leads best into what comes after."""
     from distill.files import write_atomically
-    from distill.inference.codes import CodesError, check_belongs, read_codes, seconds_to_steps
+    from distill.inference.codes import (
+        CodesError,
+        check_belongs,
+        read_codes,
+        seconds_to_steps,
+        silent_stretch_message,
+    )
     from distill.inference.codes import regenerate as regenerate_range
     from distill.models.library import load_with_prior, resolve_model
     from distill.models.model_file import ModelFileError
@@ -117,7 +123,9 @@ def regenerate(
         first, last = seconds_to_steps(grid, start, end)
         sampling = Sampling(temperature=temperature, top_k=top_k)
         result = regenerate_range(loaded, grid, first, last, sampling, seed)
-        write_atomically(target, json.dumps(result.to_json()))
+        write_atomically(target, json.dumps(result.grid.to_json()))
     except (ModelFileError, CodesError, OSError, ValueError) as error:
         raise _fail(error) from error
     console.print(f"{target}: steps {first} to {last} of {grid.steps} drawn anew (seed {seed})")
+    if result.silent:
+        console.print(f"[yellow]warning:[/] {silent_stretch_message(result.draws)}")

@@ -27,6 +27,7 @@ from distill.events import (
     payload_from_dict,
 )
 from distill.inference.spec import GENERATE_SECONDS
+from distill.models.copy_check import nothing_shared, run_means_something
 from distill.models.history import MANIFEST_NAME
 from distill.paths import data_home, model_path
 from distill.threads import requested_threads
@@ -109,6 +110,13 @@ def generate(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     threads: ThreadsOption = None,
+    pack: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the clips as a sample pack: one zip of WAVs at one level, named "
+            "by model, mode and seed, with a manifest.",
+        ),
+    ] = None,
 ) -> None:
     """Generate new sounds with a model's prior; prints where they are and how new they are.
 
@@ -132,7 +140,7 @@ def generate(
         )
     except ValueError as error:
         bad_input(console, str(error))
-    render = GenerateRenderer(json_output)
+    render = GenerateRenderer(json_output, pack, Path(model).stem)
     through_server = out is None and _in_library(model, home)
     submit_and_follow(
         request, render, console, json_output=json_output, keep_best=False,
@@ -151,8 +159,9 @@ class GenerateRenderer:
     """A generate run's events as the CLI shows them: a line per clip as it is written,
     then the report (or, with --json, only the report) from the request's manifest."""
 
-    def __init__(self, json_output: bool) -> None:
+    def __init__(self, json_output: bool, pack: Path | None = None, model: str = "") -> None:
         self.json_output = json_output
+        self.pack, self.model = pack, model  # --pack: the clips as a zip too
         self.out_dir: Path | None = None
 
     def __call__(self, event: Event) -> None:
@@ -171,6 +180,10 @@ class GenerateRenderer:
         manifest = json.loads(manifest_path.read_text())
         clips = [_clip(c) for c in manifest["clips"]]
         wall = float(manifest["wall_seconds"])
+        if self.pack is not None:  # inference/sample_pack.py
+            from distill.inference.sample_pack import pack_generation
+
+            typer.echo(pack_generation(self.pack, self.model, clips), err=True)
         if self.json_output:
             report = {
                 "out_dir": str(out_dir),
@@ -237,7 +250,7 @@ def _copy_columns(clip: ClipGenerated) -> tuple[str, str]:
         run += f" from {check.clip_offset_seconds:.2f} s"
     nearest = (
         f"{check.nearest_file} at {check.nearest_offset_seconds:.2f} s"
-        if check.nearest_file
-        else "-"
+        if check.nearest_file and run_means_something(check.longest_run_seconds)
+        else nothing_shared(check.longest_run_seconds)
     )
     return run, nearest

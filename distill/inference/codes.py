@@ -14,7 +14,7 @@ import math
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ import torch
 from distill.audio.dataset import load_prepared
 from distill.audio.mel import MelSpectrogram
 from distill.files import parse_json
+from distill.inference.one_shot import MAX_TRIES, SILENT_DBFS, is_silent
 from distill.models.library import ModelWithPrior
 from distill.models.magnitude import render
 from distill.models.rvqvae import ConvVQVAE
@@ -33,6 +34,7 @@ MAX_CODES_FILE_BYTES = 16 * 1024**2
 MAX_STEPS = 100_000  # latent steps in one grid: minutes of sound at any model's rate
 MAX_EDIT_SECONDS = 180.0  # the editor's sounds: every edit decodes the whole grid
 CANDIDATES = 4  # stretches drawn by `regenerate`, the one that leads on best is kept
+HEARD_MARGIN = 4  # steps decoded each side of a drawn stretch to hear it as it will sound
 
 
 class CodesError(ValueError):
@@ -209,10 +211,18 @@ def decode_grid(vqvae: ConvVQVAE, grid: CodeGrid, seed: int = 0) -> np.ndarray:
     return render(vqvae, mel, grid.steps * grid.samples_per_step, seed).numpy()
 
 
+class Regenerated(NamedTuple):
+    """What `regenerate` made, and what it took."""
+
+    grid: CodeGrid
+    draws: int  # rounds of candidates drawn: 1, or up to MAX_TRIES while they were silent
+    silent: bool  # every candidate of every round decoded to silence: kept, and said so
+
+
 def regenerate(
     loaded: ModelWithPrior, grid: CodeGrid, start: int, end: int, sampling: Sampling,
     seed: int = 0, candidates: int = CANDIDATES,
-) -> CodeGrid:  # fmt: skip
+) -> Regenerated:  # fmt: skip
     """Steps [start, end) drawn anew by the prior, conditioned on the steps before them.
 
     `candidates` stretches are drawn (seeds seed, seed+1, ...); the one kept is the one
@@ -220,6 +230,12 @@ def regenerate(
     log-probability of up to a context's worth of following tokens), so the new stretch
     leads into what comes after it. With nothing after it, the first draw is kept. The
     same seed gives the same result.
+
+    A stretch that decodes to silence is passed over: generation's rule
+    (training/one_shot.py, is_silent and MAX_TRIES), so a variation never comes back as
+    silence without a word. The next candidate in rank is taken; with every candidate
+    silent, a new round is drawn from the same generators, MAX_TRIES rounds at most; a
+    stretch silent on every draw is kept (the first round's best) and flagged.
     """
     if not 0 <= start < end <= grid.steps:
         raise CodesError(f"a range inside the sound's {grid.steps} steps, not {start}..{end}")
@@ -227,17 +243,42 @@ def regenerate(
     keep_before = max(0, start - prior.config.context_steps // 2)
     prefix = torch.from_numpy(grid.codes.T[keep_before:start].copy()).unsqueeze(0)
     generators = [torch.Generator().manual_seed(seed + i) for i in range(candidates)]
-    drawn = generate_codes(
-        prior, end - keep_before, generators, sampling, prefix=prefix.expand(candidates, -1, -1)
-    )[:, start - keep_before :]  # (candidates, end - start, levels)
     after = grid.codes.T[end : end + prior.config.context_steps // 2]
-    best = 0
-    if len(after):
-        scores = [_lead_in_score(loaded, grid, start, d, after) for d in drawn]
-        best = int(np.argmax(scores))
-    codes = grid.codes.copy()
-    codes[:, start:end] = drawn[best].numpy().T
-    return grid.with_codes(codes)
+    kept: CodeGrid | None = None
+    for draws in range(1, MAX_TRIES + 1):
+        drawn = generate_codes(
+            prior, end - keep_before, generators, sampling, prefix=prefix.expand(candidates, -1, -1)
+        )[:, start - keep_before :]  # (candidates, end - start, levels)
+        order = list(range(candidates))  # nothing after the stretch: in the order drawn
+        if len(after):
+            scores = [_lead_in_score(loaded, grid, start, d, after) for d in drawn]
+            order = [int(i) for i in np.argsort(scores)[::-1]]
+        for index in order:
+            codes = grid.codes.copy()
+            codes[:, start:end] = drawn[index].numpy().T
+            candidate = grid.with_codes(codes)
+            kept = candidate if kept is None else kept
+            if not stretch_is_silent(loaded.vqvae, candidate, start, end):
+                return Regenerated(candidate, draws, False)
+    assert kept is not None
+    return Regenerated(kept, MAX_TRIES, True)
+
+
+def silent_stretch_message(draws: int) -> str:
+    """What the CLI and the editor say of a stretch silent on every draw."""
+    return (
+        f"the drawn stretch is silence (under {SILENT_DBFS:g} dBFS) on all {draws} rounds of"
+        f" {CANDIDATES} draws: kept as drawn; try another seed or a higher temperature"
+    )
+
+
+def stretch_is_silent(vqvae: ConvVQVAE, grid: CodeGrid, start: int, end: int) -> bool:
+    """Steps [start, end) as they sound in the grid (decoded with HEARD_MARGIN steps of
+    what surrounds them) are silence by generation's rule (one_shot.is_silent)."""
+    first, last = max(0, start - HEARD_MARGIN), min(grid.steps, end + HEARD_MARGIN)
+    audio = decode_grid(vqvae, grid.with_codes(grid.codes[:, first:last]))
+    step = grid.samples_per_step
+    return is_silent(audio[(start - first) * step : (end - first) * step])
 
 
 @torch.no_grad()
@@ -266,18 +307,25 @@ def seconds_to_steps(grid: CodeGrid, start: float, end: float) -> tuple[int, int
     return first, max(first + 1, grid.step_at(end))
 
 
-def decode_levels(vqvae: ConvVQVAE, grid: CodeGrid, muted: set[int], seed: int = 0) -> np.ndarray:
-    """The grid as audio with the `muted` levels (0-based) left out: what the others make."""
+def levels_mel(vqvae: ConvVQVAE, grid: CodeGrid, muted: set[int]) -> torch.Tensor:
+    """(m, t) log-mel the grid decodes to with the `muted` levels (0-based) left out."""
     if not muted <= set(range(grid.codes.shape[0])):
         raise CodesError(f"muted levels are 0 to {grid.codes.shape[0] - 1}, not {sorted(muted)}")
+    codes = torch.from_numpy(grid.codes.T.copy())  # (steps, levels)
     if not muted:
-        return decode_grid(vqvae, grid, seed)
-    codes = torch.from_numpy(grid.codes.T.copy()).unsqueeze(0)  # (1, steps, levels)
+        return vqvae.decode_sound(codes)
     with torch.no_grad():
-        vectors = vqvae.quantizer.get_codes_from_indices(codes)  # (levels, 1, steps, dim)
+        vectors = vqvae.quantizer.get_codes_from_indices(
+            codes.unsqueeze(0)
+        )  # (levels, 1, steps, dim)
         keep = [i for i in range(vectors.shape[0]) if i not in muted]
         summed = vectors[keep].sum(dim=0) if keep else torch.zeros_like(vectors[0])
-        mel = vqvae.decode(vqvae.quantizer.project_out(summed))[0]
+        return vqvae.decode(vqvae.quantizer.project_out(summed))[0]
+
+
+def decode_levels(vqvae: ConvVQVAE, grid: CodeGrid, muted: set[int], seed: int = 0) -> np.ndarray:
+    """The grid as audio with the `muted` levels (0-based) left out: what the others make."""
+    mel = levels_mel(vqvae, grid, muted)
     return render(vqvae, mel, grid.steps * grid.samples_per_step, seed).numpy()
 
 

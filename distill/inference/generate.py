@@ -44,7 +44,7 @@ from distill.inference.one_shot import (
     trim_leading,
 )
 from distill.inference.spec import GenerateSpec
-from distill.models.copy_check import CopyChecker, training_copy_checker
+from distill.models.copy_check import CopyChecker, run_means_something, training_copy_checker
 from distill.models.history import MANIFEST_NAME
 from distill.models.library import ModelWithPrior, load_with_prior
 from distill.models.magnitude import render
@@ -165,17 +165,23 @@ def _render(
     if span.end == span.start:
         return audio[:0], codes[:0]
     cut = audio[span.start * samples_per_step : span.end * samples_per_step]
-    cut = trim_leading(trim_decayed(cut, config.mel.sample_rate), config.mel.sample_rate)
-    return normalise_peak(cut), codes[span.start : span.end]
+    decayed = trim_decayed(cut, config.mel.sample_rate)
+    kept = trim_leading(decayed, config.mel.sample_rate)
+    # The codes of the steps the clip keeps, so the copy check counts no trimmed step.
+    first = span.start + (len(decayed) - len(kept)) // samples_per_step
+    last = span.start + math.ceil(len(decayed) / samples_per_step)
+    return normalise_peak(kept), codes[first:last]
 
 
 def _write_match(loaded: ModelWithPrior, check: CopyCheck, clip_path: Path, seconds: float) -> str:
     """Write the nearest training file's stretch beside the clip, so the two can be heard
-    side by side: the file as its codes were made (trimmed, normalised), cut so the shared
-    run sits at the same time in both. "" when there is no nearest file or it can no
-    longer be read (the dataset moved): the check stands."""
-    if not check.nearest_file:
-        return ""
+    side by side: the file as its codes were made (trimmed), cut so the shared run sits
+    at the same time in both, brought to the training files' peak as a one-shot is (a
+    stretch from a file's quiet tail was near silent). "" when the shared run is too short
+    to mean anything, there is no nearest file or it can no longer be read (the dataset
+    moved): the check stands."""
+    if not check.nearest_file or not run_means_something(check.longest_run_seconds):
+        return ""  # a run by chance: no stretch to pair (copy_check.py)
     source = Path(loaded.prior_card.dataset.path) / check.nearest_file
     sample_rate = loaded.vqvae.config.mel.sample_rate
     audio, _ = load_prepared(source, sample_rate)  # trimmed as it was for its codes
@@ -187,7 +193,7 @@ def _write_match(loaded: ModelWithPrior, check: CopyCheck, clip_path: Path, seco
     if excerpt.size == 0:
         return ""
     path = clip_path.with_name(f"{clip_path.stem}_match.wav")
-    write_wav(path, excerpt, sample_rate)
+    write_wav(path, normalise_peak(excerpt), sample_rate)  # heard at the clip's level
     return str(path)
 
 

@@ -24,6 +24,7 @@ same generator, at most MAX_TRIES times in all, and reports it when every try wa
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -37,6 +38,7 @@ FADE_SECONDS = 0.005  # fade-out at the cut
 ONSET_DB = -40.0  # a one-shot starts where it first comes within this many dB of its peak ...
 ONSET_PREROLL = 0.002  # ... this many seconds earlier, so the attack keeps its first edge
 SILENT_RMS = 1e-3  # a clip quieter than this (RMS, full scale 1) is silence
+SILENT_DBFS = 20 * math.log10(SILENT_RMS)  # the same, as said to a user: -60 dBFS
 MAX_TRIES = 4  # draws per clip before a silent one is reported
 
 

@@ -12,6 +12,11 @@ whose codes are those of pure silence never match.
 
 When no step matches at all, the nearest file is the one sharing the most distinct
 steps with the clip (anywhere, in any order), so there is always something to compare.
+
+A run of one or two steps (20 to 50 ms) is what any clip shares with some file by
+chance: naming a "nearest" stretch for it misleads. So a nearest training stretch is
+offered (written beside the clip, shown on the page and by the CLI) only for a run of
+MEANINGFUL_RUN_SECONDS or more; under that, one says "nothing shared longer than N ms".
 """
 
 from __future__ import annotations
@@ -28,8 +33,21 @@ if TYPE_CHECKING:
 
     from distill.models.rvqvae import ConvVQVAE
 
+MEANINGFUL_RUN_SECONDS = 0.1  # a shared run this long is not chance: its stretch is offered
 _NO_MATCH_REFERENCE = -1  # file boundaries and silence in the training codes
 _NO_MATCH_CLIP = -2  # silence in the clip: differs from every reference key
+
+
+def run_means_something(longest_run_seconds: float) -> bool:
+    """Whether a clip's longest shared run is long enough to pair it with its stretch."""
+    return longest_run_seconds >= MEANINGFUL_RUN_SECONDS
+
+
+def nothing_shared(longest_run_seconds: float) -> str:
+    """What the page and the CLI say instead of a nearest stretch for a run by chance."""
+    if longest_run_seconds <= 0:
+        return "no time step shared with training"
+    return f"nothing shared longer than {round(longest_run_seconds * 1000)} ms"
 
 
 def step_keys(codes: np.ndarray, codebook_size: int) -> np.ndarray:

@@ -25,8 +25,9 @@ import distill
 from distill.constants import ERROR_REDUCTION_UNIT, LOW_UTILIZATION, MIN_VECTORS_PER_CODE
 from distill.core.core import Core
 from distill.events import TRAIN_SPLIT, UNFINISHED_STATUSES, VAL_SPLIT
+from distill.models.copy_check import nothing_shared, run_means_something
 from distill.progress import duration
-from distill.server import api, editor, library, pages
+from distill.server import api, editor, library, packs, pages
 from distill.server.discovery import remove_server_file
 from distill.server.helper import Helper
 from distill.server.live import Streams
@@ -53,6 +54,8 @@ def templates() -> Jinja2Templates:
     env.globals["error_reduction_unit"] = ERROR_REDUCTION_UNIT
     env.globals["train_split"], env.globals["val_split"] = TRAIN_SPLIT, VAL_SPLIT
     env.globals["unfinished_statuses"] = UNFINISHED_STATUSES
+    env.globals["run_means_something"] = run_means_something  # the copy check's words
+    env.globals["nothing_shared"] = nothing_shared
     env.globals["url_for"] = _url_for  # Jinja2Templates keeps ours: it only sets a default
     return Jinja2Templates(env=env)
 
@@ -111,7 +114,9 @@ def create_app(settings: ServerSettings) -> Starlette:
             name="edit_regenerate",
         ),
         Route("/models/{name}/edit/save", editor.save, methods=["POST"], name="edit_save"),
+        Route("/models/{name}/edit/mel", editor.mel, methods=["POST"], name="edit_mel"),
         Route("/models/{name}/edit/upload", editor.upload, methods=["POST"], name="edit_upload"),
+        Route("/models/{name}/pack", packs.download_pack, methods=["POST"], name="pack"),
         Route("/models/{name}/download", library.download_model, name="download_model"),
         Route("/models/{name}/rename", library.rename_model, methods=["POST"], name="rename_model"),
         Route("/models/{name}/delete", library.delete_model, methods=["POST"], name="delete_model"),

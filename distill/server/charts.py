@@ -25,11 +25,21 @@ class Series:
 
 
 @dataclass(frozen=True)
+class Mark:
+    """A point that says its value on hover (the chart's <title>)."""
+
+    x: str
+    y: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Line:
     label: str
     css: str
     points: str  # "x,y x,y ..." in SVG coordinates
     last: float | None  # the newest value, for the legend
+    marks: tuple[Mark, ...] = ()  # hover points, where the chart asks for them
 
     @property
     def dot(self) -> tuple[str, str] | None:
@@ -75,10 +85,12 @@ def line_chart(
     height: int = HEIGHT,
     x_labels: Sequence[int] | None = None,
     x_name: str = "epoch",
+    hover: bool = False,
 ) -> Chart:
     """Scale every series into one plot: x is the epoch (1-based) or, given `x_labels`,
     what they say (the decoder stage's steps); y shares one range, which never dips under
-    0 when no value does (a loss is not negative)."""
+    0 when no value does (a loss is not negative). With `hover`, every point carries a
+    Mark naming its series, x and value."""
     values = [v for s in series for v in s.values if _finite(v)]
     count = max((len(s.values) for s in series), default=0)
     left, right = PAD_LEFT, width - PAD_RIGHT
@@ -99,15 +111,20 @@ def line_chart(
     def y_of(value: float) -> float:
         return bottom - (bottom - top) * (value - low) / (high - low)
 
+    labels = list(x_labels) if x_labels is not None else list(range(1, count + 1))
     lines = []
     for s in series:
         points = " ".join(
             f"{x_of(i):.1f},{y_of(v):.1f}" for i, v in enumerate(s.values) if _finite(v)
         )
         finite = [v for v in s.values if _finite(v)]
-        lines.append(Line(s.label, s.css, points, finite[-1] if finite else None))
+        marks = tuple(
+            Mark(f"{x_of(i):.1f}", f"{y_of(v):.1f}", f"{s.label}, {x_name} {labels[i]}: {v:.4g}")
+            for i, v in enumerate(s.values)
+            if hover and _finite(v)
+        )
+        lines.append(Line(s.label, s.css, points, finite[-1] if finite else None, marks))
     step = max(1, math.ceil(count / 10))
-    labels = list(x_labels) if x_labels is not None else list(range(1, count + 1))
     x_ticks = [Tick(x_of(i), str(labels[i])) for i in range(0, count, step)]
     y_ticks = [Tick(y_of(low + (high - low) * k / 4), f"{low + (high - low) * k / 4:.3g}")
                for k in range(5)]  # fmt: skip
@@ -155,16 +172,3 @@ def prior_charts(epochs: list[dict], threshold: float | None) -> list[tuple[str,
         ("Validation perplexity", line_chart(perplexity)),
         ("Loss (nats per code)", line_chart(loss)),
     ]
-
-
-def overlay_chart(runs: list[tuple[str, list[dict]]]) -> Chart:
-    """Several runs' train and validation loss in one plot, for comparing them."""
-    series = []
-    for index, (label, epochs) in enumerate(runs):
-        series.append(
-            Series(f"{label} validation", f"run{index} val", [e["val_loss"] for e in epochs])
-        )
-        series.append(
-            Series(f"{label} train", f"run{index} train", [e["train_loss"] for e in epochs])
-        )
-    return line_chart(series)

@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from distill.audio.formats import find_audio_files, is_supported
 from distill.inference.codes import MAX_EDIT_SECONDS, MAX_STEPS
+from distill.inference.one_shot import SILENT_DBFS
 from distill.models.history import edits_dir, generation_history, saved_edits
 from distill.models.library import read_card
 from distill.paths import generated_dir
@@ -49,6 +50,7 @@ from distill.training.bounds import MAX_SEED, MAX_TEMPERATURE
 
 MAX_GRID_BYTES = MAX_BODY_BYTES  # one request's grid as JSON
 MAX_LISTED = 200  # training files offered on the chooser
+SILENT_HEADER = "X-Distill-Silent"  # on a decoded WAV: 1 when it is silence
 _EDIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 
 
@@ -85,6 +87,7 @@ async def edit_page(request: Request) -> Response:
     context = {
         "name": name,
         "source": source.name,
+        "silent_message": f"The edited sound is silence (under {SILENT_DBFS:g} dBFS RMS).",
         "opened": opened,
         "opened_json": json.dumps(
             {"grid": opened["grid"], "colours": opened["colours"], "hasPrior": opened["has_prior"]}
@@ -171,14 +174,20 @@ async def _grid_request(request: Request) -> dict[str, Any]:
     return body
 
 
+async def _muted_grid(request: Request) -> tuple[dict[str, Any], list[int]]:
+    body = await _grid_request(request)
+    muted = body.get("muted", [])
+    if not isinstance(muted, list) or not all(type(m) is int for m in muted):
+        raise InputError("muted must list level numbers")  # which levels: the helper's
+    return body, muted
+
+
 async def decode(request: Request) -> Response:
-    """The grid (with levels muted, if asked) as a WAV to play."""
+    """The grid (with levels muted, if asked) as a WAV to play; a SILENT_HEADER of 1
+    when it is silence by generation's rule, so the page says so."""
     _, path = _model(request)
     try:
-        body = await _grid_request(request)
-        muted = body.get("muted", [])
-        if not isinstance(muted, list) or not all(type(m) is int for m in muted):
-            raise InputError("muted must list level numbers")  # which levels: the helper's
+        body, muted = await _muted_grid(request)
     except InputError as error:
         return JSONResponse({"error": str(error)}, error.status)
     result = await request.app.state.editor_helper.call(
@@ -186,7 +195,23 @@ async def decode(request: Request) -> Response:
     )
     if "error" in result:
         return JSONResponse({"error": result["error"]}, 400)
-    return Response(result["wav"], media_type="audio/wav")
+    silent = {SILENT_HEADER: "1" if result["silent"] else "0"}
+    return Response(result["wav"], media_type="audio/wav", headers=silent)
+
+
+async def mel(request: Request) -> Response:
+    """The mel picture of the grid as edited (levels muted, if asked), as a PNG."""
+    _, path = _model(request)
+    try:
+        body, muted = await _muted_grid(request)
+    except InputError as error:
+        return JSONResponse({"error": str(error)}, error.status)
+    result = await request.app.state.editor_helper.call(
+        helper.edit_mel, str(path), body["grid"], muted
+    )
+    if "error" in result:
+        return JSONResponse({"error": result["error"]}, 400)
+    return Response(result["png"], media_type="image/png")
 
 
 async def regenerate(request: Request) -> Response:

@@ -136,9 +136,6 @@ def edit_open(model_path: str, source: str) -> dict[str, Any]:
     colours of every level's codes and the grid's mel as a PNG; or {"error": why}."""
     import base64
 
-    import torch
-
-    from distill.audio.images import mel_png
     from distill.inference.codes import (
         CodesError,
         check_belongs,
@@ -157,9 +154,7 @@ def edit_open(model_path: str, source: str) -> dict[str, Any]:
         else:
             grid = encode_file(vqvae, name, Path(source))
         check_editable(grid)
-        mel = vqvae.decode_sound(torch.from_numpy(grid.codes.T.copy())).numpy()
-        floor = math.log(vqvae.config.mel.log_floor)
-        png = mel_png(mel, floor, max(float(mel.max()), floor + 1), scale=1)
+        png = _mel_picture(vqvae, grid, set())
     except (ModelFileError, CodesError, OSError) as error:
         return {"error": str(error)}
     return {
@@ -168,6 +163,29 @@ def edit_open(model_path: str, source: str) -> dict[str, Any]:
         "mel_png": base64.b64encode(png).decode(),
         "has_prior": loaded is not None,
     }
+
+
+def _mel_picture(vqvae, grid, muted: set[int]) -> bytes:
+    """The PNG the editor draws over its grid: the mel the model decodes from the grid
+    (with `muted` levels left out), one pixel per mel frame."""
+    from distill.audio.images import mel_png
+    from distill.inference.codes import levels_mel
+
+    mel = levels_mel(vqvae, grid, muted).numpy()
+    floor = math.log(vqvae.config.mel.log_floor)
+    return mel_png(mel, floor, max(float(mel.max()), floor + 1), scale=1)
+
+
+def edit_mel(model_path: str, grid_json: dict, muted: list[int]) -> dict[str, Any]:
+    """{"png": the mel picture of the grid as edited} or {"error": why}: redrawn after
+    every edit, so a gap an edit leaves is seen as well as heard."""
+    from distill.inference.codes import CodesError
+
+    try:
+        vqvae, _, grid = _checked_grid(model_path, grid_json)
+        return {"png": _mel_picture(vqvae, grid, {int(level) for level in muted})}
+    except CodesError as error:
+        return {"error": str(error)}
 
 
 def _checked_grid(model_path: str, grid_json: dict):
@@ -183,12 +201,14 @@ def _checked_grid(model_path: str, grid_json: dict):
 
 
 def edit_decode(model_path: str, grid_json: dict, muted: list[int]) -> dict[str, Any]:
-    """{"wav": bytes} of the grid with `muted` levels left out, or {"error": why}."""
+    """{"wav": bytes, "silent": whether it is silence by generation's rule} of the grid
+    with `muted` levels left out, or {"error": why}."""
     import io
 
     import soundfile as sf
 
     from distill.inference.codes import CodesError, decode_levels
+    from distill.inference.one_shot import is_silent
 
     try:
         vqvae, _, grid = _checked_grid(model_path, grid_json)
@@ -197,21 +217,24 @@ def edit_decode(model_path: str, grid_json: dict, muted: list[int]) -> dict[str,
         return {"error": str(error)}
     buffer = io.BytesIO()
     sf.write(buffer, audio.clip(-1, 1), grid.sample_rate, format="WAV", subtype="PCM_16")
-    return {"wav": buffer.getvalue()}
+    return {"wav": buffer.getvalue(), "silent": is_silent(audio)}
 
 
 def edit_regenerate(
     model_path: str, grid_json: dict, start: int, end: int, sampling: dict, seed: int
 ) -> dict[str, Any]:
-    """{"grid": the grid with steps [start, end) drawn anew} or {"error": why}."""
-    from distill.inference.codes import CodesError, regenerate
+    """{"grid": the grid with steps [start, end) drawn anew, "draws": rounds drawn,
+    "warning": why it is silence, or None} or {"error": why}."""
+    from distill.inference.codes import CodesError, regenerate, silent_stretch_message
     from distill.models.sampling import Sampling
 
     try:
         _, loaded, grid = _checked_grid(model_path, grid_json)
         if loaded is None:
             raise CodesError("this model has no prior yet: train one to regenerate")
-        return {"grid": regenerate(loaded, grid, start, end, Sampling(**sampling), seed).to_json()}
+        made = regenerate(loaded, grid, start, end, Sampling(**sampling), seed)
+        warning = silent_stretch_message(made.draws) if made.silent else None
+        return {"grid": made.grid.to_json(), "draws": made.draws, "warning": warning}
     except (CodesError, ValueError) as error:
         return {"error": str(error)}
 

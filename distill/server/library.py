@@ -34,6 +34,7 @@ from distill.server.inputs import (
     prior_options,
     safe_file_name,
 )
+from distill.server.packs import pack_choices
 from distill.server.responses import (
     confined_file,
     path_for,
@@ -78,6 +79,7 @@ async def model_page(request: Request, error: str | None = None, status: int = 2
     context = {
         "m": entry,
         "edits": saved_edits(home, name),
+        "pack_clips": await asyncio.to_thread(pack_choices, home, name),
         "prior_runs": runs,
         "known_runs": await _known_runs(request, [entry]),
         "prior_defaults": PriorSettings(),

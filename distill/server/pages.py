@@ -25,6 +25,7 @@ from distill.models.config import (
 )
 from distill.paths import mel_cache_dir
 from distill.server import helper
+from distill.server.compare import smoothing_of
 from distill.server.files import run_file as find_run_file
 from distill.server.inputs import (
     MAX_PAGE,
@@ -196,6 +197,7 @@ async def runs_list(request: Request) -> Response:
         params.get("dataset") or None,
         params.getlist("compare"),
         page,
+        smoothing_of(params.get("smoothing")),
     )
     context["statuses"] = RUN_STATUSES
     return render(request, "runs.html", context)

@@ -44,7 +44,8 @@ from distill.events import (
     StepMetrics,
 )
 from distill.progress import duration, epochs_remaining, remaining_seconds
-from distill.server.charts import overlay_chart, prior_charts, run_loss_chart, stage_chart
+from distill.server.charts import prior_charts, run_loss_chart, stage_chart
+from distill.server.compare import compare_runs
 
 RUN_PARTS = (
     "status", "summary", "progress", "chart", "codebook", "prior", "warnings", "previews", "scan",
@@ -280,35 +281,26 @@ def cluster_context(core: Core) -> dict[str, Any]:
 
 
 async def runs_context(
-    store: Store, status: str | None, dataset: str | None, compare: list[str], page: int = 1
+    store: Store,
+    status: str | None,
+    dataset: str | None,
+    compare: list[str],
+    page: int = 1,
+    smoothing: float = 0.0,
 ) -> dict[str, Any]:
-    """One page of the runs list with its filters, and up to two runs' curves overlaid.
-
-    Runs of different types are not overlaid: a VQ-VAE's reconstruction loss and a
-    prior's cross-entropy are not on one scale.
-    """
+    """One page of the runs list with its filters, and the checked runs compared
+    (server/compare.py)."""
     offset = (page - 1) * RUNS_PER_PAGE
     runs = await store.runs(status=status, dataset=dataset, limit=RUNS_PER_PAGE + 1, offset=offset)
     has_older, runs = len(runs) > RUNS_PER_PAGE, runs[:RUNS_PER_PAGE]
     datasets = sorted({d["dataset"] for d in await store.datasets()} | {r["dataset"] for r in runs})
-    compared = [run for run_id in compare[:2] if (run := await store.run(run_id)) is not None]
-    overlay, compare_error = None, None
-    if len({run["run_type"] for run in compared}) > 1:
-        compare_error = (
-            "Compare two runs of the same type: a VQ-VAE's loss and a prior's are not on one scale."
-        )
-    elif compared:
-        overlay = overlay_chart(
-            [(run["run_id"], await _epoch_rows(store, run)) for run in compared]
-        )
     return {
         "runs": runs,
         "datasets": datasets,
         "status": status or "",
         "dataset": dataset or "",
-        "compare": [run["run_id"] for run in compared],
-        "overlay": overlay,
-        "compare_error": compare_error,
+        **await compare_runs(store, compare, smoothing),
+        "compare": compare,
         "page": page,
         "first_shown": offset + 1,
         "newer_query": _runs_query(page - 1, status, dataset) if page > 1 else None,
@@ -321,13 +313,6 @@ def _runs_query(page: int, status: str | None, dataset: str | None) -> str:
     after url_for('runs'), so the link stays under the app's root path)."""
     filters = {"status": status, "dataset": dataset}
     return urlencode({"page": page, **{k: v for k, v in filters.items() if v}})
-
-
-async def _epoch_rows(store: Store, run: dict[str, Any]) -> list[dict[str, Any]]:
-    """A run's per-epoch train and validation loss, from its type's table."""
-    if run["run_type"] == "prior":
-        return await store.prior_epoch_metrics(run["run_id"])
-    return await store.epoch_metrics(run["run_id"])
 
 
 def short_path(path: str | None) -> str:

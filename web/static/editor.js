@@ -8,7 +8,12 @@
   if (!root) return;
   const data = JSON.parse(document.getElementById("edit-data").textContent);
   // The server's addresses, from url_for in edit.html: they stay under its root path.
-  const urls = { decode: root.dataset.decodeUrl, regenerate: root.dataset.regenerateUrl, save: root.dataset.saveUrl };
+  const urls = {
+    decode: root.dataset.decodeUrl,
+    regenerate: root.dataset.regenerateUrl,
+    save: root.dataset.saveUrl,
+    mel: root.dataset.melUrl,
+  };
   const colours = data.colours;
   const CELL = 10; // px per time step, the mel image drawn to the same width
   const $ = (id) => document.getElementById(id);
@@ -19,6 +24,7 @@
   let cursor = { level: 0, step: 0 }, anchor = null;
   const muted = new Set();
   let typed = "", version = 0, lastWav = null, rendering = Promise.resolve();
+  let drawnWarning = ""; // what the last regenerate said (a stretch silent on every draw)
   const clipboardKey = `distill-codes-clipboard-${root.dataset.fingerprint}`;
 
   const steps = () => grid.codes[0].length;
@@ -72,31 +78,61 @@
 
   function status(text) { $("edit-status").textContent = text; }
 
+  // The warning line: a regenerate silent on every draw, else an edit that decodes to
+  // silence (the server's X-Distill-Silent, generation's rule); empty hides it.
+  function warn(silent) {
+    const text = drawnWarning || (silent ? root.dataset.silentMessage : "");
+    $("edit-warning").textContent = text;
+    $("edit-warning").hidden = !text;
+    root.dataset.silent = silent ? "1" : "0";
+  }
+
+  // A decoded WAV into a player; players.js draws it (waveform, spectrogram) and redraws
+  // it when the sound changes.
+  function load(player, wav) {
+    if (player.src) URL.revokeObjectURL(player.src);
+    player.src = URL.createObjectURL(new Blob([wav], { type: "audio/wav" }));
+    document.dispatchEvent(new Event("distill:swapped"));
+  }
+
+  // The mel picture over the grid, redrawn from the grid as edited: a gap is seen too.
+  async function drawMel(body) {
+    const png = await (await post("mel", body)).blob();
+    if (mel.src.startsWith("blob:")) URL.revokeObjectURL(mel.src);
+    mel.src = URL.createObjectURL(png);
+    await mel.decode().catch(() => {});
+    root.dataset.melVersion = version;
+  }
+
   // Decode the grid as it is now into `player`; edits made meanwhile wait their turn.
   function render(player = edited) {
     const body = { grid, muted: [...muted] };
     rendering = rendering.then(async () => {
       status("decoding…");
       try {
-        const wav = await (await post("decode", body)).arrayBuffer();
+        const response = await post("decode", body);
+        const wav = await response.arrayBuffer();
+        const silent = response.headers.get("X-Distill-Silent") === "1";
         const at = player.currentTime, playing = !player.paused;
-        if (player.src) URL.revokeObjectURL(player.src);
-        player.src = URL.createObjectURL(new Blob([wav], { type: "audio/wav" }));
+        load(player, wav);
         if (player === edited) {
           lastWav = new Uint8Array(wav);
           $("download").href = player.src;
           version += 1;
           root.dataset.version = version;
+          warn(silent);
           player.currentTime = at;
           if (playing || version > 1) player.play().catch(() => {}); // an edit plays at once
+          if (version > 1) await drawMel(body);
         }
-        status("ready");
+        status(silent ? "ready: silence" : "ready");
       } catch (error) { status(`error: ${error.message}`); }
     });
     return rendering;
   }
 
-  function apply(codes) {
+  function apply(codes, warning = "") {
+    drawnWarning = warning;
     undoStack.push(grid.codes);
     redoStack.length = 0;
     grid = { ...grid, codes };
@@ -137,13 +173,14 @@
     status("regenerating…");
     try {
       const result = await (await post("regenerate", body)).json();
-      return apply(result.grid.codes);
+      return apply(result.grid.codes, result.warning || "");
     } catch (error) { status(`error: ${error.message}`); }
   }
 
   const actions = {
     undo() {
       if (!undoStack.length) return;
+      drawnWarning = "";
       redoStack.push(grid.codes);
       grid = { ...grid, codes: undoStack.pop() };
       draw();
@@ -151,6 +188,7 @@
     },
     redo() {
       if (!redoStack.length) return;
+      drawnWarning = "";
       undoStack.push(grid.codes);
       grid = { ...grid, codes: redoStack.pop() };
       draw();
@@ -253,8 +291,7 @@
   draw();
   const originalGrid = grid;
   rendering = rendering.then(async () => {
-    const wav = await (await post("decode", { grid: originalGrid, muted: [] })).arrayBuffer();
-    original.src = URL.createObjectURL(new Blob([wav], { type: "audio/wav" }));
+    load(original, await (await post("decode", { grid: originalGrid, muted: [] })).arrayBuffer());
   }).catch((error) => status(`error: ${error.message}`));
   render();
 })();

@@ -2,7 +2,8 @@
 // waveform and spectrogram (wavesurfer.js and its spectrogram plugin, from /static/vendor)
 // and follows playback on both, with a play/pause button. Without JavaScript the <audio>
 // element stays as the server wrote it, with the browser's own controls. An <audio data-plain>
-// (the code editor's, whose source changes with every edit) is left as it is.
+// is left as it is. A player whose sound changes (the code editor's, after every edit)
+// draws the new one.
 //
 // Light on pages with many clips: the controls are built at once, but a sound is fetched
 // and decoded only when its player comes into view (or is played). Fragments swapped in
@@ -72,8 +73,8 @@
     play.setAttribute("aria-label", "play " + name);
     controls.append(play);
     const player = { audio: audio, box: box, group: group, play: play, ab: null, surfer: null };
-    if (group) {
-      const number = group.querySelectorAll(".player").length + 1;
+    if (group) { // numbered in page order, whichever was upgraded first
+      const number = Array.from(group.querySelectorAll("audio")).indexOf(audio) + 1;
       player.ab = element("button", "ab", "A/B " + number);
       player.ab.type = "button";
       player.ab.title = "switch to " + name + " at the same moment (key " + number + ")";
@@ -103,6 +104,7 @@
     audio.addEventListener("ended", function () { show(player); });
     audio.addEventListener("timeupdate", function () { show(player); });
     audio.addEventListener("loadedmetadata", function () { show(player); });
+    audio.addEventListener("emptied", function () { redraw(player); });
     show(player);
     if (inView) inView.observe(box);
     else load(player);
@@ -158,10 +160,24 @@
     start(target);
   }
 
+  // The element was given another sound: forget the drawn one, draw the new one.
+  function redraw(player) {
+    if (!player.loading) return; // never drawn: load() fetches whatever it holds then
+    if (player.surfer) player.surfer.destroy();
+    player.surfer = null;
+    player.loading = null;
+    player.wave.replaceChildren();
+    player.spectrum.replaceChildren(player.cursor);
+    delete player.box.dataset.ready;
+    delete player.box.dataset.sound;
+    load(player);
+  }
+
   function load(player) {
     if (player.loading) return;
     player.box.dataset.state = "loading";
-    const src = player.audio.currentSrc || player.audio.src;
+    const src = player.audio.src || player.audio.currentSrc;
+    const drawing = player.drawing = (player.drawing || 0) + 1; // a newer sound wins
     player.loading = fetch(src)
       .then(function (response) {
         if (!response.ok) throw new Error("HTTP " + response.status);
@@ -173,7 +189,7 @@
         return context.decodeAudioData(bytes);
       })
       .then(function (buffer) {
-        if (player.box.isConnected) draw(player, buffer);
+        if (player.box.isConnected && player.drawing === drawing) draw(player, buffer, src);
       })
       .catch(function (error) {
         player.box.dataset.state = "error";
@@ -181,7 +197,7 @@
       });
   }
 
-  function draw(player, buffer) {
+  function draw(player, buffer, src) {
     const samples = buffer.getChannelData(0);
     let fft = 512; // shorter windows for very short sounds, so they still get a picture
     while (fft > 32 && fft * 2 > samples.length) fft /= 2;
@@ -192,6 +208,7 @@
     spectrogram.on("ready", function () {
       player.box.dataset.state = "ready";
       player.box.dataset.ready = "1";
+      player.box.dataset.sound = src;
     });
     player.duration = buffer.duration;
     player.surfer = window.WaveSurfer.create({
