@@ -2,6 +2,7 @@
 // grid; a click, or the key printed on it, plays it from its start, as a sampler's pad
 // does (a sound hit again restarts). Each pad carries data-played="1" once it has played.
 (() => {
+  "use strict";
   const form = document.getElementById("pack-form");
   if (!form) return;
   const KEYS = "qwerasdfzxcvtyui"; // four rows of four, as on a pad controller
