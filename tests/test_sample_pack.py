@@ -71,7 +71,9 @@ def test_names_are_unique_and_a_bad_sound_is_named(tmp_path) -> None:
 def test_the_pack_route_takes_only_the_models_own_sounds(library_server) -> None:
     home = library_server["home"]
     folder = new_out_dir("kit", home)
-    clip = generate_clips(GenerateSpec(home / "models" / "kit.distill", folder, 0.3)).clips[0]
+    clip = generate_clips(GenerateSpec(home / "models" / "kit.distill", folder, seconds=0.3)).clips[
+        0
+    ]
     (folder / "clip01_seed0_match.wav").write_bytes(Path(clip.path).read_bytes())
     listed = f"{folder.name}/{Path(clip.path).name}"
     with page_client(library_server["server"]) as http:
