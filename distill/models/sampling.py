@@ -93,7 +93,11 @@ def generate_codes(
     Any number of clips: they are drawn CLIPS_PER_BATCH at a time."""
     parts = [
         _generate_batch(
-            prior, steps, generators[first : first + CLIPS_PER_BATCH], sampling, cached,
+            prior,
+            steps,
+            generators[first : first + CLIPS_PER_BATCH],
+            sampling,
+            cached,
             None if prefix is None else prefix[first : first + CLIPS_PER_BATCH],
             None if forced is None else forced[first : first + CLIPS_PER_BATCH],
         )  # fmt: skip

@@ -175,7 +175,7 @@ def generate_clips(
 
 
 class _Drawn(NamedTuple):
-    index: int  # the clip's place in the request: seed + index is its seed
+    place: int  # the clip's index in the request: its seed is seed + place
     codes: torch.Tensor  # (steps, q)
     generator: torch.Generator  # the clip's own, where it left off: a redraw goes on from it
     forced: torch.Tensor | None  # (1, steps, q), what a variation keeps; None: nothing
