@@ -32,10 +32,14 @@ import sys
 import time
 from pathlib import Path
 
+from distill.threads import torch_processes
+
 HERE = Path(__file__).resolve()
 MEASURES = ("vqvae", "prior", "generate")
 SCENARIOS = ("quiet", "1 spinner", "2 spinners", "2nd training", "helper decoding")
 GENERATE_SECONDS = 2.0  # a clip: short, since the old policy on a busy machine makes it crawl
+# what a server with one worker tells its worker and its helper to share the cores among
+SERVER_PROCESSES = torch_processes(1, helper=True)
 
 
 # -- the child: one measure (or one competitor) in its own process ---------------------
@@ -168,17 +172,18 @@ def competitors(args: argparse.Namespace, scenario: str, policy: str) -> list[su
     if scenario == "2nd training":  # another `distill train`: alone in its own eyes
         return [spawn(args, "vqvae", policy, processes=1, forever=True)]
     if scenario == "helper decoding":  # a server's helper, sharing with its worker
-        return [spawn(args, "decode", policy, processes=2, forever=True)]
+        return [spawn(args, "decode", policy, SERVER_PROCESSES, forever=True)]
     return []
 
 
 def measure_all(args: argparse.Namespace, policy: str, measure: str) -> dict[str, float]:
     """The measure's rate in every scenario; the helper's with the server's share."""
     rates: dict[str, float] = {}
-    groups = [(1, [s for s in SCENARIOS if s != "helper decoding"])]
+    groups = [(1, [s for s in SCENARIOS if s != "helper decoding"])]  # a CLI run: alone
     if measure != "generate":
-        groups.append((2, ["quiet", "helper decoding"]))  # a server's worker and its helper
-    for processes, scenarios in groups:
+        # a server's worker and its helper, with the shares distill gives them
+        groups.append((SERVER_PROCESSES, ["quiet", "helper decoding"]))
+    for group, (processes, scenarios) in enumerate(groups):
         measured = spawn(args, measure, policy, processes)
         assert measured.stdin is not None and measured.stdout is not None
         try:
@@ -191,7 +196,7 @@ def measure_all(args: argparse.Namespace, policy: str, measure: str) -> dict[str
                     for other in others:
                         other.kill()
                         other.wait()
-                key = scenario if processes == 1 else f"{scenario} (server share)"
+                key = scenario if group == 0 else f"{scenario} (server share)"
                 rates[key] = rate
                 print(f"    {policy} {measure} {key}: {rate:.2f}", flush=True)  # as it goes
         finally:

@@ -1,6 +1,7 @@
 """The prior: KV-cache generation, generate's real-time factor, training through the core.
 
     .venv/bin/python bench/prior_bench.py [--tokens 1000] [--epochs 4] [--files 24]
+        [--seconds 4] [--counts 1,3,8] [--only kv|generate|training]
 
 1. Generation with the KV cache against recomputing the whole window every step: same
    model, same seeds, `--tokens` tokens per clip; the codes must be identical. Measured
@@ -8,8 +9,11 @@
    tokens" means), and for the default window of one VQ-VAE window (96 tokens), which
    slides: there the uncached side recomputes at most 96 tokens a step.
 2. `generate_clips` (what `distill generate` runs) on CPU: seconds of audio per second,
-   for the default model sizes of a small and of a large dataset. Weights are random:
-   speed does not depend on their values. Split into sampling, decoding + Griffin-Lim.
+   for the default model sizes of a small and of a large dataset, for one clip and for
+   requests of more (the form's default, a full batch). Weights are random: speed does
+   not depend on their values. Then sampling alone, a batch of clips drawn together
+   against the same clips drawn one at a time (the codes must be identical), and
+   decoding + Griffin-Lim.
 3. Prior training steps/s: a bare PyTorch loop, `train_prior` called directly, and
    `train_prior` through the core (spawned worker, bus, recorder, SQLite, one follower).
 """
@@ -33,7 +37,9 @@ from distill.models.library import load_with_prior, save_prior, save_vqvae
 from distill.models.magnitude import render
 from distill.models.prior import CodePrior, token_mask
 from distill.models.rvqvae import ConvVQVAE
-from distill.models.sampling import generate_codes
+from distill.models.sampling import CLIPS_PER_BATCH, generate_codes
+
+FORM_COUNT = 3  # clips the generate form asks for unless changed (web/templates/model.html)
 
 
 def seeds(n: int) -> list[torch.Generator]:
@@ -111,33 +117,52 @@ def write_random_model(path: Path, files: int) -> Path:
     return path
 
 
-def realtime_factor(folder: Path, seconds: float, count: int, repeats: int) -> None:
+def realtime_factor(folder: Path, seconds: float, counts: list[int], repeats: int) -> None:
+    """generate_clips' real-time factor for requests of each count, and what drawing a
+    batch of clips at once gains over drawing them one at a time (same seeds, same
+    codes: checked), both in this run."""
     print(
-        f"generate on CPU ({torch.get_num_threads()} threads): {count} clips of {seconds:g} s, "
+        f"generate on CPU ({torch.get_num_threads()} threads): clips of {seconds:g} s, "
+        f"requests of {', '.join(map(str, counts))} clips (the form's default is {FORM_COUNT}), "
         f"median of {repeats}"
     )
     for files in (20, 200):
         path = write_random_model(folder / f"bench{files}.distill", files)
-        spec = GenerateSpec(path, folder / f"out{files}", seconds=seconds, count=count)
         generate_clips(GenerateSpec(path, folder / "warm", seconds=0.5))  # warm-up
-        results = [generate_clips(spec) for _ in range(repeats)]
-        result = sorted(results, key=lambda r: r.realtime_factor)[len(results) // 2]
         loaded = load_with_prior(path)
-        steps = math.ceil(seconds / loaded.prior_card.seconds_per_step)
-        codes, sample_s = timed(lambda: generate_codes(loaded.prior, steps, seeds(count)))  # noqa: B023
-
-        def decode(loaded=loaded, codes=codes):
-            for i in range(count):  # the path a user hears: the stage when there is one
-                render(loaded.vqvae, loaded.vqvae.decode_indices(codes[i : i + 1])[0])
-
-        _, decode_s = timed(decode)
         c = loaded.prior.config
         print(
             f"  {files:3d} files (prior {c.hidden_size} hidden / {c.layers} layers, "
-            f"{c.rvq_levels} levels x {c.codebook_size} codes): real-time factor "
-            f"{result.realtime_factor:5.1f}x ({result.wall_seconds:.2f} s for "
-            f"{seconds * count:g} s of audio); sampling {sample_s:.2f} s, "
-            f"decode + Griffin-Lim {decode_s:.2f} s"
+            f"{c.rvq_levels} levels x {c.codebook_size} codes):"
+        )
+        for count in counts:
+            spec = GenerateSpec(path, folder / f"out{files}", seconds=seconds, count=count)
+            results = [generate_clips(spec) for _ in range(repeats)]
+            result = sorted(results, key=lambda r: r.realtime_factor)[len(results) // 2]
+            print(
+                f"    {count} clip(s): real-time factor {result.realtime_factor:5.1f}x "
+                f"({result.wall_seconds:.2f} s for {seconds * count:g} s of audio)"
+            )
+        steps = math.ceil(seconds / loaded.prior_card.seconds_per_step)
+        batch = min(max(counts), CLIPS_PER_BATCH)
+        together, together_s = timed(lambda: generate_codes(loaded.prior, steps, seeds(batch)))  # noqa: B023
+        apart, apart_s = timed(
+            lambda: [generate_codes(loaded.prior, steps, [g]) for g in seeds(batch)]  # noqa: B023
+        )
+        same = all(torch.equal(together[i], apart[i][0]) for i in range(batch))
+        assert same, "a batch drew other codes than its clips alone"
+
+        def decode(loaded=loaded, codes=together):
+            for i in range(len(codes)):  # the path a user hears: the stage when there is one
+                render(loaded.vqvae, loaded.vqvae.decode_indices(codes[i : i + 1])[0])
+
+        _, decode_s = timed(decode)
+        audio = seconds * batch
+        print(
+            f"    sampling {batch} clips: in one batch {together_s:.2f} s "
+            f"({audio / together_s:.1f}x real time), one at a time {apart_s:.2f} s "
+            f"({audio / apart_s:.1f}x), ratio {apart_s / together_s:.2f}, same codes: {same}; "
+            f"decode + Griffin-Lim {decode_s:.2f} s ({audio / decode_s:.1f}x)"
         )
 
 
@@ -266,15 +291,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--count", type=int, default=2)
+    parser.add_argument("--counts", default=f"1,{FORM_COUNT},{CLIPS_PER_BATCH}")
+    parser.add_argument("--only", choices=("kv", "generate", "training"))
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--files", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    kv_cache(args.tokens)
+    if args.only in (None, "kv"):
+        kv_cache(args.tokens)
     with tempfile.TemporaryDirectory() as tmp:
-        realtime_factor(Path(tmp), args.seconds, args.count, args.repeats)
-        asyncio.run(training(Path(tmp), args.epochs, args.files, args.repeats))
+        if args.only in (None, "generate"):
+            counts = [int(c) for c in args.counts.split(",")]
+            realtime_factor(Path(tmp), args.seconds, counts, args.repeats)
+        if args.only in (None, "training"):
+            asyncio.run(training(Path(tmp), args.epochs, args.files, args.repeats))
 
 
 if __name__ == "__main__":

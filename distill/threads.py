@@ -15,7 +15,7 @@ Who decides, strongest first:
 1. the standard variables the user set (OMP_NUM_THREADS, OMP_WAIT_POLICY): they win;
 2. `--threads N` (THREADS_ENV in the environment, which spawned processes inherit);
 3. the share: the cores this process may run on, divided among the torch processes
-   distill runs at once (`torch_processes`).
+   distill keeps busy at once, its training workers (`torch_processes`).
 A Dask worker's task is the exception to 1: its nanny sets OMP_NUM_THREADS=1 for every
 worker it starts, which is not the user's choice, so a task takes its share regardless.
 
@@ -32,7 +32,6 @@ THREADS_ENV = "DISTILL_THREADS"  # `--threads N`: how it reaches the processes d
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 WAIT_POLICY_VARIABLE = "OMP_WAIT_POLICY"
 WAIT_POLICY = "PASSIVE"  # a waiting thread sleeps: it never holds a core someone else needs
-HELPER_PROCESSES = 1  # the server's helper (scans, generate, the editor) beside its workers
 
 
 @dataclass(frozen=True)
@@ -54,9 +53,16 @@ def available_cores() -> int:
 
 
 def torch_processes(concurrency: int, helper: bool) -> int:
-    """How many torch processes compute at once: the pool's workers, plus the server's
-    helper when there is one (a CLI run in its own process has none)."""
-    return max(1, concurrency) + (HELPER_PROCESSES if helper else 0)
+    """How many torch processes the cores are shared among: the pool's workers, which
+    compute for as long as they hold a run.
+
+    A server's helpers (`helper`: scans, generate, the editor) are not counted: they idle
+    between requests. Counted, they kept a server's training worker on one core of two for
+    the whole run, to spare a core for a helper that was idle nearly all of it (4.2 prior
+    steps/s instead of 5.9 on a quiet 2-core machine). Not counted, a helper at work and
+    the worker each take every core while it lasts, which costs little with passive waits:
+    bench/contention.py's "helper decoding" measures it against the 0.45x target."""
+    return max(1, concurrency)
 
 
 def share(processes: int, cores: int | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from distill.models.card import ModelCard
 from distill.models.copy_check import nothing_shared, run_means_something
 from distill.models.library import load_with_prior, read_card, read_metadata
 from distill.models.model_file import ModelFileError
-from distill.models.sampling import generate_codes
+from distill.models.sampling import CLIPS_PER_BATCH, generate_codes
 from distill.training.prior import train_prior
 from distill.training.vqvae import train_vqvae
 
@@ -143,6 +144,28 @@ def test_same_seed_same_sound_and_clip_i_is_seed_plus_i(
     assert make("c", seed=8, count=1) == first[1:]
     assert first[0] != first[1]
     assert make("d", seed=7, count=1, top_k=2, top_p=0.9) != first[:1]
+
+
+def test_a_request_past_one_batch_gives_each_clip_its_seeds_sound(
+    model_with_prior: Path, tmp_path: Path
+) -> None:
+    """Clips are drawn CLIPS_PER_BATCH at a time (memory bounded whatever the count): the
+    last clip, in a batch of its own, is the clip its seed gives alone, variation too."""
+    count = CLIPS_PER_BATCH + 1
+    for variation in (False, True):
+        spec = GenerateSpec(
+            model_with_prior, tmp_path / f"all{variation}", 0.2, count, seed=4, variation=variation
+        )
+        clips = generate_clips(spec).clips
+        assert [c.seed for c in clips] == list(range(4, 4 + count))
+        for index in (0, count - 1):
+            alone = generate_clips(
+                dataclasses.replace(
+                    spec, out_dir=tmp_path / f"{variation}{index}", count=1, seed=4 + index
+                )
+            ).clips[0]
+            assert Path(alone.path).read_bytes() == Path(clips[index].path).read_bytes()
+            assert alone.variation_of == clips[index].variation_of
 
 
 def test_clips_longer_than_one_training_window(model_with_prior: Path, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import torch
 
 from distill.models.config import PriorConfig
 from distill.models.prior import CodePrior, codes_to_tokens, window_inputs
-from distill.models.sampling import Sampling, generate_codes, sample_next
+from distill.models.sampling import CLIPS_PER_BATCH, Sampling, generate_codes, sample_next
 
 CONFIG = PriorConfig(
     rvq_levels=3, codebook_size=16, context_steps=6, hidden_size=32, layers=2, heads=4, dropout=0.3
@@ -96,6 +96,52 @@ def test_same_seed_same_codes_whatever_the_batch(prior: CodePrior) -> None:
     alone = generate_codes(prior, 10, generators(6))
     assert torch.equal(batch[1], alone[0])
     assert not torch.equal(batch[0], batch[1])
+
+
+def test_a_clips_logits_in_a_batch_are_its_logits_alone_to_the_last_bit(
+    prior: CodePrior,
+) -> None:
+    """A matrix product rounds by its shape (a batch of 8 rows differs from 1 in the last
+    bits, enough to flip a draw that falls on a code's boundary): per_clip computes each
+    window as it is computed alone, for the window's first pass and each cached step."""
+    inputs = torch.randint(0, 3 * 16, (9, 18))
+
+    def logits(rows: torch.Tensor) -> torch.Tensor:
+        prior.setup_cache(len(rows))
+        steps = [prior(rows[:, :7], per_clip=True)]
+        steps += [prior(rows[:, i : i + 1], start=i, per_clip=True) for i in range(7, 18)]
+        prior.clear_cache()
+        return torch.cat(steps, dim=1)
+
+    with torch.no_grad():
+        batch = logits(inputs)
+        alone = torch.cat([logits(inputs[i : i + 1]) for i in range(len(inputs))])
+        uncached = prior(inputs, per_clip=True)
+        uncached_alone = torch.cat([prior(inputs[i : i + 1]) for i in range(len(inputs))])
+    assert torch.equal(batch, alone)
+    assert torch.equal(uncached, uncached_alone)
+
+
+def test_more_clips_than_a_batch_draw_what_each_draws_alone(prior: CodePrior) -> None:
+    """generate_codes draws CLIPS_PER_BATCH clips at a time; a clip's codes are those of
+    its seed alone, in whichever batch it falls, with filters, a prefix or forced codes."""
+    count = 2 * CLIPS_PER_BATCH + 1
+    seeds = list(range(10, 10 + count))
+    sampling = Sampling(0.8, 5, 0.9)
+    prefix = torch.randint(0, 16, (count, 4, 3))
+    forced = torch.full((count, 13, 3), -1)
+    forced[:, :, 0] = torch.randint(0, 16, (count, 13))
+    for options in ({}, {"prefix": prefix}, {"forced": forced}):
+        batch = generate_codes(prior, 13, generators(*seeds), sampling, **options)
+        alone = [
+            generate_codes(
+                prior, 13, generators(seed), sampling,
+                **{name: value[i : i + 1] for name, value in options.items()},
+            )[0]
+            for i, seed in enumerate(seeds)
+        ]  # fmt: skip
+        assert batch.shape == (count, 13, 3)
+        assert all(torch.equal(batch[i], alone[i]) for i in range(count)), options
 
 
 def test_a_window_longer_than_the_context_is_refused(prior: CodePrior) -> None:

@@ -40,7 +40,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 def test_the_share_divides_the_cores_among_the_torch_processes() -> None:
     assert torch_processes(1, helper=False) == 1  # a CLI run in its own process
-    assert torch_processes(2, helper=True) == 3  # a server: two workers and the helper
+    assert torch_processes(2, helper=True) == 2  # a server: two workers; its idle helpers not
     assert share(3, cores=8) == 2
     assert share(3, cores=2) == 1  # never none
     assert decide(2, {}) == ThreadFit(share(2), "PASSIVE", "share")
@@ -83,9 +83,9 @@ def test_a_spawned_worker_gets_its_share_and_the_passive_policy(
     clean_env: pytest.MonkeyPatch,
 ) -> None:
     runner = JobRunner(lambda batch: None, lambda run_id: None, concurrency=1, helper=True)
-    assert runner.torch_processes == 2  # the worker leaves the helper its share
+    assert runner.torch_processes == 1  # the helper idles between requests: not counted
     got = _in_worker(runner)
-    assert got.threads == share(2) == max(1, available_cores() // 2)
+    assert got.threads == share(1) == available_cores()
     assert got.wait_policy == "PASSIVE"
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -49,7 +49,7 @@ from distill.models.history import MANIFEST_NAME
 from distill.models.library import ModelWithPrior, load_with_prior
 from distill.models.magnitude import render
 from distill.models.rvqvae import silence_codes
-from distill.models.sampling import generate_codes
+from distill.models.sampling import CLIPS_PER_BATCH, generate_codes
 
 
 class GenerationResult(NamedTuple):
@@ -84,25 +84,17 @@ def generate_clips(
     seconds_per_step = loaded.prior_card.seconds_per_step
     one_shot = loaded.prior_card.dataset.one_shot if spec.one_shot is None else spec.one_shot
     steps = max(1, math.ceil(spec.seconds / seconds_per_step))
-    generators = [torch.Generator().manual_seed(spec.seed + i) for i in range(spec.count)]
-    sources = [""] * spec.count
-    forced = None
-    if spec.variation:
-        forced, sources = variation_grid(loaded, spec.seed, spec.count, steps)
-    codes = generate_codes(loaded.prior, steps, generators, spec.sampling, forced=forced)
     checker = copy_checker(loaded)
     clips = []
-    for index in range(spec.count):
+    for index, clip_codes, generator, again, source in _drawn(loaded, spec, steps):
         if should_stop():
             break
-        seed = spec.seed + index
-        clip_codes, tries = codes[index], 1
+        seed, tries = spec.seed + index, 1
         audio, kept = _render(loaded, clip_codes, spec, seed, one_shot, checker.silence)
         while is_silent(audio) and tries < MAX_TRIES:  # drawn again from the same generator
             tries += 1
-            again = None if forced is None else forced[index : index + 1]
             clip_codes = generate_codes(
-                loaded.prior, steps, [generators[index]], spec.sampling, forced=again
+                loaded.prior, steps, [generator], spec.sampling, forced=again
             )[0]
             audio, kept = _render(loaded, clip_codes, spec, seed, one_shot, checker.silence)
         path = spec.out_dir / f"clip{index + 1:02d}_seed{seed}.wav"
@@ -112,13 +104,39 @@ def generate_clips(
         match = _write_match(loaded, check, path, seconds)
         clip = ClipGenerated(
             index, str(path), seconds, seed, check, match, one_shot, tries, is_silent(audio),
-            rms(audio), sources[index],
+            rms(audio), source,
         )  # fmt: skip
         emit(clip)
         clips.append(clip)
     wall = time.perf_counter() - started
     manifest = _write_manifest(spec, loaded, clips, wall)
     return GenerationResult(clips, manifest, wall)
+
+
+class _Drawn(NamedTuple):
+    place: int  # the clip's index in the request: its seed is seed + place
+    codes: torch.Tensor  # (steps, q)
+    generator: torch.Generator  # the clip's own, where it left off: a redraw goes on from it
+    forced: torch.Tensor | None  # (1, steps, q), what a variation keeps; None: nothing
+    source: str  # the training file a variation varies; "" otherwise
+
+
+def _drawn(loaded: ModelWithPrior, spec: GenerateSpec, steps: int) -> Iterator[_Drawn]:
+    """The request's clips' codes, drawn CLIPS_PER_BATCH at a time as they are asked for:
+    memory stays that of one batch whatever `spec.count` is, the first clips are written
+    while the rest are still to draw, and a request stopped early draws no further batch.
+    A clip's codes are those it would get alone (generate_codes)."""
+    for first in range(0, spec.count, CLIPS_PER_BATCH):
+        count = min(CLIPS_PER_BATCH, spec.count - first)
+        seeds = range(spec.seed + first, spec.seed + first + count)
+        generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        forced, sources = None, [""] * count
+        if spec.variation:
+            forced, sources = variation_grid(loaded, spec.seed + first, count, steps)
+        codes = generate_codes(loaded.prior, steps, generators, spec.sampling, forced=forced)
+        for i in range(count):
+            kept = None if forced is None else forced[i : i + 1]
+            yield _Drawn(first + i, codes[i], generators[i], kept, sources[i])
 
 
 def variation_grid(

@@ -27,7 +27,8 @@ MAX_EPOCHS = 1000
 MAX_STAGE_STEPS = 100_000
 MAX_PATIENCE = 1000  # epochs without improvement before a run stops (0: never)
 MAX_SEED = 2**31 - 1  # torch's generators take 64 bits; a seed a person types needs fewer
-MAX_CLIPS = 8  # clips in one generate request, from the page or the CLI
+MAX_CLIPS = 8  # clips in one generate request, from the page or the CLI: a bound on time
+# (memory no longer grows with the count: clips are drawn CLIPS_PER_BATCH at a time)
 MAX_TEMPERATURE = 5.0  # sampling from the prior: generate and the editor's regenerate
 DEVICES = ("auto", "cpu", "cuda")
 FLAGS = ("augment",)  # options that are true or false
