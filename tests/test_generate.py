@@ -154,7 +154,12 @@ def test_a_request_past_one_batch_gives_each_clip_its_seeds_sound(
     count = CLIPS_PER_BATCH + 1
     for variation in (False, True):
         spec = GenerateSpec(
-            model_with_prior, tmp_path / f"all{variation}", 0.2, count, seed=4, variation=variation
+            model_with_prior,
+            tmp_path / f"all{variation}",
+            seconds=0.2,
+            count=count,
+            seed=4,
+            variation=variation,
         )
         clips = generate_clips(spec).clips
         assert [c.seed for c in clips] == list(range(4, 4 + count))
