@@ -209,7 +209,7 @@ def progress_of(
     the run row, its last step, and (for the time left) its finished epochs' seconds."""
     epochs = run.get("epochs") or 0
     done_epochs = (run["epoch"] + 1) if run.get("epoch") is not None else 0
-    if run["run_type"] == "generate":  # its clips stand where a training run's epochs do
+    if run.get("run_type") == "generate":  # its clips stand where a training run's epochs do
         count = epochs or int(run["spec"].get("count") or 1)
         writing = "" if run["status"] != "running" else "…"
         label = f"{done_epochs} of {count} clips written{writing}"
