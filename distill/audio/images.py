@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from distill.files import write_atomically
+
 # A perceptually ordered dark-to-bright ramp (black, indigo, magenta, orange, pale yellow).
 _RAMP = np.array(
     [[0, 0, 4], [59, 15, 112], [140, 41, 129], [222, 73, 104], [254, 159, 109], [252, 253, 191]],
@@ -50,4 +52,4 @@ def mel_png(log_mel: np.ndarray, low: float, high: float, scale: int = 2) -> byt
 
 def write_mel_png(path: Path, log_mel: np.ndarray, low: float, high: float, scale: int = 2) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(mel_png(log_mel, low, high, scale))
+    write_atomically(path, mel_png(log_mel, low, high, scale))
