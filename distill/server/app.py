@@ -28,6 +28,7 @@ from distill.events import TRAIN_SPLIT, UNFINISHED_STATUSES, VAL_SPLIT
 from distill.progress import duration
 from distill.server import api, editor, library, pages
 from distill.server.discovery import remove_server_file
+from distill.server.editor_lane import EditorLane
 from distill.server.generating import Generations
 from distill.server.helper import Helper
 from distill.server.live import Streams
@@ -72,7 +73,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         app.state.core = core
         processes = torch_processes(settings.concurrency, helper=True)
         app.state.helper = Helper(processes)  # scans and generate requests
-        app.state.editor_helper = Helper(processes)  # the editor's lane: never behind those
+        app.state.editor_helper = EditorLane(Helper(processes))  # never behind those
         on_cluster = settings.cluster is not None
         call = core.runner.call_in_folder if on_cluster else app.state.helper.call_in_folder
         app.state.generations = Generations(call)
