@@ -47,10 +47,13 @@ run: install
 	DISTILL_ALLOWED_ROOTS="$(ROOTS)$${DISTILL_ALLOWED_ROOTS:+:$$DISTILL_ALLOWED_ROOTS}" \
 		$(BIN)/distill serve --allow-root $(CURDIR)/demo $(if $(THREADS),--threads $(THREADS))
 
+# The dashboard's scripts are linted by eslint, a pinned dev dependency in web/package.json
+# (npm ci installs it with the browser libraries); web/eslint.config.mjs holds the style.
 lint: install
 	$(BIN)/ruff check distill tests bench
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+	cd web && node_modules/.bin/eslint static
 
 test: lint
 	$(BIN)/pytest

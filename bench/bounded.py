@@ -7,7 +7,8 @@ A small model with a prior is trained on generated sounds, then a real `distill 
 runs on it. A small edit (decoding a 1 s grid, as the editor does after each change) is
 timed first on the idle server, then while `--hammers` threads each keep sending the
 largest legal requests: a decode of a 3-minute grid (the editor's cap) and a generate
-request of 8 clips x 60 s (the form's caps), cancelled and sent again. Prints the small
+request of 8 clips x 60 s (the form's caps; a run in the core's pool), cancelled after
+5 s and sent again. Prints the small
 edit's median and p90 both ways and their ratio, how long the 3-minute decodes took
 meanwhile, and the peak memory (RSS) of the server and all its helper processes
 together, sampled every 0.1 s.
@@ -31,9 +32,9 @@ import numpy as np
 
 from distill.audio.mel_config import MelConfig
 from distill.audio.synth import make_demo_set
+from distill.inference.codes import MAX_EDIT_SECONDS, encode_file
 from distill.models.library import load_vqvae
 from distill.server.discovery import read_server_file
-from distill.training.codes import MAX_EDIT_SECONDS, encode_file
 from distill.training.prior import PriorSpec, train_prior
 from distill.training.settings import PriorSettings, TrainSettings
 from distill.training.vqvae import TrainSpec, train_vqvae
@@ -113,15 +114,13 @@ def hammer(
                 big.append(time.perf_counter() - began)
             else:
                 form = {"seconds": "60", "count": "8", "mode": "continuous"}
-                page = client.post("/models/bench/generate", data=form,
-                                   headers={"HX-Request": "true"}).text  # fmt: skip
-                ids = re.findall(r'id="generating-([0-9-]+)"', page)
+                started = client.post("/models/bench/generate", data=form)
+                assert started.status_code == 303, started.text
+                run_id = started.headers["location"].rsplit("/", 1)[-1]  # a run on the core
                 stop.wait(5)
-                for generation_id in ids:  # cancelled, then waited for: none pile up
-                    client.post(f"/models/bench/generating/{generation_id}/cancel")
-                    path = f"/models/bench/generating/{generation_id}"
-                    while client.get(path).headers.get("HX-Retarget") != "#generations":
-                        time.sleep(0.5)
+                client.post(f"/runs/{run_id}/cancel")  # then waited for: none pile up
+                while client.get(f"/api/runs/{run_id}").json()["status"] in ("queued", "running"):
+                    time.sleep(0.5)
 
 
 def main() -> None:

@@ -22,20 +22,43 @@ import asyncio
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from statistics import quantiles
+from typing import Any, ClassVar
 
 from distill.audio.synth import make_demo_set
 from distill.core.cluster_config import ClusterConfig
-from distill.core.core import Core, TrainRequest
+from distill.core.core import Core
 from distill.events import RunCompleted, RunStarted, StepMetrics
+from distill.loadgen import LOAD, LoadRequest
+from distill.run_types import PathRole, Plan, RunType
 from distill.training.jobs import RUN_TYPES
+from distill.training.specs import TrainRequest
 
 
-def emit_timed(job, emit, should_stop) -> str:
-    """A run type for the latency figure: `count` step events at `rate`/s, each with the
-    worker's time.time() in its `loss` field (a bench-only use of a float field)."""
-    count, rate = job["count"], job["rate"]
+@dataclass(frozen=True)
+class Timed:
+    """The latency figure's run: `count` step events at `rate`/s (request and job)."""
+
+    count: int
+    rate: float
+
+    paths: ClassVar[dict[str, PathRole]] = {}
+    subject = "(synthetic)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "rate": self.rate}
+
+    @classmethod
+    def from_dict(cls, data) -> Timed:
+        return cls(data["count"], data["rate"])
+
+
+def emit_timed(job: Timed, context, emit, should_stop) -> str:
+    """Each step event carries the worker's time.time() in its `loss` field (a bench-only
+    use of a float field)."""
+    count, rate = job.count, job.rate
     emit(RunStarted("timed", "(synthetic)", 1, 0, count, {}))
     started = time.perf_counter()
     for i in range(count):
@@ -46,7 +69,12 @@ def emit_timed(job, emit, should_stop) -> str:
     return "completed"
 
 
-RUN_TYPES_WITH_TIMED = {**RUN_TYPES, "timed": emit_timed}
+def plan_timed(request: Timed, place) -> Plan[Timed]:
+    return Plan(request)
+
+
+TIMED = RunType("timed", Timed, Timed, plan_timed, emit_timed)
+RUN_TYPES_WITH_TIMED = {**RUN_TYPES, "timed": TIMED, "load": LOAD}
 
 
 async def steps_per_second(core: Core, dataset: Path, epochs: int) -> tuple[float, float]:
@@ -55,7 +83,7 @@ async def steps_per_second(core: Core, dataset: Path, epochs: int) -> tuple[floa
         str(dataset), settings={"epochs": epochs, "stage_steps": 0, "preview_every": 1000}
     )
     started = time.perf_counter()
-    run_id = await core.submit_training(request)
+    run_id = await core.submit("vqvae", request)
     steps = [
         event.ts
         async for event in core.follow(run_id)
@@ -73,7 +101,7 @@ async def steps_per_second(core: Core, dataset: Path, epochs: int) -> tuple[floa
 async def burst(core: Core, events: int) -> float:
     """Events per second from submit to the follower's last event, the whole road."""
     started = time.perf_counter()
-    run_id = await core.submit_load(rate=events * 1000.0, seconds=0.001)  # one burst
+    run_id = await core.submit("load", LoadRequest(events * 1000.0, 0.001))  # one burst
     last = None
     async for event in core.follow(run_id):  # step gauges may be coalesced: latest wins
         last = event
@@ -85,8 +113,7 @@ async def burst(core: Core, events: int) -> float:
 
 async def latency(core: Core, count: int, rate: float) -> tuple[float, float]:
     """(p50, p99) ms from the worker's emit to the follower's receipt."""
-    spec = {"dataset": "(synthetic)", "count": count, "rate": rate}
-    run_id = await core.submit_run("timed", spec)
+    run_id = await core.submit("timed", Timed(count, rate))
     delays = [
         (time.time() - event.payload["loss"]) * 1000
         async for event in core.follow(run_id)

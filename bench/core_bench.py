@@ -13,10 +13,11 @@ from pathlib import Path
 from statistics import quantiles
 
 from distill.core.bus import EventBus
-from distill.core.core import Core, TrainRequest
+from distill.core.core import Core
 from distill.core.store import Store
 from distill.events import CodebookWarning, Event, Payload, StepMetrics
 from distill.training.jobs import RUN_TYPES
+from distill.training.specs import TrainRequest
 
 
 def make_events(n: int, payload: Payload, run_id: str = "r") -> list[Event]:
@@ -97,7 +98,7 @@ async def end_to_end(epochs: int, folder: Path) -> None:
     core_line = Timeline()
     async with Core(folder / "home", run_types=RUN_TYPES) as core:
         started = time.perf_counter()
-        run_id = await core.submit_training(TrainRequest(str(folder / "sounds"), settings=settings))
+        run_id = await core.submit("vqvae", TrainRequest(str(folder / "sounds"), settings=settings))
         async for event in core.follow(run_id):  # one follower
             core_line.saw(event.kind)
         core_total = time.perf_counter() - started

@@ -18,6 +18,7 @@ from pathlib import Path
 from statistics import quantiles
 
 from distill.core.core import Core
+from distill.loadgen import LOAD, LoadRequest
 from distill.paths import database_path
 
 TICK = 0.010
@@ -78,10 +79,10 @@ async def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        async with Core(home) as core:
+        async with Core(home, run_types={"load": LOAD}) as core:
             with LagProbe() as loaded:
                 started = time.perf_counter()
-                run_id = await core.submit_load(args.rate, args.seconds)
+                run_id = await core.submit("load", LoadRequest(args.rate, args.seconds))
                 counts = await asyncio.gather(
                     *(follow(core, run_id, slow=i == 3) for i in range(4))
                 )

@@ -23,11 +23,11 @@ import soundfile as sf
 
 from distill.audio.mel_config import MelConfig
 from distill.audio.synth import make_demo_set, tone
+from distill.inference.codes import encode_file, regenerate
 from distill.models.library import load_with_prior
 from distill.models.sampling import Sampling
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
-from distill.training.codes import encode_file, regenerate
 from distill.training.prior import PriorSpec, train_prior
 from distill.training.settings import PriorSettings, TrainSettings
 from distill.training.vqvae import TrainSpec, train_vqvae

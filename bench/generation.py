@@ -1,7 +1,7 @@
 """How good and how new a model's generated sounds are: `bench/generation.py MODEL DATASET`.
 
 Generates --clips clips (seeds --seed, --seed + 1, ...) through the product's own path
-(training/generate.py generate_clips: the prior's default mode, one-shot trimming for a
+(inference/generate.py generate_clips: the prior's default mode, one-shot trimming for a
 one-shot prior; at most 4 s, or 1.25 times the longest real sound when shorter, as the
 measure after training does: generation_report.clip_seconds), splits DATASET into training and held-out files exactly as the model's
 training did (its card's val_fraction and seed), and prints one table: each figure of

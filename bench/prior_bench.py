@@ -27,13 +27,13 @@ from statistics import median
 
 import torch
 
+from distill.inference.generate import GenerateSpec, generate_clips
 from distill.models.config import PriorConfig, VQVAEConfig
 from distill.models.library import load_with_prior, save_prior, save_vqvae
 from distill.models.magnitude import render
 from distill.models.prior import CodePrior, token_mask
 from distill.models.rvqvae import ConvVQVAE
 from distill.models.sampling import generate_codes
-from distill.training.generate import GenerateSpec, generate_clips
 
 
 def seeds(n: int) -> list[torch.Generator]:
@@ -233,7 +233,7 @@ async def training(folder: Path, epochs: int, files: int, repeats: int) -> None:
             train_prior(spec, lambda payload, d=direct: d.saw(payload.kind, payload.to_dict()))
             directs.append(direct)
             core_line = Timeline()
-            run_id = await core.submit_prior(PriorRequest("bench", settings=settings))
+            run_id = await core.submit("prior", PriorRequest("bench", settings=settings))
             async for event in core.follow(run_id):
                 core_line.saw(event.kind, event.payload)
             cores.append(core_line)

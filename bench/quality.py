@@ -83,14 +83,14 @@ def measure(model, sounds, mel_front, folder: Path | None) -> dict:
             codes = model.encode_sound(true_mel)
         frames = true_mel.shape[-1]
         unquantized[0] += (
-            audible_mel_error(_unquantized(model, true_mel), true_mel, frames) * frames
+            audible_mel_error(true_mel, _unquantized(model, true_mel), frames) * frames
         )
         unquantized[1] += frames
         audible_steps = math.ceil(frames / config.downsample)
         codes_seen.append(codes[:audible_steps])
         for k in range(levels + 1):
             mel_k = model.decode_sound(codes, frames, k)
-            errors[k][0] += audible_mel_error(mel_k, true_mel, frames) * frames
+            errors[k][0] += audible_mel_error(true_mel, mel_k, frames) * frames
             errors[k][1] += frames
         model_mel = model.decode_sound(codes, frames)
         ceiling_audio = mel_to_audio(

@@ -52,7 +52,7 @@ def main() -> None:
         f" (first {epochs[0].seconds:.2f} s)"
     )
     print(f"  best epoch {done.best_epoch + 1}: validation loss {done.best_val_loss:.4f}")
-    for health in epochs[-1].levels:
+    for health in epochs[-1].val_levels:
         print(
             f"  level {health.level}: utilization {health.utilization:.0%}, perplexity "
             f"{health.perplexity:.1f}, dead {health.dead_codes}, error reduction {health.error_reduction:+.4f}"

@@ -23,9 +23,9 @@ import torch
 from distill.audio.decode import write_wav
 from distill.audio.formats import find_audio_files, is_supported
 from distill.audio.images import write_mel_png
+from distill.inference.codes import CodesError, decode_grid, encode_file, regenerate
 from distill.models.library import load_with_prior
 from distill.models.sampling import Sampling
-from distill.training.codes import CodesError, decode_grid, encode_file, regenerate
 
 
 def seam(vqvae, codes, step: int) -> float:

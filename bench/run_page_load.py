@@ -3,7 +3,7 @@
 Builds a data directory through the store itself (each run: queued, started, scanned,
 10 epochs of 8 steps and 3-level health, warnings, a preview, the model, completed: 100
 events), starts a real server on it and times GET /runs/RUN_ID over HTTP for runs drawn
-at random, then the runs list and the home page. The baseline, in the same process: the
+at random, then the runs list and the dashboard. The baseline, in the same process: the
 same requests against a database holding one such run.
 
     .venv/bin/python bench/run_page_load.py [--runs 1000] [--requests 200]

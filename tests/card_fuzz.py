@@ -23,10 +23,11 @@ from typing import Any, NamedTuple
 
 import safetensors.torch
 import torch
-from conftest import TINY_MEL, TINY_MODEL, TINY_PRIOR, model_card, prior_card
 from container import U64, build_file, split_file
+from helpers import TINY_MEL, TINY_MODEL, TINY_PRIOR, model_card, prior_card
 
 from distill.audio.mel import MelSpectrogram, mel_to_audio
+from distill.inference.generate import copy_checker
 from distill.models.card_schema import check_card, prior_elements, seconds_per_step, vqvae_elements
 from distill.models.config import PriorConfig, VQVAEConfig
 from distill.models.library import (
@@ -41,7 +42,6 @@ from distill.models.model_file import ModelFileError
 from distill.models.prior import CodePrior
 from distill.models.rvqvae import ConvVQVAE
 from distill.models.sampling import generate_codes
-from distill.training.generate import copy_checker
 
 SEED = 0x14CA2D
 REFUSED, LOADED = "refused", "loaded"

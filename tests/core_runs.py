@@ -7,11 +7,12 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
-from conftest import TINY_MEL, TINY_MODEL, TINY_SETTINGS
+from helpers import TINY_MEL, TINY_MODEL, TINY_SETTINGS
 
-from distill.core.core import Core, TrainRequest
+from distill.core.core import Core
 from distill.events import Event
 from distill.paths import database_path
+from distill.training.specs import TrainRequest
 
 
 def request(dataset: Path, epochs: int = 2, name: str | None = None, **settings) -> TrainRequest:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import shutil
 import socket
 import threading
@@ -17,14 +16,14 @@ import wave
 
 import pytest
 from commands import distill
-from conftest import page_client
+from helpers import page_client
 from waiting import wait_until
 
+from distill.inference.codes import CodeGrid, decode_chunks
 from distill.models.library import load_vqvae
 from distill.paths import models_dir
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
-from distill.training.codes import CodeGrid, decode_chunks
 
 pytestmark = pytest.mark.slow
 DEEP = "[" * 100_000  # 100 kB: under every size limit, past the parser's recursion limit
@@ -117,7 +116,7 @@ def test_editor_fields_must_be_what_they_claim(world, route, fields, named) -> N
     ],
 )
 def test_the_api_refuses_a_run_option_out_of_bounds(world, section, key, value) -> None:
-    from conftest import tiny_run_request
+    from helpers import tiny_run_request
 
     body = tiny_run_request(world["sounds"])
     body[section] = {**body[section], key: value}
@@ -361,18 +360,18 @@ def test_the_editor_opens_sounds_up_to_its_cap_and_says_so(world, tmp_path) -> N
 def test_an_edit_does_not_wait_behind_a_generate_request(world) -> None:
     form = {"seconds": "60", "count": "8", "mode": "continuous"}
     with page_client(world["server"]) as http:
-        started = http.post("/models/kit/generate", data=form, headers={"HX-Request": "true"})
-        generation_id = re.findall(r'id="generating-([0-9-]+)"', started.text)[0]
+        started = http.post("/models/kit/generate", data=form)
+        assert started.status_code == 303
+        run_id = started.headers["location"].rsplit("/", 1)[-1]
         try:
             decoded = http.post("/models/kit/edit/decode", json={"grid": world["grid"]})
             assert decoded.status_code == 200
-            still = http.get(f"/models/kit/generating/{generation_id}")
-            assert "HX-Retarget" not in still.headers  # the generate request goes on
+            status = http.get(f"/api/runs/{run_id}").json()["status"]
+            assert status in ("queued", "running")  # the generate run goes on
         finally:
-            http.post(f"/models/kit/generating/{generation_id}/cancel")
-            wait_until(lambda: http.get(f"/models/kit/generating/{generation_id}")
-                       .headers.get("HX-Retarget") == "#generations",
-                       what="the generate request to stop")  # fmt: skip
+            http.post(f"/runs/{run_id}/cancel")
+            wait_until(lambda: http.get(f"/api/runs/{run_id}").json()["status"] == "cancelled",
+                       what="the generate run to stop")  # fmt: skip
 
 
 def _long_grid(world, seconds: float) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from card_fuzz import base_model
-from conftest import TINY_MEL, TINY_MODEL, model_card
+from helpers import TINY_MEL, TINY_MODEL, model_card
 
 from distill.models.card_schema import (
     MAX_MODEL_ELEMENTS,

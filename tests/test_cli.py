@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from commands import DISTILL, assert_lines_as_stored, command_env, distill, json_lines
-from conftest import write_bad_sounds, write_good_sounds
+from helpers import write_bad_sounds, write_good_sounds
 from waiting import DEADLINE
 
 

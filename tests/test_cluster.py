@@ -23,15 +23,20 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import page_client, run_events, tiny_run_request, write_good_sounds
+from helpers import page_client, run_events, tiny_run_request, write_good_sounds
 from waiting import DEADLINE, wait_until
 from websockets.asyncio.client import connect
 
 from distill.core.cluster_config import ClusterConfig, ClusterError
+from distill.core.runner import Job
 from distill.events import TERMINAL_KINDS
+from distill.inference.spec import GenerateSpec
 from distill.models.library import read_card
+from distill.run_types import RunContext
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
+from distill.training.jobs import GENERATE, VQVAE
+from distill.training.specs import TrainJob
 
 distributed = pytest.importorskip("distributed")
 pytestmark = pytest.mark.slow
@@ -214,6 +219,12 @@ def test_a_prior_and_a_generation_run_on_the_cluster(world) -> None:
                 "top_p": "1"}  # fmt: skip
         made = http.post("/models/drums/generate", data=form)
         assert made.status_code == 303, made.text
+        run_id = made.headers["location"].rsplit("/", 1)[-1]
+        events = run_events(server, run_id)  # a run like any other: placed on a worker
+        assert events[-1]["kind"] == "run_completed" and placed_on(events)
+        assert [e["kind"] for e in events].count("clip_generated") == 2
+        run_page = http.get(f"/runs/{run_id}").text
+        assert "on cluster worker" in run_page and "clip02_seed6.wav" in run_page
         page = http.get("/models/drums").text
     made_files = (home / "generated" / "drums").rglob("clip*_seed*.wav")
     clips = sorted(p.name for p in made_files if not p.stem.endswith("_match"))
@@ -345,11 +356,13 @@ def test_serve_refuses_a_bad_cluster_address_with_the_reason(tmp_path) -> None:
 def test_a_server_without_a_cluster_never_imports_dask(tmp_path) -> None:
     script = f"""
 import sys, httpx
+from distill.loadgen import LOAD, LoadRequest
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
 settings = ServerSettings.for_host({str(tmp_path / "home")!r}, "127.0.0.1", 0)
 with ServerThread(settings) as server:
-    run_id = server.call(server.core.submit_load(rate=50, seconds=0.2))
+    server.core.register(LOAD)
+    run_id = server.call(server.core.submit("load", LoadRequest(50, 0.2)))
     assert httpx.get(server.url + "/", trust_env=False).status_code == 200
     assert httpx.get(server.url + "/runs/" + run_id, trust_env=False).status_code == 200
 print(sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed")))
@@ -361,56 +374,67 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed"
     assert done.stdout.strip() == "[]"
 
 
+def a_job(home: Path, sounds: Path) -> Job:
+    spec = TrainJob(sounds, home / "models" / "m.distill", home / "cache" / "mel")
+    return Job("r1", VQVAE, spec, RunContext("r1", home / "runs" / "r1"))
+
+
 def test_a_task_reads_and_writes_only_its_staging_folder(tmp_path) -> None:
     """The worker's job points only into the task's own folder, and what it sends home is
     mapped back to the server's paths; nothing in between names a server path."""
-    from distill.core.cluster import make_bundle
     from distill.core.cluster_task import Staging
+    from distill.core.shipping import make_bundle
 
     home, sounds = tmp_path / "home", tmp_path / "sounds"
     write_good_sounds(sounds, count=2)
     (sounds / "notes.txt").write_text("not a sound")
-    job = {
-        "run_id": "r1",
-        "dataset": str(sounds),
-        "run_dir": str(home / "runs" / "r1"),
-        "model_path": str(home / "models" / "m.distill"),
-        "cache_dir": str(home / "cache" / "mel"),
-        "settings": {},
-    }
+    job = a_job(home, sounds)
     bundle = make_bundle(job)
-    assert {rel for rel, _, _ in bundle["dataset"]} == {p.name for p in sounds.iterdir()}
-    assert dict((rel, data) for rel, data, _ in bundle["dataset"])["notes.txt"] == b""  # not read
+    shipped = bundle["folders"]["dataset"]
+    assert {rel for rel, _, _ in shipped} == {p.name for p in sounds.iterdir()}
+    assert dict((rel, data) for rel, data, _ in shipped)["notes.txt"] == b""  # not read
     staging = Staging(tmp_path / "worker", job, bundle)
-    for key in ("dataset", "run_dir", "model_path", "cache_dir"):
-        assert Path(staging.job[key]).is_relative_to(tmp_path / "worker"), key
-        assert staging.map_home(staging.job[key]) == job[key]
-    for rel, _, mtime_ns in bundle["dataset"]:
-        assert (Path(staging.job["dataset"]) / rel).stat().st_mtime_ns == mtime_ns
-    nested = {"paths": [staging.job["run_dir"] + "/previews/a.wav"], "other": "/elsewhere"}
+    staged = staging.job
+    for home_path, staged_path in (
+        (job.spec.dataset, staged.spec.dataset),
+        (job.context.run_dir, staged.context.run_dir),
+        (job.spec.model_path, staged.spec.model_path),
+        (job.spec.cache_dir, staged.spec.cache_dir),
+    ):
+        assert staged_path.is_relative_to(tmp_path / "worker"), staged_path
+        assert staging.map_home(str(staged_path)) == str(home_path)
+    for rel, _, mtime_ns in shipped:
+        assert (staged.spec.dataset / rel).stat().st_mtime_ns == mtime_ns
+    nested = {"paths": [f"{staged.context.run_dir}/previews/a.wav"], "other": "/elsewhere"}
     assert staging.map_home(nested) == {
-        "paths": [job["run_dir"] + "/previews/a.wav"],
+        "paths": [f"{job.context.run_dir}/previews/a.wav"],
         "other": "/elsewhere",
     }
 
-    (Path(staging.job["run_dir"]) / "previews").mkdir()
-    (Path(staging.job["run_dir"]) / "previews" / "a.wav").write_bytes(b"RIFF")
+    (staged.context.run_dir / "previews").mkdir()
+    (staged.context.run_dir / "previews" / "a.wav").write_bytes(b"RIFF")
     assert staging.changed_files() == [["run/previews/a.wav", b"RIFF"]]
     assert staging.changed_files() == []  # sent once, until it changes
 
 
-def test_files_from_a_task_stay_inside_the_runs_folder(tmp_path) -> None:
-    from distill.core.cluster import write_home
+def test_files_from_a_task_stay_inside_the_runs_folders(tmp_path) -> None:
+    from distill.core.shipping import write_home
 
-    spec = {"run_dir": str(tmp_path / "run"), "model_path": str(tmp_path / "m.distill")}
-    write_home(spec, [["run/previews/a.wav", b"RIFF"]])
+    job = Job(
+        "r1", GENERATE,
+        GenerateSpec(tmp_path / "m.distill", tmp_path / "out"),
+        RunContext("r1", tmp_path / "run"),
+    )  # fmt: skip
+    write_home(job, [["run/previews/a.wav", b"RIFF"], ["output/out_dir/clip01.wav", b"RIFF"]])
     assert (tmp_path / "run" / "previews" / "a.wav").read_bytes() == b"RIFF"
-    for key in ("run/../escape", "run/", "elsewhere/a.wav", "run//etc/passwd"):
-        with pytest.raises(ClusterError, match="outside its run's folder"):
-            write_home(spec, [[key, b"x"]])
+    assert (tmp_path / "out" / "clip01.wav").read_bytes() == b"RIFF"
+    for key in ("run/../escape", "run/", "elsewhere/a.wav", "run//etc/passwd",
+                "output/out_dir/../../escape", "output/model_path/a.wav"):  # fmt: skip
+        with pytest.raises(ClusterError, match="outside its run's folders|no output"):
+            write_home(job, [[key, b"x"]])
     assert not (tmp_path / "escape").exists()
     with pytest.raises(ValueError):  # a model file must check out before it is kept
-        write_home(spec, [["model", b"not a model"]])
+        write_home(job, [["model/model_path", b"not a model"]])
     assert not (tmp_path / "m.distill").exists()
 
 
@@ -435,7 +459,7 @@ def test_a_cuda_run_waits_for_a_worker_with_a_gpu_and_lands_there(world, tmp_pat
         with page_client(server) as http:
             home_page = wait_until(
                 lambda: (page := http.get("/").text).count('<tr class="worker">') == 3 and page,
-                what="the home page to list the third worker",
+                what="the dashboard to list the third worker",
             )
         row = re.search(r"<td>gpu-box</td>(?:(?!</tr>).)*</tr>", home_page, re.DOTALL)
         assert row and re.search(r"<td>1</td>\s*<td class=\"worker-", row.group(0))  # GPU: 1

@@ -1,4 +1,4 @@
-"""The code editor's operations (training/codes.py) and `distill codes`, on a tiny model
+"""The code editor's operations (inference/codes.py) and `distill codes`, on a tiny model
 with a prior: encode, decode, regenerate a range, and refusals of foreign or bad files."""
 
 from __future__ import annotations
@@ -10,12 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 from commands import distill
-from conftest import tiny_prior_spec, tiny_spec, write_good_sounds
+from helpers import tiny_prior_spec, tiny_spec, write_good_sounds
 
-import distill.training.codes as codes_module
-from distill.models.library import load_vqvae, load_with_prior
-from distill.models.sampling import Sampling
-from distill.training.codes import (
+import distill.inference.codes as codes_module
+from distill.inference.codes import (
     CodeGrid,
     CodesError,
     check_belongs,
@@ -27,6 +25,8 @@ from distill.training.codes import (
     read_codes,
     regenerate,
 )
+from distill.models.library import load_vqvae, load_with_prior
+from distill.models.sampling import Sampling
 from distill.training.prior import train_prior
 from distill.training.vqvae import train_vqvae
 

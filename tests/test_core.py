@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_good_sounds
 from core_runs import assert_no_gaps, collect, request, stored_events
+from helpers import write_good_sounds
 from waiting import wait_until, within_deadline
 
 from distill.core.core import Core, RunError
@@ -34,7 +34,7 @@ def test_a_run_goes_through_worker_store_and_followers(dataset: Path, tmp_path: 
 
     async def scenario():
         async with Core(home, run_types=RUN_TYPES) as core:
-            run_id = await core.submit_training(request(dataset, name="through-core"))
+            run_id = await core.submit("vqvae", request(dataset, name="through-core"))
             first, second = await asyncio.gather(collect(core, run_id), collect(core, run_id))
             return run_id, first, second, await core.store.run(run_id)
 
@@ -53,7 +53,7 @@ def test_a_late_follower_reads_history_then_goes_on_live(dataset: Path, tmp_path
 
     async def scenario():
         async with Core(home, run_types=RUN_TYPES) as core:
-            run_id = await core.submit_training(request(dataset, epochs=3))
+            run_id = await core.submit("vqvae", request(dataset, epochs=3))
             async for event in core.follow(run_id):
                 if event.kind == "epoch_metrics":
                     break  # leave mid-run...
@@ -102,8 +102,8 @@ def test_cancel_a_running_and_a_queued_run(dataset: Path, tmp_path: Path) -> Non
 
     async def scenario():
         async with Core(home, concurrency=1, run_types=RUN_TYPES) as core:
-            running = await core.submit_training(request(dataset, epochs=50))
-            queued = await core.submit_training(request(dataset, epochs=50))
+            running = await core.submit("vqvae", request(dataset, epochs=50))
+            queued = await core.submit("vqvae", request(dataset, epochs=50))
             await core.cancel(queued)
             async for event in core.follow(running):
                 if event.kind == "step_metrics":
@@ -134,7 +134,7 @@ def test_a_killed_worker_fails_its_run_and_resume_finishes(dataset: Path, tmp_pa
 
     async def scenario():
         async with Core(home, run_types=RUN_TYPES) as core:
-            run_id = await core.submit_training(request(dataset, epochs=4))
+            run_id = await core.submit("vqvae", request(dataset, epochs=4))
             async for event in core.follow(run_id):
                 if event.kind == "checkpoint_saved":
                     for pid in core.runner.worker_pids():
@@ -144,7 +144,7 @@ def test_a_killed_worker_fails_its_run_and_resume_finishes(dataset: Path, tmp_pa
             await core.resume(run_id)
             resumed = await collect(core, run_id, after=before[-1][0])
             # the pool recovered: a new run trains too
-            other = await core.submit_training(request(dataset, epochs=1))
+            other = await core.submit("vqvae", request(dataset, epochs=1))
             other_events = await collect(core, other)
             return run_id, failed, before, resumed, other_events
 
@@ -174,7 +174,7 @@ def test_a_killed_core_leaves_its_run_interrupted_and_resumable(
         "from pathlib import Path\n"
         "async def main():\n"
         "    async with Core(Path(sys.argv[1]), run_types=RUN_TYPES) as core:\n"
-        "        run_id = await core.submit_training(request(Path(sys.argv[2]), epochs=200))\n"
+        "        run_id = await core.submit('vqvae', request(Path(sys.argv[2]), epochs=200))\n"
         "        async for _ in core.follow(run_id): pass\n"
         "asyncio.run(main())\n"
     )

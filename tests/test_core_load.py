@@ -14,6 +14,7 @@ from waiting import within_deadline
 
 from distill.core.core import Core
 from distill.events import StepMetrics
+from distill.loadgen import LOAD, LoadRequest
 from distill.paths import database_path
 
 RATE, SECONDS = 10_000, 2.0
@@ -31,8 +32,8 @@ async def follow(core: Core, run_id: str, slow: bool = False) -> list[tuple[int,
 
 
 async def load_run(home: Path) -> tuple[str, list[list[tuple[int, str]]]]:
-    async with Core(home) as core:
-        run_id = await core.submit_load(RATE, SECONDS)
+    async with Core(home, run_types={"load": LOAD}) as core:
+        run_id = await core.submit("load", LoadRequest(RATE, SECONDS))
         followers = [follow(core, run_id) for _ in range(3)] + [follow(core, run_id, slow=True)]
         return run_id, await asyncio.gather(*followers)
 

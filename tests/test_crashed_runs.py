@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from commands import DISTILL, command_env, distill
-from conftest import write_good_sounds
+from helpers import write_good_sounds
 from waiting import DEADLINE, wait_until
 
 from distill.paths import database_path

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_MEL, write_bad_sounds, write_good_sounds
+from helpers import TINY_MEL, write_bad_sounds, write_good_sounds
 
 from distill.audio.dataset import DatasetError, require_usable, scan_dataset
 from distill.audio.mel_config import MelConfig

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_MEL, TINY_MODEL, stamp, tiny_spec, write_good_sounds
 from container import build_file, split_file
+from helpers import TINY_MEL, TINY_MODEL, stamp, tiny_spec, write_good_sounds
 
 from distill.audio.mel import MelSpectrogram, mel_to_audio
 from distill.core.store import Store

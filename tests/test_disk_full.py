@@ -27,14 +27,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_spec, write_good_sounds
 from core_runs import collect, request
+from helpers import tiny_spec, write_good_sounds
 from waiting import until, within_deadline
 
 from distill.audio.decode import write_wav
 from distill.audio.images import write_mel_png
 from distill.core.core import Core
 from distill.files import DiskFullError, write_atomically
+from distill.loadgen import LOAD, LoadRequest
 from distill.models.model_file import save_model_file
 from distill.paths import CHECKPOINT_NAME, database_path, runs_dir
 from distill.training.checkpoint import load_checkpoint
@@ -89,8 +90,8 @@ def test_a_checkpoint_that_does_not_fit_fails_the_run_and_keeps_the_last(
         async with Core(
             tmp_path / "measure", run_types=RUN_TYPES
         ) as core:  # how big is one checkpoint?
-            run_id = await core.submit_training(
-                request(tmp_path / "sounds", 1, preview_every=NO_PREVIEWS)
+            run_id = await core.submit(
+                "vqvae", request(tmp_path / "sounds", 1, preview_every=NO_PREVIEWS)
             )
             await collect(core, run_id)
         size = (runs_dir(tmp_path / "measure") / run_id / CHECKPOINT_NAME).stat().st_size
@@ -99,8 +100,8 @@ def test_a_checkpoint_that_does_not_fit_fails_the_run_and_keeps_the_last(
         # Room for one checkpoint, not for the next one's temporary file beside it.
         disk = tmpfs_at(runs_dir(home), size * 3 // 2)
         async with Core(home, run_types=RUN_TYPES) as core:
-            run_id = await core.submit_training(
-                request(tmp_path / "sounds", 3, preview_every=NO_PREVIEWS)
+            run_id = await core.submit(
+                "vqvae", request(tmp_path / "sounds", 3, preview_every=NO_PREVIEWS)
             )
             events = await collect(core, run_id)
             failed = events[-1]
@@ -125,8 +126,8 @@ def test_a_full_disk_under_sqlite_loses_no_event(tmp_path: Path, tmpfs_at) -> No
     disk = tmpfs_at(home, 256 * 1024)
 
     async def scenario() -> None:
-        async with Core(home, run_types=RUN_TYPES) as core:
-            run_id = await core.submit_load(rate=20_000, seconds=0.5)  # megabytes of events
+        async with Core(home, run_types={**RUN_TYPES, "load": LOAD}) as core:
+            run_id = await core.submit("load", LoadRequest(20_000, 0.5))  # megabytes of events
             follower = asyncio.ensure_future(collect(core, run_id))
             error = await until(lambda: core.last_write_error, what="the disk to fill")
             assert "full" in error

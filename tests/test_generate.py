@@ -9,22 +9,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import tiny_prior_spec, tiny_spec, write_good_sounds
+from helpers import tiny_prior_spec, tiny_spec, write_good_sounds
 
 from distill.audio.dataset import PEAK_TARGET
 from distill.audio.synth import tone
 from distill.events import ClipGenerated, payload_from_dict
-from distill.models.card import ModelCard
-from distill.models.library import load_with_prior, read_card, read_metadata
-from distill.models.model_file import ModelFileError
-from distill.models.sampling import generate_codes
-from distill.training.generate import (
+from distill.inference.generate import (
     MANIFEST_NAME,
     GenerateSpec,
     generate_clips,
     variation_grid,
 )
-from distill.training.one_shot import (
+from distill.inference.one_shot import (
     ONSET_PREROLL,
     SILENT_RMS,
     is_silent,
@@ -33,6 +29,10 @@ from distill.training.one_shot import (
     trim_decayed,
     trim_leading,
 )
+from distill.models.card import ModelCard
+from distill.models.library import load_with_prior, read_card, read_metadata
+from distill.models.model_file import ModelFileError
+from distill.models.sampling import generate_codes
 from distill.training.prior import train_prior
 from distill.training.vqvae import train_vqvae
 
@@ -93,7 +93,9 @@ def test_same_seed_same_sound_and_clip_i_is_seed_plus_i(
     model_with_prior: Path, tmp_path: Path
 ) -> None:
     def make(folder: str, seed: int, count: int, **sampling) -> list[bytes]:
-        spec = GenerateSpec(model_with_prior, tmp_path / folder, 0.4, count, seed=seed, **sampling)
+        spec = GenerateSpec(
+            model_with_prior, tmp_path / folder, seconds=0.4, count=count, seed=seed, **sampling
+        )
         return [Path(c.path).read_bytes() for c in generate_clips(spec).clips]
 
     first = make("a", seed=7, count=2)

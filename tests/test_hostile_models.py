@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from card_fuzz import base_model
-from conftest import page_client
+from helpers import page_client
 from waiting import DEADLINE
 
 from distill.models.library import read_metadata

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_MODEL, model_card
+from helpers import TINY_MODEL, model_card
 
 from distill.models.config import VQVAEConfig
 from distill.models.library import (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from conftest import tiny_prior_spec, tiny_spec
+from helpers import tiny_prior_spec, tiny_spec
 
 from distill.audio.synth import chirp, click, noise_burst, tone
 from distill.events import (

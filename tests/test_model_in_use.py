@@ -8,7 +8,7 @@ import html
 
 import pytest
 from commands import distill
-from conftest import TINY_PRIOR, page_client, run_events, tiny_run_request, write_good_sounds
+from helpers import TINY_PRIOR, page_client, run_events, tiny_run_request, write_good_sounds
 from waiting import wait_until
 
 from distill.server.serve import ServerThread

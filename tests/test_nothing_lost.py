@@ -6,8 +6,8 @@ process or a refused upload left is cleaned up."""
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,13 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 from commands import distill
-from conftest import page_client, tiny_run_request, write_good_sounds
+from helpers import page_client, run_events, tiny_run_request, write_good_sounds
 from waiting import wait_until
 
+from distill.models.history import generation_history
 from distill.paths import models_dir, runs_dir
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
-from distill.training.generate import generation_history
 
 pytestmark = pytest.mark.slow
 
@@ -32,11 +32,10 @@ def world(library_server) -> dict:
     return library_server
 
 
-def test_thirty_concurrent_generate_requests_each_get_their_own_folder(world) -> None:
+def test_thirty_concurrent_generate_requests_keep_thirty_history_entries(world) -> None:
     """30 requests at once (in the same second or two: they shared one folder, and the
-    history kept 2 entries) each get a folder of their own. Three are let run to their
-    end, each keeping its history entry; the rest are cancelled while queued (30 real
-    generations take minutes on a loaded 2-core machine), leaving nothing behind."""
+    history kept 2 entries) are 30 generate runs, each with a folder of its own, each
+    listed among the runs, and each keeps its entry in the model's history."""
     origin = f"http://127.0.0.1:{world['server'].info.port}"
     form = {"seconds": "0.1", "count": "1", "mode": "continuous"}
     headers = {"Origin": origin, "HX-Request": "true"}
@@ -44,28 +43,26 @@ def test_thirty_concurrent_generate_requests_each_get_their_own_folder(world) ->
     def generate(_: int) -> str:
         response = httpx.post(world["server"].url + "/models/kit/generate", data=form,
                               trust_env=False, headers=headers, timeout=60)  # fmt: skip
-        assert response.status_code == 200, response.text
-        return re.findall(r'id="generating-([0-9-]+)"', response.text)
+        assert response.status_code == 204, response.text
+        return response.headers["HX-Redirect"].rsplit("/", 1)[-1]
 
     before = {entry["folder"] for entry in generation_history("kit", world["home"])}
     with ThreadPoolExecutor(30) as pool:
-        listed = list(pool.map(generate, range(30)))
-    ids = set().union(*map(set, listed))
-    assert len(ids) == 30  # thirty distinct folders, each made when its request came
-    folders = {p.name for p in (world["home"] / "generated" / "kit").iterdir()}
-    assert ids <= folders
-    kept = sorted(ids)[:3]
-    with page_client(world["server"]) as http:
-        for generation_id in sorted(ids)[3:]:
-            http.post(f"/models/kit/generating/{generation_id}/cancel")
-        for generation_id in ids:  # each polled to its end, as its page would
-            wait_until(lambda g=generation_id: http.get(f"/models/kit/generating/{g}")
-                       .headers.get("HX-Retarget") == "#generations",
-                       what=f"generate request {generation_id} to end")  # fmt: skip
+        run_ids = set(pool.map(generate, range(30)))
+    assert len(run_ids) == 30
+    folders = set()
+    for run_id in run_ids:
+        events = run_events(world["server"], run_id)
+        assert events[-1]["kind"] == "run_completed"
+        folders.add(Path(events[0]["payload"]["config"]["out_dir"]).name)
+    assert len(folders) == 30  # thirty distinct folders, each made when its request came
     history = {entry["folder"]: entry for entry in generation_history("kit", world["home"])}
     new = set(history) - before
-    assert set(kept) <= new and all(len(history[g]["clips"]) == 1 for g in kept)
-    assert all(g in kept or len(history[g]["clips"]) <= 1 for g in new)
+    assert new == folders and all(len(history[g]["clips"]) == 1 for g in new)
+    with page_client(world["server"]) as http:
+        listed = http.get("/api/runs").json()
+    generate_runs = {run["run_id"] for run in listed if run["run_type"] == "generate"}
+    assert run_ids <= generate_runs
 
 
 def test_a_model_name_is_held_by_the_run_that_will_make_it(world) -> None:
@@ -204,3 +201,51 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
     except (OSError, IndexError):
         return "zombie"  # gone between the two looks
+
+
+def test_distill_generate_goes_through_a_running_server(world) -> None:
+    """With a server running, `distill generate` is one of its runs: listed by the API
+    and on the runs page, its clips in the model's history, the report the same."""
+
+    def generate_runs() -> dict[str, dict]:
+        with page_client(world["server"]) as http:
+            runs = http.get("/api/runs").json()
+        return {r["run_id"]: r for r in runs if r["run_type"] == "generate"}
+
+    before = generate_runs()
+    done = distill(world["home"], "generate", "kit", "--seconds", "0.2", "--count", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [Path(c["path"]).name for c in report["clips"]] == [
+        "clip01_seed0.wav", "clip02_seed1.wav",
+    ]  # fmt: skip
+    assert Path(report["out_dir"]).parent == world["home"] / "generated" / "kit"
+    mine = [run for run_id, run in generate_runs().items() if run_id not in before]
+    assert len(mine) == 1 and mine[0]["status"] == "completed"
+    shown = distill(world["home"], "runs", "show", mine[0]["run_id"])
+    assert shown.returncode == 0 and "2 of 2 clips written" in shown.stdout
+    assert "clip02_seed1.wav" in shown.stdout
+    with page_client(world["server"]) as http:
+        listed = http.get("/runs").text
+        assert mine[0]["run_id"] in listed
+        page = http.get(f"/runs/{mine[0]['run_id']}").text
+        assert "Generate run" in page and "clip02_seed1.wav" in page
+
+
+def test_the_api_runs_a_generate_request_within_the_forms_bounds(world) -> None:
+    with page_client(world["server"]) as http:
+        for body, says in (
+            ({"model": "kit", "count": 99}, "generate.count"),
+            ({"model": "kit", "seconds": 1e9}, "seconds"),
+            ({"model": "kit", "out": "/tmp/elsewhere"}, "only into the model's history"),
+            ({"model": "kit", "colour": "red"}, "unknown fields: colour"),
+            ({"model": "../kit"}, "not in this server's model library"),
+        ):
+            refused = http.post("/api/generations", json=body)
+            assert refused.status_code == 400 and says in refused.json()["error"], body
+        typed = http.post("/api/runs", json={"run_type": "generate", "model": "kit", "count": 1,
+                                             "seconds": 0.1})  # fmt: skip
+        assert typed.status_code == 201, typed.text
+    events = run_events(world["server"], typed.json()["run_id"])
+    assert [e["kind"] for e in events].count("clip_generated") == 1
+    assert events[-1]["kind"] == "run_completed"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import soundfile as sf
 from commands import DISTILL, command_env, distill, json_lines
-from conftest import write_good_sounds
+from helpers import write_good_sounds
 from waiting import DEADLINE
 
 from distill.events import STOP_KEPT

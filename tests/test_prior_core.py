@@ -7,16 +7,17 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import TINY_PRIOR, TINY_PRIOR_SETTINGS, write_good_sounds
 from core_runs import assert_no_gaps, collect, request, stored_events
+from helpers import TINY_PRIOR, TINY_PRIOR_SETTINGS, write_good_sounds
 from waiting import within_deadline
 
-from distill.core.core import Core, PriorRequest, RunError
+from distill.core.core import Core, RunError
 from distill.events import STOP_KEPT
 from distill.models.library import read_metadata
 from distill.models.model_file import ModelFileError
 from distill.paths import database_path
 from distill.training.jobs import RUN_TYPES
+from distill.training.specs import PriorRequest
 
 
 def prior_request(model: str, epochs: int = 2, dataset: str | None = None) -> PriorRequest:
@@ -34,9 +35,9 @@ def test_a_prior_run_goes_through_worker_store_and_followers(tmp_path: Path) -> 
 
     async def scenario():
         async with Core(home, run_types=RUN_TYPES) as core:
-            vqvae_run = await core.submit_training(request(tmp_path / "sounds", 1, "kicks"))
+            vqvae_run = await core.submit("vqvae", request(tmp_path / "sounds", 1, "kicks"))
             await collect(core, vqvae_run)
-            run_id = await core.submit_prior(prior_request("kicks"))  # dataset from the card
+            run_id = await core.submit("prior", prior_request("kicks"))  # dataset from the card
             live, again = await asyncio.gather(collect(core, run_id), collect(core, run_id))
             return (
                 run_id,
@@ -80,8 +81,8 @@ def test_a_cancelled_prior_run_resumes_as_a_prior_run(tmp_path: Path) -> None:
 
     async def scenario():
         async with Core(home, run_types=RUN_TYPES) as core:
-            await collect(core, await core.submit_training(request(tmp_path / "sounds", 1, "m")))
-            run_id = await core.submit_prior(prior_request("m", epochs=200))
+            await collect(core, await core.submit("vqvae", request(tmp_path / "sounds", 1, "m")))
+            run_id = await core.submit("prior", prior_request("m", epochs=200))
             asked = False  # the cancel's own checkpoint_saved must not ask again
             async for event in core.follow(run_id):
                 if event.kind == "checkpoint_saved" and not asked:
@@ -120,8 +121,8 @@ def test_a_prior_stopped_keeping_the_best_saves_its_best_epoch(tmp_path: Path) -
 
     async def scenario():
         async with Core(home, run_types=RUN_TYPES) as core:
-            await collect(core, await core.submit_training(request(tmp_path / "sounds", 1, "k")))
-            run_id = await core.submit_prior(prior_request("k", epochs=200))
+            await collect(core, await core.submit("vqvae", request(tmp_path / "sounds", 1, "k")))
+            run_id = await core.submit("prior", prior_request("k", epochs=200))
             events, asked = [], False
             async for event in core.follow(run_id):
                 events.append(event)
@@ -152,14 +153,15 @@ def test_bad_prior_requests_are_refused_before_anything_is_queued(tmp_path: Path
     async def scenario():
         async with Core(home, run_types=RUN_TYPES) as core:
             with pytest.raises(ModelFileError, match="no model named 'nope'"):
-                await core.submit_prior(prior_request("nope"))
+                await core.submit("prior", prior_request("nope"))
             foreign = tmp_path / "foreign.distill"
             foreign.write_bytes(b"not a model at all")
             with pytest.raises(ModelFileError, match="not a distill model file"):
-                await core.submit_prior(prior_request(str(foreign)))
+                await core.submit("prior", prior_request(str(foreign)))
             with pytest.raises(RunError, match="no dataset folder"):
-                await core.submit_prior(
-                    prior_request(str(_a_model(home, tmp_path)), dataset=str(tmp_path / "gone"))
+                await core.submit(
+                    "prior",
+                    prior_request(str(_a_model(home, tmp_path)), dataset=str(tmp_path / "gone")),
                 )
 
     within_deadline(scenario())
@@ -169,7 +171,7 @@ def test_bad_prior_requests_are_refused_before_anything_is_queued(tmp_path: Path
 
 def _a_model(home: Path, tmp_path: Path) -> Path:
     """A real model file, trained in this process (no core involved)."""
-    from conftest import tiny_spec
+    from helpers import tiny_spec
 
     from distill.training.vqvae import train_vqvae
 

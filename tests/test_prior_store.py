@@ -8,7 +8,7 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-from conftest import stamp
+from helpers import stamp
 
 from distill.core.store import MIGRATIONS, SCHEMA_VERSION, Store
 from distill.events import (

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import torch
-from conftest import tiny_prior_spec, tiny_spec, write_good_sounds
+from helpers import tiny_prior_spec, tiny_spec, write_good_sounds
 
 from distill.audio.synth import chirp
 from distill.events import (

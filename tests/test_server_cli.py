@@ -11,7 +11,7 @@ import commands
 import httpx
 import pytest
 from commands import DISTILL, assert_lines_as_stored, command_env, json_lines
-from conftest import write_good_sounds
+from helpers import write_good_sounds
 from waiting import DEADLINE, wait_until
 
 from distill.server.discovery import read_server_file

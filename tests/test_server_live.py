@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import tiny_run_request, write_good_sounds
+from helpers import tiny_run_request, write_good_sounds
 from waiting import wait_until, within_deadline
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -143,10 +143,10 @@ def status_shown(message: str, run_id: str) -> str | None:
     return found.group(1) if found else None
 
 
-def test_home_stream_follows_a_run_to_its_end(server: ServerThread, dataset: Path) -> None:
+def test_dashboard_stream_follows_a_run_to_its_end(server: ServerThread, dataset: Path) -> None:
     async def watch() -> tuple[list[str], str]:
         messages = []
-        async with connect(f"{server.ws_url}/ws/home", proxy=None) as ws:
+        async with connect(f"{server.ws_url}/ws/dashboard", proxy=None) as ws:
             messages.append(await ws.recv())  # the first paint, before the run
             run_id = await asyncio.to_thread(submit, server, dataset)
             while status_shown(messages[-1], run_id) != "completed":
@@ -164,7 +164,7 @@ def test_home_stream_follows_a_run_to_its_end(server: ServerThread, dataset: Pat
 
 def test_oversized_message_closes_with_1009(server: ServerThread) -> None:
     async def send_big() -> int | None:
-        async with connect(f"{server.ws_url}/ws/home", proxy=None, max_size=None) as ws:
+        async with connect(f"{server.ws_url}/ws/dashboard", proxy=None, max_size=None) as ws:
             await ws.recv()
             await ws.send("x" * (server.settings.ws_max_message_bytes + 1))
             try:
@@ -180,7 +180,7 @@ def test_oversized_message_closes_with_1009(server: ServerThread) -> None:
 def test_malformed_messages_get_an_error_and_the_socket_stays(server: ServerThread) -> None:
     async def talk() -> list[dict]:
         replies = []
-        async with connect(f"{server.ws_url}/ws/home", proxy=None) as ws:
+        async with connect(f"{server.ws_url}/ws/dashboard", proxy=None) as ws:
             await ws.recv()  # first paint
             for message in (
                 "not json",

@@ -7,7 +7,7 @@ import re
 
 import httpx
 import pytest
-from conftest import page_client, run_events, tiny_run_request, write_good_sounds
+from helpers import page_client, run_events, tiny_run_request, write_good_sounds
 
 from distill.core.store import Store
 from distill.paths import database_path
@@ -194,7 +194,7 @@ def test_home_lists_recent_runs_and_models(world) -> None:
     with page_client(world["server"]) as http:
         page = http.get("/").text
     assert world["runs"]["snares"] in page
-    assert "snares" in page and 'data-live="/ws/home"' in page
+    assert "snares" in page and 'data-live="/ws/dashboard"' in page
 
 
 def test_pages_use_only_our_own_static_files(world) -> None:
@@ -240,6 +240,6 @@ def test_pages_link_by_path_behind_an_https_proxy(world) -> None:
         assert ("href", "/static/distill.css") in links, path  # the styles still load
         for attribute, value in links:
             assert value.startswith(("/", "#")), (path, attribute, value)
-    assert 'data-live="/ws/home"' in pages["/"].text  # live.js picks ws: or wss: itself
+    assert 'data-live="/ws/dashboard"' in pages["/"].text  # live.js picks ws: or wss: itself
     for response in (renamed, back):
         assert response.status_code == 303 and response.headers["location"] == "/models"

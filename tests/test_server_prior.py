@@ -10,15 +10,14 @@ from pathlib import Path
 import httpx
 import pytest
 import soundfile as sf
-from conftest import page_client, run_events, tiny_run_request, write_good_sounds
-from waiting import wait_until
+from helpers import page_client, run_events, tiny_run_request, write_good_sounds
 
 from distill.audio.synth import chirp
+from distill.inference.generate import GenerateSpec, generate_clips
+from distill.models.history import new_out_dir
 from distill.paths import CANCEL_FILE
-from distill.server import helper
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
-from distill.training.generate import GenerateSpec, generate_clips, new_out_dir
 
 pytestmark = pytest.mark.slow
 TINY_PRIOR_FORM = {
@@ -77,7 +76,7 @@ def test_train_a_prior_from_the_model_page_then_generate(world) -> None:
 
         form = {"seconds": "0.5", "count": "2", "seed": "3", "temperature": "1", "top_k": "0",
                 "top_p": "1"}  # fmt: skip
-        made = generate_through_htmx(http, "kicks", form)
+        made = generate_through_htmx(http, "kicks", form, world["server"])
         sources = re.findall(r'<audio[^>]*src="([^"]+)"', made.text)
         clips = [s for s in sources if not s.endswith("_match.wav")]
         matches = [s for s in sources if s.endswith("_match.wav")]
@@ -91,33 +90,33 @@ def test_train_a_prior_from_the_model_page_then_generate(world) -> None:
 
         # Kept in the model's history; a plain form post lands back on the page.
         again = http.post("/models/kicks/generate", data={**form, "count": "1"})
-        assert again.status_code == 303 and again.headers["location"].endswith("/models/kicks")
+        assert again.status_code == 303 and "/runs/" in again.headers["location"]
+        run_events(world["server"], again.headers["location"].rsplit("/", 1)[-1])
         history = http.get("/models/kicks").text
         assert history.count('class="generation"') == 2
 
 
-def generate_through_htmx(http: httpx.Client, model: str, form: dict) -> httpx.Response:
-    """As the page does: post, then poll the request's block until it hands back the history."""
+def generate_through_htmx(http: httpx.Client, model: str, form: dict, server) -> httpx.Response:
+    """As the page does: post, follow htmx to the generate run's page, wait for the run's
+    end, then read the model's page with its history."""
     started = http.post(f"/models/{model}/generate", data=form, headers={"HX-Request": "true"})
-    assert started.status_code == 200 and started.text.startswith('<div id="generations">')
-    block = re.search(r'hx-get="(/models/[^"]+/generating/[^"]+)"', started.text)
-    assert block, "the history shows the request in progress"
-
-    def handed_back() -> httpx.Response | None:
-        polled = http.get(block.group(1), headers={"HX-Request": "true"})
-        assert polled.status_code == 200
-        if polled.headers.get("HX-Retarget") != "#generations":
-            assert 'class="generation pending"' in polled.text
-            return None
-        assert polled.text.startswith('<div id="generations">')
-        assert "hx-get" not in polled.text  # nothing left in progress
-        return polled
-
-    return wait_until(handed_back, what="the generate request to hand back the history")
+    assert started.status_code == 204, started.text
+    run_url = started.headers["HX-Redirect"]
+    assert re.fullmatch(r"/runs/[0-9a-f-]+", run_url)
+    pending = http.get(f"/models/{model}").text
+    run_id = run_url.rsplit("/", 1)[-1]
+    assert run_id in pending or "Nothing generated yet" not in pending  # listed, or done
+    kinds = [e["kind"] for e in run_events(server, run_id)]
+    assert kinds[-1] == "run_completed" and "clip_generated" in kinds
+    run_page = http.get(run_url).text
+    assert "Generate run" in run_page and "clip01_seed" in run_page
+    return http.get(f"/models/{model}")
 
 
-def test_a_generate_request_can_be_cancelled(world, tmp_path) -> None:
-    """Cancelled before its clips, it writes none; the history says it stopped early."""
+def test_a_generate_run_can_be_cancelled(world) -> None:
+    """Cancelled through the core, it ends cancelled (or completed, had it already ended);
+    whatever it wrote stays in the history; and a run stopped after its first clip says
+    it stopped early."""
     home, server = world["home"], world["server"]
     body = {**tiny_run_request(world["base"] / "kicks"), "model_name": "drums"}
     made = httpx.post(server.url + "/api/runs", json=body, trust_env=False)
@@ -126,33 +125,22 @@ def test_a_generate_request_can_be_cancelled(world, tmp_path) -> None:
         trained = http.post("/models/drums/prior", data=TINY_PRIOR_FORM)
         assert trained.status_code == 303
         run_events(server, trained.headers["location"].rsplit("/", 1)[-1])
-    folder = tmp_path / "request"
-    folder.mkdir()
-    (folder / CANCEL_FILE).touch()  # as the cancel button does, while it waits
-    path = str(home / "models" / "drums.distill")
-    options = {"seconds": 0.5, "count": 3}
-    assert helper.generate(path, str(folder), options) == {"out_dir": str(folder)}
-    assert not folder.exists()  # nothing written, nothing left: no empty history entry
-
-    with page_client(world["server"]) as http:
-        form = {"seconds": "0.5", "count": "3", "seed": "0"}
-        started = http.post("/models/drums/generate", data=form, headers={"HX-Request": "true"})
-        block = re.search(r'hx-post="(/models/drums/generating/[^"]+/cancel)"', started.text)
-        assert block, started.text
-        cancelled = http.post(block.group(1))
-        assert cancelled.status_code == 200
-        # Not ended yet: its block says it stops. Already ended: the history takes its place.
-        stopping = "stopping before the next clip" in cancelled.text
-        assert stopping or cancelled.headers.get("HX-Retarget") == "#generations"
-        ended = http.get(block.group(1).removesuffix("/cancel"))
-        while ended.headers.get("HX-Retarget") != "#generations":
-            ended = http.get(block.group(1).removesuffix("/cancel"))
-        assert http.post(block.group(1)).status_code == 404  # gone once ended
+        form = {"seconds": "0.5", "count": "8", "seed": "0"}
+        started = http.post("/models/drums/generate", data=form)
+        assert started.status_code == 303
+        run_id = started.headers["location"].rsplit("/", 1)[-1]
+        assert http.post(f"/runs/{run_id}/cancel").status_code == 303
+        kinds = [e["kind"] for e in run_events(server, run_id)]
+        assert kinds[-1] in ("run_cancelled", "run_completed")
+        run = http.get(f"/api/runs/{run_id}").json()
+        assert run["status"] == kinds[-1].removeprefix("run_")
+        assert run["run_type"] == "generate" and run["model_name"] == "drums"
     leftovers = [p.name for p in (home / "generated" / "drums").rglob("*")]
-    assert CANCEL_FILE not in leftovers and helper.PROGRESS_NAME not in leftovers
+    assert CANCEL_FILE not in leftovers
 
     # Stopped after its first clip (deterministically, without the race): the history
     # keeps that clip and says the request stopped early.
+    path = str(home / "models" / "drums.distill")
     written: list[int] = []
     spec = GenerateSpec(Path(path), new_out_dir("drums", home), seconds=0.5, count=3)
     generate_clips(spec, lambda clip: written.append(clip.index), lambda: len(written) >= 1)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import write_good_sounds
+from helpers import write_good_sounds
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -114,7 +114,7 @@ def test_token_in_the_address_becomes_a_cookie(token_server: ServerThread) -> No
 def test_token_is_required_for_websockets(token_server: ServerThread) -> None:
     async def attempt(headers: dict) -> None:
         async with connect(
-            token_server.ws_url + "/ws/home", additional_headers=headers, proxy=None
+            token_server.ws_url + "/ws/dashboard", additional_headers=headers, proxy=None
         ) as ws:
             await ws.recv()
 
@@ -236,7 +236,7 @@ def test_cross_origin_websocket_is_refused(server: ServerThread) -> None:
     import asyncio
 
     async def attempt(origin: str) -> None:
-        async with connect(server.ws_url + "/ws/home", origin=origin, proxy=None) as ws:
+        async with connect(server.ws_url + "/ws/dashboard", origin=origin, proxy=None) as ws:
             await ws.recv()
 
     with pytest.raises(InvalidStatus) as refused:

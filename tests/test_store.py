@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import math
 import sqlite3
 from contextlib import closing
 from pathlib import Path
 
 import pytest
-from conftest import stamp
+from helpers import stamp
 
 from distill.core.store import (
     EPOCH_COLUMNS,
@@ -68,7 +69,7 @@ def epoch(n: int, val_loss: float, best_epoch: int, levels: list[LevelHealth]) -
         val_loss=val_loss,
         val_recon_loss=val_loss * 0.9,
         val_commit_loss=val_loss * 0.1,
-        levels=levels,
+        val_levels=levels,
         best_epoch=best_epoch,
         seconds=3.5,
         # the training files: each level a tenth more used than on the held-out files
@@ -206,6 +207,37 @@ def test_a_version_4_database_upgrades_to_one_name_per_quantity(db_path: Path) -
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert "warnings" not in tables and "codebook_warnings" in tables
+
+
+def test_a_version_7_database_reads_its_epochs_held_out_health_as_val_levels(
+    db_path: Path,
+) -> None:
+    """Migration 8: a stored epoch_metrics event says `levels` for the held-out health;
+    it reads back as EpochMetrics.val_levels, its train_levels untouched. A checkpoint's
+    history from before (a dict, never in the store) reads the same way."""
+    health = LevelHealth(1, 8, 0.5, 3.0, 4, 0.1, 20)
+    old = {**epoch(0, 1.0, 0, [health]).to_dict()}
+    old["levels"] = old.pop("val_levels")
+    db_path.parent.mkdir(parents=True)
+    with sync_connect(db_path) as db:
+        db.executescript(f"{';'.join(MIGRATIONS[:7])}; PRAGMA user_version = 7;")
+        db.execute(
+            "INSERT INTO runs (run_id, run_type, dataset, created) VALUES ('old', 'vqvae', '/d', 1)"
+        )
+        db.execute(
+            "INSERT INTO events VALUES ('old', 1, 1.0, 'epoch_metrics', ?)",
+            (json.dumps(old, separators=(",", ":")),),
+        )
+        db.commit()
+
+    async def main() -> list[Event]:
+        async with await Store.open(db_path) as store:
+            return await store.events("old")
+
+    (event,) = asyncio.run(main())
+    assert "levels" not in event.payload
+    assert event.typed() == epoch(0, 1.0, 0, [health])
+    assert EpochMetrics.upgraded(old) == epoch(0, 1.0, 0, [health]).to_dict()
 
 
 def test_events_round_trip_from_any_seq(db_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import torch
-from conftest import tiny_spec, write_bad_sounds, write_good_sounds
+from helpers import tiny_spec, write_bad_sounds, write_good_sounds
 
 from distill.audio.dataset import DatasetError
 from distill.audio.synth import click
@@ -76,8 +76,8 @@ def test_preflight_names_the_skipped_files(trained) -> None:
 def test_epoch_metrics_carry_health_for_every_level(trained) -> None:
     _, events, _ = trained
     for metrics in of(events, EpochMetrics):
-        assert [h.level for h in metrics.levels] == [1, 2]
-        for health in metrics.levels:
+        assert [h.level for h in metrics.val_levels] == [1, 2]
+        for health in metrics.val_levels:
             assert 0 < health.utilization <= 1
             assert 1 <= health.perplexity <= 8
             assert health.dead_codes == round(8 * (1 - health.utilization))
@@ -98,7 +98,7 @@ def test_health_counts_every_audible_vector_of_each_split_and_no_padding(trained
     }
     for metrics in of(events, EpochMetrics):
         assert {h.vectors for h in metrics.train_levels} == {audible["train"]}
-        assert {h.vectors for h in metrics.levels} == {audible["val"]}
+        assert {h.vectors for h in metrics.val_levels} == {audible["val"]}
 
 
 def test_previews_hold_original_ceiling_and_each_level(trained) -> None:
@@ -188,11 +188,11 @@ def test_resume_from_an_epoch_checkpoint_matches_an_uninterrupted_run(
     assert last_resumed.epoch == 1
     if not torch.cuda.is_available():  # bit for bit on CPU
         assert last_resumed.val_loss == last_straight.val_loss
-        assert last_resumed.levels == last_straight.levels
+        assert last_resumed.val_levels == last_straight.val_levels
     else:  # CUDA's fastest kernels may sum in any order: equal up to rounding
         assert last_resumed.val_loss == pytest.approx(last_straight.val_loss, rel=1e-5)
-        assert [h.dead_codes for h in last_resumed.levels] == [
-            h.dead_codes for h in last_straight.levels
+        assert [h.dead_codes for h in last_resumed.val_levels] == [
+            h.dead_codes for h in last_straight.val_levels
         ]
 
 

@@ -52,4 +52,4 @@ def mel_png(log_mel: np.ndarray, low: float, high: float, scale: int = 2) -> byt
 
 def write_mel_png(path: Path, log_mel: np.ndarray, low: float, high: float, scale: int = 2) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, mel_png(log_mel, low, high, scale))
+    write_atomically(path, mel_png(log_mel, low, high, scale))  # a page may be reading it

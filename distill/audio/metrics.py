@@ -56,6 +56,7 @@ def log_stft_distance(original: Tensor, rendered: Tensor) -> float:
     return total / len(STFT_RESOLUTIONS)
 
 
-def audible_mel_error(prediction: Tensor, target: Tensor, frames: int) -> float:
-    """(m, t) log-mels; the mean absolute error over the first `frames` frames."""
-    return float((prediction[:, :frames] - target[:, :frames]).abs().mean())
+def audible_mel_error(target: Tensor, estimate: Tensor, frames: int) -> float:
+    """(m, t) log-mels; the mean absolute error over the first `frames` frames. The
+    reference first, as every figure here takes it."""
+    return float((target[:, :frames] - estimate[:, :frames]).abs().mean())

@@ -44,9 +44,9 @@ def encode(
 ) -> None:
     """Encode a sound into the model's codes: one row per RVQ level, one code per time step."""
     from distill.files import write_atomically
+    from distill.inference.codes import CodesError, encode_file
     from distill.models.library import load_vqvae, resolve_model
     from distill.models.model_file import ModelFileError
-    from distill.training.codes import CodesError, encode_file
 
     target = out or sound.with_name(f"{sound.name}.codes.json")
     try:
@@ -72,9 +72,9 @@ def decode(
 ) -> None:
     """Turn a codes file back into sound, through the model's decoder stage when it has one."""
     from distill.audio.decode import write_wav
+    from distill.inference.codes import CodesError, check_belongs, decode_grid, read_codes
     from distill.models.library import load_vqvae, resolve_model
     from distill.models.model_file import ModelFileError
-    from distill.training.codes import CodesError, check_belongs, decode_grid, read_codes
 
     target = out or codes.with_suffix(".wav")
     try:
@@ -103,11 +103,11 @@ def regenerate(
     """Draw the range anew with the model's prior, after what comes before it; of a few
     draws, keep the one that leads best into what comes after."""
     from distill.files import write_atomically
+    from distill.inference.codes import CodesError, check_belongs, read_codes, seconds_to_steps
+    from distill.inference.codes import regenerate as regenerate_range
     from distill.models.library import load_with_prior, resolve_model
     from distill.models.model_file import ModelFileError
     from distill.models.sampling import Sampling
-    from distill.training.codes import CodesError, check_belongs, read_codes, seconds_to_steps
-    from distill.training.codes import regenerate as regenerate_range
 
     target = out or codes.with_name(f"{codes.stem}-regen.json")
     try:

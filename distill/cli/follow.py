@@ -6,15 +6,16 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
-from distill.core.core import Core, PriorRequest, RunError, TrainRequest
+from distill.core.core import Core, RunError
 from distill.events import TERMINAL_KINDS, Event
 from distill.threads import THREADS_ENV
 from distill.training.jobs import RUN_TYPES
+from distill.training.specs import RunRequest
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -53,6 +54,12 @@ STOPPING_KEEPING_BEST = (
     "stopping after this step; the best epoch so far becomes the model (Ctrl-C again to "
     "leave; --no-keep-best would only checkpoint)..."
 )
+
+
+def bad_input(console: Console, message: str) -> NoReturn:
+    """Say what is wrong with what the user asked, and exit 2 (the user's to fix)."""
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(EXIT_BAD_INPUT)
 
 
 def stopping_words(keep_best: bool) -> str:
@@ -125,16 +132,13 @@ def _exit_code(completed: bool, error: str | None) -> int:
     return EXIT_FAILED
 
 
-async def run_in_process(home: Path, request: TrainRequest | PriorRequest, render,
+async def run_in_process(home: Path, request: RunRequest, render,
                          console: Console, keep_best: bool = True) -> int:  # fmt: skip
     """No server running: start a core in this process, submit, follow to the end; a
     Ctrl-C stops the run, keeping its best epoch so far as the model with `keep_best`."""
     async with Core(home, run_types=RUN_TYPES) as core:
         try:
-            if isinstance(request, PriorRequest):
-                run_id = await core.submit_prior(request)
-            else:
-                run_id = await core.submit_training(request)
+            run_id = await core.submit(request.run_type, request)
         except (RunError, ValueError) as error:
             console.print(f"[bold red]error:[/] {error}")
             return EXIT_BAD_INPUT

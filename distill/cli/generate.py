@@ -1,29 +1,37 @@
 """`distill generate MODEL`: new sounds from a model's prior, written as WAV files.
 
-Runs in this process (generation takes seconds, not minutes); the work itself is
-`distill.training.generate.generate_clips`, which a worker can run just the same.
+A generate run (training/jobs.py), on the running server's core when there is one, so it
+shows in the dashboard, else on a core in this process; the work itself is
+`distill.inference.generate.generate_clips`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from distill.cli.follow import EXIT_BAD_INPUT, ThreadsOption
-from distill.events import ClipGenerated
-from distill.paths import data_home
-from distill.threads import fit_threads, requested_threads
+from distill.cli.follow import ThreadsOption, bad_input
+from distill.cli.remote import submit_and_follow
+from distill.events import (
+    ClipGenerated,
+    Event,
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+    RunQueued,
+    payload_from_dict,
+)
+from distill.inference.spec import GENERATE_SECONDS
+from distill.models.history import MANIFEST_NAME
+from distill.paths import data_home, model_path
+from distill.threads import requested_threads
 from distill.training.bounds import SAMPLING_BOUNDS
-from distill.training.settings import GENERATE_SECONDS
-
-if TYPE_CHECKING:
-    from distill.training.generate import GenerationResult
+from distill.training.specs import GenerateRequest
 
 console = Console()
 
@@ -102,22 +110,17 @@ def generate(
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     threads: ThreadsOption = None,
 ) -> None:
-    """Generate new sounds with a model's prior; prints where they are and how new they are."""
-    requested_threads(threads)
-    fit_threads(1)  # this process runs torch: before its first import (distill/threads.py)
-    # Imported here: the models and torch take seconds to load, which `distill --help`
-    # and every other command should not wait for.
-    from distill.models.library import resolve_model
-    from distill.models.model_file import ModelFileError
-    from distill.training.generate import GenerateSpec, generate_clips, new_out_dir
+    """Generate new sounds with a model's prior; prints where they are and how new they are.
 
-    out_dir = None
+    A run like any other: through a running `distill serve` (so the dashboard shows it),
+    else on a core in this process. A model given as a file path, or an --out folder,
+    is generated here: a server touches no file outside its data folder."""
+    requested_threads(threads)  # the worker that generates reads it
+    home = data_home()
     try:
-        path = resolve_model(model)
-        out_dir = out or new_out_dir(path.stem, data_home())
-        spec = GenerateSpec(
-            model_path=path,
-            out_dir=out_dir,
+        request = GenerateRequest(
+            model=model,
+            out=str(out) if out is not None else None,
             seconds=seconds,
             count=count,
             temperature=temperature,
@@ -127,34 +130,75 @@ def generate(
             one_shot=one_shot,
             variation=variation,
         )
-        result = generate_clips(spec)
-    except (ModelFileError, ValueError) as error:
-        if out is None and out_dir is not None:
-            with contextlib.suppress(OSError):
-                out_dir.rmdir()  # made for this request, still empty: no empty history entry
-        console.print(f"[bold red]error:[/] {error}")
-        raise typer.Exit(EXIT_BAD_INPUT) from error
-    if json_output:
-        report = {
-            "out_dir": str(out_dir),
-            "manifest_path": str(result.manifest_path),
-            "wall_seconds": result.wall_seconds,
-            "realtime_factor": result.realtime_factor,
-            "clips": [clip.to_dict() for clip in result.clips],
-        }
-        print(json.dumps(report, indent=2))
-        return
-    print_report(out_dir, result)
+    except ValueError as error:
+        bad_input(console, str(error))
+    render = GenerateRenderer(json_output)
+    through_server = out is None and _in_library(model, home)
+    submit_and_follow(
+        request, render, console, json_output=json_output, keep_best=False,
+        through_server=through_server,
+    )  # fmt: skip
 
 
-def print_report(out_dir: Path, result: GenerationResult) -> None:
-    clips = result.clips
+def _in_library(model: str, home: Path) -> bool:
+    try:
+        return model_path(model, home).is_file()
+    except ValueError:  # not a model name: a path
+        return False
+
+
+class GenerateRenderer:
+    """A generate run's events as the CLI shows them: a line per clip as it is written,
+    then the report (or, with --json, only the report) from the request's manifest."""
+
+    def __init__(self, json_output: bool) -> None:
+        self.json_output = json_output
+        self.out_dir: Path | None = None
+
+    def __call__(self, event: Event) -> None:
+        payload = event.typed()
+        if isinstance(payload, RunQueued):
+            self.out_dir = Path(payload.config["out_dir"])
+        elif isinstance(payload, ClipGenerated) and not self.json_output:
+            console.print(f"[dim]{Path(payload.path).name}: {payload.seconds:.2f} s[/]")
+        elif isinstance(payload, RunCompleted | RunCancelled) and self.out_dir is not None:
+            self._report(self.out_dir)
+        elif isinstance(payload, RunFailed):
+            console.print(f"[bold red]error:[/] {payload.error}")
+
+    def _report(self, out_dir: Path) -> None:
+        manifest_path = out_dir / MANIFEST_NAME
+        manifest = json.loads(manifest_path.read_text())
+        clips = [_clip(c) for c in manifest["clips"]]
+        wall = float(manifest["wall_seconds"])
+        if self.json_output:
+            report = {
+                "out_dir": str(out_dir),
+                "manifest_path": str(manifest_path),
+                "wall_seconds": wall,
+                "realtime_factor": sum(c.seconds for c in clips) / wall if wall else 0.0,
+                "clips": manifest["clips"],
+            }
+            print(json.dumps(report, indent=2))
+            return
+        print_report(out_dir, clips, wall)
+
+
+def _clip(data: dict[str, Any]) -> ClipGenerated:
+    clip = payload_from_dict(ClipGenerated.kind, data)
+    assert isinstance(clip, ClipGenerated)
+    return clip
+
+
+def print_report(out_dir: Path, clips: list[ClipGenerated], wall_seconds: float) -> None:
+    audio_seconds = sum(clip.seconds for clip in clips)
     mode = "one-shot" if clips and clips[0].one_shot else "continuous"
     if clips and clips[0].variation_of:
         mode += " variation"
     console.print(
-        f"{len(clips)} {mode} clip(s) in {result.wall_seconds:.1f} s "
-        f"({result.realtime_factor:.1f}x real time) in [bold]{out_dir}[/]"
+        f"{len(clips)} {mode} clip(s) in {wall_seconds:.1f} s "
+        f"({audio_seconds / wall_seconds if wall_seconds else 0.0:.1f}x real time)"
+        f" in [bold]{out_dir}[/]"
     )
     table = Table(
         "clip", "seed", "seconds", "rms", "longest run shared with training",

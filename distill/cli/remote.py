@@ -9,21 +9,30 @@ renderer (cli/render.py) draws both.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
+import typer
 from rich.console import Console
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from distill.cli.follow import EXIT_BAD_INPUT, exit_code, render_stream, stopping_words
-from distill.core.core import PriorRequest, TrainRequest
+from distill.cli.follow import (
+    EXIT_BAD_INPUT,
+    bad_input,
+    exit_code,
+    render_stream,
+    run_in_process,
+    stopping_words,
+)
 from distill.events import TERMINAL_KINDS, Event
+from distill.paths import data_home
 from distill.server.discovery import ServerInfo, read_server_file
+from distill.training.specs import RunRequest
 
 RESYNC = 4000  # the server dropped us for falling behind: reconnect from the last seq
 MAX_RECONNECTS = 5  # in a row without an event in between
@@ -63,10 +72,10 @@ class Remote:
             return False
         return response.status_code == 200
 
-    async def submit(self, request: TrainRequest | PriorRequest) -> str:
-        """Queue a VQ-VAE run or a prior run on the server; returns its run id."""
-        path = "/api/priors" if isinstance(request, PriorRequest) else "/api/runs"
-        return (await self._post(path, asdict(request)))["run_id"]
+    async def submit(self, request: RunRequest) -> str:
+        """Queue a run of the request's type on the server; returns its run id."""
+        body = {"run_type": request.run_type, **request.to_dict()}
+        return (await self._post("/api/runs", body))["run_id"]
 
     async def cancel(self, run_id: str, keep_best: bool = False) -> None:
         """Stop the run; with `keep_best`, its best epoch so far becomes its model."""
@@ -127,7 +136,7 @@ def _answer(response: httpx.Response) -> dict[str, Any]:
 
 async def run_on_server(
     remote: Remote,
-    request: TrainRequest | PriorRequest,
+    request: RunRequest,
     render,
     follow: bool,
     json_output: bool,
@@ -175,3 +184,34 @@ def find_server(home: Path) -> Remote | None:
         return None
     remote = Remote(info)
     return remote if asyncio.run(remote.alive()) else None
+
+
+def submit_and_follow(
+    request: RunRequest,
+    render,
+    console: Console,
+    *,
+    follow: bool = True,
+    json_output: bool = False,
+    keep_best: bool = True,
+    through_server: bool = True,
+) -> NoReturn:
+    """A command's run, here or through a server: on the running `distill serve` when
+    there is one (so the dashboard shows it), else on a core in this process, which
+    cannot outlive the command (so --no-follow needs the server). Exits with the run's
+    exit code."""
+    home = data_home()
+    remote = find_server(home) if through_server else None
+    if remote is not None:
+        raise typer.Exit(
+            asyncio.run(
+                run_on_server(remote, request, render, follow, json_output, console, keep_best)
+            )
+        )
+    if not follow:
+        bad_input(
+            console,
+            "--no-follow needs a running `distill serve` to keep the run going "
+            "after this command returns; start one, or follow the run here",
+        )
+    raise typer.Exit(asyncio.run(run_in_process(home, request, render, console, keep_best)))

@@ -278,7 +278,7 @@ class RunRenderer:
         )
         if m.train_levels:
             self.console.print(f"  train    {health_inline(m.train_levels)}")
-        self.console.print(f"  held-out {health_inline(m.levels)}")
+        self.console.print(f"  held-out {health_inline(m.val_levels)}")
 
     def on_codebook_warning(self, warning: CodebookWarning) -> None:
         self.warnings.append(warning)
@@ -335,7 +335,7 @@ class RunRenderer:
                 title = f"codebook health (epoch {best.epoch + 1}, training files)"
                 self.console.print(health_table(best.train_levels, title=title))
             title = f"codebook health (epoch {best.epoch + 1}, held-out files)"
-            self.console.print(health_table(best.levels, title=title))
+            self.console.print(health_table(best.val_levels, title=title))
         self._print_warning_summary()
         if self.stage is not None and self.stage.helped:
             self.console.print("its sounds play through the decoder stage it trained")

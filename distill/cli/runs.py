@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from distill.cli.follow import EXIT_BAD_INPUT, exit_code, exit_code_of_run, render_stream
+from distill.cli.follow import EXIT_BAD_INPUT, bad_input, exit_code, exit_code_of_run, render_stream
 from distill.cli.remote import Remote, RemoteError, find_server
 from distill.cli.render import JsonLinesRenderer, RunRenderer, health_table, stage_words
 from distill.core.core import Core, RunError
@@ -22,6 +22,7 @@ from distill.events import (
     RUN_STATUSES,
     TRAIN_SPLIT,
     VAL_SPLIT,
+    ClipGenerated,
     DecoderStageTrained,
     LevelHealth,
     RunCompleted,
@@ -52,7 +53,7 @@ def list_runs(
         try:
             check_status(status)
         except UnknownStatus as error:
-            _bad_input(str(error))
+            bad_input(console, str(error))
     rows = asyncio.run(_read(lambda store: store.runs(status=status, dataset=dataset)))
     if json_output:
         print(json.dumps([_public(r) for r in rows], indent=2, default=str))
@@ -107,11 +108,12 @@ def show(run_id: str, json_output: JsonOption = False) -> None:
             "memorization_warnings": await store.memorization_warnings(run_id),
             "completed": await _payload(store, run_id, RunCompleted.kind),
             "decoder_stage": await _payload(store, run_id, DecoderStageTrained.kind),
+            "clips": [e.payload for e in await store.events_of_kind(run_id, ClipGenerated.kind)],
         }
 
     data = asyncio.run(_read(report))
     if not data:
-        _bad_input(f"no run {run_id!r}")
+        bad_input(console, f"no run {run_id!r}")
     if json_output:
         print(json.dumps(data, indent=2, default=str))
         return
@@ -161,7 +163,7 @@ def cancel(
     try:
         asyncio.run(remote.cancel(run_id, keep_best) if remote else go())
     except (RunError, RemoteError) as error:
-        _bad_input(str(error))
+        bad_input(console, str(error))
     then = "saves its best epoch so far" if keep_best else "checkpoints"
     console.print(f"asked run {run_id} to stop; it {then} at the next step")
 
@@ -222,6 +224,11 @@ def _print_report(data: dict[str, Any]) -> None:
     )
     console.print(f"dataset: {data['dataset']}")
     console.print(f"created {_when(data['created'])}, finished {_when(data.get('finished'))}")
+    if data["clips"] or data["run_type"] == "generate":
+        console.print(f"{len(data['clips'])} of {data.get('epochs') or '?'} clips written")
+        for clip in data["clips"]:
+            silent = " [bold red]silent[/]" if clip.get("silent") else ""
+            console.print(f"  {clip['path']} ({clip['seconds']:.2f} s){silent}")
     metrics = data["epoch_metrics"]
     if metrics:
         table = Table(
@@ -313,8 +320,3 @@ def _status(status: str) -> str:
 
 def _num(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _bad_input(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(EXIT_BAD_INPUT)

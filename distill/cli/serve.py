@@ -34,7 +34,7 @@ def serve(
     allow_root: Annotated[
         list[Path] | None,
         typer.Option(
-            help="Another folder datasets may be read from (your home folder always may)."
+            help="Another folder datasets may be read from (your user folder ~ always may)."
         ),
     ] = None,
     allow_host: Annotated[

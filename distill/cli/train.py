@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -16,17 +15,17 @@ from distill.cli.follow import (
     FollowOption,
     KeepBestOption,
     ThreadsOption,
-    run_in_process,
+    bad_input,
 )
-from distill.cli.remote import find_server, run_on_server
+from distill.cli.remote import submit_and_follow
 from distill.cli.render import JsonLinesRenderer, RunRenderer
 from distill.constants import TIERS_HELP
-from distill.core.core import TrainRequest
 from distill.models.config import CODEBOOK_SIZES, VQVAEConfig
 from distill.paths import check_model_name, data_home, mel_cache_dir
 from distill.threads import requested_threads
 from distill.training.bounds import MODEL_BOUNDS, TRAIN_BOUNDS
 from distill.training.settings import TrainSettings
+from distill.training.specs import TrainRequest
 
 console = Console()
 
@@ -119,24 +118,14 @@ def train(
         try:
             check_model_name(model_name)
         except ValueError as error:
-            _bad_input(str(error))
+            bad_input(console, str(error))
     render = JsonLinesRenderer() if json_output else RunRenderer(console)
     if check:
         _preflight(request, home, render)
         return
-    remote = find_server(home)
-    if remote is not None:
-        raise typer.Exit(
-            asyncio.run(
-                run_on_server(remote, request, render, follow, json_output, console, keep_best)
-            )
-        )
-    if not follow:
-        _bad_input(
-            "--no-follow needs a running `distill serve` to keep the run going "
-            "after this command returns; start one, or follow the run here"
-        )
-    raise typer.Exit(asyncio.run(run_in_process(home, request, render, console, keep_best)))
+    submit_and_follow(
+        request, render, console, follow=follow, json_output=json_output, keep_best=keep_best
+    )
 
 
 def _preflight(request: TrainRequest, home: Path, render) -> None:
@@ -150,14 +139,9 @@ def _preflight(request: TrainRequest, home: Path, render) -> None:
         model_path=home / "models" / "check.distill",
         cache_dir=mel_cache_dir(home),
         settings=TrainSettings(**request.settings),
-        overrides=request.overrides,
+        overrides=dict(request.overrides),
     )
     try:
         render.show(preflight_event(prepare_data(spec)))
     except DatasetError as error:
-        _bad_input(str(error))
-
-
-def _bad_input(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(2)
+        bad_input(console, str(error))

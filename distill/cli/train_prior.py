@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -10,24 +9,22 @@ import typer
 from rich.console import Console
 
 from distill.cli.follow import (
-    EXIT_BAD_INPUT,
     PATIENCE_HELP,
     DeviceOption,
     EventsJsonOption,
     FollowOption,
     KeepBestOption,
     ThreadsOption,
-    run_in_process,
+    bad_input,
 )
-from distill.cli.remote import find_server, run_on_server
+from distill.cli.remote import submit_and_follow
 from distill.cli.render import JsonLinesRenderer, RunRenderer
 from distill.constants import TIERS_HELP
-from distill.core.core import PriorRequest
 from distill.models.config import PRIOR_SIZES
-from distill.paths import data_home
 from distill.threads import requested_threads
 from distill.training.bounds import PRIOR_BOUNDS, PRIOR_SIZE_BOUNDS
 from distill.training.settings import PriorSettings
+from distill.training.specs import PriorRequest
 
 console = Console()
 
@@ -119,23 +116,8 @@ def train_prior(
         overrides={"hidden_size": hidden_size, "layers": layers, "heads": heads},
     )
     if hidden_size is not None and heads is not None and hidden_size % heads:
-        _bad_input(f"--heads ({heads}) must divide --hidden-size ({hidden_size})")
+        bad_input(console, f"--heads ({heads}) must divide --hidden-size ({hidden_size})")
     render = JsonLinesRenderer() if json_output else RunRenderer(console)
-    remote = find_server(data_home())
-    if remote is not None:
-        raise typer.Exit(
-            asyncio.run(
-                run_on_server(remote, request, render, follow, json_output, console, keep_best)
-            )
-        )
-    if not follow:
-        _bad_input(
-            "--no-follow needs a running `distill serve` to keep the run going "
-            "after this command returns; start one, or follow the run here"
-        )
-    raise typer.Exit(asyncio.run(run_in_process(data_home(), request, render, console, keep_best)))
-
-
-def _bad_input(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(EXIT_BAD_INPUT)
+    submit_and_follow(
+        request, render, console, follow=follow, json_output=json_output, keep_best=keep_best
+    )

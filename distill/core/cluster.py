@@ -21,32 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from distill.audio.formats import find_audio_files, is_supported
 from distill.core.cluster_config import ClusterConfig, ClusterError
-from distill.core.cluster_task import (
-    END,
-    ENDED,
-    EVENT,
-    HELLO,
-    LOST,
-    MODEL_FILE,
-    RUN_FOLDER,
-    Bundle,
-    call_in_folder,
-    run_on_cluster,
-)
+from distill.core.cluster_task import END, ENDED, EVENT, HELLO, LOST, run_on_cluster
 from distill.core.runner import RUNNER_LOST, WORKER_DIED, Job, OnMessages, OnQueuedCancel
+from distill.core.shipping import make_bundle, resources_for, write_home
 from distill.events import RunPlaced
-from distill.files import write_atomically
-from distill.paths import CANCEL_FILE, CHECKPOINT_NAME
 
 WATCH_EVERY = 0.5  # s: how often the scheduler is asked which workers it has
 SCHEDULER_GRACE = 5.0  # s of unanswered questions before the scheduler counts as gone
@@ -229,14 +214,14 @@ class ClusterRunner:
 
         job = attempt.job
         try:
-            bundle = await asyncio.to_thread(make_bundle, job.spec)
+            bundle = await asyncio.to_thread(make_bundle, job)
             if attempt.ended:
                 return  # cancelled while its data was read
             await self._share(attempt.names["data"], bundle)
             del bundle
             attempt.future = self._client.submit(
-                run_on_cluster, job.run, job.spec, attempt.names,
-                key=attempt.names["task"], pure=False, resources=resources_for(job.spec),
+                run_on_cluster, job, attempt.names,
+                key=attempt.names["task"], pure=False, resources=resources_for(job),
             )  # fmt: skip
             queue = await Queue(attempt.names["queue"], client=self._client)
             await self._drain(attempt, queue)
@@ -313,10 +298,9 @@ class ClusterRunner:
         """Write the files of a batch of messages home, then hand the core its events."""
         if attempt.ended:
             return
-        spec = attempt.job.spec
         files = [item for message in batch for item in message.get("files", ())]
         if files:
-            await asyncio.to_thread(write_home, spec, files)
+            await asyncio.to_thread(write_home, attempt.job, files)
         events: list[tuple[str, str, dict]] = []
         for message in batch:
             if message["type"] == HELLO:
@@ -369,50 +353,6 @@ class ClusterRunner:
                 attempt.driver.cancel()
             self.on_messages([(attempt.job.run_id, RUNNER_LOST, {"reason": self.lost})])
 
-    # -- calls that work in a folder (generate requests) --------------------------------
-
-    async def call_in_folder(self, fn, model_path: Path, folder: Path, *args: Any) -> Any:
-        """`fn(model_path, folder, *args)` on a worker, with the model shipped and the
-        folder mirrored home as it changes; touching CANCEL_FILE in `folder` here is
-        seen there. Returns what `fn` returned, its paths mapped home."""
-        from distributed import Event, Queue
-
-        if self.lost is not None:
-            raise ClusterError(self.lost)
-        token = secrets.token_hex(6)
-        names = {role: f"distill-{role}-call-{token}" for role in ("data", "queue", "cancel")}
-        model = await asyncio.to_thread(model_path.read_bytes)
-        await self._share(names["data"], model)
-        future = self._client.submit(
-            call_in_folder, fn, model_path.name, str(folder), args, names, pure=False
-        )
-        queue, spec = await Queue(names["queue"], client=self._client), {"run_dir": str(folder)}
-
-        async def pass_on_cancel() -> None:  # the page touches CANCEL_FILE here, at home
-            while not (folder / CANCEL_FILE).exists():
-                await asyncio.sleep(WATCH_EVERY)
-            await Event(names["cancel"], client=self._client).set()
-
-        async def end_on_failure() -> None:  # a task that raised sends no END: say so
-            with contextlib.suppress(Exception):
-                await future
-            if future.status != "finished":
-                await queue.put([{"type": ENDED, "reason": "failed"}])
-
-        helpers = [asyncio.ensure_future(pass_on_cancel()), asyncio.ensure_future(end_on_failure())]
-        try:
-            while True:
-                batch = await queue.get()
-                files = [item for message in batch for item in message.get("files", ())]
-                if files:
-                    await asyncio.to_thread(write_home, spec, files)
-                if any(message["type"] in (END, ENDED) for message in batch):
-                    return await future.result()  # raises what the task raised
-        finally:
-            for helper in helpers:
-                helper.cancel()
-            await self._unshare(names["data"])
-
 
 def check_reachable(config: ClusterConfig) -> None:
     """Connect once and let go: a ClusterError saying where and why when it cannot."""
@@ -425,65 +365,3 @@ def check_reachable(config: ClusterConfig) -> None:
             await runner.stop()
 
     asyncio.run(connect())
-
-
-def resources_for(spec: dict[str, Any]) -> dict[str, float] | None:
-    """A run asked to train on CUDA waits for a worker that declares a GPU resource."""
-    if spec.get("settings", {}).get("device") == "cuda":
-        return {"GPU": 1}
-    return None
-
-
-def make_bundle(spec: dict[str, Any]) -> Bundle:
-    """What a task carries, read from the server's disk: the dataset's files (formats a
-    scan skips travel empty: their names are enough to report them), the model file of a
-    prior, and a resumed run's checkpoint."""
-    bundle: Bundle = {}
-    dataset = Path(spec.get("dataset", ""))
-    if dataset.is_absolute() and dataset.is_dir():
-        bundle["dataset"] = [
-            [
-                str(path.relative_to(dataset)),
-                path.read_bytes() if is_supported(path) else b"",
-                path.stat().st_mtime_ns,
-            ]
-            for path in find_audio_files(dataset)
-        ]
-    model = Path(spec.get("model_path", ""))
-    if model.is_absolute() and model.is_file():
-        bundle["model"] = model.read_bytes()
-    checkpoint = Path(spec["run_dir"]) / CHECKPOINT_NAME
-    if spec.get("resume") and checkpoint.is_file():
-        bundle["run"] = [[CHECKPOINT_NAME, checkpoint.read_bytes()]]
-    return bundle
-
-
-def write_home(spec: dict[str, Any], files: list[list[Any]]) -> None:
-    """Write files a task sent into the run's folder (or its model into the library),
-    each atomically; a key that would land outside is refused, and a model file that
-    does not check out is not let into the library."""
-    run_dir = Path(spec["run_dir"]).resolve()
-    for key, data in files:
-        if key == MODEL_FILE:
-            write_model_home(Path(spec["model_path"]), data)
-            continue
-        head, _, rel = str(key).partition("/")
-        target = (run_dir / rel).resolve()
-        if head != RUN_FOLDER or not target.is_relative_to(run_dir) or target == run_dir:
-            raise ClusterError(f"a task sent a file for outside its run's folder: {key!r}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(target, data)
-
-
-def write_model_home(path: Path, data: bytes) -> None:
-    """A model file from a worker is checked like any file from outside before it
-    replaces the library's copy."""
-    from distill.models.library import read_card
-
-    incoming = path.with_name(f".{path.name}.{secrets.token_hex(4)}.incoming")
-    try:
-        write_atomically(incoming, data)
-        read_card(incoming)  # ModelFileError with the reason
-        os.replace(incoming, path)
-    finally:
-        incoming.unlink(missing_ok=True)

@@ -24,6 +24,7 @@ attempt failed, and a resume is a new attempt.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -33,29 +34,35 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from distill.core.runner import Job
 from distill.core.worker import run_reporting
 from distill.events import STEP_KINDS
 from distill.paths import CANCEL_FILE
+from distill.run_types import PathRole
 from distill.threads import fit_threads
 
-HELLO, EVENT, FILES, END = "hello", "event", "files", "end"  # message types from a task
+HELLO, EVENT, END = "hello", "event", "end"  # message types from a task
 ENDED = "ended"  # put by the server for a task that cannot send its END (ClusterRunner)
-RUN_FOLDER, MODEL_FILE = "run", "model"  # where a shipped file goes home (its key's head)
+# Where a file sent home goes (its key's head): the run's folder, a model file of the job,
+# or an output folder of the job.
+RUN_FOLDER, MODEL_FILE, OUTPUT_FOLDER = "run", "model", "output"
 LOST = "lost"  # the outcome of a second start: this attempt was reported lost already
 WATCH_EVERY = 0.25  # s: how often the stop watcher asks about a cancel
 
-Bundle = dict[str, Any]  # what a task carries: {"dataset": [[rel, bytes, mtime_ns]], ...}
+# What a task carries: {"folders": {field: [[rel, bytes, mtime_ns]]}, "files": {field:
+# bytes}, "run": [[rel, bytes]]}: a dataset's sounds, a model file, a resume's checkpoint.
+Bundle = dict[str, Any]
 
 
-def run_on_cluster(run: Callable[..., str], job: dict[str, Any], names: dict[str, str]) -> str:
-    """The task: run `job` (the server's plain data, its paths the server's) with `run`."""
+def run_on_cluster(job: Job, names: dict[str, str]) -> str:
+    """The task: run `job` (its paths the server's) on staged copies of what it reads."""
     from distributed import Event, Queue, get_worker
 
     worker = get_worker()
     if not _first_start(Event(names["started"])):
         return LOST
     bundle = _shared(names["data"])
-    root = Path(tempfile.mkdtemp(prefix=f"distill-{job['run_id']}-", dir=worker.local_directory))
+    root = Path(tempfile.mkdtemp(prefix=f"distill-{job.run_id}-", dir=worker.local_directory))
     staging = Staging(root, job, bundle)
     sender = Sender(Queue(names["queue"]))
     sender.send({"type": HELLO, "worker": worker.address, "name": str(worker.name)})
@@ -63,7 +70,7 @@ def run_on_cluster(run: Callable[..., str], job: dict[str, Any], names: dict[str
     _share_cores(worker)
     outcome = "failed"
     try:
-        outcome = run_reporting(run, staging.job, staging.sending(sender), watcher.stopping)
+        outcome = run_reporting(staging.job, staging.sending(sender), watcher.stopping)
         return outcome
     finally:
         watcher.close()
@@ -71,81 +78,55 @@ def run_on_cluster(run: Callable[..., str], job: dict[str, Any], names: dict[str
         shutil.rmtree(root, ignore_errors=True)
 
 
-def call_in_folder(
-    fn: Callable[..., Any], model_name: str, folder: str, args: tuple, names: dict[str, str]
-) -> Any:
-    """The task for work that reports through files in a folder (a generate request):
-    `fn(model_path, folder, *args)` on a staged copy of the model, the folder mirrored
-    home as it changes and a cancel from home touched into it as CANCEL_FILE."""
-    from distributed import Event, Queue, get_worker
-
-    worker = get_worker()
-    root = Path(tempfile.mkdtemp(prefix="distill-call-", dir=worker.local_directory))
-    job = {"run_dir": folder, "model_path": f"{folder}/{model_name}"}  # mapped home
-    staging = Staging(root, job, {"model": _shared(names["data"])})
-    sender = Sender(Queue(names["queue"]))
-    watcher = StopWatcher(Event(names["cancel"]), worker, _current_key(worker))
-    done = threading.Event()
-
-    def mirror() -> None:  # what the call writes, home as it goes; a cancel, into it
-        while not done.wait(WATCH_EVERY):
-            if watcher.stopping():
-                (staging.run_dir / CANCEL_FILE).touch()
-            files = staging.changed_files()
-            if files:
-                sender.send({"type": FILES, "files": files})
-
-    _share_cores(worker)
-    staging.run_dir.mkdir(parents=True, exist_ok=True)
-    thread = threading.Thread(target=mirror, name="distill-mirror", daemon=True)
-    thread.start()
-    try:
-        result = fn(str(staging.model_path), str(staging.run_dir), *args)
-        return staging.map_home(result)
-    finally:
-        done.set()
-        thread.join()
-        watcher.close()
-        sender.close({"type": END, "outcome": "", "files": staging.changed_files()})
-        shutil.rmtree(root, ignore_errors=True)
-
-
 class Staging:
-    """The worker's copy of a job's folders, and the map from its paths to the server's."""
+    """The worker's copy of a job's paths, and the map from its paths to the server's.
 
-    def __init__(self, root: Path, job: dict[str, Any], bundle: Bundle) -> None:
+    What the job's `paths` name (distill/run_types.py) decides what is staged: a dataset
+    folder is unpacked from the bundle, a model file too when it was shipped, an output
+    folder and a scratch folder start empty; the run's own folder gets the checkpoint
+    of a resume. `job` is the job again, pointing at the staged copies."""
+
+    def __init__(self, root: Path, job: Job, bundle: Bundle) -> None:
         self.run_dir = root / RUN_FOLDER
-        self.model_path = root / MODEL_FILE / Path(job.get("model_path", "none")).name
-        self.job = dict(job)
         self._home: list[tuple[str, str]] = []  # (staged prefix, home prefix)
         self._stamps: dict[str, tuple[int, int] | None] = {}  # key -> (size, mtime_ns) sent
-        self._stage_folder(root / "relabel", None)  # where a model is relabelled for home
-        self._stage_folder(self.run_dir, "run_dir")
+        self._outputs_by_key: dict[str, Path] = {}  # key prefix -> a staged output folder
+        self._models: dict[str, Path] = {}  # key -> a staged model file
+        self._stage_folder(root / "relabel")  # where a model is relabelled for home
+        self._stage_folder(self.run_dir)
+        self._home.append((str(self.run_dir), str(job.context.run_dir)))
         for rel, data in bundle.get("run", []):
             self._write(self.run_dir / rel, data)
             self._stamps[f"{RUN_FOLDER}/{rel}"] = _stamp(self.run_dir / rel)
-        if "model" in bundle:
-            self._write(self.model_path, bundle["model"])
-            self._stamps[MODEL_FILE] = _stamp(self.model_path)
-        if "model_path" in job:
-            self._point("model_path", self.model_path)
-        if "dataset" in bundle:
-            dataset = root / "dataset"
-            for rel, data, mtime_ns in bundle["dataset"]:
-                self._write(dataset / rel, data)
-                os.utime(dataset / rel, ns=(mtime_ns, mtime_ns))  # the fingerprint's
-            self._stage_folder(dataset, "dataset")
-        if "cache_dir" in job:
-            self._stage_folder(root / "cache", "cache_dir")
+        staged: dict[str, Path] = {}
+        for name, role in job.spec.paths.items():
+            home = Path(getattr(job.spec, name))
+            here = root / role.value / name
+            if role is PathRole.MODEL:
+                here = here / home.name
+                key = f"{MODEL_FILE}/{name}"
+                self._models[key] = here
+                if name in bundle.get("files", {}):
+                    self._write(here, bundle["files"][name])
+                    self._stamps[key] = _stamp(here)
+            elif role is PathRole.DATASET:
+                for rel, data, mtime_ns in bundle.get("folders", {}).get(name, []):
+                    self._write(here / rel, data)
+                    os.utime(here / rel, ns=(mtime_ns, mtime_ns))  # the fingerprint's
+                self._stage_folder(here)
+            else:
+                self._stage_folder(here)
+                if role is PathRole.OUTPUT:
+                    self._outputs_by_key[f"{OUTPUT_FOLDER}/{name}"] = here
+            self._home.append((str(here), str(home)))
+            staged[name] = here
+        context = dataclasses.replace(job.context, run_dir=self.run_dir)
+        spec = dataclasses.replace(job.spec, **staged)  # type: ignore[type-var]
+        self.job = dataclasses.replace(job, spec=spec, context=context)
 
-    def _stage_folder(self, folder: Path, key: str | None) -> None:
+    @staticmethod
+    def _stage_folder(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        if key is not None:
-            self._point(key, folder)
-
-    def _point(self, key: str, staged: Path) -> None:
-        self._home.append((str(staged), str(self.job[key])))
-        self.job[key] = str(staged)
 
     @staticmethod
     def _write(path: Path, data: bytes) -> None:
@@ -178,7 +159,8 @@ class Staging:
 
     def changed_files(self) -> list[list[Any]]:
         """[key, bytes] for each staged output that changed since it was last sent:
-        "run/<path in the run's folder>", or "model" for the model file."""
+        "run/<path in the run's folder>", "output/<field>/<path in it>" for an output
+        folder, "model/<field>" for a model file."""
         changed = []
         for key, path in self._outputs():
             stamp = _stamp(path)
@@ -189,15 +171,18 @@ class Staging:
         return changed
 
     def _outputs(self) -> Iterator[tuple[str, Path]]:
-        for path in sorted(self.run_dir.rglob("*")):
-            if path.is_file() and not path.name.startswith(".") and path.name != CANCEL_FILE:
-                yield f"{RUN_FOLDER}/{path.relative_to(self.run_dir)}", path
-        if self.model_path.is_file():
-            yield MODEL_FILE, self.model_path
+        folders = {RUN_FOLDER: self.run_dir, **self._outputs_by_key}
+        for prefix, folder in folders.items():
+            for path in sorted(folder.rglob("*")):
+                if path.is_file() and not path.name.startswith(".") and path.name != CANCEL_FILE:
+                    yield f"{prefix}/{path.relative_to(folder)}", path
+        for key, path in self._models.items():
+            if path.is_file():
+                yield key, path
 
     def _home_bytes(self, path: Path) -> bytes:
         """The file as the server keeps it: a model's card and a JSON file's paths mapped."""
-        if path == self.model_path:
+        if path in self._models.values():
             from distill.models.library import rewrite_card
 
             relabelled = self.run_dir.parent / "relabel" / path.name

@@ -15,18 +15,16 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from distill.core.bus import FELL_BEHIND, EventBus, SubscriptionClosed
 from distill.core.cluster_config import ClusterConfig
 from distill.core.owners import interrupt_orphans, orphaned, owner_of
 from distill.core.recorder import Recorder
-from distill.core.runner import RUNNER_LOST, WORKER_DIED, Job, JobRunner
+from distill.core.runner import RUNNER_LOST, WORKER_DIED, Job, JobRunner, Runner
 from distill.core.store import OWNER_FIELD, Store
-from distill.core.worker import emit_load_job
 from distill.events import (
     TERMINAL_KINDS,
     UNFINISHED_STATUSES,
@@ -38,17 +36,19 @@ from distill.events import (
     RunQueued,
 )
 from distill.files import remove_stale_temporaries
+
+if TYPE_CHECKING:
+    from distill.core.cluster import ClusterRunner
 from distill.paths import (
     CANCEL_FILE,
     CHECKPOINT_NAME,
     KEEP_BEST_FILE,
     data_home,
     database_path,
-    mel_cache_dir,
-    model_path,
     models_dir,
     runs_dir,
 )
+from distill.run_types import PathRole, Place, Plan, RunContext, RunRefused, RunSpec, RunType
 
 FOLLOW_PAGE = 500  # events read from the store at a time by a catching-up follower
 
@@ -73,27 +73,6 @@ def is_disk_full(error: BaseException) -> bool:
     return isinstance(error, sqlite3.Error) and "full" in str(error).lower()
 
 
-@dataclass(frozen=True)
-class TrainRequest:
-    """What a user asks for; plain data so it travels over HTTP and into SQLite as is."""
-
-    dataset: str
-    model_name: str | None = None
-    settings: dict[str, Any] = field(default_factory=dict)  # TrainSettings fields
-    overrides: dict[str, Any] = field(default_factory=dict)  # VQVAEConfig fields
-    mel: dict[str, Any] = field(default_factory=dict)  # MelConfig fields (default: standard)
-
-
-@dataclass(frozen=True)
-class PriorRequest:
-    """Train a prior on a model in the library; plain data like TrainRequest."""
-
-    model: str  # a model name in the library, or a path to a .distill file
-    dataset: str | None = None  # default: the folder the model was trained on
-    settings: dict[str, Any] = field(default_factory=dict)  # PriorSettings fields
-    overrides: dict[str, Any] = field(default_factory=dict)  # PriorConfig fields
-
-
 def new_run_id() -> str:
     """Sortable by start time, unique enough for one machine."""
     import secrets
@@ -107,13 +86,13 @@ class Core:
         self,
         home: Path | None = None,
         concurrency: int = 1,
-        run_types: Mapping[str, Callable[..., str]] | None = None,
+        run_types: Mapping[str, RunType] | None = None,
         cluster: ClusterConfig | None = None,
         helper: bool = False,
     ) -> None:
-        """`run_types`: what this core can run (run type -> function, as in
+        """`run_types`: what this core can run (name -> RunType, as in
         distill.training.jobs.RUN_TYPES); handed in, so the core imports nothing above it.
-        A core built without them still follows, lists, cancels and load-tests runs.
+        A core built without them still follows, lists and cancels runs.
 
         `cluster`: run the jobs on that Dask cluster (core/cluster.py) instead of a local
         process pool of `concurrency` workers; only then is Dask imported.
@@ -121,21 +100,25 @@ class Core:
         `helper`: a server's helper process runs torch beside the pool, and the workers
         leave it its share of the cores (distill/threads.py)."""
         self.home = home or data_home()
-        self.run_types = {"load": emit_load_job, **(run_types or {})}
+        self.run_types = dict(run_types or {})
+        lanes = {kind.lane: 1 for kind in self.run_types.values()}
         self.bus = EventBus()
         self._store: Store | None = None  # both made by start()
         self._recorder: Recorder | None = None
-        self.runner: Any
+        self.runner: Runner
+        # What only a cluster can do (list its workers) is asked of it by this name.
+        self.cluster_runner: ClusterRunner | None = None
         if cluster is None:
             self.runner = JobRunner(
-                self._on_worker_messages, self._cancelled_while_queued, concurrency, helper
+                self._on_worker_messages, self._cancelled_while_queued, concurrency, helper, lanes
             )
         else:
             from distill.core.cluster import ClusterRunner
 
-            self.runner = ClusterRunner(
+            self.cluster_runner = ClusterRunner(
                 cluster, self._on_worker_messages, self._cancelled_while_queued
             )
+            self.runner = self.cluster_runner
         self.cluster = cluster
         self._seq: dict[str, int] = {}
         self._finished: set[str] = set()  # runs whose current attempt reached a terminal event
@@ -185,95 +168,67 @@ class Core:
 
     # -- runs ---------------------------------------------------------------------------
 
-    async def submit_training(self, request: TrainRequest) -> str:
-        """Queue a VQ-VAE training run; returns its run id once the run is on record."""
-        run_id = new_run_id()
-        name = request.model_name or f"model-{run_id}"
-        model_file = model_path(name, self.home)
-        spec = {
-            "dataset": str(Path(request.dataset).expanduser().resolve()),
-            "model_path": str(model_file),
-            "cache_dir": str(mel_cache_dir(self.home)),
-            "settings": request.settings,
-            "overrides": request.overrides,
-            "mel": request.mel,
-        }
-        async with self._naming:  # the check and the record together: no two take a name
-            if model_file.exists():
-                raise RunError(f"a model named {name!r} already exists: {model_file}")
-            for run in await self.store.unfinished_runs():
-                if run["run_type"] == "vqvae" and run["model_name"] == name:
-                    raise RunError(
-                        f"run {run['run_id']} ({run['status']}) will make a model named "
-                        f"{name!r}: choose another name, or cancel that run"
-                    )
-            return await self._submit(run_id, "vqvae", spec, name)
+    def register(self, run_type: RunType) -> None:
+        """Add a run type after the core was made (a test's, a benchmark's)."""
+        self.run_types[run_type.name] = run_type
 
-    async def submit_load(self, rate: float, seconds: float) -> str:
-        """Queue a synthetic run that emits `rate` events/s: the core's load test and bench."""
-        spec = {"dataset": "(synthetic)", "rate": rate, "seconds": seconds}
-        return await self._submit(new_run_id(), "load", spec, None)
+    async def submit(self, run_type: str, request: Any) -> str:
+        """Queue a run of `run_type` (one this core was handed) for `request`, that run
+        type's own request; returns the run id once the run is on record.
 
-    async def submit_run(self, run_type: str, spec: dict[str, Any]) -> str:
-        """Queue a run of any run type this core was handed, on plain data: for run types
-        without a request of their own (a benchmark's)."""
-        return await self._submit(new_run_id(), run_type, {"dataset": "", **spec}, None)
-
-    async def _submit(
-        self, run_id: str, run_type: str, spec: dict[str, Any], model_name: str | None
-    ) -> str:
-        run = self._run_function(run_type)  # before anything is on record
+        The run type plans the request first (in a thread: it may read a model's card),
+        and may refuse it (RunError). A run type that makes a model holds its name from
+        here to its end: no two unfinished runs make one name."""
+        kind = self._run_type(run_type)
+        if not isinstance(request, kind.request):
+            raise RunError(f"a {run_type} run takes a {kind.request.__name__}, not {request!r}")
         self._check_runner()
-        spec = {
-            **spec,
+        run_id = new_run_id()
+        place = Place(self.home, run_id, runs_dir(self.home) / run_id)
+        async with self._naming:  # the check and the record together: no two take a name
+            try:
+                plan = await asyncio.to_thread(kind.plan, request, place)
+            except RunRefused as refused:
+                raise RunError(str(refused)) from refused
+            if kind.makes_model and plan.model_name is not None:
+                await self._check_name_free(plan.model_name)
+            return await self._record(kind, place, plan)
+
+    async def _check_name_free(self, name: str) -> None:
+        for run in await self.store.unfinished_runs():
+            other = self.run_types.get(run["run_type"])
+            if other is not None and other.makes_model and run["model_name"] == name:
+                raise RunError(
+                    f"run {run['run_id']} ({run['status']}) will make a model named "
+                    f"{name!r}: choose another name, or cancel that run"
+                )
+
+    async def _record(self, kind: RunType, place: Place, plan: Plan) -> str:
+        run_id, run_dir, spec = place.run_id, place.run_dir, plan.spec
+        stored = {
+            **spec.to_dict(),
             "run_id": run_id,
-            "run_type": run_type,
-            "run_dir": str(runs_dir(self.home) / run_id),
+            "run_type": kind.name,
+            "run_dir": str(run_dir),
             OWNER_FIELD: os.getpid(),
         }
-        run_dir = Path(spec["run_dir"])
         try:
             run_dir.mkdir(parents=True, exist_ok=True)  # its cancel file goes here
-            await self.store.create_run(run_id, run_type, spec["dataset"], spec, model_name)
+            await self.store.create_run(run_id, kind.name, spec.subject, stored, plan.model_name)
         except (OSError, sqlite3.Error) as error:
             with contextlib.suppress(OSError):
                 run_dir.rmdir()  # just made, empty: nothing of a run not on record
+            _remove_empty_outputs(spec)
             if is_disk_full(error):
                 raise DiskFull(
                     database_path(self.home) if isinstance(error, sqlite3.Error) else run_dir
                 ) from error
             raise
         self._seq[run_id] = 0
-        self.emit(run_id, RunQueued(run_type, spec["dataset"], _public_config(spec)))
+        self.emit(run_id, RunQueued(kind.name, spec.subject, _public_config(spec)))
         await self.recorder.flush()  # once submit returns, the run is on record
-        self.runner.submit(Job(run_id, spec, run))
+        self.runner.submit(Job(run_id, kind, spec, RunContext(run_id, run_dir)))
         return run_id
-
-    async def submit_prior(self, request: PriorRequest) -> str:
-        """Queue a prior run on an existing model; its file gains the prior when it ends.
-
-        Reads the model's card here (not in the worker) so a missing or foreign model,
-        or a dataset that is gone, is refused before anything is queued. Reading a card
-        imports torch into this process, as listing the model library does.
-        """
-        from distill.models.library import read_card, resolve_model
-
-        path = resolve_model(request.model, self.home)
-        card = read_card(path)  # raises ModelFileError (a ValueError) with the reason
-        dataset = request.dataset or card.dataset.path
-        if not dataset:
-            raise RunError(f"{path.name} does not say what it was trained on: pass a DATASET")
-        folder = Path(dataset).expanduser().resolve()
-        if not folder.is_dir():
-            raise RunError(f"no dataset folder at {folder}: pass the DATASET to train on")
-        spec = {
-            "dataset": str(folder),
-            "model_path": str(path),
-            "cache_dir": str(mel_cache_dir(self.home)),
-            "settings": request.settings,
-            "overrides": request.overrides,
-        }
-        return await self._submit(new_run_id(), "prior", spec, path.stem)
 
     async def resume(self, run_id: str) -> None:
         """Go on from the run's last checkpoint, same run id, seq continuing."""
@@ -288,20 +243,20 @@ class Core:
                 f"run {run_id} is {run['status']} in another distill process"
                 f" (pid {owner}): follow or cancel it there"
             )
-        function = self._run_function(run["run_type"])
+        kind = self._run_type(run["run_type"])
         self._check_runner()
-        spec = {**run["spec"], "resume": True, OWNER_FIELD: os.getpid()}
-        if not (Path(spec["run_dir"]) / CHECKPOINT_NAME).exists():
-            spec["resume"] = False  # it never finished an epoch: start over
+        spec = kind.spec.from_dict(run["spec"])
+        run_dir = Path(run["spec"]["run_dir"])
+        resume = (run_dir / CHECKPOINT_NAME).exists()  # else it never finished an epoch
         # Owner first, then the seq: a reader that found the run orphaned under its old
         # owner either ended it before this (its event is counted in last_seq) or, the
         # owner having changed, leaves it alone (store.interrupt_orphan).
         await self.store.set_owner(run_id, os.getpid())
         self._seq[run_id] = await self.store.last_seq(run_id)
         self._finished.discard(run_id)
-        self.emit(run_id, RunQueued(run["run_type"], spec["dataset"], _public_config(spec)))
+        self.emit(run_id, RunQueued(kind.name, spec.subject, _public_config(spec)))
         await self.recorder.flush()
-        self.runner.submit(Job(run_id, spec, function))
+        self.runner.submit(Job(run_id, kind, spec, RunContext(run_id, run_dir, resume)))
 
     async def cancel(self, run_id: str, keep_best: bool = False) -> None:
         """Stop a run: a queued one now, a running one at its next step. A running one
@@ -365,11 +320,10 @@ class Core:
 
     # -- events -------------------------------------------------------------------------
 
-    def _run_function(self, run_type: str) -> Callable[..., str]:
+    def _run_type(self, run_type: str) -> RunType:
         if run_type not in self.run_types:
-            raise RunError(
-                f"this distill cannot run {run_type!r} runs (it runs {', '.join(sorted(self.run_types))})"
-            )
+            runs = ", ".join(sorted(self.run_types)) or "nothing"
+            raise RunError(f"this distill cannot run {run_type!r} runs (it runs {runs})")
         return self.run_types[run_type]
 
     def _check_runner(self) -> None:
@@ -439,7 +393,18 @@ class Core:
         return run
 
 
-def _public_config(spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: spec[k] for k in ("settings", "overrides", "model_path", "rate", "seconds") if k in spec
+def _public_config(spec: RunSpec) -> dict[str, Any]:
+    """What a run's queued event says it was asked for: its job, less the folders of
+    its paths that only say where (the dataset is the run's subject)."""
+    hidden = {
+        name for name, role in spec.paths.items() if role in (PathRole.DATASET, PathRole.SCRATCH)
     }
+    return {k: v for k, v in spec.to_dict().items() if k not in hidden}
+
+
+def _remove_empty_outputs(spec: RunSpec) -> None:
+    """A run not put on record leaves no folder its plan made (generate's, say)."""
+    for name, role in spec.paths.items():
+        if role is PathRole.OUTPUT:
+            with contextlib.suppress(OSError):
+                Path(getattr(spec, name)).rmdir()

@@ -19,16 +19,17 @@ import functools
 import multiprocessing
 import queue
 import threading
-from collections import deque
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from distill.core.worker import init_worker, run_job
 from distill.paths import CANCEL_FILE, KEEP_BEST_FILE
+from distill.run_types import RunContext, RunSpec, RunType
 from distill.threads import torch_processes
 
 WORKER_DIED = "__worker_died__"  # kinds only a runner sends, never stored: the run failed,
@@ -36,15 +37,44 @@ RUNNER_LOST = "__runner_lost__"  # or the runner cannot reach its workers any mo
 DEATH_REASON = "the worker process died (killed, or out of memory) before the run finished"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Job:
+    """One run attempt, as a runner hands it to a worker (pickled: its run type's
+    functions travel by reference)."""
+
     run_id: str
-    spec: dict[str, Any]  # plain data for the run function
-    run: Callable[..., str]  # the run type's function (Core's run_types), run in a worker
+    run_type: RunType
+    spec: RunSpec  # the run type's job, as its plan made it
+    context: RunContext  # its folder, and whether it resumes
+
+    @property
+    def lane(self) -> str:
+        return self.run_type.lane
 
 
 OnMessages = Callable[[list[tuple[str, str, dict]]], None]  # batches of (run_id, kind, payload)
 OnQueuedCancel = Callable[[str], None]
+
+
+class Runner(Protocol):
+    """What the core asks of whatever runs its jobs: the local pool (JobRunner) or a Dask
+    cluster (core/cluster.py's ClusterRunner, which can also list its workers)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def unavailable(self) -> str | None:
+        """Why a new run cannot be submitted now, or None."""
+        ...
+
+    def submit(self, job: Job) -> None: ...
+
+    def cancel(self, run_id: str) -> bool:
+        """Cancel a queued job now, or ask a running one to stop; False if unknown here."""
+        ...
+
+    def is_active(self, run_id: str) -> bool: ...
 
 
 class Channel:
@@ -82,8 +112,12 @@ class Channel:
             self._loop.call_soon_threadsafe(self._deliver, batch)
 
 
+TRAINING_LANE = "training"  # the lane that runs `concurrency` jobs at once
+
+
 class JobRunner:
-    """Runs at most `concurrency` jobs at once; the rest wait in submission order."""
+    """Runs at most `concurrency` training jobs at once, and one job of each other lane
+    beside them (a generate request); the rest wait in submission order."""
 
     def __init__(
         self,
@@ -91,12 +125,17 @@ class JobRunner:
         on_cancelled_while_queued: OnQueuedCancel,
         concurrency: int = 1,
         helper: bool = False,
+        lanes: Iterable[str] = (),
     ) -> None:
         """`helper`: a server's helper process runs torch beside the pool's workers, and
-        shares the cores with them (distill/threads.py)."""
+        shares the cores with them (distill/threads.py). `lanes`: the lanes of the run
+        types this runner will be given."""
         self.on_messages = on_messages
         self.on_cancelled_while_queued = on_cancelled_while_queued
         self.concurrency = concurrency
+        self.lanes = {TRAINING_LANE: concurrency} | {
+            lane: 1 for lane in lanes if lane != TRAINING_LANE
+        }
         self.torch_processes = torch_processes(concurrency, helper)
         self.waiting: deque[Job] = deque()
         self.running: dict[str, Future] = {}
@@ -173,10 +212,15 @@ class JobRunner:
         return run_id in self.running or any(j.run_id == run_id for j in self.waiting)
 
     def _fill_slots(self) -> None:
-        while self.waiting and len(self.running) < self.concurrency:
-            job = self.waiting.popleft()
+        """Start each waiting job whose lane has a free slot, oldest first."""
+        busy = Counter(job.lane for job in self._jobs.values())
+        for job in list(self.waiting):
+            if busy[job.lane] >= self.lanes.get(job.lane, 1):
+                continue
+            self.waiting.remove(job)
+            busy[job.lane] += 1
             pool, channel = self._ensure_pool()
-            future = pool.submit(run_job, job.run, job.spec)
+            future = pool.submit(run_job, job)
             self.running[job.run_id] = future
             self._jobs[job.run_id] = job
             self._channel_of[job.run_id] = channel
@@ -187,7 +231,7 @@ class JobRunner:
             assert self._loop is not None, "start() the runner inside the event loop first"
             self._channel = Channel(self._context, self._loop, self.on_messages)
             self._pool = ProcessPoolExecutor(
-                max_workers=self.concurrency,
+                max_workers=sum(self.lanes.values()),
                 mp_context=self._context,
                 initializer=init_worker,
                 initargs=(self._channel.queue, self.torch_processes),
@@ -230,4 +274,4 @@ class JobRunner:
 
 
 def _cancel_file(job: Job) -> Path:
-    return Path(job.spec["run_dir"]) / CANCEL_FILE
+    return job.context.run_dir / CANCEL_FILE

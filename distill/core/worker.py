@@ -1,8 +1,9 @@
 """What runs inside a spawned worker process: one training job, events out through a queue.
 
 Kept apart from the runner so the core never imports torch: heavy imports happen here,
-in the worker, after spawn. A job is plain data (a dict) so it pickles across the spawn,
-and the function that runs it travels by reference (its module is imported here).
+in the worker, after spawn. A job (core/runner.py's Job) is a frozen dataclass, so it
+pickles across the spawn; its run type's functions travel by reference (their module is
+imported here).
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from distill.events import TERMINAL_KINDS, RunFailed
 from distill.paths import CANCEL_FILE
 from distill.threads import ThreadFit, fit_threads, fitted
+
+if TYPE_CHECKING:
+    from distill.core.runner import Job
 
 _events = None  # the multiprocessing queue, set once per worker by `init_worker`
 _orphaned = threading.Event()  # the core's process is gone: stop the job, then exit
@@ -55,11 +58,11 @@ def _exit_when_orphaned() -> None:
     os._exit(0)
 
 
-def run_job(run: Callable[..., str], job: dict[str, Any]) -> str:
+def run_job(job: Job) -> str:
     """Run one job in this pool worker: events out through the queue, stop on the cancel
     file or when the core's process is gone."""
-    run_id = job["run_id"]
-    cancel_file = Path(job["run_dir"]) / CANCEL_FILE
+    run_id = job.run_id
+    cancel_file = job.context.run_dir / CANCEL_FILE
 
     def should_stop() -> bool:
         return _orphaned.is_set() or cancel_file.exists()
@@ -70,7 +73,7 @@ def run_job(run: Callable[..., str], job: dict[str, Any]) -> str:
 
     _idle.clear()
     try:
-        return run_reporting(run, job, send, should_stop)
+        return run_reporting(job, send, should_stop)
     finally:
         _idle.set()
 
@@ -78,11 +81,9 @@ def run_job(run: Callable[..., str], job: dict[str, Any]) -> str:
 Send = Callable[[str, dict[str, Any]], None]  # (kind, payload as a dict) to the core
 
 
-def run_reporting(
-    run: Callable[..., str], job: dict[str, Any], send: Send, should_stop: Callable[[], bool]
-) -> str:
-    """Run one job with the function its run type was registered with (Core's run_types),
-    wherever it runs (a pool worker, a cluster worker).
+def run_reporting(job: Job, send: Send, should_stop: Callable[[], bool]) -> str:
+    """Run one job with its run type's function, wherever it runs (a pool worker, a
+    cluster worker).
 
     Every payload goes to `send` as (kind, dict). Returns the outcome; a training error has
     already been emitted as run_failed, and any other error is, here.
@@ -95,18 +96,11 @@ def run_reporting(
         send(payload.kind, payload.to_dict())
 
     try:
-        return run(job, emit, should_stop)
+        return job.run_type.run(job.spec, job.context, emit, should_stop)
     except Exception as error:
         if not ended:  # the loops report their own errors; this catches everything else
             emit(RunFailed(f"{type(error).__name__}: {error}"))
         return "failed"
-
-
-def emit_load_job(job: dict[str, Any], emit, should_stop) -> str:
-    """The core's own run type: a synthetic run for the load test and benchmark."""
-    from distill.core.loadgen import emit_load
-
-    return emit_load(job["rate"], job["seconds"], emit, should_stop)
 
 
 def thread_count() -> ThreadFit:

@@ -16,11 +16,17 @@ steps with the clip (anywhere, in any order), so there is always something to co
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from distill.events import CopyCheck
+
+if TYPE_CHECKING:
+    import torch
+
+    from distill.models.rvqvae import ConvVQVAE
 
 _NO_MATCH_REFERENCE = -1  # file boundaries and silence in the training codes
 _NO_MATCH_CLIP = -2  # silence in the clip: differs from every reference key
@@ -107,3 +113,19 @@ class CopyChecker:
         distinct = np.unique(clip)
         shared = [np.isin(distinct, keys).sum() for keys in self.file_keys]
         return int(np.argmax(shared))
+
+
+def training_copy_checker(
+    vqvae: ConvVQVAE,
+    codes: Sequence[torch.Tensor],
+    names: list[str],
+    codebook_size: int,
+    seconds_per_step: float,
+) -> CopyChecker:
+    """The training codes (each (t, q)), with the VQ-VAE's codes for silence left out."""
+    from distill.models.rvqvae import silence_codes  # torch: only where a model is loaded
+
+    silence = step_keys(silence_codes(vqvae).numpy(), codebook_size)
+    return CopyChecker(
+        [c.numpy() for c in codes], names, codebook_size, seconds_per_step, silence.tolist()
+    )

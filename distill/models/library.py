@@ -21,7 +21,6 @@ import functools
 import json
 import shutil
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
@@ -35,6 +34,7 @@ from distill.models.card_schema import (
     check_training_codes,
 )
 from distill.models.config import VQVAEConfig
+from distill.models.history import move_history, set_aside_history
 from distill.models.model_file import (
     FILE_EXTENSION,
     MAX_MODEL_FILE_BYTES,
@@ -48,7 +48,7 @@ from distill.models.model_file import (
     save_model_file,
     tensor_dtype,
 )
-from distill.paths import generated_dir, model_path, models_dir
+from distill.paths import model_path, models_dir
 
 if TYPE_CHECKING:  # the model classes load on first use: listing the library needs none
     import torch
@@ -56,7 +56,6 @@ if TYPE_CHECKING:  # the model classes load on first use: listing the library ne
     from distill.models.prior import CodePrior
     from distill.models.rvqvae import ConvVQVAE
 
-DELETED_HISTORIES = "_deleted"  # under generated/: the sounds of deleted models
 PRIOR_PREFIXES = ("prior.", "prior_codes.")
 
 
@@ -334,10 +333,7 @@ def rename_model(old: str, new: str, home: Path | None = None) -> Path:
     target = _free_name(new, home)
     rewrite_card(source, target, lambda card: {**card, "name": target.stem})
     source.unlink()
-    history = generated_dir(home) / source.stem
-    set_aside_history(target.stem, home)  # left by an earlier model of the new name
-    if history.is_dir():
-        history.rename(generated_dir(home) / target.stem)
+    move_history(source.stem, target.stem, home)
     return target
 
 
@@ -360,22 +356,6 @@ def delete_model(name: str, home: Path | None = None) -> Deleted:
     path = resolve_library_model(name, home)
     path.unlink()
     return Deleted(path, set_aside_history(path.stem, home))
-
-
-def set_aside_history(name: str, home: Path | None = None) -> Path | None:
-    """Move generated/NAME to generated/_deleted/NAME-TIME (a model name cannot start
-    with '_', so no model's history is ever read from there); None if there is none."""
-    history = generated_dir(home) / name
-    if not history.is_dir():
-        return None
-    stamp = f"{datetime.now():%Y%m%d-%H%M%S}"
-    target, n = generated_dir(home) / DELETED_HISTORIES / f"{name}-{stamp}", 1
-    while target.exists():
-        n += 1
-        target = target.with_name(f"{name}-{stamp}-{n}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    history.rename(target)
-    return target
 
 
 def export_model(name: str, destination: Path, home: Path | None = None) -> Path:

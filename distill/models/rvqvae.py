@@ -225,3 +225,13 @@ def latent_mask(audible: Tensor, downsample: int) -> Tensor:
     frames = audible.shape[-1] + (-audible.shape[-1] % downsample)
     padded = F.pad(audible, (0, frames - audible.shape[-1]))
     return padded.reshape(audible.shape[0], -1, downsample).amax(dim=-1) > 0
+
+
+def silence_codes(vqvae: ConvVQVAE) -> Tensor:
+    """(n, q) codes of one window of pure silence (the padding value everywhere)."""
+    vqvae.eval()
+    config = vqvae.config
+    silence = torch.full(
+        (1, config.mel.n_mels, config.window_frames), math.log(config.mel.log_floor)
+    )
+    return vqvae.quantize(vqvae.encode(silence)).indices[0].long()

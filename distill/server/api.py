@@ -1,19 +1,21 @@
 """The JSON API and the WebSocket endpoints: what `distill` in a terminal talks to.
 
 JSON in, JSON out, errors as {"error": "..."} with a 4xx status. The CLI submits a run
-with POST /api/runs (a prior run with POST /api/priors) and follows it on
-/ws/runs/{id}/events.
+of any type with POST /api/runs (its body's "run_type": "vqvae", the default, "prior" or
+"generate"; POST /api/priors and /api/generations name theirs in the path) and follows it
+on /ws/runs/{id}/events.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 
-from distill.core.core import PriorRequest, RunError, TrainRequest
+from distill.core.core import RunError
 from distill.core.store import UnknownStatus
 from distill.models.model_file import ModelFileError
 from distill.server.inputs import (
@@ -21,6 +23,7 @@ from distill.server.inputs import (
     InputError,
     api_request,
     confine_dataset,
+    generate_api_request,
     library_model_name,
     prior_api_request,
     read_json_body,
@@ -28,6 +31,7 @@ from distill.server.inputs import (
 )
 from distill.server.live import serve_client
 from distill.server.responses import run_error_status
+from distill.training.specs import GenerateRequest, PriorRequest, TrainRequest
 
 
 async def health(request: Request) -> Response:
@@ -57,8 +61,37 @@ async def get_run(request: Request) -> Response:
 
 
 async def submit_run(request: Request) -> Response:
+    """Any run type, by the body's "run_type" (a VQ-VAE when it has none)."""
     try:
-        body = api_request(await read_json_body(request))
+        body = await read_json_body(request)
+    except InputError as error:
+        return _error(str(error), error.status)
+    run_type = body.pop("run_type", "vqvae") if isinstance(body, dict) else "vqvae"
+    submit = {"vqvae": _submit_vqvae, "prior": _submit_prior, "generate": _submit_generate}
+    if run_type not in submit:
+        return _error(f"run_type must be one of {', '.join(submit)}, not {run_type!r}", 400)
+    return await submit[run_type](request, body)
+
+
+async def submit_prior(request: Request) -> Response:
+    try:
+        body = await read_json_body(request)
+    except InputError as error:
+        return _error(str(error), error.status)
+    return await _submit_prior(request, body)
+
+
+async def submit_generate(request: Request) -> Response:
+    try:
+        body = await read_json_body(request)
+    except InputError as error:
+        return _error(str(error), error.status)
+    return await _submit_generate(request, body)
+
+
+async def _submit_vqvae(request: Request, body: Any) -> Response:
+    try:
+        body = api_request(body)
         folder = confine_dataset(str(body.get("dataset", "")), request.app.state.settings)
         train = TrainRequest(
             str(folder),
@@ -67,7 +100,7 @@ async def submit_run(request: Request) -> Response:
             body.get("overrides", {}),
             body.get("mel", {}),
         )
-        run_id = await request.app.state.core.submit_training(train)
+        run_id = await request.app.state.core.submit(TrainRequest.run_type, train)
     except InputError as error:
         return _error(str(error), error.status)
     except RunError as error:
@@ -75,24 +108,42 @@ async def submit_run(request: Request) -> Response:
     return JSONResponse({"run_id": run_id}, status_code=201)
 
 
-async def submit_prior(request: Request) -> Response:
+async def _submit_prior(request: Request, body: Any) -> Response:
     """A prior run on a library model (by name: a server changes no file outside its
     library), on the model's own dataset unless one is given."""
     settings = request.app.state.settings
     try:
-        body = prior_api_request(await read_json_body(request))
+        body = prior_api_request(body)
         dataset = body.get("dataset")
         if dataset is not None:
             dataset = str(confine_dataset(str(dataset), settings))
         model = library_model_name(str(body.get("model", "")), settings.home)
         prior = PriorRequest(model, dataset, body.get("settings", {}), body.get("overrides", {}))
-        run_id = await request.app.state.core.submit_prior(prior)
+        run_id = await request.app.state.core.submit(PriorRequest.run_type, prior)
     except InputError as error:
         return _error(str(error), error.status)
     except RunError as error:
         return _error(str(error), run_error_status(error))
     except ModelFileError as error:
         return _error(str(error), 409)
+    return JSONResponse({"run_id": run_id}, status_code=201)
+
+
+async def _submit_generate(request: Request, body: Any) -> Response:
+    """New sounds from a library model's prior, into its history."""
+    try:
+        body = generate_api_request(body)
+        model = library_model_name(str(body.pop("model", "")), request.app.state.settings.home)
+        generate = GenerateRequest(model=model, **body)
+        run_id = await request.app.state.core.submit(GenerateRequest.run_type, generate)
+    except InputError as error:
+        return _error(str(error), error.status)
+    except RunError as error:
+        return _error(str(error), run_error_status(error))
+    except ModelFileError as error:
+        return _error(str(error), 409)
+    except ValueError as error:  # the options do not fit together
+        return _error(str(error), 400)
     return JSONResponse({"run_id": run_id}, status_code=201)
 
 
@@ -118,9 +169,9 @@ async def resume_run(request: Request) -> Response:
     return JSONResponse({"run_id": run_id, "after_seq": after}, status_code=202)
 
 
-async def home_stream(ws: WebSocket) -> None:
+async def dashboard_stream(ws: WebSocket) -> None:
     streams = ws.app.state.streams
-    await serve_client(ws, _limit(ws), streams.stats, streams.home)
+    await serve_client(ws, _limit(ws), streams.stats, streams.dashboard)
 
 
 async def run_page_stream(ws: WebSocket) -> None:

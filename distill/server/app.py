@@ -29,7 +29,6 @@ from distill.progress import duration
 from distill.server import api, editor, library, pages
 from distill.server.discovery import remove_server_file
 from distill.server.editor_lane import EditorLane
-from distill.server.generating import Generations
 from distill.server.helper import Helper
 from distill.server.live import Streams
 from distill.server.responses import path_for
@@ -72,11 +71,8 @@ def create_app(settings: ServerSettings) -> Starlette:
         await core.start()
         app.state.core = core
         processes = torch_processes(settings.concurrency, helper=True)
-        app.state.helper = Helper(processes)  # scans and generate requests
+        app.state.helper = Helper(processes)  # dataset scans
         app.state.editor_helper = EditorLane(Helper(processes))  # never behind those
-        on_cluster = settings.cluster is not None
-        call = core.runner.call_in_folder if on_cluster else app.state.helper.call_in_folder
-        app.state.generations = Generations(call)
         app.state.streams = Streams(core, lambda name, ctx: tpl.get_template(name).render(ctx))
         try:
             yield
@@ -84,14 +80,13 @@ def create_app(settings: ServerSettings) -> Starlette:
             # Here, not after uvicorn returns: on SIGTERM uvicorn re-raises the signal
             # once shut down, and the process ends before any later cleanup.
             remove_server_file(settings.home, os.getpid())
-            await app.state.generations.close()
             await app.state.helper.close()
             await app.state.editor_helper.close()
             await core.stop()
 
     tpl = templates()
     routes = [
-        Route("/", pages.home, name="home"),
+        Route("/", pages.dashboard, name="dashboard"),
         Route("/cluster", pages.cluster_panel, name="cluster"),
         Route("/new", pages.new_run, name="new_run"),
         Route("/new/scan", pages.scan_folder, methods=["POST"], name="scan_folder"),
@@ -107,19 +102,17 @@ def create_app(settings: ServerSettings) -> Starlette:
         Route("/models/{name}", library.model_page, name="model"),
         Route("/models/{name}/prior", library.train_prior, methods=["POST"], name="train_prior"),
         Route("/models/{name}/generate", library.generate, methods=["POST"], name="generate"),
-        Route("/models/{name}/generating/{generation_id}", library.generating, name="generating"),
-        Route(
-            "/models/{name}/generating/{generation_id}/cancel",
-            library.cancel_generating,
-            methods=["POST"],
-            name="cancel_generating",
-        ),
         Route("/models/{name}/generated/{path:path}", library.generated_file, name="generated"),
         Route("/models/{name}/edit", editor.edit_page, name="edit"),
-        Route("/models/{name}/edit/decode", editor.decode, methods=["POST"]),
-        Route("/models/{name}/edit/regenerate", editor.regenerate, methods=["POST"]),
-        Route("/models/{name}/edit/save", editor.save, methods=["POST"]),
-        Route("/models/{name}/edit/upload", editor.upload, methods=["POST"]),
+        Route("/models/{name}/edit/decode", editor.decode, methods=["POST"], name="edit_decode"),
+        Route(
+            "/models/{name}/edit/regenerate",
+            editor.regenerate,
+            methods=["POST"],
+            name="edit_regenerate",
+        ),
+        Route("/models/{name}/edit/save", editor.save, methods=["POST"], name="edit_save"),
+        Route("/models/{name}/edit/upload", editor.upload, methods=["POST"], name="edit_upload"),
         Route("/models/{name}/download", library.download_model, name="download_model"),
         Route("/models/{name}/rename", library.rename_model, methods=["POST"], name="rename_model"),
         Route("/models/{name}/delete", library.delete_model, methods=["POST"], name="delete_model"),
@@ -127,12 +120,13 @@ def create_app(settings: ServerSettings) -> Starlette:
         Route("/api/runs", api.list_runs),
         Route("/api/runs", api.submit_run, methods=["POST"]),
         Route("/api/priors", api.submit_prior, methods=["POST"]),
+        Route("/api/generations", api.submit_generate, methods=["POST"]),
         Route("/api/runs/{run_id}", api.get_run),
         Route("/api/runs/{run_id}/cancel", api.cancel_run, methods=["POST"]),
         Route("/api/runs/{run_id}/resume", api.resume_run, methods=["POST"]),
-        WebSocketRoute("/ws/home", api.home_stream),
-        WebSocketRoute("/ws/runs/{run_id}", api.run_page_stream),
-        WebSocketRoute("/ws/runs/{run_id}/events", api.run_event_stream),
+        WebSocketRoute("/ws/dashboard", api.dashboard_stream, name="dashboard_stream"),
+        WebSocketRoute("/ws/runs/{run_id}", api.run_page_stream, name="run_stream"),
+        WebSocketRoute("/ws/runs/{run_id}/events", api.run_event_stream, name="run_events"),
         Mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static"),
     ]
     app = Starlette(

@@ -5,14 +5,17 @@ codes, hear the change, save it into the model's edits.
 The page keeps the grid (and its undo history) in the browser and sends the whole grid
 with each request, so the server holds no editing state. The work (encode, decode,
 regenerate, save) runs in a helper process of its own (helper.edit_*), the editor's
-lane (editor_lane.py): an edit never waits behind a generate request or a scan in the
-other helper, nor behind more than a piece of a long decode; it keeps the model loaded
+lane (editor_lane.py): an edit never waits behind a scan in the other helper (generating
+is a run), nor behind more than a piece of a long decode; it keeps the model loaded
 between edits, and opens sounds up to MAX_EDIT_SECONDS long; the operations themselves
-are training/codes.py's, the ones `distill codes` runs too.
+are inference/codes.py's, the ones `distill codes` runs too. What the routes read from
+disk themselves (the chooser's listings) runs on a thread, as in library.py, so a slow
+disk never stalls the server's loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -24,6 +27,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from distill.audio.formats import find_audio_files, is_supported
+from distill.inference.codes import MAX_EDIT_SECONDS, MAX_STEPS
+from distill.models.history import edits_dir, generation_history, saved_edits
 from distill.models.library import read_card
 from distill.paths import generated_dir
 from distill.server import helper
@@ -43,10 +48,7 @@ from distill.server.inputs import (
 )
 from distill.server.responses import path_for, render
 from distill.training.bounds import MAX_SEED, MAX_TEMPERATURE
-from distill.training.codes import MAX_EDIT_SECONDS, MAX_STEPS
-from distill.training.generate import generation_history
 
-EDITS_FOLDER = "edits"  # generated/MODEL/edits/NAME.wav and NAME.codes.json
 MAX_GRID_BYTES = MAX_BODY_BYTES  # one request's grid as JSON
 MAX_LISTED = 200  # training files offered on the chooser
 _EDIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
@@ -61,29 +63,26 @@ def _model(request: Request) -> tuple[str, Path]:
         raise HTTPException(404, f"no model named {name!r}") from None
 
 
-def edits_dir(home: Path, name: str) -> Path:
-    return generated_dir(home) / name / EDITS_FOLDER
-
-
 async def edit_page(request: Request) -> Response:
     """Without a sound: what can be opened. With one (?sound=, ?clip=, ?edit=): the editor."""
     name, path = _model(request)
+
+    async def choices() -> dict[str, Any]:  # listing folders: off the server's loop
+        return await asyncio.to_thread(_choices, request, name, path)
+
     try:
-        source = _source(request, name, path)
+        source = await asyncio.to_thread(_source, request, name, path)
     except (FileRefused, InputError) as error:
-        return render(
-            request,
-            "edit.html",
-            {"name": name, "error": str(error), **_choices(request, name, path)},
-            404,
-        )
+        context = {"name": name, "error": str(error), **await choices()}
+        return render(request, "edit.html", context, 404)
     if source is None:
-        return render(request, "edit.html", {"name": name, **_choices(request, name, path)})
+        return render(request, "edit.html", {"name": name, **await choices()})
     opened = await request.app.state.editor_helper.call(helper.edit_open, str(path), str(source))
     if "error" in opened and "upload" in request.query_params:
-        forget_upload(request.app.state.settings, source)  # refused: not kept for good
+        # refused: not kept for good
+        await asyncio.to_thread(forget_upload, request.app.state.settings, source)
     if "error" in opened:
-        context = {"name": name, "error": opened["error"], **_choices(request, name, path)}
+        context = {"name": name, "error": opened["error"], **await choices()}
         return render(request, "edit.html", context, 400)
     context = {
         "name": name,
@@ -167,11 +166,6 @@ def _choices(request: Request, name: str, model: Path) -> dict[str, Any]:
     }
 
 
-def saved_edits(home: Path, name: str) -> list[str]:
-    folder = edits_dir(home, name)
-    return sorted(p.name.removesuffix(".codes.json") for p in folder.glob("*.codes.json"))
-
-
 async def _grid_request(request: Request) -> dict[str, Any]:
     body = await read_json_body(request, MAX_GRID_BYTES)
     if not isinstance(body, dict) or not isinstance(body.get("grid"), dict):
@@ -229,7 +223,7 @@ async def save(request: Request) -> Response:
         overwrite = body.get("overwrite", False)
         if not isinstance(overwrite, bool):
             raise InputError("overwrite must be true or false")
-        if sound_name in saved_edits(home, name) and not overwrite:
+        if sound_name in await asyncio.to_thread(saved_edits, home, name) and not overwrite:
             raise InputError(f"an edit named {sound_name!r} exists: replace it?", status=409)
     except InputError as error:
         return JSONResponse({"error": str(error), "exists": error.status == 409}, error.status)

@@ -3,7 +3,7 @@ work, and long work stops when its page has gone.
 
 A decode of a 3-minute grid takes seconds of CPU; in one helper call it held the lane,
 and a small edit (a 1 s grid, tens of milliseconds) sent after it waited for all of it
-(13 s under load). So a decode runs as pieces (training/codes.py's decode_chunk, a
+(13 s under load). So a decode runs as pieces (inference/codes.py's decode_chunk, a
 bounded amount of sound each, the same sound as one piece would give), one helper call
 each: the first piece is asked for like any edit, the others as long work, which goes
 to the helper only while no edit is waiting and one piece at a time, whatever number of

@@ -1,14 +1,13 @@
-"""Work the server hands to one spawned helper process: dataset scans and generation.
+"""Work the server hands to a spawned helper process: dataset scans and the code editor.
 
-A scan decodes every file of a folder (seconds of CPU for a few hundred sounds), and a
-generate request samples and decodes for seconds too; run on the server's event loop
-either would stall every live stream. The helper is one spawned
-process (never forked: torch), started on first use, restarted if it dies.
+A scan decodes every file of a folder (seconds of CPU for a few hundred sounds), and an
+editor's decode runs the model; run on the server's event loop either would stall every
+live stream. A helper is one spawned process (never forked: torch), started on first
+use, restarted if it dies; the server keeps two (app.py), so an edit never waits behind a
+scan. Generating is not here: a generate request is a run on the core (training/jobs.py).
 
-`scan_folder` and `generate` run in the helper; they take and return plain data.
-`generate` reports through two files in its request's folder, as a run's cancel file
-does: PROGRESS_NAME (clips written so far), which it writes, and CANCEL_FILE, which the
-server touches to stop it before the next clip.
+The functions of this module run in a helper; they take and return plain data. The
+editor's keep its model loaded between edits, so an edit answers in milliseconds.
 """
 
 from __future__ import annotations
@@ -26,10 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.files import write_atomically
-from distill.paths import CANCEL_FILE
 from distill.threads import fit_threads
-
-PROGRESS_NAME = "progress.json"
 
 
 class Helper:
@@ -65,10 +61,6 @@ class Helper:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
-
-    async def call_in_folder(self, fn, model_path: Path, folder: Path, *args: Any) -> Any:
-        """`fn(model_path, folder, *args)` here, as a cluster would run it elsewhere."""
-        return await self.call(fn, str(model_path), str(folder), *args)
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -116,34 +108,6 @@ def scan_folder(dataset: str, cache_dir: str, overrides: dict[str, Any]) -> dict
         return {"error": str(error)}
 
 
-def generate(model_path: str, out_dir: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Write a request's clips and manifest: {"out_dir": folder} or {"error": why}."""
-    from distill.models.model_file import ModelFileError
-    from distill.training.generate import GenerateSpec, generate_clips
-
-    folder = Path(out_dir)
-    progress, cancel = folder / PROGRESS_NAME, folder / CANCEL_FILE
-
-    def report(clips_done: int) -> None:  # atomically: the server never reads half a file
-        write_atomically(progress, json.dumps({"clips_done": clips_done}))
-
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        if cancel.exists():  # cancelled while it waited for the helper
-            return {"out_dir": out_dir}
-        report(0)
-        spec = GenerateSpec(model_path=Path(model_path), out_dir=folder, **options)
-        generate_clips(spec, lambda clip: report(clip.index + 1), cancel.exists)
-    except (ModelFileError, ValueError) as error:
-        return {"error": str(error)}
-    finally:
-        progress.unlink(missing_ok=True)
-        cancel.unlink(missing_ok=True)
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()  # failed before any clip: no empty entry in the history
-    return {"out_dir": out_dir}
-
-
 # -- the code editor: its operations run here, on a model kept loaded between edits -----
 
 
@@ -175,8 +139,7 @@ def edit_open(model_path: str, source: str) -> dict[str, Any]:
     import torch
 
     from distill.audio.images import mel_png
-    from distill.models.model_file import ModelFileError
-    from distill.training.codes import (
+    from distill.inference.codes import (
         CodesError,
         check_belongs,
         check_editable,
@@ -184,6 +147,7 @@ def edit_open(model_path: str, source: str) -> dict[str, Any]:
         encode_file,
         read_codes,
     )  # fmt: skip
+    from distill.models.model_file import ModelFileError
 
     try:
         vqvae, name, loaded = _editor(model_path)
@@ -209,7 +173,7 @@ def edit_open(model_path: str, source: str) -> dict[str, Any]:
 def _checked_grid(model_path: str, grid_json: dict):
     """(vqvae, ModelWithPrior or None, grid): a grid the page sent, checked against the
     model it says it belongs to; a CodesError says why not."""
-    from distill.training.codes import CodeGrid, check_belongs, check_editable
+    from distill.inference.codes import CodeGrid, check_belongs, check_editable
 
     vqvae, name, loaded = _editor(model_path)
     grid = CodeGrid.from_json(grid_json)
@@ -227,7 +191,7 @@ def edit_decode(model_path: str, grid_json: dict, muted: list[int], chunk: int) 
 
     import soundfile as sf
 
-    from distill.training.codes import CodesError, decode_chunk, decode_chunks
+    from distill.inference.codes import CodesError, decode_chunk, decode_chunks
 
     try:
         vqvae, _, grid = _checked_grid(model_path, grid_json)
@@ -247,8 +211,8 @@ def edit_regenerate(
     model_path: str, grid_json: dict, start: int, end: int, sampling: dict, seed: int
 ) -> dict[str, Any]:
     """{"grid": the grid with steps [start, end) drawn anew} or {"error": why}."""
+    from distill.inference.codes import CodesError, regenerate
     from distill.models.sampling import Sampling
-    from distill.training.codes import CodesError, regenerate
 
     try:
         _, loaded, grid = _checked_grid(model_path, grid_json)
@@ -264,7 +228,7 @@ def edit_save(
 ) -> dict[str, Any]:
     """Write NAME.wav (`wav`, the grid as the lane decoded it) and NAME.codes.json into
     the model's edits folder."""
-    from distill.training.codes import CodesError
+    from distill.inference.codes import CodesError
 
     try:
         _, _, grid = _checked_grid(model_path, grid_json)

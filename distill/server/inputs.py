@@ -32,6 +32,7 @@ from distill.training.bounds import (
     MODEL_BOUNDS,
     PRIOR_BOUNDS,
     PRIOR_SIZE_BOUNDS,
+    SAMPLING_BOUNDS,
     TRAIN_BOUNDS,
     BoundsError,
     check_section,
@@ -289,6 +290,43 @@ def prior_api_request(body: Any) -> dict[str, Any]:
     hidden, heads = overrides.get("hidden_size"), overrides.get("heads")
     if hidden is not None and heads is not None and hidden % heads:
         raise InputError(f"overrides.heads ({heads}) must divide overrides.hidden_size ({hidden})")
+    return body
+
+
+GENERATE_FIELDS = frozenset(
+    {"model", "seconds", "count", "temperature", "top_k", "top_p", "seed", "one_shot",
+     "variation", "griffin_lim_iters", "out"}
+)  # fmt: skip
+MAX_GRIFFIN_LIM_ITERS = 256
+
+
+def generate_api_request(body: Any) -> dict[str, Any]:
+    """A JSON GenerateRequest from the API: known fields only, each within the bounds the
+    form applies; no output folder (a server writes only into its model's history)."""
+    if not isinstance(body, dict):
+        raise InputError('send a JSON object: {"model": "NAME", "count": 4, ...}')
+    unknown = set(body) - GENERATE_FIELDS
+    if unknown:
+        raise InputError(f"unknown fields: {', '.join(sorted(unknown))}")
+    if body.pop("out", None) is not None:
+        raise InputError("out: a server writes clips only into the model's history")
+    if "griffin_lim_iters" in body:
+        body["griffin_lim_iters"] = json_int(
+            body["griffin_lim_iters"], "griffin_lim_iters", 1, MAX_GRIFFIN_LIM_ITERS
+        )
+    drop = ("model", "seconds", "one_shot", "variation", "griffin_lim_iters")
+    options = {k: v for k, v in body.items() if k not in drop}
+    try:
+        check_section("generate", options, SAMPLING_BOUNDS)
+    except BoundsError as error:
+        raise InputError(str(error)) from None
+    if "seconds" in body:
+        body["seconds"] = json_number(body["seconds"], "seconds", 0.01, MAX_PAGE_SECONDS)
+    for flag in ("variation",):
+        if not isinstance(body.get(flag, False), bool):
+            raise InputError(f"{flag} must be true or false, not {body[flag]!r}")
+    if body.get("one_shot") not in (None, True, False):
+        raise InputError(f"one_shot must be true, false or null, not {body['one_shot']!r}")
     return body
 
 

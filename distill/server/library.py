@@ -15,14 +15,15 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
-from distill.core.core import PriorRequest, RunError
+from distill.core.core import DiskFull, RunError
 from distill.core.owners import model_in_use
+from distill.events import UNFINISHED_STATUSES
 from distill.models import library
 from distill.models.config import prior_size_for
-from distill.models.library import Listed, list_cards, read_card
+from distill.models.history import generation_history, saved_edits
+from distill.models.library import Listed, list_cards
 from distill.models.model_file import ModelFileError
 from distill.server.charts import Series, line_chart
-from distill.server.editor import saved_edits
 from distill.server.files import FileRefused, library_file
 from distill.server.files import generated_file as find_generated_file
 from distill.server.inputs import (
@@ -33,15 +34,34 @@ from distill.server.inputs import (
     prior_options,
     safe_file_name,
 )
-from distill.server.responses import confined_file, render, run_error_status, see_other
-from distill.training.generate import generation_history, new_out_dir
+from distill.server.responses import (
+    confined_file,
+    path_for,
+    render,
+    run_error_status,
+    see_other,
+)
 from distill.training.settings import MAX_GENERATION_CLIPS, PriorSettings
+from distill.training.specs import GenerateRequest, PriorRequest
 
 
 async def models_page(request: Request, error: str | None = None, status: int = 200) -> Response:
     home = request.app.state.settings.home
     cards = await asyncio.to_thread(lambda: [_entry(listed) for listed in list_cards(home)])
-    return render(request, "models.html", {"models": cards, "error": error}, status)
+    context = {"models": cards, "error": error, "known_runs": await _known_runs(request, cards)}
+    return render(request, "models.html", context, status)
+
+
+async def _known_runs(request: Request, entries: list[dict[str, Any]]) -> set[str]:
+    """The runs named by these cards that this server's store holds: a card links its run
+    only then (a model imported from elsewhere names a run this server never had)."""
+    named = set()
+    for entry in entries:
+        card = entry.get("card")
+        if card is not None:
+            named |= {card.run_id, card.prior.run_id if card.prior else None}
+    store = request.app.state.core.store
+    return {run_id for run_id in named if run_id and await store.run(run_id) is not None}
 
 
 async def model_page(request: Request, error: str | None = None, status: int = 200) -> Response:
@@ -59,6 +79,7 @@ async def model_page(request: Request, error: str | None = None, status: int = 2
         "m": entry,
         "edits": saved_edits(home, name),
         "prior_runs": runs,
+        "known_runs": await _known_runs(request, [entry]),
         "prior_defaults": PriorSettings(),
         "max_generation_clips": MAX_GENERATION_CLIPS,
         **await _generations_context(request, name),
@@ -101,8 +122,8 @@ async def train_prior(request: Request) -> Response:
         raise HTTPException(404, f"no model named {name!r}") from None
     try:
         settings, overrides = prior_options(form)
-        run_id = await request.app.state.core.submit_prior(
-            PriorRequest(name, None, settings, overrides)
+        run_id = await request.app.state.core.submit(
+            PriorRequest.run_type, PriorRequest(name, None, settings, overrides)
         )
     except (InputError, RunError, ModelFileError) as error:
         request.state.form_values = form
@@ -113,77 +134,41 @@ async def train_prior(request: Request) -> Response:
 
 
 async def generate(request: Request) -> Response:
-    """The generate form: clips written by the helper process, into the model's history.
-
-    From htmx, the history comes back at once with the request in progress at its top,
-    which polls `generating` until its clips are written; a plain form post waits for
-    them and is sent back to the page.
-    """
+    """The generate form: a generate run on the core, then off to its page, which shows
+    its clips as they are written; they join the model's history here."""
     home = request.app.state.settings.home
     name = request.path_params["name"]
     form = dict(await request.form())
     try:
-        path = library_file(home, name)
+        library_file(home, name)
     except FileRefused:
         raise HTTPException(404, f"no model named {name!r}") from None
     try:
         options = generate_options(form)
-        card = await asyncio.to_thread(read_card, path)
+        run_id = await request.app.state.core.submit(
+            GenerateRequest.run_type, GenerateRequest(model=name, **options)
+        )
     except InputError as error:
         return await _generations(request, name, str(error), error.status)
+    except RunError as error:  # no prior yet, a full disk
+        status = 507 if isinstance(error, DiskFull) else 400
+        return await _generations(request, name, str(error), status)
     except ModelFileError as error:
         return await _generations(request, name, str(error), 400)
-    if card.prior is None:
-        return await _generations(request, name, f"{name} has no prior yet: train one above", 400)
-    generations = request.app.state.generations
-    generation = generations.start(name, path, new_out_dir(name, home), options)
-    if request.headers.get("HX-Request") == "true":
-        return await _generations(request, name)
-    failure = await generations.finish(generation)  # not `error`: that names exceptions above
-    if failure:
-        return await _generations(request, name, failure, 400)
-    return see_other(request, "model", name=name)
-
-
-async def generating(request: Request) -> Response:
-    """A request in progress, polled by its block on the page: the block again while it
-    runs, the whole history (swapped in its place) once it has ended."""
-    generation = _generation(request)
-    if generation is not None and not generation.task.done():
-        context = {"name": generation.model_name, "pending": _pending(generation)}
-        return render(request, "_generating.html", context)
-    name = request.path_params["name"]
-    error = await request.app.state.generations.finish(generation) if generation else None
-    response = await _generations(request, name, error)
-    response.headers["HX-Retarget"] = "#generations"
-    response.headers["HX-Reswap"] = "outerHTML"
-    return response
-
-
-async def cancel_generating(request: Request) -> Response:
-    """Stop a request before its next clip; what it wrote stays in the history."""
-    generation = _generation(request)
-    if generation is None:
-        raise HTTPException(404, "no such generate request in progress")
-    request.app.state.generations.cancel(generation)
-    return await generating(request)  # "stopping", or the history if it had already ended
-
-
-def _generation(request: Request):
-    params = request.path_params
-    return request.app.state.generations.get(params["name"], params["generation_id"])
-
-
-def _pending(generation) -> dict[str, Any]:
-    """A generate request in progress, as its block on the page shows it."""
-    return {"id": generation.id, **generation.progress()}
+    if request.headers.get("HX-Request") == "true":  # htmx would swap a redirect's page in
+        return Response(
+            status_code=204, headers={"HX-Redirect": path_for(request, "run", run_id=run_id)}
+        )
+    return see_other(request, "run", run_id=run_id)
 
 
 async def _generations_context(request: Request, name: str) -> dict[str, Any]:
+    """The model's history, and its generate runs not ended yet (each links its page)."""
     home = request.app.state.settings.home
+    runs = await request.app.state.core.store.runs(model_name=name, run_type="generate", limit=50)
     return {
         "generations": await asyncio.to_thread(generation_history, name, home),
-        "generating": [_pending(g) for g in request.app.state.generations.of_model(name)],
+        "generating": [run for run in runs if run["status"] in UNFINISHED_STATUSES],
     }
 
 

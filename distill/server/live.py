@@ -34,13 +34,14 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from distill.core.bus import SubscriptionClosed
 from distill.core.core import Core, RunError
 from distill.events import STEP_KINDS, TERMINAL_KINDS
 from distill.server.inputs import InputError
-from distill.server.views import PARTS_OF_KIND, RUN_PARTS, home_context, run_context
+from distill.server.views import PARTS_OF_KIND, RUN_PARTS, dashboard_context, run_context
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,9 @@ POLICY_VIOLATION = 1008
 TOO_BIG = 1009
 SERVER_ERROR = 1011
 RESYNC = 4000  # "you fell behind: reconnect with your last seq"
-HOME_KINDS = frozenset(k for k, parts in PARTS_OF_KIND.items() if {"status", "progress"} & parts)
+DASHBOARD_KINDS = frozenset(
+    k for k, parts in PARTS_OF_KIND.items() if {"status", "progress"} & parts
+)
 
 
 @dataclass
@@ -275,9 +278,13 @@ class Streams:
         """Fragments of one run's page; ends (1000) after the run's terminal event."""
         step: dict | None = None
 
+        connection = client.ws  # its root path is the one the fragments' links go under
+
         async def render(parts: set[str], seq: int) -> str:
-            key = (run_id, frozenset(parts), seq)
-            return await self.cache.get(key, lambda: self._render_run(run_id, parts, seq, step))
+            key = (connection.scope.get("root_path", ""), run_id, frozenset(parts), seq)
+            return await self.cache.get(
+                key, lambda: self._render_run(connection, run_id, parts, seq, step)
+            )
 
         flusher = Flusher(client, render)
         flushing = asyncio.create_task(flusher.run())
@@ -293,17 +300,21 @@ class Streams:
         finally:
             flushing.cancel()
 
-    async def _render_run(self, run_id: str, parts: set[str], seq: int, step: dict | None) -> str:
+    async def _render_run(
+        self, connection: HTTPConnection, run_id: str, parts: set[str], seq: int,
+        step: dict | None,
+    ) -> str:  # fmt: skip
         context = await run_context(self.core.store, run_id, frozenset(parts), step)
         if context is None:
             raise RunError(f"no run {run_id!r}")
+        context["request"] = connection  # url_for in the fragments, as on the first paint
         html = [f'<span id="live-seq" data-seq="{seq}" hidden></span>']
         html += [self.render_fragment(f"_run_{part}.html", context) for part in context["parts"]]
         return "\n".join(html)
 
-    # -- the home page ---------------------------------------------------------------
+    # -- the dashboard ---------------------------------------------------------------
 
-    async def home(self, client: Client) -> None:
+    async def dashboard(self, client: Client) -> None:
         """Active runs with their progress and the recent runs, re-rendered when any run moves.
 
         Recent runs are part of it so that a run that starts and ends between two
@@ -312,7 +323,8 @@ class Streams:
         steps: dict[str, dict] = {}
 
         async def render(parts: set[str], seq: int) -> str:
-            context = await home_context(self.core.store, steps)
+            context = await dashboard_context(self.core.store, steps)
+            context["request"] = client.ws  # url_for in the fragments, as on the first paint
             active = self.render_fragment("_active_runs.html", context)
             return active + "\n" + self.render_fragment("_recent_runs.html", context)
 
@@ -329,7 +341,7 @@ class Streams:
                             steps[event.run_id] = event.payload
                         elif event.kind in TERMINAL_KINDS:
                             steps.pop(event.run_id, None)
-                        if event.kind in HOME_KINDS:
+                        if event.kind in DASHBOARD_KINDS:
                             flusher.note({"active"})
                         if flushing.done():
                             return

@@ -1,4 +1,4 @@
-"""The HTML pages and the forms they post: home, new run, run, runs list.
+"""The HTML pages and the forms they post: the dashboard, new run, run, runs list.
 
 Handlers are thin: read the request, call the core or a view, render a template. Bad
 input comes back as the same page with the reason shown (InputError), never a traceback.
@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from distill.constants import SET_TIERS
-from distill.core.core import RunError, TrainRequest
+from distill.core.core import RunError
 from distill.core.store import UnknownStatus, check_status
 from distill.events import RUN_STATUSES
 from distill.models.config import (
@@ -38,23 +38,30 @@ from distill.server.inputs import (
     train_options,
     whole_number,
 )
-from distill.server.responses import confined_file, render, run_error_status, see_other
-from distill.server.views import cluster_context, home_context, run_context, runs_context
+from distill.server.responses import (
+    confined_file,
+    render,
+    route_path,
+    run_error_status,
+    see_other,
+)
+from distill.server.views import cluster_context, dashboard_context, run_context, runs_context
 from distill.training.bounds import MAX_PATIENCE, MAX_STAGE_STEPS
 from distill.training.settings import TrainSettings
+from distill.training.specs import TrainRequest
 
 
-async def home(request: Request) -> Response:
+async def dashboard(request: Request) -> Response:
     await request.app.state.core.settle()
     store = request.app.state.core.store
-    context = await home_context(store)
+    context = await dashboard_context(store)
     context["models"] = (await store.models())[:10]
     context.update(cluster_context(request.app.state.core))
-    return render(request, "home.html", context)
+    return render(request, "dashboard.html", context)
 
 
 async def cluster_panel(request: Request) -> Response:
-    """The home page's cluster panel alone: the page polls it while it is open."""
+    """The dashboard's cluster panel alone: the page polls it while it is open."""
     return render(request, "_cluster.html", cluster_context(request.app.state.core))
 
 
@@ -128,8 +135,8 @@ async def start_run(request: Request) -> Response:
     try:
         folder = confine_dataset(str(form.get("dataset", "")), request.app.state.settings)
         settings, overrides, name = train_options(form)
-        run_id = await request.app.state.core.submit_training(
-            TrainRequest(str(folder), name, settings, overrides)
+        run_id = await request.app.state.core.submit(
+            TrainRequest.run_type, TrainRequest(str(folder), name, settings, overrides)
         )
     except (InputError, RunError) as error:
         status = error.status if isinstance(error, InputError) else run_error_status(error)
@@ -196,7 +203,7 @@ async def runs_list(request: Request) -> Response:
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    if request.url.path.startswith("/api/"):
+    if route_path(request).startswith("/api/"):
         from starlette.responses import JSONResponse
 
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code)

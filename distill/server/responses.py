@@ -11,18 +11,30 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
 from distill.core.core import DiskFull, RunError
 from distill.server.files import FileRefused
 
 
-def path_for(request: Request, name: str, /, **params: Any) -> str:
-    """The path of the route called `name` (under the app's root path), for links."""
-    return request.url_for(name, **params).path
+def path_for(request: HTTPConnection, name: str, /, **params: Any) -> str:
+    """The path of the route called `name` (under the app's root path), for links.
+
+    Parameters are percent-encoded ("/" kept, for `{path:path}` routes): a saved edit's
+    name may hold a space, and the router decodes what the browser sends back.
+    """
+    quoted = {key: quote(str(value), safe="/") for key, value in params.items()}
+    return request.url_for(name, **quoted).path
+
+
+def route_path(request: HTTPConnection) -> str:
+    """The request's path below the app's root path: what the routes match."""
+    path, root = request.url.path, request.scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def see_other(request: Request, name: str, /, **params: Any) -> Response:

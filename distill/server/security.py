@@ -190,5 +190,6 @@ def _without_token(scope: Scope) -> str:
     query.pop("token", None)
     rest = urlencode(query, doseq=True)
     # One leading slash: "//evil.example/" is another site to a browser (an open redirect).
-    path = "/" + (scope.get("root_path", "") + scope["path"]).lstrip("/\\")
+    # The path already holds the root path (ASGI: uvicorn's --root-path, a Starlette Mount).
+    path = "/" + scope["path"].lstrip("/\\")
     return path + (f"?{rest}" if rest else "")

@@ -81,7 +81,7 @@ class ServerSettings:
     ) -> ServerSettings:
         """Off loopback a token is required: the one given, else a fresh random one.
 
-        Datasets may always be read from the user's home folder and the data directory
+        Datasets may always be read from the user's folder (`~`) and the data directory
         (uploads land there); `allowed_roots` and `DISTILL_ALLOWED_ROOTS`
         (os.pathsep-separated) add more. `DISTILL_ALLOWED_HOSTS` (comma-separated) adds
         Host names, for deployments behind a proxy.

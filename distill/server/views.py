@@ -20,6 +20,7 @@ from distill.events import (
     TRAIN_SPLIT,
     UNFINISHED_STATUSES,
     CheckpointSaved,
+    ClipGenerated,
     CodebookWarning,
     CodesExtracted,
     DatasetScanned,
@@ -47,6 +48,7 @@ from distill.server.charts import overlay_chart, prior_charts, run_loss_chart, s
 
 RUN_PARTS = (
     "status", "summary", "progress", "chart", "codebook", "prior", "warnings", "previews", "scan",
+    "clips",
 )  # fmt: skip
 EPOCHS_PACED = 5  # the latest epochs whose mean length paces the time left
 RUNS_PER_PAGE = 100  # rows on one page of the runs list
@@ -55,6 +57,7 @@ RUNS_PER_PAGE = 100  # rows on one page of the runs list
 PARTS_OF_RUN_TYPE: dict[str, tuple[str, ...]] = {
     "vqvae": ("status", "summary", "progress", "chart", "codebook", "warnings", "previews", "scan"),
     "prior": ("status", "summary", "progress", "chart", "prior", "warnings", "scan"),
+    "generate": ("status", "progress", "clips"),
 }
 # The events that say how far a run is: a VQ-VAE's steps, then its decoder stage's.
 STEP_KINDS_OF_RUN_TYPE = {"prior": (PriorStepMetrics.kind,)}
@@ -80,6 +83,7 @@ PARTS_OF_KIND: dict[str, frozenset[str]] = {
     MemorizationWarning.kind: frozenset({"warnings"}),
     GenerationMeasured.kind: frozenset({"prior"}),
     PriorSaved.kind: frozenset({"status"}),
+    ClipGenerated.kind: frozenset({"progress", "clips"}),
     RunCompleted.kind: frozenset({"status", "summary", "progress"}),
     RunFailed.kind: frozenset({"status", "progress"}),
     RunCancelled.kind: frozenset({"status", "progress"}),
@@ -110,6 +114,8 @@ async def run_context(
     own = PARTS_OF_RUN_TYPE.get(run["run_type"], PARTS_OF_RUN_TYPE["vqvae"])
     parts = tuple(part for part in own if part in parts)
     context: dict[str, Any] = {"run": run, "run_id": run_id, "parts": parts}
+    if run["run_type"] == "generate":
+        return await _generate_context(store, run, context)
     if prior and {"chart", "prior", "scan"} & set(parts):
         codes = await store.latest_event(run_id, CodesExtracted.kind)
         context["codes"] = codes.payload if codes else None
@@ -158,6 +164,22 @@ async def run_context(
     return context
 
 
+async def _generate_context(
+    store: Store, run: dict[str, Any], context: dict[str, Any]
+) -> dict[str, Any]:
+    """A generate run's page: its clips so far (each in the model's history, when its
+    folder is there) and how many of how many."""
+    clips = [
+        event.payload for event in await store.events_of_kind(run["run_id"], ClipGenerated.kind)
+    ]
+    out_dir = Path(run["spec"].get("out_dir", ""))
+    history = out_dir.parent.name == run["model_name"] and out_dir.parent.parent.name == "generated"
+    context["clips"] = clips
+    context["clips_folder"] = out_dir.name if history else None
+    context["progress"] = progress_of(run, None)
+    return context
+
+
 async def summary_of(
     store: Store, run: dict[str, Any], warnings: list[dict[str, Any]]
 ) -> dict[str, Any] | None:
@@ -186,6 +208,14 @@ def progress_of(
     the run row, its last step, and (for the time left) its finished epochs' seconds."""
     epochs = run.get("epochs") or 0
     done_epochs = (run["epoch"] + 1) if run.get("epoch") is not None else 0
+    if run["run_type"] == "generate":  # its clips stand where a training run's epochs do
+        count = epochs or int(run["spec"].get("count") or 1)
+        writing = "" if run["status"] != "running" else "…"
+        label = f"{done_epochs} of {count} clips written{writing}"
+        if run["status"] == "queued":
+            label = "queued: waiting for a worker"
+        done = 1.0 if run["status"] == "completed" else done_epochs / count
+        return {"fraction": done, "label": label, "eta": None}
     if run["status"] == "completed":
         return {
             "fraction": 1.0,
@@ -222,7 +252,7 @@ def progress_of(
     return {"fraction": min(max(fraction, 0.0), 1.0), "label": label, "eta": eta}
 
 
-async def home_context(store: Store, steps: dict[str, dict[str, Any]] | None = None) -> dict:
+async def dashboard_context(store: Store, steps: dict[str, dict[str, Any]] | None = None) -> dict:
     """Active runs with their progress, and the latest runs."""
     active = await store.runs(status="running") + await store.runs(status="queued")
     steps = steps or {}
@@ -236,15 +266,15 @@ async def home_context(store: Store, steps: dict[str, dict[str, Any]] | None = N
 
 
 def cluster_context(core: Core) -> dict[str, Any]:
-    """The home page's cluster panel: where jobs run, its workers, and whether it is gone."""
-    if core.cluster is None:
+    """The dashboard's cluster panel: where jobs run, its workers, and whether it is gone."""
+    if core.cluster is None or core.cluster_runner is None:
         return {"cluster": None}
     return {
         "cluster": {
             "address": core.cluster.address,
             "warning": core.cluster.warning(),
             "lost": core.runner.unavailable(),
-            "workers": core.runner.workers(),
+            "workers": core.cluster_runner.workers(),
         }
     }
 
@@ -281,15 +311,16 @@ async def runs_context(
         "compare_error": compare_error,
         "page": page,
         "first_shown": offset + 1,
-        "newer_url": _runs_url(page - 1, status, dataset) if page > 1 else None,
-        "older_url": _runs_url(page + 1, status, dataset) if has_older else None,
+        "newer_query": _runs_query(page - 1, status, dataset) if page > 1 else None,
+        "older_query": _runs_query(page + 1, status, dataset) if has_older else None,
     }
 
 
-def _runs_url(page: int, status: str | None, dataset: str | None) -> str:
-    """The runs list at `page`, with the same filters."""
+def _runs_query(page: int, status: str | None, dataset: str | None) -> str:
+    """The query of the runs list at `page`, with the same filters (the page puts it
+    after url_for('runs'), so the link stays under the app's root path)."""
     filters = {"status": status, "dataset": dataset}
-    return "/runs?" + urlencode({"page": page, **{k: v for k, v in filters.items() if v}})
+    return urlencode({"page": page, **{k: v for k, v in filters.items() if v}})
 
 
 async def _epoch_rows(store: Store, run: dict[str, Any]) -> list[dict[str, Any]]:

@@ -31,8 +31,8 @@ from distill.audio.decode import decode_audio
 from distill.audio.embedding import EMBEDDING_CONFIG, embed_all
 from distill.audio.generation_figures import Figures, Reference, noise_bursts, onset_share
 from distill.events import GenerationMeasured
-from distill.training.generate import GenerateSpec, generate_clips
-from distill.training.settings import GENERATE_SECONDS
+from distill.inference.generate import GenerateSpec, generate_clips
+from distill.inference.spec import GENERATE_SECONDS
 
 REAL_RATE = EMBEDDING_CONFIG.sample_rate  # real sounds are loaded at the embedding's rate
 LENGTH_MARGIN = 1.25  # measured clips run at most this times the longest real sound

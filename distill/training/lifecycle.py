@@ -26,6 +26,7 @@ from distill.events import (
     STOP_KEPT,
     STOP_PATIENCE,
     CheckpointSaved,
+    EpochMetrics,
     Payload,
     RunCancelled,
     RunCompleted,
@@ -135,7 +136,8 @@ class RunLifecycle:
         self.generator.set_state(state.sampler_rng)
         torch.set_rng_state(state.global_rng)
         self.best_state = state.best
-        self.history = state.info.get("history", [])
+        # a checkpoint from before a field's rename reads under the current names
+        self.history = [EpochMetrics.upgraded(e) for e in state.info.get("history", [])]
         for name, values in self.kept.items():
             values[:] = state.info.get(name, [])
         self.best_epoch = state.info.get("best_epoch", -1)

@@ -36,8 +36,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-
 from distill.audio.generation_figures import COPY_RATIO
 from distill.constants import size_tier
 from distill.events import (
@@ -47,9 +45,6 @@ from distill.events import (
     GenerationMeasured,
     MemorizationWarning,
 )
-from distill.models.copy_check import CopyChecker, step_keys
-from distill.models.rvqvae import ConvVQVAE
-from distill.training.prior_data import silence_codes
 
 MEMORIZATION_THRESHOLDS = (2.0, 3.0, 5.0)  # the val_perplexity check's line, by size_tier
 GAP_RATIO = 4.0  # val_perplexity / train_perplexity over this ...
@@ -112,20 +107,6 @@ def gap_warning(history: Sequence[dict[str, Any]]) -> MemorizationWarning | None
         f"learning its training sounds by heart instead of what they share; {ADVICE}"
     )
     return MemorizationWarning(now["epoch"], val, GAP_RATIO, message, CAUSE_GAP, val / train, train)
-
-
-def training_copy_checker(
-    vqvae: ConvVQVAE,
-    codes: Sequence[torch.Tensor],
-    names: list[str],
-    codebook_size: int,
-    seconds_per_step: float,
-) -> CopyChecker:
-    """The training codes (each (t, q)), with the VQ-VAE's codes for silence left out."""
-    silence = step_keys(silence_codes(vqvae).numpy(), codebook_size)
-    return CopyChecker(
-        [c.numpy() for c in codes], names, codebook_size, seconds_per_step, silence.tolist()
-    )
 
 
 def copy_share_warning(

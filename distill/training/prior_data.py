@@ -78,16 +78,6 @@ def _file_codes(vqvae: ConvVQVAE, sound: SoundFile, mel: np.ndarray) -> FileCode
 
 
 @torch.no_grad()
-def silence_codes(vqvae: ConvVQVAE) -> Tensor:
-    """(n, q) codes of one window of pure silence (the padding value everywhere)."""
-    vqvae.eval()
-    config = vqvae.config
-    silence = torch.full(
-        (1, config.mel.n_mels, config.window_frames), math.log(config.mel.log_floor)
-    )
-    return vqvae.quantize(vqvae.encode(silence)).indices[0].long()
-
-
 def _window(item: FileCodes, start: int, steps: int) -> tuple[Tensor, Tensor, Tensor]:
     """`steps` steps of one file from `start`, padded past its end with code 0."""
     piece = item.codes[start : start + steps]

@@ -77,6 +77,3 @@ def training_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for, but torch sees no CUDA device here")
     return torch.device(name)
-
-
-GENERATE_SECONDS = 4.0  # default length of a generated clip (CLI and GenerateSpec)

@@ -166,7 +166,7 @@ def train_vqvae(spec: TrainSpec, emit: Emit, should_stop: Callable[[], bool] = n
                 val_loss=evaluation.loss,
                 val_recon_loss=evaluation.recon_loss,
                 val_commit_loss=evaluation.commit_loss,
-                levels=evaluation.levels,
+                val_levels=evaluation.levels,
                 best_epoch=run.best_epoch,
                 seconds=time.monotonic() - epoch_started,
                 train_levels=train_health,
@@ -384,7 +384,7 @@ def _model_card(
             "skipped": len(report.skipped),
             "seconds": round(report.total_seconds, 3),
         },
-        "health": best["levels"],
+        "health": best["val_levels"],
         "curves": curves,
         "training": {
             **dataclasses.asdict(settings),

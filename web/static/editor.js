@@ -2,10 +2,13 @@
 // edit sends the whole grid to be decoded and plays the result. window.distillEditor is
 // what a test (or a curious user's console) reads.
 (() => {
+  "use strict";
+
   const root = document.getElementById("editor");
   if (!root) return;
   const data = JSON.parse(document.getElementById("edit-data").textContent);
-  const base = `/models/${encodeURIComponent(root.dataset.model)}/edit`;
+  // The server's addresses, from url_for in edit.html: they stay under its root path.
+  const urls = { decode: root.dataset.decodeUrl, regenerate: root.dataset.regenerateUrl, save: root.dataset.saveUrl };
   const colours = data.colours;
   const CELL = 10; // px per time step, the mel image drawn to the same width
   const $ = (id) => document.getElementById(id);
@@ -54,8 +57,8 @@
       `<label><input type="checkbox" data-mute="${level}" ${muted.has(level) ? "checked" : ""}> mute ${level + 1}</label>`).join(" ");
   }
 
-  async function post(path, body) {
-    const response = await fetch(`${base}/${path}`, {
+  async function post(action, body) {
+    const response = await fetch(urls[action], {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
     });
     if (!response.ok) {
@@ -139,8 +142,20 @@
   }
 
   const actions = {
-    undo() { if (!undoStack.length) return; redoStack.push(grid.codes); grid = { ...grid, codes: undoStack.pop() }; draw(); return render(); },
-    redo() { if (!redoStack.length) return; undoStack.push(grid.codes); grid = { ...grid, codes: redoStack.pop() }; draw(); return render(); },
+    undo() {
+      if (!undoStack.length) return;
+      redoStack.push(grid.codes);
+      grid = { ...grid, codes: undoStack.pop() };
+      draw();
+      return render();
+    },
+    redo() {
+      if (!redoStack.length) return;
+      undoStack.push(grid.codes);
+      grid = { ...grid, codes: redoStack.pop() };
+      draw();
+      return render();
+    },
     copy() { localStorage.setItem(clipboardKey, JSON.stringify(columns())); status("copied"); },
     cut() { actions.copy(); return removeSteps(); },
     paste() {

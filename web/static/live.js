@@ -62,6 +62,13 @@
     });
   }
 
+  // A form with data-confirm asks first: the question is data the page filled in, never
+  // script text a name could break out of.
+  document.addEventListener("submit", function (event) {
+    const question = event.target.dataset && event.target.dataset.confirm;
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     const live = document.body.dataset.live;
     if (live) connect(live);

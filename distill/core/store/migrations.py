@@ -195,6 +195,13 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE codebook_warnings ADD COLUMN cause TEXT NOT NULL DEFAULT 'utilization';
     """,
+    # 8: an epoch's held-out health is `val_levels`, beside `train_levels` (EpochMetrics);
+    # stored epoch_metrics events say so too ('"train_levels":' does not match: no quote
+    # before its "levels"). events.Payload.renamed still reads an old checkpoint's history.
+    """
+    UPDATE events SET payload = replace(payload, '"levels":', '"val_levels":')
+        WHERE kind = 'epoch_metrics';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -16,6 +16,7 @@ from distill.events import (
     TRAIN_SPLIT,
     VAL_SPLIT,
     CheckpointSaved,
+    ClipGenerated,
     CodebookWarning,
     CopiesMeasured,
     DatasetScanned,
@@ -39,7 +40,7 @@ from distill.events import (
 
 # Column names are the event schema's field names, so a quantity has one name everywhere.
 EPOCH_COLUMNS = tuple(
-    f.name for f in dataclasses.fields(EpochMetrics) if f.name not in ("levels", "train_levels")
+    f.name for f in dataclasses.fields(EpochMetrics) if f.name not in ("val_levels", "train_levels")
 )
 HEALTH_COLUMNS = tuple(f.name for f in dataclasses.fields(LevelHealth))
 PRIOR_EPOCH_COLUMNS = tuple(f.name for f in dataclasses.fields(PriorEpochMetrics))
@@ -137,7 +138,7 @@ def _epoch_metrics(e: Event, p: EpochMetrics) -> list[Statement]:
     values = (e.run_id, *(getattr(p, name) for name in EPOCH_COLUMNS))
     levels = [
         (e.run_id, p.epoch, split, *(getattr(level, name) for name in HEALTH_COLUMNS))
-        for split, health in ((VAL_SPLIT, p.levels), (TRAIN_SPLIT, p.train_levels))
+        for split, health in ((VAL_SPLIT, p.val_levels), (TRAIN_SPLIT, p.train_levels))
         for level in health
     ]
     return [
@@ -209,6 +210,13 @@ _PRIOR_RUN_RESULT = """
                                WHERE run_id = :run_id AND epoch = :best_epoch)
     WHERE run_id = :run_id
 """
+
+
+@projects(ClipGenerated)
+def _clip_generated(e: Event, p: ClipGenerated) -> list[Statement]:
+    # A generate run counts its clips where a training run counts epochs (its RunStarted
+    # gave their number as its epochs), so the lists show "2/8" for both.
+    return [("UPDATE runs SET epoch = ? WHERE run_id = ?", (p.index, e.run_id))]
 
 
 @projects(PriorEpochMetrics)

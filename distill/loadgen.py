@@ -9,7 +9,9 @@ kind that must reach every follower exactly once, so a test can check both rules
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from distill.events import (
     CheckpointSaved,
@@ -19,6 +21,7 @@ from distill.events import (
     RunStarted,
     StepMetrics,
 )
+from distill.run_types import PathRole, Place, Plan, RunContext, RunType, fields_of
 
 TICK_SECONDS = 0.005  # events go out in small bursts, paced against the clock
 
@@ -48,3 +51,37 @@ def _event(i: int, total: int) -> Payload:
     if i % 10 == 9:
         return CheckpointSaved(next_epoch=i, path=f"(synthetic checkpoint {i})")
     return StepMetrics(0, i, total, loss=1.0 / (1 + i), recon_loss=1.0, commit_loss=0.0)
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """`rate` events per second for `seconds`."""
+
+    rate: float
+    seconds: float
+
+    run_type: ClassVar[str] = "load"
+    paths: ClassVar[Mapping[str, PathRole]] = {}  # nothing to ship: it needs no files
+
+    @property
+    def subject(self) -> str:
+        return "(synthetic)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rate": self.rate, "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LoadRequest:
+        return cls(**fields_of(cls, data))
+
+
+def plan_load(request: LoadRequest, place: Place) -> Plan[LoadRequest]:
+    return Plan(request)  # it is its own job
+
+
+def run_load(request: LoadRequest, context: RunContext, emit, should_stop) -> str:
+    return emit_load(request.rate, request.seconds, emit, should_stop)
+
+
+# Not one of distill's run types: the tests and benchmarks that load the core register it.
+LOAD = RunType("load", LoadRequest, LoadRequest, plan_load, run_load)

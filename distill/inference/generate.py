@@ -13,22 +13,19 @@ times; a clip silent on every try is written and reported (ClipGenerated.silent)
 
 One-shot or continuous: a prior trained on short sounds (its card's dataset.one_shot)
 makes one sound per clip by default, cut where the prior ends it and its tail has
-decayed, `seconds` being the longest it may run (training/one_shot.py); continuous
+decayed, `seconds` being the longest it may run (inference/one_shot.py); continuous
 clips run the whole `seconds`. GenerateSpec.one_shot overrides the default.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -36,14 +33,8 @@ import torch
 from distill.audio.dataset import load_prepared
 from distill.audio.decode import write_wav
 from distill.events import ClipGenerated, CopyCheck, Payload
-from distill.models.copy_check import CopyChecker
-from distill.models.library import ModelWithPrior, load_with_prior
-from distill.models.magnitude import render
-from distill.models.sampling import Sampling, generate_codes
-from distill.paths import generated_dir
-from distill.training.lifecycle import never
-from distill.training.memorization import training_copy_checker
-from distill.training.one_shot import (
+from distill.files import write_atomically
+from distill.inference.one_shot import (
     MAX_TRIES,
     is_silent,
     normalise_peak,
@@ -52,39 +43,13 @@ from distill.training.one_shot import (
     trim_decayed,
     trim_leading,
 )
-from distill.training.prior_data import silence_codes
-from distill.training.settings import GENERATE_SECONDS
-
-MANIFEST_NAME = "generation.json"
-MAX_SECONDS = 600.0
-
-
-@dataclass(frozen=True)
-class GenerateSpec:
-    """What to generate and where; plain data, so it travels to a worker as is."""
-
-    model_path: Path
-    out_dir: Path
-    seconds: float = GENERATE_SECONDS  # per clip; may exceed one training window
-    count: int = 1
-    temperature: float = 1.0
-    top_k: int = 0  # 0 = off
-    top_p: float = 1.0  # 1 = off
-    seed: int = 0  # clip i uses seed + i
-    griffin_lim_iters: int = 32
-    one_shot: bool | None = None  # one sound per clip, `seconds` at most; None: the prior's default
-    variation: bool = False  # vary the training sounds: keep one's first level, draw the rest
-
-    def __post_init__(self) -> None:
-        if not 0 < self.seconds <= MAX_SECONDS:
-            raise ValueError(f"seconds must be in (0, {MAX_SECONDS:g}], got {self.seconds}")
-        if self.count < 1:
-            raise ValueError(f"count must be at least 1, got {self.count}")
-        Sampling(self.temperature, self.top_k, self.top_p)  # refuses bad values
-
-    @property
-    def sampling(self) -> Sampling:
-        return Sampling(self.temperature, self.top_k, self.top_p)
+from distill.inference.spec import GenerateSpec
+from distill.models.copy_check import CopyChecker, training_copy_checker
+from distill.models.history import MANIFEST_NAME
+from distill.models.library import ModelWithPrior, load_with_prior
+from distill.models.magnitude import render
+from distill.models.rvqvae import silence_codes
+from distill.models.sampling import generate_codes
 
 
 class GenerationResult(NamedTuple):
@@ -98,44 +63,18 @@ class GenerationResult(NamedTuple):
         return sum(c.seconds for c in self.clips) / self.wall_seconds
 
 
-def new_out_dir(model_name: str, home: Path | None = None) -> Path:
-    """A fresh folder for one request under the model's history, generated/MODEL/TIME,
-    made here: a mkdir that fails if the name is taken, so two requests in the same
-    second (or thirty at once) each get their own (TIME-2, TIME-3, ...) and none writes
-    over another's clips or generation.json."""
-    base = generated_dir(home) / model_name
-    base.mkdir(parents=True, exist_ok=True)
-    stamp = f"{datetime.now():%Y%m%d-%H%M%S}"
-    for n in itertools.count(1):
-        folder = base / (stamp if n == 1 else f"{stamp}-{n}")
-        try:
-            folder.mkdir()
-        except FileExistsError:
-            continue
-        return folder
-    raise AssertionError("unreachable")
-
-
-def generation_history(model_name: str, home: Path | None = None) -> list[dict[str, Any]]:
-    """The manifests of a model's past requests under generated/MODEL, newest first; each
-    gains "folder", the request's folder name. Unreadable manifests are left out."""
-    manifests = []
-    for path in sorted((generated_dir(home) / model_name).glob(f"*/{MANIFEST_NAME}")):
-        try:
-            manifest = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(manifest, dict) and isinstance(manifest.get("clips"), list):
-            manifests.append({**manifest, "folder": path.parent.name})
-    return sorted(manifests, key=lambda m: (str(m.get("created", "")), m["folder"]), reverse=True)
-
-
 def _ignore(payload: Payload) -> None:
     pass
 
 
+def _never() -> bool:
+    return False
+
+
 def generate_clips(
-    spec: GenerateSpec, emit: Callable[[ClipGenerated], None] = _ignore, should_stop=never
+    spec: GenerateSpec,
+    emit: Callable[[ClipGenerated], None] = _ignore,
+    should_stop: Callable[[], bool] = _never,
 ) -> GenerationResult:
     """Write `spec.count` clips to `spec.out_dir`; stops early (keeping what is written)
     when `should_stop()` turns true. A model without a prior raises ModelFileError."""
@@ -266,9 +205,7 @@ def copy_checker(loaded: ModelWithPrior) -> CopyChecker:
 def _write_manifest(
     spec: GenerateSpec, loaded: ModelWithPrior, clips: list[ClipGenerated], wall: float
 ) -> Path:
-    spec_data = {
-        k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(spec).items()
-    }
+    spec_data = spec.to_dict()
     manifest = {
         "model_name": loaded.card.name,
         "prior_run_id": loaded.prior_card.run_id or "",
@@ -279,6 +216,5 @@ def _write_manifest(
         "clips": [clip.to_dict() for clip in clips],
     }
     spec.out_dir.mkdir(parents=True, exist_ok=True)
-    path = spec.out_dir / MANIFEST_NAME
-    path.write_text(json.dumps(manifest, indent=2))
-    return path
+    # Atomically: the model page lists the history while a request is still writing.
+    return write_atomically(spec.out_dir / MANIFEST_NAME, json.dumps(manifest, indent=2))
