@@ -10,6 +10,7 @@ any error, an interrupt included, the temporary file is removed and the old file
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -19,12 +20,30 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(OSError):
+    """A write ran out of space; it names the file it was writing, which ENOSPC from a
+    write() does not (a run failed with "[Errno 28] No space left on device", no path)."""
+
+    def __init__(self, path: Path | str, code: int = errno.ENOSPC) -> None:
+        super().__init__(code, os.strerror(code), str(path))
+
+    def __str__(self) -> str:
+        return f"the disk is full ({self.filename})"
+
+    def __reduce__(self):  # across processes (a pool worker's error) with its path
+        return (type(self), (self.filename, self.errno))
+
 
 @contextlib.contextmanager
 def atomic_file(path: Path, mode: int = 0o666) -> Iterator[BinaryIO]:
     """A binary file to write; it replaces `path` when the block ends without an error.
 
     `mode` as for os.open (the umask still applies): 0o600 for a file that holds a secret.
+    Running out of space raises DiskFullError naming `path`: every file distill writes
+    comes through here, so this is the one place a full disk gets its file's name.
     """
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -34,9 +53,12 @@ def atomic_file(path: Path, mode: int = 0o666) -> Iterator[BinaryIO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(error, OSError) and not isinstance(error, DiskFullError):
+            if error.errno in DISK_FULL_ERRNOS:
+                raise DiskFullError(path, error.errno) from error
         raise
     _fsync_folder(path.parent)
 

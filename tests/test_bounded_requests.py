@@ -7,14 +7,20 @@ RecursionError), and the editor's fields are the exact types they claim to be.""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import socket
+import threading
+import wave
 
 import pytest
 from commands import distill
 from helpers import page_client
 from waiting import wait_until
 
+from distill.inference.codes import CodeGrid, decode_chunks
+from distill.models.library import load_vqvae
 from distill.paths import models_dir
 from distill.server.serve import ServerThread
 from distill.server.settings import ServerSettings
@@ -366,3 +372,61 @@ def test_an_edit_does_not_wait_behind_a_generate_request(world) -> None:
             http.post(f"/runs/{run_id}/cancel")
             wait_until(lambda: http.get(f"/api/runs/{run_id}").json()["status"] == "cancelled",
                        what="the generate run to stop")  # fmt: skip
+
+
+def _long_grid(world, seconds: float) -> dict:
+    grid = world["grid"]
+    steps = int(seconds * grid["sample_rate"] / grid["samples_per_step"])
+    rows = [[(step * 7 + level) % grid["codebook_size"] for step in range(steps)]
+            for level in range(len(grid["codes"]))]  # fmt: skip
+    return {**grid, "codes": rows}
+
+
+def test_an_edit_waits_for_at_most_a_piece_of_a_long_decode(world) -> None:
+    lane = world["server"].app.state.editor_helper
+    long_grid = _long_grid(world, 170)  # just under the editor's cap: tens of pieces
+    answers: dict = {}
+
+    def decode_long() -> None:
+        with page_client(world["server"]) as http:
+            answers["long"] = http.post("/models/kit/edit/decode", json={"grid": long_grid})
+
+    before = lane.long_pieces
+    thread = threading.Thread(target=decode_long)
+    thread.start()
+    try:
+        wait_until(lambda: lane.long_pieces > before, what="the long decode's second piece")
+        with page_client(world["server"]) as http:
+            small = http.post("/models/kit/edit/decode", json={"grid": world["grid"]})
+        pieces_before_the_edit = lane.long_pieces - before
+    finally:
+        thread.join()
+    assert small.status_code == 200 and small.headers["content-type"] == "audio/wav"
+    long = answers["long"]
+    assert long.status_code == 200
+    with wave.open(io.BytesIO(long.content)) as sound:  # the whole long sound, all pieces
+        assert sound.getnframes() == len(long_grid["codes"][0]) * long_grid["samples_per_step"]
+    pieces = lane.long_pieces - before
+    assert pieces_before_the_edit < pieces  # answered while the long decode went on
+
+
+def test_a_long_decode_stops_when_its_client_goes(world) -> None:
+    lane, server = world["server"].app.state.editor_helper, world["server"]
+    body = json.dumps({"grid": _long_grid(world, 170)}).encode()
+    origin = f"http://127.0.0.1:{server.info.port}"
+    head = (f"POST /models/kit/edit/decode HTTP/1.1\r\nHost: 127.0.0.1:{server.info.port}\r\n"
+            f"Origin: {origin}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()  # fmt: skip
+    abandoned, before = lane.abandoned, lane.long_pieces
+    with socket.create_connection(("127.0.0.1", server.info.port)) as client:
+        client.sendall(head + body)
+        wait_until(lambda: lane.long_pieces > before, what="the long decode under way")
+    # the page is closed: the decode stops at its next piece, and says so
+    wait_until(lambda: lane.abandoned == abandoned + 1, what="the long decode to stop")
+    pieces = lane.long_pieces - before
+    total = decode_chunks(
+        load_vqvae(world["model"])[0], CodeGrid.from_json(json.loads(body)["grid"])
+    )
+    assert pieces < total - 1, (pieces, total)  # not decoded to the end
+    with page_client(world["server"]) as http:  # and the lane is free for the next edit
+        assert http.post("/models/kit/edit/decode", json={"grid": world["grid"]}).status_code == 200

@@ -13,11 +13,14 @@ import torch
 from commands import distill
 from helpers import tiny_prior_spec, tiny_spec, write_good_sounds
 
+import distill.inference.codes as codes_module
 from distill.inference.codes import (
     CodeGrid,
     CodesError,
     check_belongs,
+    decode_chunks,
     decode_grid,
+    decode_levels,
     encode_file,
     model_fingerprint,
     read_codes,
@@ -86,6 +89,31 @@ def test_a_stretch_that_decodes_to_silence_is_drawn_again_then_flagged(world) ->
     heard = regenerate(loud, grid, 2, 4, Sampling(), seed=3)
     assert not heard.silent and heard.draws == 1
     assert np.array_equal(heard.grid.codes, silent.grid.codes)  # the same first-round best
+
+
+def test_a_long_grid_decoded_in_pieces_sounds_as_in_one(world, monkeypatch) -> None:
+    """The editor and `distill codes decode` decode piece by piece, so memory does not
+    grow with the sound: the pieces give the sound one piece would, with levels muted or
+    not, to within float rounding (the convolutions round differently on other lengths,
+    and Griffin-Lim on random codes stirs that up to about -70 dB; test_mel.py shows the
+    pieces' Griffin-Lim exact). The mel is raised 4 nepers: a one-epoch model's output is
+    near silence, where every rounding is as loud as the sound."""
+    vqvae, _ = load_vqvae(world["models"]["kit"])
+    assert vqvae.stage is not None  # its convolutions' reach is counted too
+    vqvae.mel_mean += 4
+    rng = np.random.default_rng(0)
+    grid = encode_file(vqvae, "kit", sorted(world["sounds"].iterdir())[0])
+    grid = grid.with_codes(rng.integers(0, grid.codebook_size, (grid.codes.shape[0], 160)))
+    for muted in (set(), {1}):
+        monkeypatch.setattr(codes_module, "DECODE_CHUNK_FRAMES", 10**6)
+        assert decode_chunks(vqvae, grid) == 1
+        whole = decode_levels(vqvae, grid, muted, seed=5)
+        monkeypatch.setattr(codes_module, "DECODE_CHUNK_FRAMES", 128)
+        assert decode_chunks(vqvae, grid) == 5
+        pieces = decode_levels(vqvae, grid, muted, seed=5)
+        assert len(pieces) == len(whole) == grid.steps * grid.samples_per_step
+        error = np.sqrt(np.mean(np.square(pieces - whole)) / np.mean(np.square(whole)))
+        assert error < 1e-3, (muted, error)  # -60 dB: float rounding, which Griffin-Lim stirs
 
 
 def test_a_grid_from_another_model_is_refused(world) -> None:

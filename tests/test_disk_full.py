@@ -6,27 +6,41 @@ the run resumes. Under the whole data directory, SQLite batch writes fail with "
 or disk is full": the recorder keeps the events, reports the error, and stores every
 one of them, gapless, once space is back. The core keeps serving throughout.
 
-Mounting needs root with CAP_SYS_ADMIN; where that is missing the tests skip and say so
-(a mocked ENOSPC would test the mock, not the file system).
+Mounting needs root with CAP_SYS_ADMIN; where that is missing those tests skip and say so
+(a mocked ENOSPC would test the mock, not the file system). What runs everywhere: every
+file distill writes names itself when it does not fit, and a run's failure says "the
+disk is full (PATH)". There the full disk is one injected ENOSPC from fsync, which a
+real file system answers when it cannot place what it had accepted (a tmpfs cannot be
+mounted without root, and RLIMIT_FSIZE raises EFBIG, not ENOSPC); only that one call
+is replaced, so the rest of the write (the temporary file, its removal) is real.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import sqlite3
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from core_runs import collect, request
-from helpers import write_good_sounds
+from helpers import tiny_spec, write_good_sounds
 from waiting import until, within_deadline
 
+from distill.audio.decode import write_wav
+from distill.audio.images import write_mel_png
 from distill.core.core import Core
+from distill.files import DiskFullError, write_atomically
 from distill.loadgen import LOAD, LoadRequest
+from distill.models.model_file import save_model_file
 from distill.paths import CHECKPOINT_NAME, database_path, runs_dir
 from distill.training.checkpoint import load_checkpoint
 from distill.training.jobs import RUN_TYPES
+from distill.training.vqvae import train_vqvae
 
 NO_PREVIEWS = 10**6  # epochs between previews: none in these runs
 
@@ -92,8 +106,8 @@ def test_a_checkpoint_that_does_not_fit_fails_the_run_and_keeps_the_last(
             events = await collect(core, run_id)
             failed = events[-1]
             assert failed.kind == "run_failed"
-            assert "No space left on device" in failed.payload["error"]
             run_dir = runs_dir(home) / run_id
+            assert failed.payload["error"] == f"the disk is full ({run_dir / CHECKPOINT_NAME})"
             assert failed.payload["checkpoint_path"] == str(run_dir / CHECKPOINT_NAME)
             assert load_checkpoint(run_dir / CHECKPOINT_NAME).next_epoch == 1  # whole
             assert [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")] == []
@@ -127,3 +141,54 @@ def test_a_full_disk_under_sqlite_loses_no_event(tmp_path: Path, tmpfs_at) -> No
         assert seqs == list(range(1, 10_000 + 4))
 
     within_deadline(scenario())
+
+
+# -- without a mount: ENOSPC from fsync, for the files whose name ends a certain way ------
+
+
+@pytest.fixture
+def full_for(monkeypatch):
+    """full_for(suffix): from now on, fsync of a temporary file for a name ending in
+    `suffix` fails with ENOSPC; every other fsync is the real one."""
+    real_fsync = os.fsync
+
+    def make(suffix: str) -> None:
+        def fsync(fd: int) -> None:
+            name = os.readlink(f"/proc/self/fd/{fd}")
+            if name.endswith(".tmp") and name.rsplit(".", 2)[0].endswith(suffix):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+
+    return make
+
+
+@pytest.mark.parametrize(
+    ("name", "write"),
+    [
+        ("clip.wav", lambda path: write_wav(path, np.zeros(800, np.float32), 8000)),
+        ("mel.png", lambda path: write_mel_png(path, np.zeros((8, 8)), -1.0, 0.0)),
+        ("m.distill", lambda path: save_model_file(path, {"w": torch.zeros(4)}, {"format": 1})),
+        ("notes.json", lambda path: write_atomically(path, "{}")),
+    ],
+)
+def test_every_write_that_does_not_fit_names_its_file(tmp_path: Path, full_for, name, write):
+    full_for(name)
+    with pytest.raises(DiskFullError) as raised:
+        write(tmp_path / name)
+    assert str(raised.value) == f"the disk is full ({tmp_path / name})"
+    assert raised.value.errno == errno.ENOSPC  # still the OSError a caller checks for
+    assert list(tmp_path.iterdir()) == []  # no temporary file, no half file
+
+
+def test_a_run_that_fills_the_disk_says_so_and_names_the_file(tmp_path: Path, full_for):
+    write_good_sounds(tmp_path / "sounds")
+    spec = tiny_spec(tmp_path / "sounds", tmp_path, epochs=1)
+    full_for(CHECKPOINT_NAME)
+    events = []
+    with pytest.raises(DiskFullError):
+        train_vqvae(spec, events.append)
+    failed = events[-1]
+    assert failed.kind == "run_failed"
+    assert failed.error == f"the disk is full ({spec.run_dir / CHECKPOINT_NAME})"

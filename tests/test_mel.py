@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from distill.audio.mel import MelSpectrogram, griffin_lim, mel_filterbank, mel_to_audio
+from distill.audio.mel import (
+    MelSpectrogram,
+    griffin_lim,
+    griffin_lim_reach,
+    mel_filterbank,
+    mel_to_audio,
+)
 from distill.audio.mel_config import MelConfig
 
 SR = 22050
@@ -135,6 +141,31 @@ def test_griffin_lim_is_deterministic_for_a_seed() -> None:
     assert first.shape == (2, 128 * 19)
     torch.testing.assert_close(griffin_lim(magnitude, 512, 128, n_iter=4, seed=7), first)
     assert not torch.allclose(griffin_lim(magnitude, 512, 128, n_iter=4, seed=8), first)
+
+
+def test_griffin_lim_in_pieces_with_its_reach_is_the_sound_in_one() -> None:
+    """A long sound is rendered piece by piece (training/codes.py's decode_chunk): each
+    piece with griffin_lim_reach frames more each side gives what the whole would."""
+    n_fft, hop, n_iter, piece = 512, 128, 32, 100
+    audio = torch.from_numpy(chirp_with_noise(2 * SR))
+    magnitude = torch.stft(audio, n_fft, hop, window=torch.hann_window(n_fft),
+                           return_complex=True).abs()  # fmt: skip
+    frames = magnitude.shape[-1]
+    whole = griffin_lim(magnitude, n_fft, hop, n_iter, length=frames * hop, seed=3)
+
+    def in_pieces(margin: int) -> torch.Tensor:
+        out = []
+        for first in range(0, frames, piece):
+            last = min(frames, first + piece)
+            start, end = max(0, first - margin), min(frames, last + margin)
+            sound = griffin_lim(magnitude[:, start:end], n_fft, hop, n_iter,
+                                length=(end - start) * hop, seed=3, first_frame=start)  # fmt: skip
+            out.append(sound[(first - start) * hop : (last - start) * hop])
+        return torch.cat(out)
+
+    reach = griffin_lim_reach(n_fft, hop, n_iter)
+    torch.testing.assert_close(in_pieces(reach), whole, rtol=0, atol=1e-6)
+    assert (in_pieces(reach // 8) - whole).abs().max() > 1e-3  # the reach is what it takes
 
 
 @pytest.mark.parametrize("freq", [440.0, 1500.0])

@@ -9,6 +9,7 @@ soxr leaks out to crash a long dataset scan.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 import threading
@@ -21,6 +22,7 @@ import soxr
 import torch
 
 from distill.audio.formats import SUPPORTED_EXTENSIONS
+from distill.files import write_atomically
 
 
 class AudioDecodeError(Exception):
@@ -135,7 +137,8 @@ def resample(
 def write_wav(path: Path | str, audio: np.ndarray | torch.Tensor, sample_rate: int) -> None:
     """16-bit PCM WAV, clipped to [-1, 1]; creates parent folders.
 
-    Accepts mono audio as (samples,) or with one singleton axis, e.g. a (1, samples)
+    Written whole, atomically (distill/files.py): a listener never gets half a WAV, and a
+    full disk says which file did not fit. Accepts mono audio as (samples,) or with one singleton axis, e.g. a (1, samples)
     tensor straight out of a model.
     """
     if isinstance(audio, torch.Tensor):
@@ -152,4 +155,6 @@ def write_wav(path: Path | str, audio: np.ndarray | torch.Tensor, sample_rate: i
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, samples, sample_rate, subtype="PCM_16", format="WAV")
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, sample_rate, subtype="PCM_16", format="WAV")
+    write_atomically(path, buffer.getvalue())

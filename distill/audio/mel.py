@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -140,6 +141,7 @@ def mel_to_audio(
     momentum: float = 0.99,
     length: int | None = None,
     seed: int = 0,
+    first_frame: int = 0,
 ) -> torch.Tensor:
     """(n_mels, frames) or (batch, n_mels, frames) -> audio (samples) or (batch, samples).
 
@@ -154,7 +156,46 @@ def mel_to_audio(
     mel = torch.exp(log_mel.to(torch.float32))
     pinv = filterbank_pinv(config).to(mel.device)
     magnitude = torch.clamp(torch.matmul(pinv, mel), min=0.0)
-    return griffin_lim(magnitude, config.n_fft, config.hop_length, n_iter, momentum, length, seed)
+    return griffin_lim(
+        magnitude, config.n_fft, config.hop_length, n_iter, momentum, length, seed, first_frame
+    )
+
+
+PHASE_BLOCK = 64  # frames of initial phase drawn from one generator (see initial_phase)
+
+
+def initial_phase(shape: torch.Size, first_frame: int, seed: int) -> torch.Tensor:
+    """Griffin-Lim's random starting phase in [0, 1) for frames [first_frame,
+    first_frame + frames) of a longer sound, (..., bins, frames).
+
+    Drawn in blocks of PHASE_BLOCK frames, each from its own generator seeded by (seed,
+    block): any stretch of a sound gets the phase the whole sound would, without drawing
+    the frames before it. That is what lets a long sound be rendered in pieces
+    (griffin_lim_reach) with the same result as in one.
+    """
+    *lead, bins, frames = shape
+    first_block = first_frame // PHASE_BLOCK
+    blocks = []
+    for block in range(first_block, (first_frame + frames - 1) // PHASE_BLOCK + 1):
+        # torch's CPU generator keeps 32 bits of a seed: SeedSequence mixes both into them
+        mixed = int(np.random.SeedSequence([seed % 2**64, block]).generate_state(1)[0])
+        generator = torch.Generator().manual_seed(mixed)
+        blocks.append(torch.rand((*lead, bins, PHASE_BLOCK), generator=generator))
+    if not blocks:
+        return torch.zeros(shape)
+    start = first_frame - first_block * PHASE_BLOCK
+    return torch.cat(blocks, dim=-1)[..., start : start + frames]
+
+
+def griffin_lim_reach(n_fft: int, hop_length: int, n_iter: int) -> int:
+    """How many frames either side of a frame its Griffin-Lim result depends on.
+
+    One iteration (synthesis, then analysis) couples frames whose windows overlap, fewer
+    than n_fft / hop apart; the edge of a stretch (its padding) reaches as far again.
+    Rendered with this many more frames each side, a stretch's middle is what it would
+    be inside the whole sound.
+    """
+    return (n_iter + 2) * math.ceil(n_fft / hop_length)
 
 
 def griffin_lim(
@@ -165,11 +206,13 @@ def griffin_lim(
     momentum: float = 0.99,
     length: int | None = None,
     seed: int = 0,
+    first_frame: int = 0,
 ) -> torch.Tensor:
     """Fast Griffin-Lim (Perraudin et al. 2013) with momentum; (..., n_fft//2+1, frames) -> (..., samples).
 
-    Deterministic given seed: the random initial phase comes from a CPU
-    torch.Generator, so results do not depend on global RNG state or device.
+    Deterministic given seed: the random initial phase comes from CPU torch.Generators
+    (initial_phase), so results do not depend on global RNG state or device.
+    `first_frame` says where `magnitude` starts in a longer sound rendered in pieces.
     """
     if magnitude.shape[-2] != n_fft // 2 + 1:
         raise ValueError(f"expected {n_fft // 2 + 1} frequency bins, got {magnitude.shape[-2]}")
@@ -179,8 +222,7 @@ def griffin_lim(
     mag = magnitude.reshape(-1, n_bins, n_frames)
     window = torch.hann_window(n_fft, periodic=True, dtype=mag.dtype, device=mag.device)
 
-    generator = torch.Generator().manual_seed(seed)
-    phase = torch.rand(mag.shape, generator=generator, dtype=mag.dtype).to(mag.device)
+    phase = initial_phase(mag.shape, first_frame, seed).to(mag.device, mag.dtype)
     angles = torch.polar(torch.ones_like(mag), 2 * math.pi * phase)
 
     def inverse(spec: torch.Tensor, out_length: int) -> torch.Tensor:

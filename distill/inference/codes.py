@@ -24,8 +24,8 @@ from distill.audio.mel import MelSpectrogram
 from distill.files import parse_json
 from distill.inference.one_shot import MAX_TRIES, SILENT_DBFS, is_silent
 from distill.models.library import ModelWithPrior
-from distill.models.magnitude import render
-from distill.models.rvqvae import ConvVQVAE
+from distill.models.magnitude import render, render_reach
+from distill.models.rvqvae import ConvVQVAE, decoder_reach
 from distill.models.sampling import Sampling, generate_codes
 
 CODES_FORMAT = "distill-codes"
@@ -35,6 +35,7 @@ MAX_STEPS = 100_000  # latent steps in one grid: minutes of sound at any model's
 MAX_EDIT_SECONDS = 180.0  # the editor's sounds: every edit decodes the whole grid
 CANDIDATES = 4  # stretches drawn by `regenerate`, the one that leads on best is kept
 HEARD_MARGIN = 4  # steps decoded each side of a drawn stretch to hear it as it will sound
+DECODE_CHUNK_FRAMES = 512  # mel frames decoded at once: memory and time per piece are bounded
 
 
 class CodesError(ValueError):
@@ -206,9 +207,7 @@ def check_belongs(grid: CodeGrid, vqvae: ConvVQVAE, model_name: str) -> None:
 
 def decode_grid(vqvae: ConvVQVAE, grid: CodeGrid, seed: int = 0) -> np.ndarray:
     """The grid as audio, through the model's default listening path."""
-    codes = torch.from_numpy(grid.codes.T.copy())  # (steps, levels)
-    mel = vqvae.decode_sound(codes)
-    return render(vqvae, mel, grid.steps * grid.samples_per_step, seed).numpy()
+    return decode_levels(vqvae, grid, set(), seed)
 
 
 class Regenerated(NamedTuple):
@@ -324,9 +323,50 @@ def levels_mel(vqvae: ConvVQVAE, grid: CodeGrid, muted: set[int]) -> torch.Tenso
 
 
 def decode_levels(vqvae: ConvVQVAE, grid: CodeGrid, muted: set[int], seed: int = 0) -> np.ndarray:
-    """The grid as audio with the `muted` levels (0-based) left out: what the others make."""
-    mel = levels_mel(vqvae, grid, muted)
-    return render(vqvae, mel, grid.steps * grid.samples_per_step, seed).numpy()
+    """The grid as audio with the `muted` levels (0-based) left out: what the others make.
+    Decoded piece by piece (decode_chunk), so the memory it takes beside the sound
+    itself does not grow with the sound's length."""
+    chunks = range(decode_chunks(vqvae, grid))
+    return np.concatenate([decode_chunk(vqvae, grid, muted, chunk, seed) for chunk in chunks])
+
+
+def _chunk_steps(vqvae: ConvVQVAE) -> int:
+    return max(1, DECODE_CHUNK_FRAMES // vqvae.config.downsample)
+
+
+def decode_chunks(vqvae: ConvVQVAE, grid: CodeGrid) -> int:
+    """How many pieces decode_chunk cuts the grid into."""
+    return math.ceil(grid.steps / _chunk_steps(vqvae))
+
+
+@torch.no_grad()
+def decode_chunk(
+    vqvae: ConvVQVAE, grid: CodeGrid, muted: set[int], chunk: int, seed: int = 0
+) -> np.ndarray:
+    """Piece `chunk` of the grid's sound, as the whole grid decoded at once would have it.
+
+    Every stage is local: the decoder's convolutions, the decoder stage's, and
+    Griffin-Lim (each frame depends on the frames within render_reach, and its starting
+    phase is drawn per block of frames: audio/mel.py's initial_phase). So the piece is
+    decoded from its steps and enough steps each side to cover those reaches, and those
+    extra steps' sound is cut off again. Long work can stop or yield between pieces.
+    """
+    if not muted <= set(range(grid.codes.shape[0])):
+        raise CodesError(f"muted levels are 0 to {grid.codes.shape[0] - 1}, not {sorted(muted)}")
+    size, down = _chunk_steps(vqvae), vqvae.config.downsample
+    if not 0 <= chunk < decode_chunks(vqvae, grid):
+        raise CodesError(f"the grid has {decode_chunks(vqvae, grid)} pieces, not piece {chunk}")
+    margin = decoder_reach(down) + math.ceil(render_reach(vqvae) / down)
+    first, last = chunk * size, min(grid.steps, (chunk + 1) * size)
+    start, end = max(0, first - margin), min(grid.steps, last + margin)
+    codes = torch.from_numpy(grid.codes.T[start:end].copy()).unsqueeze(0)  # (1, steps, levels)
+    vectors = vqvae.quantizer.get_codes_from_indices(codes)  # (levels, 1, steps, dim)
+    keep = [i for i in range(vectors.shape[0]) if i not in muted]
+    summed = vectors[keep].sum(dim=0) if keep else torch.zeros_like(vectors[0])
+    mel = vqvae.decode(vqvae.quantizer.project_out(summed))[0]
+    per_step = grid.samples_per_step
+    audio = render(vqvae, mel, (end - start) * per_step, seed, first_frame=start * down).numpy()
+    return audio[(first - start) * per_step : (last - start) * per_step]
 
 
 def code_colours(vqvae: ConvVQVAE) -> list[list[str]]:

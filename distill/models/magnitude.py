@@ -22,7 +22,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from distill.audio.mel import filterbank_pinv, griffin_lim, mel_to_audio
+from distill.audio.mel import filterbank_pinv, griffin_lim, griffin_lim_reach, mel_to_audio
 from distill.audio.mel_config import MelConfig
 from distill.models.config import STAGE_DILATIONS
 
@@ -90,11 +90,25 @@ def render(
     length: int | None = None,
     seed: int = 0,
     n_iter: int = GRIFFIN_LIM_ITERS,
+    first_frame: int = 0,
 ) -> Tensor:
     """A model's (m, t) log-mel -> audio, the way a user hears it: through the decoder
-    stage when the model has a trained one, else through the reference path."""
+    stage when the model has a trained one, else through the reference path.
+    `first_frame`: where `log_mel` starts in a longer sound rendered in pieces."""
     config: MelConfig = model.config.mel
     if getattr(model, "stage", None) is None:
-        return mel_to_audio(log_mel.cpu(), config, n_iter=n_iter, length=length, seed=seed)
+        return mel_to_audio(
+            log_mel.cpu(), config, n_iter=n_iter, length=length, seed=seed, first_frame=first_frame
+        )
     magnitude = stage_magnitude(model, log_mel).float().cpu()
-    return griffin_lim(magnitude, config.n_fft, config.hop_length, n_iter, 0.99, length, seed)
+    return griffin_lim(
+        magnitude, config.n_fft, config.hop_length, n_iter, 0.99, length, seed, first_frame
+    )
+
+
+def render_reach(model, n_iter: int = GRIFFIN_LIM_ITERS) -> int:
+    """Frames either side of a frame that its rendered sound depends on: Griffin-Lim's
+    reach, and the stage's convolutions' (a 3-tap input, then its dilated blocks)."""
+    config: MelConfig = model.config.mel
+    stage = 1 + sum(STAGE_DILATIONS) if getattr(model, "stage", None) is not None else 0
+    return griffin_lim_reach(config.n_fft, config.hop_length, n_iter) + stage

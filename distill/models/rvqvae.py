@@ -74,6 +74,14 @@ class Decoder(nn.Module):
         return self.net(latent)  # (b, d, n) -> (b, m, t)
 
 
+def decoder_reach(downsample: int) -> int:
+    """Latent steps either side of a step that the Decoder's output for it depends on, a
+    bound from its layers: a 3-tap convolution and blocks of dilation 1 and 3 at the
+    latent rate (5 steps), at most one more step per upsampling stage (its transposed
+    convolution and block), and the last 3-tap convolution's frame."""
+    return 5 + _stages(downsample) + 1
+
+
 class ConvVQVAE(nn.Module):
     """Encodes normalised log-mel to latents, quantizes them with RVQ, decodes back.
 

@@ -29,6 +29,7 @@ from distill.models.copy_check import nothing_shared, run_means_something
 from distill.progress import duration
 from distill.server import api, editor, library, packs, pages
 from distill.server.discovery import remove_server_file
+from distill.server.editor_lane import EditorLane
 from distill.server.helper import Helper
 from distill.server.live import Streams
 from distill.server.responses import path_for
@@ -74,7 +75,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         app.state.core = core
         processes = torch_processes(settings.concurrency, helper=True)
         app.state.helper = Helper(processes)  # dataset scans
-        app.state.editor_helper = Helper(processes)  # the editor's lane: never behind those
+        app.state.editor_helper = EditorLane(Helper(processes))  # never behind those
         app.state.streams = Streams(core, lambda name, ctx: tpl.get_template(name).render(ctx))
         try:
             yield

@@ -5,11 +5,12 @@ codes, hear the change, save it into the model's edits.
 The page keeps the grid (and its undo history) in the browser and sends the whole grid
 with each request, so the server holds no editing state. The work (encode, decode,
 regenerate, save) runs in a helper process of its own (helper.edit_*), the editor's
-lane: an edit never waits behind a scan in the other helper (generating is a run); it
-keeps the model loaded between edits, and opens sounds up to MAX_EDIT_SECONDS long; the
-operations themselves are inference/codes.py's, the ones `distill codes` runs too. What
-the routes read from disk themselves (the chooser's listings) runs on a thread, as in
-library.py, so a slow disk never stalls the server's loop.
+lane (editor_lane.py): an edit never waits behind a scan in the other helper (generating
+is a run), nor behind more than a piece of a long decode; it keeps the model loaded
+between edits, and opens sounds up to MAX_EDIT_SECONDS long; the operations themselves
+are inference/codes.py's, the ones `distill codes` runs too. What the routes read from
+disk themselves (the chooser's listings) runs on a thread, as in library.py, so a slow
+disk never stalls the server's loop.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from distill.models.history import edits_dir, generation_history, saved_edits
 from distill.models.library import read_card
 from distill.paths import generated_dir
 from distill.server import helper
+from distill.server.editor_lane import decoded_wav
 from distill.server.files import FileRefused, confined, library_file
 from distill.server.inputs import (
     MAX_BODY_BYTES,
@@ -190,9 +192,10 @@ async def decode(request: Request) -> Response:
         body, muted = await _muted_grid(request)
     except InputError as error:
         return JSONResponse({"error": str(error)}, error.status)
-    result = await request.app.state.editor_helper.call(
-        helper.edit_decode, str(path), body["grid"], muted
-    )
+    lane = request.app.state.editor_helper
+    result = await decoded_wav(lane, str(path), body["grid"], muted, client=request)
+    if "abandoned" in result:  # nobody is listening
+        return Response(status_code=204)
     if "error" in result:
         return JSONResponse({"error": result["error"]}, 400)
     silent = {SILENT_HEADER: "1" if result["silent"] else "0"}
@@ -250,7 +253,10 @@ async def save(request: Request) -> Response:
     except InputError as error:
         return JSONResponse({"error": str(error), "exists": error.status == 409}, error.status)
     folder = str(edits_dir(home, name))
-    result = await request.app.state.editor_helper.call(
-        helper.edit_save, str(path), body["grid"], folder, sound_name
-    )
+    lane = request.app.state.editor_helper
+    result = await decoded_wav(lane, str(path), body["grid"], [], client=None)  # kept if left
+    if "wav" in result:
+        result = await lane.call(
+            helper.edit_save, str(path), body["grid"], folder, sound_name, result["wav"]
+        )
     return JSONResponse(result, 400 if "error" in result else 200)

@@ -200,24 +200,29 @@ def _checked_grid(model_path: str, grid_json: dict):
     return vqvae, loaded, grid
 
 
-def edit_decode(model_path: str, grid_json: dict, muted: list[int]) -> dict[str, Any]:
-    """{"wav": bytes, "silent": whether it is silence by generation's rule} of the grid
-    with `muted` levels left out, or {"error": why}."""
+def edit_decode(model_path: str, grid_json: dict, muted: list[int], chunk: int) -> dict[str, Any]:
+    """Piece `chunk` of the grid's sound with `muted` levels left out, as 16-bit PCM:
+    {"pcm": bytes, "chunks": how many pieces, "sample_rate": rate}, or {"error": why}.
+    One piece per call, so that the editor's lane can put an edit between two pieces of
+    a long decode, and stop one whose page has gone (server/editor_lane.py)."""
     import io
 
     import soundfile as sf
 
-    from distill.inference.codes import CodesError, decode_levels
-    from distill.inference.one_shot import is_silent
+    from distill.inference.codes import CodesError, decode_chunk, decode_chunks
 
     try:
         vqvae, _, grid = _checked_grid(model_path, grid_json)
-        audio = decode_levels(vqvae, grid, {int(level) for level in muted})
+        audio = decode_chunk(vqvae, grid, {int(level) for level in muted}, chunk)
     except CodesError as error:
         return {"error": str(error)}
     buffer = io.BytesIO()
-    sf.write(buffer, audio.clip(-1, 1), grid.sample_rate, format="WAV", subtype="PCM_16")
-    return {"wav": buffer.getvalue(), "silent": is_silent(audio)}
+    sf.write(buffer, audio.clip(-1, 1), grid.sample_rate, format="RAW", subtype="PCM_16")
+    return {
+        "pcm": buffer.getvalue(),
+        "chunks": decode_chunks(vqvae, grid),
+        "sample_rate": grid.sample_rate,
+    }
 
 
 def edit_regenerate(
@@ -239,16 +244,18 @@ def edit_regenerate(
         return {"error": str(error)}
 
 
-def edit_save(model_path: str, grid_json: dict, folder: str, sound_name: str) -> dict[str, Any]:
-    """Write NAME.wav and NAME.codes.json into the model's edits folder."""
-    from distill.audio.decode import write_wav
-    from distill.inference.codes import CodesError, decode_grid
+def edit_save(
+    model_path: str, grid_json: dict, folder: str, sound_name: str, wav: bytes
+) -> dict[str, Any]:
+    """Write NAME.wav (`wav`, the grid as the lane decoded it) and NAME.codes.json into
+    the model's edits folder."""
+    from distill.inference.codes import CodesError
 
     try:
-        vqvae, _, grid = _checked_grid(model_path, grid_json)
+        _, _, grid = _checked_grid(model_path, grid_json)
         target = Path(folder)
         target.mkdir(parents=True, exist_ok=True)
-        write_wav(target / f"{sound_name}.wav", decode_grid(vqvae, grid), grid.sample_rate)
+        write_atomically(target / f"{sound_name}.wav", wav)
         write_atomically(target / f"{sound_name}.codes.json", json.dumps(grid.to_json()))
     except CodesError as error:
         return {"error": str(error)}

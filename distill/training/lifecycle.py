@@ -33,6 +33,7 @@ from distill.events import (
     RunFailed,
     RunStarted,
 )
+from distill.files import DiskFullError
 from distill.models.config import PriorConfig, VQVAEConfig
 from distill.paths import CHECKPOINT_NAME, KEEP_BEST_FILE
 from distill.training.checkpoint import TrainingState, load_checkpoint, save_checkpoint
@@ -61,7 +62,8 @@ class RunStart(NamedTuple):
 def training_run(emit: Emit, run_dir: Path, seed: int) -> Iterator[RunStart]:
     """Around a training run: its folder made and torch's RNG seeded before it begins;
     any error ends it with RunFailed, naming the checkpoint to resume from when there is
-    one, then propagates."""
+    one, then propagates. A full disk says so and names the file that did not fit (every
+    write goes through distill/files.py, which names it), not "OSError: [Errno 28]"."""
     start = RunStart(run_dir / CHECKPOINT_NAME, time.monotonic())
     try:
         torch.manual_seed(seed)
@@ -69,7 +71,8 @@ def training_run(emit: Emit, run_dir: Path, seed: int) -> Iterator[RunStart]:
         yield start
     except Exception as error:
         existing = str(start.checkpoint_path) if start.checkpoint_path.exists() else None
-        emit(RunFailed(error=f"{type(error).__name__}: {error}", checkpoint_path=existing))
+        why = str(error) if isinstance(error, DiskFullError) else f"{type(error).__name__}: {error}"
+        emit(RunFailed(error=why, checkpoint_path=existing))
         raise
 
 
