@@ -181,10 +181,10 @@ def test_a_sample_pack_picked_auditioned_on_pads_and_downloaded(
     from distill.inference.codes import encode_file
     from distill.inference.generate import GenerateSpec, generate_clips
     from distill.inference.sample_pack import clip_mode
-    from distill.models.history import new_out_dir
+    from distill.models.history import edits_dir, new_out_dir
     from distill.models.library import load_vqvae
     from distill.server import helper
-    from distill.server.editor import edits_dir
+    from distill.server.editor_lane import wav_bytes
 
     home, model = server.settings.home, server.settings.home / "models" / "kit.distill"
     spec = GenerateSpec(model, new_out_dir("kit", home), seconds=0.5, count=2, seed=5)
@@ -192,7 +192,12 @@ def test_a_sample_pack_picked_auditioned_on_pads_and_downloaded(
     vqvae, _ = load_vqvae(model)
     sound = sorted(p for p in server.settings.home.parent.glob("*/good_00.wav"))[0]
     grid = encode_file(vqvae, "kit", sound).to_json()
-    assert "saved" in helper.edit_save(str(model), grid, str(edits_dir(home, "kit")), "pad-edit")
+    decoded = helper.edit_decode(str(model), grid, [], 0)  # one piece: a short sound
+    assert decoded["chunks"] == 1
+    wav = wav_bytes(decoded["pcm"], decoded["sample_rate"])
+    assert "saved" in helper.edit_save(
+        str(model), grid, str(edits_dir(home, "kit")), "pad-edit", wav
+    )
 
     page.goto(f"{server.url}/models/kit")
     for clip in clips:
