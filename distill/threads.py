@@ -24,8 +24,9 @@ Torch-free (it runs before torch loads), at the ground layer beside paths.py.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 
 THREADS_ENV = "DISTILL_THREADS"  # `--threads N`: how it reaches the processes distill starts
@@ -137,3 +138,20 @@ def _positive(value: str | None) -> int | None:
     except ValueError:
         return None
     return number if number >= 1 else None
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one thread for the block, then as it was: for generating, whose steps are
+    one token each, too small to share between threads. On 2 cores (bench/prior_bench.py,
+    passive waits) the small prior samples 2x faster on 1 thread than on 2, the largest
+    1.3x, and the other core is left to a training beside it; a seed's codes then do not
+    depend on how many cores the machine has either."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

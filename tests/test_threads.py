@@ -109,3 +109,21 @@ def test_the_users_variables_win_in_a_spawned_worker(clean_env: pytest.MonkeyPat
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, context, initializer=init_worker, initargs=(None, 1)) as pool:
         assert pool.submit(thread_count).result() == ThreadFit(1, "ACTIVE", "")
+
+
+def test_generating_runs_torch_on_one_thread_and_gives_the_rest_back() -> None:
+    import torch
+
+    from distill.threads import one_torch_thread
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with one_torch_thread():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), one_torch_thread():
+            raise RuntimeError("a failed generate")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

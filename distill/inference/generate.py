@@ -50,6 +50,7 @@ from distill.models.library import ModelWithPrior, load_with_prior
 from distill.models.magnitude import render
 from distill.models.rvqvae import silence_codes
 from distill.models.sampling import CLIPS_PER_BATCH, generate_codes
+from distill.threads import one_torch_thread
 
 
 class GenerationResult(NamedTuple):
@@ -77,7 +78,15 @@ def generate_clips(
     should_stop: Callable[[], bool] = _never,
 ) -> GenerationResult:
     """Write `spec.count` clips to `spec.out_dir`; stops early (keeping what is written)
-    when `should_stop()` turns true. A model without a prior raises ModelFileError."""
+    when `should_stop()` turns true. A model without a prior raises ModelFileError.
+    Torch runs on one thread meanwhile (threads.one_torch_thread: faster, here)."""
+    with one_torch_thread():
+        return _generate_clips(spec, emit, should_stop)
+
+
+def _generate_clips(
+    spec: GenerateSpec, emit: Callable[[ClipGenerated], None], should_stop: Callable[[], bool]
+) -> GenerationResult:
     started = time.perf_counter()
     loaded = load_with_prior(spec.model_path)
     mel_config = loaded.vqvae.config.mel
