@@ -62,31 +62,30 @@ async def get_run(request: Request) -> Response:
 
 async def submit_run(request: Request) -> Response:
     """Any run type, by the body's "run_type" (a VQ-VAE when it has none)."""
+    return await _submit(request, None)
+
+
+async def submit_prior(request: Request) -> Response:
+    return await _submit(request, "prior")
+
+
+async def submit_generate(request: Request) -> Response:
+    return await _submit(request, "generate")
+
+
+async def _submit(request: Request, run_type: str | None) -> Response:
+    """The body read (capped as it streams), then handed to its run type's submission:
+    `run_type`, or the body's own "run_type" when the route names none."""
     try:
         body = await read_json_body(request)
     except InputError as error:
         return _error(str(error), error.status)
-    run_type = body.pop("run_type", "vqvae") if isinstance(body, dict) else "vqvae"
+    if run_type is None:
+        run_type = body.pop("run_type", "vqvae") if isinstance(body, dict) else "vqvae"
     submit = {"vqvae": _submit_vqvae, "prior": _submit_prior, "generate": _submit_generate}
     if run_type not in submit:
         return _error(f"run_type must be one of {', '.join(submit)}, not {run_type!r}", 400)
     return await submit[run_type](request, body)
-
-
-async def submit_prior(request: Request) -> Response:
-    try:
-        body = await read_json_body(request)
-    except InputError as error:
-        return _error(str(error), error.status)
-    return await _submit_prior(request, body)
-
-
-async def submit_generate(request: Request) -> Response:
-    try:
-        body = await read_json_body(request)
-    except InputError as error:
-        return _error(str(error), error.status)
-    return await _submit_generate(request, body)
 
 
 async def _submit_vqvae(request: Request, body: Any) -> Response:
