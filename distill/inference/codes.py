@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from distill.audio.dataset import load_prepared
+from distill.audio.decode import stated_seconds
 from distill.audio.mel import MelSpectrogram
 from distill.files import parse_json
 from distill.models.magnitude import render, render_reach
@@ -149,9 +150,13 @@ def model_fingerprint(vqvae: ConvVQVAE) -> str:
 def check_editable(grid: CodeGrid) -> None:
     """A grid the editor may work on: at most MAX_EDIT_SECONDS. A 10-minute upload made
     every edit decode for minutes and gigabytes, and queued every other edit behind it."""
-    if grid.seconds > MAX_EDIT_SECONDS:
+    _check_edit_seconds(grid.seconds)
+
+
+def _check_edit_seconds(seconds: float) -> None:
+    if seconds > MAX_EDIT_SECONDS:
         raise CodesError(
-            f"the sound is {grid.seconds / 60:.1f} minutes long: the editor opens sounds up"
+            f"the sound is {seconds / 60:.1f} minutes long: the editor opens sounds up"
             f" to {MAX_EDIT_SECONDS / 60:g} minutes (cut it shorter, or use `distill codes`)"
         )
 
@@ -160,12 +165,24 @@ def _samples_per_step(vqvae: ConvVQVAE) -> int:
     return vqvae.config.downsample * vqvae.config.mel.hop_length
 
 
-def encode_file(vqvae: ConvVQVAE, model_name: str, sound: Path) -> CodeGrid:
-    """A sound file as the model hears it in training (trimmed, normalised), coded."""
+def encode_file(
+    vqvae: ConvVQVAE, model_name: str, sound: Path, for_editor: bool = False
+) -> CodeGrid:
+    """A sound file as the model hears it in training (trimmed, normalised), coded.
+
+    `for_editor`: refuse a sound over the editor's cap (check_editable) before the work:
+    a file whose header says it is longer is refused undecoded (trimming its silence
+    might have brought it under: the cap is the file's length), and a sound still longer
+    once read is refused unencoded. A 10-minute upload was decoded and encoded whole,
+    seconds of the editor's helper, only to be refused."""
     config = vqvae.config.mel
+    if for_editor and (stated := stated_seconds(sound)) is not None:
+        _check_edit_seconds(stated)
     audio, reason = load_prepared(sound, config.sample_rate)
     if audio is None:
         raise CodesError(f"{sound.name}: {reason}")
+    if for_editor:
+        _check_edit_seconds(audio.size / config.sample_rate)
     with torch.no_grad():
         mel = MelSpectrogram(config)(torch.from_numpy(audio))
     codes = vqvae.encode_sound(mel).T.numpy()  # (levels, steps)

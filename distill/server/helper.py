@@ -152,7 +152,7 @@ def edit_open(model_path: str, source: str) -> dict[str, Any]:
             grid = read_codes(Path(source))
             check_belongs(grid, vqvae, name)
         else:
-            grid = encode_file(vqvae, name, Path(source))
+            grid = encode_file(vqvae, name, Path(source), for_editor=True)
         check_editable(grid)
         png = _mel_picture(vqvae, grid, set())
     except (ModelFileError, CodesError, OSError) as error:
