@@ -7,7 +7,14 @@ import torch
 
 from distill.models.config import PriorConfig
 from distill.models.prior import CodePrior, codes_to_tokens, window_inputs
-from distill.models.sampling import CLIPS_PER_BATCH, Sampling, generate_codes, sample_next
+from distill.models.sampling import (
+    CLIPS_PER_BATCH,
+    MIN_BATCH_ROWS,
+    Sampling,
+    generate_codes,
+    sample_next,
+)
+from distill.threads import one_torch_thread
 
 CONFIG = PriorConfig(
     rvq_levels=3, codebook_size=16, context_steps=6, hidden_size=32, layers=2, heads=4, dropout=0.3
@@ -98,28 +105,31 @@ def test_same_seed_same_codes_whatever_the_batch(prior: CodePrior) -> None:
     assert not torch.equal(batch[0], batch[1])
 
 
-def test_a_clips_logits_in_a_batch_are_its_logits_alone_to_the_last_bit(
-    prior: CodePrior,
-) -> None:
-    """A matrix product rounds by its shape (a batch of 8 rows differs from 1 in the last
-    bits, enough to flip a draw that falls on a code's boundary): per_clip computes each
-    window as it is computed alone, for the window's first pass and each cached step."""
+def test_a_windows_logits_do_not_depend_on_the_rest_of_its_batch(prior: CodePrior) -> None:
+    """A matrix product rounds by its shape (1 row, 2 or 3 rows and 4 or more round
+    differently in the last bits, enough to flip a draw that falls on a code's boundary).
+    From MIN_BATCH_ROWS rows on, a window's logits are the same bits whatever the other
+    rows hold, wherever it sits and however many rows there are: for the window's first
+    pass, each cached step, and without the cache. On one thread, as generate_codes runs
+    (on two, the rows are split between the threads and the split shows in the bits)."""
+    torch.manual_seed(0)
     inputs = torch.randint(0, 3 * 16, (9, 18))
 
     def logits(rows: torch.Tensor) -> torch.Tensor:
         prior.setup_cache(len(rows))
-        steps = [prior(rows[:, :7], per_clip=True)]
-        steps += [prior(rows[:, i : i + 1], start=i, per_clip=True) for i in range(7, 18)]
+        steps = [prior(rows[:, :7])]
+        steps += [prior(rows[:, i : i + 1], start=i) for i in range(7, 18)]
         prior.clear_cache()
         return torch.cat(steps, dim=1)
 
-    with torch.no_grad():
-        batch = logits(inputs)
-        alone = torch.cat([logits(inputs[i : i + 1]) for i in range(len(inputs))])
-        uncached = prior(inputs, per_clip=True)
-        uncached_alone = torch.cat([prior(inputs[i : i + 1]) for i in range(len(inputs))])
-    assert torch.equal(batch, alone)
-    assert torch.equal(uncached, uncached_alone)
+    with torch.no_grad(), one_torch_thread():
+        batch, uncached = logits(inputs), prior(inputs)
+        for i in range(len(inputs)):
+            others = torch.randint(0, 3 * 16, (MIN_BATCH_ROWS, 18))
+            row = i % MIN_BATCH_ROWS
+            others[row] = inputs[i]
+            assert torch.equal(logits(others)[row], batch[i])
+            assert torch.equal(prior(others)[row], uncached[i])
 
 
 def test_more_clips_than_a_batch_draw_what_each_draws_alone(prior: CodePrior) -> None:

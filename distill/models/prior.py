@@ -39,15 +39,11 @@ class KVCache(nn.Module):
         self.register_buffer("keys", torch.zeros(shape, dtype=dtype), persistent=False)
         self.register_buffer("values", torch.zeros(shape, dtype=dtype), persistent=False)
 
-    def update(
-        self, start: int, keys: Tensor, values: Tensor, clip: int | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """`clip`: the one window (batch row) these keys and values belong to; None: all."""
-        rows = slice(None) if clip is None else slice(clip, clip + 1)
+    def update(self, start: int, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
         end = start + keys.shape[2]
-        self.keys[rows, :, start:end] = keys
-        self.values[rows, :, start:end] = values
-        return self.keys[rows, :, :end], self.values[rows, :, :end]
+        self.keys[:, :, start:end] = keys
+        self.values[:, :, start:end] = values
+        return self.keys[:, :, :end], self.values[:, :, :end]
 
 
 class Attention(nn.Module):
@@ -59,12 +55,12 @@ class Attention(nn.Module):
         self.dropout = config.dropout
         self.cache: KVCache | None = None
 
-    def forward(self, x: Tensor, start: int, clip: int | None = None) -> Tensor:
+    def forward(self, x: Tensor, start: int) -> Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).split(d, dim=2)
         q, k, v = (t.view(b, n, self.heads, d // self.heads).transpose(1, 2) for t in (q, k, v))
         if self.cache is not None:  # (b, h, n, hd) -> keys and values of slots 0..start+n
-            k, v = self.cache.update(start, k, v, clip)
+            k, v = self.cache.update(start, k, v)
         if n == 1:  # one new slot sees everything before it: no mask
             mask, causal = None, False
         elif k.shape[2] == n:  # the whole window from slot 0
@@ -93,9 +89,8 @@ class Block(nn.Module):
         )
         self.drop = nn.Dropout(config.dropout)
 
-    def forward(self, x: Tensor, start: int, clip: int | None = None) -> Tensor:
-        """`clip`: x is that one window of the batch (its row of the attention's cache)."""
-        x = x + self.drop(self.attention(self.norm1(x), start, clip))
+    def forward(self, x: Tensor, start: int) -> Tensor:
+        x = x + self.drop(self.attention(self.norm1(x), start))
         return x + self.drop(self.mlp(self.norm2(x)))
 
 
@@ -114,20 +109,11 @@ class CodePrior(nn.Module):
         self.head = nn.Linear(hidden, q * k)
         self.apply(_init_weights)
 
-    def forward(self, inputs: Tensor, start: int = 0, per_clip: bool = False) -> Tensor:
+    def forward(self, inputs: Tensor, start: int = 0) -> Tensor:
         """(b, n) input tokens for slots start..start+n-1 -> (b, n, k) logits of their codes.
 
         Without a cache `start` must be 0. With one (`setup_cache`), slots before `start`
         come from the cache: prefill a window with start=0, then feed one token at a time.
-
-        `per_clip` (generation): every window's logits are exactly those it gets alone,
-        whatever else is in the batch. A matrix product's last bits depend on its shape
-        (MKL picks its kernel by the number of rows: a batch of 4 rows rounds differently
-        from 1), and so does attention over one new slot, so a clip batched with others
-        would draw, now and then, a different code than alone. Here each window runs the
-        blocks and the head by itself, with the shapes of a batch of one; the clips still
-        share the loop over layers, so each layer's weights are read from memory once for
-        the whole batch and from cache for the rest (what makes a batch faster at all).
         """
         b, n = inputs.shape
         q, k = self.config.rvq_levels, self.config.codebook_size
@@ -144,15 +130,9 @@ class CodePrior(nn.Module):
             levels = slots % q
             x = self.token(inputs) + self.position(slots // q) + self.level(levels)  # (b, n, d)
         x = self.drop(x)
-        if per_clip and b > 1:
-            rows = list(x.split(1))
-            for block in self.blocks:
-                rows = [block(row, start, clip) for clip, row in enumerate(rows)]
-            logits = torch.cat([self.head(self.norm(row)) for row in rows]).view(b, n, q, k)
-        else:
-            for block in self.blocks:
-                x = block(x, start)
-            logits = self.head(self.norm(x)).view(b, n, q, k)
+        for block in self.blocks:
+            x = block(x, start)
+        logits = self.head(self.norm(x)).view(b, n, q, k)
         if n == 1:
             return logits[:, :, level]  # (b, 1, k)
         return logits[:, torch.arange(n, device=inputs.device), levels]  # (b, n, k)

@@ -11,16 +11,25 @@ are kept as the start of a new window (BOS first, as in training, where windows 
 crops that start anywhere in a file) and generation goes on from there.
 
 Reproducibility: each clip draws from its own torch.Generator, one uniform number per
-token, and the prior computes each clip's logits exactly as it would alone
-(`CodePrior.forward`'s per_clip), so clip i of a batch depends on its seed alone, to the
-last bit, not on which clips share its batch or how many there are. (Whether the cache is
-used changes the last bits of the logits, so cached and recomputed codes agree but for a
-rare draw that falls within rounding of a code's boundary.)
+token, and its logits do not depend on the other clips of its batch, so clip i of a batch
+depends on its seed alone, to the last bit, not on which clips share its batch or how
+many there are. That needs care: a matrix product's last bits depend on its shape. MKL
+multiplies 1 row with one kernel, 2 or 3 rows with another and 4 or more with a third,
+and each rounds differently; within that third one, on one thread, a row's result is the
+same whatever the other rows hold and wherever it sits (on two threads the rows are split
+between them, and a row's bits depend on the split). So generate_codes runs torch on one
+thread (threads.one_torch_thread, which is also the faster choice for generating on a
+busy machine: bench/prior_bench.py), and every batch runs at least MIN_BATCH_ROWS
+rows: a clip drawn alone is padded with rows that are drawn and thrown away, and its
+logits are then bit for bit those it gets in a batch of 8 (the tests hold every size to
+it). Before, each clip ran the blocks by itself with the shapes of a batch of one: exact
+too, but a batch of 8 was then barely faster than 8 clips one after the other, where a
+shared product draws them 3 to 5 times faster. (Whether the cache is used changes the
+last bits of the logits, so cached and recomputed codes agree but for a rare draw that
+falls within rounding of a code's boundary.)
 
 Batches: at most CLIPS_PER_BATCH clips are drawn at once, so memory (the key-value cache,
-b x layers x 2 x window x hidden) does not grow with the number of clips asked for. A
-batch is faster per clip than one clip alone, up to the point where computing, not
-reading the weights, is what takes the time.
+b x layers x 2 x window x hidden) does not grow with the number of clips asked for.
 """
 
 from __future__ import annotations
@@ -30,8 +39,10 @@ from torch import Tensor
 
 from distill.models.prior import CodePrior
 from distill.models.sampling_options import Sampling
+from distill.threads import one_torch_thread
 
 CLIPS_PER_BATCH = 8  # clips drawn in one pass: bounds memory; more gains little speed on 2 cores
+MIN_BATCH_ROWS = 4  # fewest rows a batch runs: from 4 on, a row's logits do not depend on the rest
 
 
 def sample_next(logits: Tensor, sampling: Sampling, uniforms: Tensor) -> Tensor:
@@ -71,19 +82,20 @@ def generate_codes(
     variation keeps a sound's first level and draws the finer ones anew); the random
     numbers are drawn either way, so a clip's draws still depend on its seed alone.
 
-    Any number of clips: they are drawn CLIPS_PER_BATCH at a time."""
-    parts = [
-        _generate_batch(
-            prior,
-            steps,
-            generators[first : first + CLIPS_PER_BATCH],
-            sampling,
-            cached,
-            None if prefix is None else prefix[first : first + CLIPS_PER_BATCH],
-            None if forced is None else forced[first : first + CLIPS_PER_BATCH],
-        )  # fmt: skip
-        for first in range(0, len(generators), CLIPS_PER_BATCH)
-    ]
+    Any number of clips: they are drawn CLIPS_PER_BATCH at a time, on one thread."""
+    with one_torch_thread():
+        parts = [
+            _generate_batch(
+                prior,
+                steps,
+                generators[first : first + CLIPS_PER_BATCH],
+                sampling,
+                cached,
+                None if prefix is None else prefix[first : first + CLIPS_PER_BATCH],
+                None if forced is None else forced[first : first + CLIPS_PER_BATCH],
+            )  # fmt: skip
+            for first in range(0, len(generators), CLIPS_PER_BATCH)
+        ]
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
@@ -97,11 +109,13 @@ def _generate_batch(
     prefix: Tensor | None,
     forced: Tensor | None,
 ) -> Tensor:
-    """generate_codes for one batch of at most CLIPS_PER_BATCH clips."""
+    """generate_codes for one batch of at most CLIPS_PER_BATCH clips, run as at least
+    MIN_BATCH_ROWS rows (the rows past the clips are drawn and dropped)."""
     config = prior.config
     q, k, window = config.rvq_levels, config.codebook_size, config.sequence_length
     keep = (config.context_steps // 2) * q  # tokens carried into the next window
-    batch = len(generators)
+    clips = len(generators)
+    batch = max(clips, MIN_BATCH_ROWS)
     device = prior.head.weight.device
     prior.eval()
     codes = torch.zeros(batch, steps * q, dtype=torch.long, device=device)
@@ -109,11 +123,16 @@ def _generate_batch(
     bos = torch.full((batch, 1), prior.bos, dtype=torch.long, device=device)
     first = 0 if prefix is None else prefix.shape[1] * q
     if prefix is not None:
-        codes[:, :first] = prefix.reshape(batch, -1).to(device)
+        codes[:clips, :first] = prefix.reshape(clips, -1).to(device)
     # every clip's uniforms at once: torch.rand(n) draws what n calls of torch.rand(()) would
-    uniforms = torch.stack([torch.rand(steps * q - first, generator=g) for g in generators])
+    uniforms = torch.zeros(batch, steps * q - first)
+    for row, generator in enumerate(generators):
+        uniforms[row] = torch.rand(steps * q - first, generator=generator)
     uniforms = uniforms.to(device)  # (b, tokens to draw)
-    given = None if forced is None else forced.reshape(batch, -1).to(device)
+    given = None
+    if forced is not None:
+        given = torch.full((batch, steps * q), -1, dtype=torch.long, device=device)
+        given[:clips] = forced.reshape(clips, -1).to(device)
     if cached:
         prior.setup_cache(batch)
     try:
@@ -125,15 +144,15 @@ def _generate_batch(
                 window_start, fresh = i - keep, True
             if fresh or not cached:
                 tokens = codes[:, window_start:i] + offsets[window_start:i]
-                logits = prior(torch.cat([bos, tokens], dim=1), per_clip=True)[:, -1]
+                logits = prior(torch.cat([bos, tokens], dim=1))[:, -1]
                 fresh = False
             else:  # the cache holds slots up to i - 1: feed the one token they lack
                 token = codes[:, i - 1 : i] + offsets[i - 1]
-                logits = prior(token, start=i - window_start, per_clip=True)[:, -1]
+                logits = prior(token, start=i - window_start)[:, -1]
             drawn = sample_next(logits, sampling, uniforms[:, i - first])
             codes[:, i] = (
                 drawn if given is None else torch.where(given[:, i] >= 0, given[:, i], drawn)
             )
     finally:
         prior.clear_cache()
-    return codes.view(batch, steps, q)
+    return codes[:clips].view(clips, steps, q)
