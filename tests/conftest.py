@@ -3,6 +3,7 @@ in helpers.py (imported by name, never `from conftest import`)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -31,10 +32,17 @@ def kit(tmp_path_factory) -> dict:
     write_good_sounds(sounds)
     spec = tiny_spec(sounds, base / "train", epochs=1, name="kit")
     train_vqvae(spec, lambda event: None)
+    without_prior = shutil.copy(spec.model_path, base / "kit-without-prior.distill")
     train_prior(tiny_prior_spec(spec.model_path, sounds, base / "prior"), lambda e: None)
     vqvae, _ = load_vqvae(spec.model_path)
     grid = encode_file(vqvae, "kit", sorted(sounds.iterdir())[0]).to_json()
-    return {"base": base, "sounds": sounds, "model": spec.model_path, "grid": grid}
+    return {
+        "base": base,
+        "sounds": sounds,
+        "model": spec.model_path,
+        "model_without_prior": Path(without_prior),
+        "grid": grid,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +60,14 @@ def library_server(kit: dict, tmp_path_factory) -> dict:
     settings = ServerSettings.for_host(home, "127.0.0.1", 0, allowed_roots=(kit["base"],))
     with ServerThread(settings) as server:
         yield {"server": server, "home": home, **kit}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Torch on one thread in the test process. Its models are tiny, so a second thread
+    gains nothing, and two threads that spin while they wait collapse beside the suite's
+    own servers, workers and browser (one batch test took 180 s at load 8 on two threads,
+    2 s on one). Processes the tests start (workers, helpers) still set their threads
+    themselves, as they do for a user (distill/threads.py)."""
+    import torch
+
+    torch.set_num_threads(1)

@@ -4,26 +4,30 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
 
 import soundfile as sf
 from commands import DISTILL, command_env, distill, json_lines
-from helpers import write_good_sounds
+from helpers import TINY_MEL
 from waiting import DEADLINE
 
 from distill.events import STOP_KEPT
+from distill.paths import models_dir
 
 
-def test_train_a_prior_then_generate(tmp_path: Path) -> None:
+def library_of(home: Path, model: Path, name: str) -> None:
+    """`home`'s library holding a copy of `model` as NAME: the session's kit, trained once
+    (conftest.py), rather than a `distill train` of its own in every test."""
+    models_dir(home).mkdir(parents=True, exist_ok=True)
+    shutil.copy(model, models_dir(home) / f"{name}.distill")
+
+
+def test_train_a_prior_then_generate(tmp_path: Path, kit: dict) -> None:
     home = tmp_path / "home"
-    write_good_sounds(tmp_path / "sounds")
-    trained = distill(
-        home, "train", str(tmp_path / "sounds"), "--epochs", "1", "--rvq-levels", "2",
-        "--codebook-size", "16", "--stage-steps", "5", "--model-name", "kicks", "--json",
-    )  # fmt: skip
-    assert trained.returncode == 0, trained.stderr
+    library_of(home, kit["model_without_prior"], "kicks")
 
     early = distill(home, "generate", "kicks")
     assert early.returncode == 2 and "has no prior yet" in early.stdout
@@ -63,14 +67,14 @@ def test_train_a_prior_then_generate(tmp_path: Path) -> None:
     assert [c["seed"] for c in report["clips"]] == [5, 6]
     for clip in report["clips"]:
         audio, rate = sf.read(clip["path"])
-        assert rate == 22050 and len(audio) == 2 * 22050
+        assert rate == TINY_MEL.sample_rate and len(audio) == 2 * TINY_MEL.sample_rate
         assert Path(clip["path"]).parent == tmp_path / "out"
         assert "longest_run_steps" in clip["copy_check"]
 
-    # Kicks are shorter than the prior's window: by default each clip is one sound.
+    # The human report (which mode a model defaults to: test_generate.py)
     human = distill(home, "generate", "kicks", "--seconds", "1")
     assert human.returncode == 0, human.stderr
-    assert "one-shot clip(s)" in human.stdout
+    assert "continuous clip(s)" in human.stdout or "one-shot clip(s)" in human.stdout
     assert "nearest training clip" in human.stdout
     assert str(home / "generated" / "kicks") in human.stdout.replace("\n", "")
 
@@ -89,16 +93,11 @@ def test_bad_input_to_the_prior_commands_is_a_message(tmp_path: Path) -> None:
     assert json_lines(missing.stdout) == []
 
 
-def test_ctrl_c_on_a_prior_keeps_its_best_epoch(tmp_path: Path) -> None:
+def test_ctrl_c_on_a_prior_keeps_its_best_epoch(tmp_path: Path, kit: dict) -> None:
     """The first Ctrl-C of `distill train-prior` stops the run and saves the best epoch so
     far into the model, as a finished run would: the run ends completed, exit code 0."""
     home = tmp_path / "home"
-    write_good_sounds(tmp_path / "sounds")
-    trained = distill(
-        home, "train", str(tmp_path / "sounds"), "--epochs", "1", "--rvq-levels", "2",
-        "--codebook-size", "16", "--stage-steps", "0", "--model-name", "hits",
-    )  # fmt: skip
-    assert trained.returncode == 0, trained.stderr
+    library_of(home, kit["model_without_prior"], "hits")
     process = subprocess.Popen(
         [*DISTILL, "train-prior", "hits", "--epochs", "500", "--patience", "0",
          "--hidden-size", "16", "--layers", "1", "--heads", "2", "--json"],
