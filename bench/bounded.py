@@ -1,17 +1,17 @@
 """Bounded work: is a small edit still interactive while the editor and generate routes
 are hammered with the largest requests they accept, and how much memory does it take?
 
-.venv/bin/python bench/bounded.py [--edits 10] [--hammers 2]
+.venv/bin/python bench/bounded.py [--edits 10] [--hammers 3]
 
 A small model with a prior is trained on generated sounds, then a real `distill serve`
 runs on it. A small edit (decoding a 1 s grid, as the editor does after each change) is
 timed first on the idle server, then while `--hammers` threads each keep sending the
-largest legal requests: a decode of a 3-minute grid (the editor's cap) and a generate
-request of 8 clips x 60 s (the form's caps; a run in the core's pool), cancelled after
-5 s and sent again. Prints the small
-edit's median and p90 both ways and their ratio, how long the 3-minute decodes took
-meanwhile, and the peak memory (RSS) of the server and all its helper processes
-together, sampled every 0.1 s.
+largest legal requests, in turn: a decode of a 3-minute grid (the editor's cap), a
+generate request of 8 clips x 60 s (the form's caps; a run in the core's pool),
+cancelled after 5 s and sent again, and a "Variation" of the 3-minute grid (every step
+drawn anew by the prior). Prints the small edit's median and p90 both ways and their
+ratio, how long the 3-minute decodes and Variations took meanwhile, and the peak memory
+(RSS) of the server and all its helper processes together, sampled every 0.1 s.
 """
 
 from __future__ import annotations
@@ -101,17 +101,27 @@ def small_edit_times(client: httpx.Client, grid: dict, count: int) -> list[float
 
 
 def hammer(
-    url: str, origin: str, big_grid: dict, stop: threading.Event, which: int, big: list[float]
-) -> None:
-    """Sends the largest requests until `stop`; the 3-minute decodes' times go to `big`."""
+    url: str, origin: str, big_grid: dict, stop: threading.Event, which: int,
+    big: dict[str, list[float]],
+) -> None:  # fmt: skip
+    """Sends the largest requests until `stop`; the times of the 3-minute decodes and
+    Variations go to `big`."""
     with httpx.Client(base_url=url, headers={"Origin": origin}, trust_env=False,
-                      timeout=600) as client:  # fmt: skip
+                      timeout=1800) as client:  # fmt: skip
+        seed = 0
         while not stop.is_set():
-            if which % 2 == 0:
+            if which % 3 == 0:
                 began = time.perf_counter()
                 response = client.post("/models/bench/edit/decode", json={"grid": big_grid})
                 assert response.status_code == 200, response.text
-                big.append(time.perf_counter() - began)
+                big["decode"].append(time.perf_counter() - began)
+            elif which % 3 == 2:
+                began, seed = time.perf_counter(), seed + 1
+                body = {"grid": big_grid, "start": 0, "end": len(big_grid["codes"][0]),
+                        "seed": seed}  # fmt: skip
+                response = client.post("/models/bench/edit/regenerate", json=body)
+                assert response.status_code == 200, response.text
+                big["variation"].append(time.perf_counter() - began)
             else:
                 form = {"seconds": "60", "count": "8", "mode": "continuous"}
                 started = client.post("/models/bench/generate", data=form)
@@ -126,7 +136,7 @@ def hammer(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edits", type=int, default=10)
-    parser.add_argument("--hammers", type=int, default=2)
+    parser.add_argument("--hammers", type=int, default=3)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="distill-bounded-bench-"))
     model = train(folder)
@@ -164,7 +174,8 @@ def main() -> None:
             idle = small_edit_times(client, small, args.edits)
             idle_peak = peak[0]
             print(f"small edit, idle server: {line(idle)}", flush=True)
-            stop, big_times = threading.Event(), list[float]()
+            stop = threading.Event()
+            big_times: dict[str, list[float]] = {"decode": [], "variation": []}
             hammers = [threading.Thread(target=hammer,
                                         args=(info.url, origin, big, stop, i, big_times))
                        for i in range(args.hammers)]  # fmt: skip
@@ -181,13 +192,13 @@ def main() -> None:
         server.wait(timeout=120)
 
     print(f"small edit (decode 1 s, {len(idle)} times), idle server:   {line(idle)}")
-    print(
-        f"small edit under {args.hammers} hammers (3 min decode, 8 x 60 s generate): {line(loaded)}"
-    )
+    kinds = ("3 min decode", "8 x 60 s generate", "3 min Variation")[: args.hammers]
+    print(f"small edit under {args.hammers} hammers ({', '.join(kinds)}): {line(loaded)}")
     ratio = statistics.median(loaded) / statistics.median(idle)
     print(f"ratio loaded / idle (medians): {ratio:.1f}x")
-    print(f"3-minute decodes meanwhile: {len(big_times)}, median "
-          f"{statistics.median(big_times):.1f} s" if big_times else "3-minute decodes: none ended")  # fmt: skip
+    for kind, times in big_times.items():
+        print(f"3-minute {kind}s meanwhile: {len(times)}, median {statistics.median(times):.1f} s"
+              if times else f"3-minute {kind}s: none ended")  # fmt: skip
     print(
         f"server + helpers memory: {idle_peak / 2**30:.2f} GiB idle, peak {peak[0] / 2**30:.2f} GiB"
     )

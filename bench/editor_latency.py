@@ -23,7 +23,8 @@ import soundfile as sf
 
 from distill.audio.mel_config import MelConfig
 from distill.audio.synth import make_demo_set, tone
-from distill.inference.codes import encode_file, regenerate
+from distill.inference.codes import encode_file
+from distill.inference.regenerate import regenerate
 from distill.models.library import load_with_prior
 from distill.models.sampling import Sampling
 from distill.server.serve import ServerThread

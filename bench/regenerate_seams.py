@@ -23,7 +23,8 @@ import torch
 from distill.audio.decode import write_wav
 from distill.audio.formats import find_audio_files, is_supported
 from distill.audio.images import write_mel_png
-from distill.inference.codes import CodesError, decode_grid, encode_file, regenerate
+from distill.inference.codes import CodesError, decode_grid, encode_file
+from distill.inference.regenerate import regenerate
 from distill.models.library import load_with_prior
 from distill.models.sampling import Sampling
 

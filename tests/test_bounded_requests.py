@@ -430,3 +430,88 @@ def test_a_long_decode_stops_when_its_client_goes(world) -> None:
     assert pieces < total - 1, (pieces, total)  # not decoded to the end
     with page_client(world["server"]) as http:  # and the lane is free for the next edit
         assert http.post("/models/kit/edit/decode", json={"grid": world["grid"]}).status_code == 200
+
+
+# -- a long regenerate: window by window, an edit between two, stopped when its page goes --
+# The kit's prior has a context of 8 steps, so a window is 4 steps: 40 steps make 10.
+
+LONG_RANGE = {"start": 0, "end": 40, "seed": 5}
+
+
+def _windows(world, grid: dict, start: int, end: int) -> int:
+    from distill.inference.regenerate import regenerate_windows
+    from distill.models.library import load_with_prior
+
+    return regenerate_windows(load_with_prior(world["model"]), CodeGrid.from_json(grid), start, end)
+
+
+def test_a_long_regenerate_is_drawn_in_windows_with_an_edit_between(world) -> None:
+    lane = world["server"].app.state.editor_helper
+    long_grid = _long_grid(world, 1.5)  # 46 steps
+    windows = _windows(world, long_grid, LONG_RANGE["start"], LONG_RANGE["end"])
+    assert windows == 10
+    answers: dict = {}
+
+    def regenerate_long() -> None:
+        with page_client(world["server"]) as http:
+            answers["long"] = http.post(
+                "/models/kit/edit/regenerate", json={"grid": long_grid, **LONG_RANGE}
+            )
+
+    before = lane.long_pieces
+    thread = threading.Thread(target=regenerate_long)
+    thread.start()
+    try:
+        wait_until(lambda: lane.long_pieces > before, what="the regenerate's second window")
+        with page_client(world["server"]) as http:
+            small = http.post("/models/kit/edit/decode", json={"grid": world["grid"]})
+        windows_before_the_edit = lane.long_pieces - before
+    finally:
+        thread.join()
+    assert small.status_code == 200 and small.headers["content-type"] == "audio/wav"
+    long = answers["long"]
+    assert long.status_code == 200, long.text
+    assert lane.long_pieces - before == windows - 1  # the first window is asked as an edit
+    assert windows_before_the_edit < windows - 1  # answered while the regenerate went on
+    drawn, old = long.json()["grid"]["codes"], long_grid["codes"]
+    assert [row[40:] for row in drawn] == [row[40:] for row in old]  # after the range: kept
+    assert [row[:40] for row in drawn] != [row[:40] for row in old]
+    assert "silence (under -60 dBFS)" in long.json()["warning"]  # the tiny model's, per window
+
+
+def test_a_regenerate_is_the_same_for_a_seed_in_the_editor_and_the_cli(world, tmp_path) -> None:
+    """Three windows, drawn by the editor (one helper call each) and by `distill codes
+    regenerate` (in one process): the same grid, and the same again on a second request."""
+    grid = _long_grid(world, 1.5)
+    span = {"start": 20, "end": 32, "seed": 11}
+    assert _windows(world, grid, span["start"], span["end"]) == 3
+    with page_client(world["server"]) as http:
+        drawn = [http.post("/models/kit/edit/regenerate", json={"grid": grid, **span})
+                 for _ in range(2)]  # fmt: skip
+    assert all(d.status_code == 200 for d in drawn), drawn[0].text
+    assert drawn[0].json()["grid"] == drawn[1].json()["grid"]
+    codes, out = tmp_path / "long.codes.json", tmp_path / "regen.json"
+    codes.write_text(json.dumps(grid))
+    per_step = grid["samples_per_step"] / grid["sample_rate"]
+    done = distill(world["home"], "codes", "regenerate", str(world["model"]), str(codes),
+                   "--start", str(20 * per_step), "--end", str(32 * per_step), "--seed", "11",
+                   "--out", str(out))  # fmt: skip
+    assert done.returncode == 0 and "steps 20 to 32" in done.stdout, done.stdout + done.stderr
+    assert json.loads(out.read_text())["codes"] == drawn[0].json()["grid"]["codes"]
+
+
+def test_a_long_regenerate_stops_when_its_client_goes(world) -> None:
+    lane, server = world["server"].app.state.editor_helper, world["server"]
+    body = json.dumps({"grid": _long_grid(world, 1.5), **LONG_RANGE}).encode()
+    head = (f"POST /models/kit/edit/regenerate HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{server.info.port}\r\nOrigin: http://127.0.0.1:{server.info.port}"
+            f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()  # fmt: skip
+    abandoned, before = lane.abandoned, lane.long_pieces
+    with socket.create_connection(("127.0.0.1", server.info.port)) as client:
+        client.sendall(head + body)
+        wait_until(lambda: lane.long_pieces > before, what="the long regenerate under way")
+    # the page is closed: the regenerate stops before its next window, and says so
+    wait_until(lambda: lane.abandoned == abandoned + 1, what="the long regenerate to stop")
+    assert lane.long_pieces - before < 10 - 1  # not drawn to the end
+    with page_client(world["server"]) as http:  # and the lane is free for the next edit
+        assert http.post("/models/kit/edit/decode", json={"grid": world["grid"]}).status_code == 200

@@ -24,10 +24,9 @@ from distill.inference.codes import (
     encode_file,
     model_fingerprint,
     read_codes,
-    regenerate,
-    stretch_is_silent,
 )
 from distill.inference.one_shot import MAX_TRIES
+from distill.inference.regenerate import regenerate, stretch_is_silent
 from distill.models.library import load_vqvae, load_with_prior
 from distill.models.sampling import Sampling
 from distill.training.prior import train_prior

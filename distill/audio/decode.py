@@ -90,6 +90,19 @@ def load_audio(path: Path | str, sample_rate: int) -> np.ndarray:
     return resample(mono, source_rate, sample_rate, path)
 
 
+def stated_seconds(path: Path | str) -> float | None:
+    """How long the file says it is (its header), without decoding it; None when it says
+    nothing usable (then decode_audio gives the reason)."""
+    try:
+        with _quiet_stderr():
+            info = sf.info(str(path))
+    except (sf.SoundFileError, RuntimeError, ValueError, TypeError, OSError, EOFError):
+        return None
+    if info.frames <= 0 or info.samplerate <= 0:
+        return None
+    return info.frames / info.samplerate
+
+
 def decode_audio(path: Path | str) -> tuple[np.ndarray, int]:
     """float32 mono at the file's own rate, and that rate.
 

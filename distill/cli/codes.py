@@ -103,14 +103,9 @@ def regenerate(
     """Draw the range anew with the model's prior, after what comes before it; of a few
     draws, keep the one that leads best into what comes after."""
     from distill.files import write_atomically
-    from distill.inference.codes import (
-        CodesError,
-        check_belongs,
-        read_codes,
-        seconds_to_steps,
-        silent_stretch_message,
-    )
-    from distill.inference.codes import regenerate as regenerate_range
+    from distill.inference.codes import CodesError, check_belongs, read_codes, seconds_to_steps
+    from distill.inference.regenerate import regenerate as regenerate_range
+    from distill.inference.regenerate import silent_stretch_message
     from distill.models.library import load_with_prior, resolve_model
     from distill.models.model_file import ModelFileError
     from distill.models.sampling import Sampling
@@ -128,4 +123,5 @@ def regenerate(
         raise _fail(error) from error
     console.print(f"{target}: steps {first} to {last} of {grid.steps} drawn anew (seed {seed})")
     if result.silent:
-        console.print(f"[yellow]warning:[/] {silent_stretch_message(result.draws)}")
+        said = silent_stretch_message(result.draws, result.silent_steps, last - first)
+        console.print(f"[yellow]warning:[/] {said}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import os
 import sqlite3
 import sys
@@ -35,7 +34,7 @@ from distill.events import (
     RunInterrupted,
     RunQueued,
 )
-from distill.files import remove_stale_temporaries
+from distill.files import DISK_FULL_ERRNOS, DiskFullError, remove_stale_temporaries
 
 if TYPE_CHECKING:
     from distill.core.cluster import ClusterRunner
@@ -62,13 +61,14 @@ class DiskFull(RunError):
     of the run is left behind: no row, no folder."""
 
     def __init__(self, path: Path | str) -> None:
-        super().__init__(f"the disk is full ({path}): free some space, then submit again")
+        # the words are files.DiskFullError's, the one place a full disk is phrased
+        super().__init__(f"{DiskFullError(path)}: free some space, then submit again")
         self.path = str(path)
 
 
 def is_disk_full(error: BaseException) -> bool:
     """ENOSPC from a file write, or SQLite's "database or disk is full"."""
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+    if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
         return True
     return isinstance(error, sqlite3.Error) and "full" in str(error).lower()
 

@@ -1,5 +1,5 @@
 """A sound as its model's code grid, and what the code editor does to one: encode, decode,
-check that a grid belongs to a model, regenerate a stretch with the prior.
+check that a grid belongs to a model (regenerating a stretch with the prior: regenerate.py).
 
 Plain functions over a CodeGrid, so the CLI (`distill codes`) and the dashboard's editor
 call the same ones. A grid saved as JSON (the "distill-codes" format, documented in the
@@ -14,27 +14,23 @@ import math
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 
 from distill.audio.dataset import load_prepared
+from distill.audio.decode import stated_seconds
 from distill.audio.mel import MelSpectrogram
 from distill.files import parse_json
-from distill.inference.one_shot import MAX_TRIES, SILENT_DBFS, is_silent
-from distill.models.library import ModelWithPrior
 from distill.models.magnitude import render, render_reach
 from distill.models.rvqvae import ConvVQVAE, decoder_reach
-from distill.models.sampling import Sampling, generate_codes
 
 CODES_FORMAT = "distill-codes"
 CODES_VERSION = 1
 MAX_CODES_FILE_BYTES = 16 * 1024**2
 MAX_STEPS = 100_000  # latent steps in one grid: minutes of sound at any model's rate
 MAX_EDIT_SECONDS = 180.0  # the editor's sounds: every edit decodes the whole grid
-CANDIDATES = 4  # stretches drawn by `regenerate`, the one that leads on best is kept
-HEARD_MARGIN = 4  # steps decoded each side of a drawn stretch to hear it as it will sound
 DECODE_CHUNK_FRAMES = 512  # mel frames decoded at once: memory and time per piece are bounded
 
 
@@ -154,9 +150,13 @@ def model_fingerprint(vqvae: ConvVQVAE) -> str:
 def check_editable(grid: CodeGrid) -> None:
     """A grid the editor may work on: at most MAX_EDIT_SECONDS. A 10-minute upload made
     every edit decode for minutes and gigabytes, and queued every other edit behind it."""
-    if grid.seconds > MAX_EDIT_SECONDS:
+    _check_edit_seconds(grid.seconds)
+
+
+def _check_edit_seconds(seconds: float) -> None:
+    if seconds > MAX_EDIT_SECONDS:
         raise CodesError(
-            f"the sound is {grid.seconds / 60:.1f} minutes long: the editor opens sounds up"
+            f"the sound is {seconds / 60:.1f} minutes long: the editor opens sounds up"
             f" to {MAX_EDIT_SECONDS / 60:g} minutes (cut it shorter, or use `distill codes`)"
         )
 
@@ -165,12 +165,24 @@ def _samples_per_step(vqvae: ConvVQVAE) -> int:
     return vqvae.config.downsample * vqvae.config.mel.hop_length
 
 
-def encode_file(vqvae: ConvVQVAE, model_name: str, sound: Path) -> CodeGrid:
-    """A sound file as the model hears it in training (trimmed, normalised), coded."""
+def encode_file(
+    vqvae: ConvVQVAE, model_name: str, sound: Path, for_editor: bool = False
+) -> CodeGrid:
+    """A sound file as the model hears it in training (trimmed, normalised), coded.
+
+    `for_editor`: refuse a sound over the editor's cap (check_editable) before the work:
+    a file whose header says it is longer is refused undecoded (trimming its silence
+    might have brought it under: the cap is the file's length), and a sound still longer
+    once read is refused unencoded. A 10-minute upload was decoded and encoded whole,
+    seconds of the editor's helper, only to be refused."""
     config = vqvae.config.mel
+    if for_editor and (stated := stated_seconds(sound)) is not None:
+        _check_edit_seconds(stated)
     audio, reason = load_prepared(sound, config.sample_rate)
     if audio is None:
         raise CodesError(f"{sound.name}: {reason}")
+    if for_editor:
+        _check_edit_seconds(audio.size / config.sample_rate)
     with torch.no_grad():
         mel = MelSpectrogram(config)(torch.from_numpy(audio))
     codes = vqvae.encode_sound(mel).T.numpy()  # (levels, steps)
@@ -208,92 +220,6 @@ def check_belongs(grid: CodeGrid, vqvae: ConvVQVAE, model_name: str) -> None:
 def decode_grid(vqvae: ConvVQVAE, grid: CodeGrid, seed: int = 0) -> np.ndarray:
     """The grid as audio, through the model's default listening path."""
     return decode_levels(vqvae, grid, set(), seed)
-
-
-class Regenerated(NamedTuple):
-    """What `regenerate` made, and what it took."""
-
-    grid: CodeGrid
-    draws: int  # rounds of candidates drawn: 1, or up to MAX_TRIES while they were silent
-    silent: bool  # every candidate of every round decoded to silence: kept, and said so
-
-
-def regenerate(
-    loaded: ModelWithPrior, grid: CodeGrid, start: int, end: int, sampling: Sampling,
-    seed: int = 0, candidates: int = CANDIDATES,
-) -> Regenerated:  # fmt: skip
-    """Steps [start, end) drawn anew by the prior, conditioned on the steps before them.
-
-    `candidates` stretches are drawn (seeds seed, seed+1, ...); the one kept is the one
-    under which the prior finds the steps after the stretch most likely (the mean
-    log-probability of up to a context's worth of following tokens), so the new stretch
-    leads into what comes after it. With nothing after it, the first draw is kept. The
-    same seed gives the same result.
-
-    A stretch that decodes to silence is passed over: generation's rule
-    (training/one_shot.py, is_silent and MAX_TRIES), so a variation never comes back as
-    silence without a word. The next candidate in rank is taken; with every candidate
-    silent, a new round is drawn from the same generators, MAX_TRIES rounds at most; a
-    stretch silent on every draw is kept (the first round's best) and flagged.
-    """
-    if not 0 <= start < end <= grid.steps:
-        raise CodesError(f"a range inside the sound's {grid.steps} steps, not {start}..{end}")
-    prior = loaded.prior
-    keep_before = max(0, start - prior.config.context_steps // 2)
-    prefix = torch.from_numpy(grid.codes.T[keep_before:start].copy()).unsqueeze(0)
-    generators = [torch.Generator().manual_seed(seed + i) for i in range(candidates)]
-    after = grid.codes.T[end : end + prior.config.context_steps // 2]
-    kept: CodeGrid | None = None
-    for draws in range(1, MAX_TRIES + 1):
-        drawn = generate_codes(
-            prior, end - keep_before, generators, sampling, prefix=prefix.expand(candidates, -1, -1)
-        )[:, start - keep_before :]  # (candidates, end - start, levels)
-        order = list(range(candidates))  # nothing after the stretch: in the order drawn
-        if len(after):
-            scores = [_lead_in_score(loaded, grid, start, d, after) for d in drawn]
-            order = [int(i) for i in np.argsort(scores)[::-1]]
-        for index in order:
-            codes = grid.codes.copy()
-            codes[:, start:end] = drawn[index].numpy().T
-            candidate = grid.with_codes(codes)
-            kept = candidate if kept is None else kept
-            if not stretch_is_silent(loaded.vqvae, candidate, start, end):
-                return Regenerated(candidate, draws, False)
-    assert kept is not None
-    return Regenerated(kept, MAX_TRIES, True)
-
-
-def silent_stretch_message(draws: int) -> str:
-    """What the CLI and the editor say of a stretch silent on every draw."""
-    return (
-        f"the drawn stretch is silence (under {SILENT_DBFS:g} dBFS) on all {draws} rounds of"
-        f" {CANDIDATES} draws: kept as drawn; try another seed or a higher temperature"
-    )
-
-
-def stretch_is_silent(vqvae: ConvVQVAE, grid: CodeGrid, start: int, end: int) -> bool:
-    """Steps [start, end) as they sound in the grid (decoded with HEARD_MARGIN steps of
-    what surrounds them) are silence by generation's rule (one_shot.is_silent)."""
-    first, last = max(0, start - HEARD_MARGIN), min(grid.steps, end + HEARD_MARGIN)
-    audio = decode_grid(vqvae, grid.with_codes(grid.codes[:, first:last]))
-    step = grid.samples_per_step
-    return is_silent(audio[(start - first) * step : (end - first) * step])
-
-
-@torch.no_grad()
-def _lead_in_score(
-    loaded: ModelWithPrior, grid: CodeGrid, start: int, stretch: torch.Tensor, after: np.ndarray
-) -> float:
-    """Mean log-probability the prior gives the steps `after` once `stretch` is in place,
-    within one context window (as much of what comes before as fits)."""
-    prior = loaded.prior
-    room = max(0, prior.config.context_steps - len(after) - len(stretch))
-    before = torch.from_numpy(grid.codes.T[max(0, start - room) : start].copy())
-    sequence = torch.cat([before, stretch, torch.from_numpy(after.copy())])
-    sequence = sequence[-prior.config.context_steps :]
-    prior.eval()
-    losses = prior.loss(sequence.unsqueeze(0))[0]  # per token, time-major
-    return -float(losses[-len(after) * prior.config.rvq_levels :].mean())
 
 
 def seconds_to_steps(grid: CodeGrid, start: float, end: float) -> tuple[int, int]:

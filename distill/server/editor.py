@@ -6,9 +6,10 @@ The page keeps the grid (and its undo history) in the browser and sends the whol
 with each request, so the server holds no editing state. The work (encode, decode,
 regenerate, save) runs in a helper process of its own (helper.edit_*), the editor's
 lane (editor_lane.py): an edit never waits behind a scan in the other helper (generating
-is a run), nor behind more than a piece of a long decode; it keeps the model loaded
-between edits, and opens sounds up to MAX_EDIT_SECONDS long; the operations themselves
-are inference/codes.py's, the ones `distill codes` runs too. What the routes read from
+is a run), nor behind more than a piece of a long decode or a window of a long
+regenerate; it keeps the model loaded between edits, and opens sounds up to
+MAX_EDIT_SECONDS long; the operations themselves are inference/codes.py's and
+regenerate.py's, the ones `distill codes` runs too. What the routes read from
 disk themselves (the chooser's listings) runs on a thread, as in library.py, so a slow
 disk never stalls the server's loop.
 """
@@ -33,7 +34,7 @@ from distill.models.history import edits_dir, generation_history, saved_edits
 from distill.models.library import read_card
 from distill.paths import generated_dir
 from distill.server import helper
-from distill.server.editor_lane import decoded_wav
+from distill.server.editor_lane import decoded_wav, regenerated
 from distill.server.files import FileRefused, confined, library_file
 from distill.server.inputs import (
     MAX_BODY_BYTES,
@@ -218,7 +219,8 @@ async def mel(request: Request) -> Response:
 
 
 async def regenerate(request: Request) -> Response:
-    """The grid with a range of steps drawn anew by the prior."""
+    """The grid with a range of steps drawn anew by the prior, window by window (a small
+    edit waits for one window at most; a page that has gone stops it)."""
     _, path = _model(request)
     try:
         body = await _grid_request(request)
@@ -230,9 +232,12 @@ async def regenerate(request: Request) -> Response:
     except InputError as error:
         return JSONResponse({"error": str(error)}, error.status)
     sampling = {"temperature": float(temperature), "top_k": top_k}
-    result = await request.app.state.editor_helper.call(
-        helper.edit_regenerate, str(path), body["grid"], start, end, sampling, seed
+    lane = request.app.state.editor_helper
+    result = await regenerated(
+        lane, str(path), body["grid"], (start, end), sampling, seed, client=request
     )
+    if "abandoned" in result:  # nobody is waiting for it
+        return Response(status_code=204)
     return JSONResponse(result, 400 if "error" in result else 200)
 
 

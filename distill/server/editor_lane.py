@@ -10,6 +10,11 @@ to the helper only while no edit is waiting and one piece at a time, whatever nu
 long decodes are under way. An edit then waits for at most one piece. Between pieces a
 long decode asks whether its client is still connected, and stops if not: a closed
 page no longer keeps the lane busy for minutes.
+
+A regenerate ("Regenerate" over a long selection, "Variation" over the whole sound) goes
+the same way, one window of the range per helper call (inference/regenerate.py's
+regenerate_window, each drawn after the codes the window before it drew): the first as
+an edit, the others as long work, and it stops between windows once its page has gone.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import numpy as np
 from starlette.requests import Request
 
 from distill.inference.one_shot import is_silent
+from distill.inference.regenerate import silent_stretch_message
 from distill.server import helper
 from distill.server.helper import Helper
 
@@ -40,7 +46,7 @@ class EditorLane:
         self._no_edits.set()
         self._long = asyncio.Lock()  # one piece of long work at the helper at a time
         self.long_pieces = 0  # pieces of long work done (a count for tests and benchmarks)
-        self.abandoned = 0  # long decodes stopped because their client had gone
+        self.abandoned = 0  # long decodes and regenerates stopped: their client had gone
 
     async def call(self, fn, *args: Any) -> Any:
         """An edit: straight to the helper, behind at most one piece of long work."""
@@ -93,6 +99,39 @@ async def decoded_wav(
     pcm = b"".join(pieces)
     audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
     return {"wav": wav_bytes(pcm, first["sample_rate"]), "silent": is_silent(audio)}
+
+
+async def regenerated(
+    lane: EditorLane, model_path: str, grid: dict, span: tuple[int, int], sampling: dict,
+    seed: int, client: Request,
+) -> dict[str, Any]:  # fmt: skip
+    """{"grid": the grid with steps span = [start, end) drawn anew, "draws": the most
+    rounds a window took, "warning": what was silence on every round, or None}, drawn
+    window by window; {"error": why}; or {"abandoned": True} when `client` went away
+    before the last window. The windows and their order are those of
+    inference/regenerate.py's regenerate, so the editor and `distill codes regenerate`
+    draw the same grid for a seed."""
+    start, end = span
+    made = await lane.call(helper.edit_regenerate, model_path, grid, start, end, sampling, seed, 0)
+    if "error" in made:
+        return made
+    draws, silent_steps = made["draws"], made["silent_steps"]
+    for window in range(1, made["windows"]):
+        if await client.is_disconnected():
+            lane.abandoned += 1
+            logger.info(
+                "an editor regenerate stopped after %d of %d windows: its client has gone",
+                window, made["windows"],
+            )  # fmt: skip
+            return {"abandoned": True}
+        made = await lane.call_long(
+            helper.edit_regenerate, model_path, made["grid"], start, end, sampling, seed, window
+        )
+        if "error" in made:
+            return made
+        draws, silent_steps = max(draws, made["draws"]), silent_steps + made["silent_steps"]
+    said = silent_stretch_message(draws, silent_steps, end - start) if silent_steps else None
+    return {"grid": made["grid"], "draws": draws, "warning": said}
 
 
 def wav_bytes(pcm: bytes, sample_rate: int) -> bytes:

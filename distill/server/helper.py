@@ -152,7 +152,7 @@ def edit_open(model_path: str, source: str) -> dict[str, Any]:
             grid = read_codes(Path(source))
             check_belongs(grid, vqvae, name)
         else:
-            grid = encode_file(vqvae, name, Path(source))
+            grid = encode_file(vqvae, name, Path(source), for_editor=True)
         check_editable(grid)
         png = _mel_picture(vqvae, grid, set())
     except (ModelFileError, CodesError, OSError) as error:
@@ -226,20 +226,30 @@ def edit_decode(model_path: str, grid_json: dict, muted: list[int], chunk: int) 
 
 
 def edit_regenerate(
-    model_path: str, grid_json: dict, start: int, end: int, sampling: dict, seed: int
-) -> dict[str, Any]:
-    """{"grid": the grid with steps [start, end) drawn anew, "draws": rounds drawn,
-    "warning": why it is silence, or None} or {"error": why}."""
-    from distill.inference.codes import CodesError, regenerate, silent_stretch_message
+    model_path: str, grid_json: dict, start: int, end: int, sampling: dict, seed: int,
+    window: int,
+) -> dict[str, Any]:  # fmt: skip
+    """Window `window` of steps [start, end) drawn anew (inference/regenerate.py):
+    {"grid": the grid with it drawn, "windows": how many windows the range has, "draws":
+    rounds drawn, "silent_steps": its steps if silent on every round, else 0}, or
+    {"error": why}. One window per call, so that the editor's lane can put an edit between
+    two windows of a long Variation, and stop one whose page has gone (editor_lane.py);
+    each call is given the grid the one before it drew."""
+    from distill.inference.codes import CodesError
+    from distill.inference.regenerate import regenerate_window, regenerate_windows
     from distill.models.sampling import Sampling
 
     try:
         _, loaded, grid = _checked_grid(model_path, grid_json)
         if loaded is None:
             raise CodesError("this model has no prior yet: train one to regenerate")
-        made = regenerate(loaded, grid, start, end, Sampling(**sampling), seed)
-        warning = silent_stretch_message(made.draws) if made.silent else None
-        return {"grid": made.grid.to_json(), "draws": made.draws, "warning": warning}
+        made = regenerate_window(loaded, grid, start, end, Sampling(**sampling), seed, window)
+        return {
+            "grid": made.grid.to_json(),
+            "windows": regenerate_windows(loaded, grid, start, end),
+            "draws": made.draws,
+            "silent_steps": made.silent_steps,
+        }
     except (CodesError, ValueError) as error:
         return {"error": str(error)}
 
