@@ -83,6 +83,7 @@ def test_the_editor_says_silence_redraws_its_mel_and_plays_through_the_run_pages
 
     # Deleting two steps: the mel picture is redrawn from the edited grid (4 mel frames
     # a step in the tiny model), and the edited player draws the new sound.
+    page.locator("#editor[data-mel-version='2']").wait_for()  # the variation's picture
     steps = page.evaluate("distillEditor.codes()[0].length")
     width = page.evaluate("document.getElementById('edit-mel').naturalWidth")
     assert width == steps * 4

@@ -85,12 +85,7 @@ async def decoded_wav(
         return first
     pieces = [first["pcm"]]
     for chunk in range(1, first["chunks"]):
-        if client is not None and await client.is_disconnected():
-            lane.abandoned += 1
-            logger.info(
-                "an editor decode stopped after %d of %d pieces: its client has gone",
-                chunk, first["chunks"],
-            )  # fmt: skip
+        if await _has_gone(lane, client, f"decode after {chunk} of {first['chunks']} pieces"):
             return {"abandoned": True}
         piece = await lane.call_long(helper.edit_decode, model_path, grid, muted, chunk)
         if "error" in piece:
@@ -117,12 +112,7 @@ async def regenerated(
         return made
     draws, silent_steps = made["draws"], made["silent_steps"]
     for window in range(1, made["windows"]):
-        if await client.is_disconnected():
-            lane.abandoned += 1
-            logger.info(
-                "an editor regenerate stopped after %d of %d windows: its client has gone",
-                window, made["windows"],
-            )  # fmt: skip
+        if await _has_gone(lane, client, f"regenerate after {window} of {made['windows']} windows"):
             return {"abandoned": True}
         made = await lane.call_long(
             helper.edit_regenerate, model_path, made["grid"], start, end, sampling, seed, window
@@ -132,6 +122,16 @@ async def regenerated(
         draws, silent_steps = max(draws, made["draws"]), silent_steps + made["silent_steps"]
     said = silent_stretch_message(draws, silent_steps, end - start) if silent_steps else None
     return {"grid": made["grid"], "draws": draws, "warning": said}
+
+
+async def _has_gone(lane: EditorLane, client: Request | None, where: str) -> bool:
+    """Whether long work's client has disconnected (None: nobody to wait for, as a save);
+    counted and logged, since the work stops there."""
+    if client is None or not await client.is_disconnected():
+        return False
+    lane.abandoned += 1
+    logger.info("an editor %s stopped: its client has gone", where)
+    return True
 
 
 def wav_bytes(pcm: bytes, sample_rate: int) -> bytes:
