@@ -23,8 +23,8 @@ busy machine: bench/prior_bench.py), and every batch runs at least MIN_BATCH_ROW
 rows: a clip drawn alone is padded with rows that are drawn and thrown away, and its
 logits are then bit for bit those it gets in a batch of 8 (the tests hold every size to
 it). Before, each clip ran the blocks by itself with the shapes of a batch of one: exact
-too, but a batch of 8 was then barely faster than 8 clips one after the other, where a
-shared product draws them 3 to 5 times faster. (Whether the cache is used changes the
+too, but a batch of 8 was then barely faster (1.15x) than 8 clips one after the other,
+where a shared product draws them about 6 times faster (bench/prior_bench.py). (Whether the cache is used changes the
 last bits of the logits, so cached and recomputed codes agree but for a rare draw that
 falls within rounding of a code's boundary.)
 

@@ -35,7 +35,7 @@ from distill.models.library import read_card
 from distill.paths import generated_dir
 from distill.server import helper
 from distill.server.editor_lane import decoded_wav, regenerated
-from distill.server.files import FileRefused, confined, library_file
+from distill.server.files import FileRefused, confined
 from distill.server.inputs import (
     MAX_BODY_BYTES,
     InputError,
@@ -48,7 +48,7 @@ from distill.server.inputs import (
     read_json_body,
     save_uploads,
 )
-from distill.server.responses import path_for, render
+from distill.server.responses import library_model, path_for, render
 from distill.training.bounds import MAX_SEED, MAX_TEMPERATURE
 
 MAX_GRID_BYTES = MAX_BODY_BYTES  # one request's grid as JSON
@@ -57,18 +57,9 @@ SILENT_HEADER = "X-Distill-Silent"  # on a decoded WAV: 1 when it is silence
 _EDIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 
 
-def _model(request: Request) -> tuple[str, Path]:
-    home = request.app.state.settings.home
-    name = request.path_params["name"]
-    try:
-        return name, library_file(home, name)
-    except FileRefused:
-        raise HTTPException(404, f"no model named {name!r}") from None
-
-
 async def edit_page(request: Request) -> Response:
     """Without a sound: what can be opened. With one (?sound=, ?clip=, ?edit=): the editor."""
-    name, path = _model(request)
+    name, path = library_model(request)
 
     async def choices() -> dict[str, Any]:  # listing folders: off the server's loop
         return await asyncio.to_thread(_choices, request, name, path)
@@ -122,7 +113,7 @@ def _source(request: Request, name: str, model: Path) -> Path | None:
 
 async def upload(request: Request) -> Response:
     """A sound from the user's machine, kept with the other uploads, opened in the editor."""
-    name, _ = _model(request)
+    name, _ = library_model(request)
     settings = request.app.state.settings
     try:
         check_length(request, settings.max_upload_bytes)
@@ -188,7 +179,7 @@ async def _muted_grid(request: Request) -> tuple[dict[str, Any], list[int]]:
 async def decode(request: Request) -> Response:
     """The grid (with levels muted, if asked) as a WAV to play; a SILENT_HEADER of 1
     when it is silence by generation's rule, so the page says so."""
-    _, path = _model(request)
+    _, path = library_model(request)
     try:
         body, muted = await _muted_grid(request)
     except InputError as error:
@@ -205,7 +196,7 @@ async def decode(request: Request) -> Response:
 
 async def mel(request: Request) -> Response:
     """The mel picture of the grid as edited (levels muted, if asked), as a PNG."""
-    _, path = _model(request)
+    _, path = library_model(request)
     try:
         body, muted = await _muted_grid(request)
     except InputError as error:
@@ -221,7 +212,7 @@ async def mel(request: Request) -> Response:
 async def regenerate(request: Request) -> Response:
     """The grid with a range of steps drawn anew by the prior, window by window (a small
     edit waits for one window at most; a page that has gone stops it)."""
-    _, path = _model(request)
+    _, path = library_model(request)
     try:
         body = await _grid_request(request)
         start = json_int(body.get("start"), "start", 0, MAX_STEPS)
@@ -243,7 +234,7 @@ async def regenerate(request: Request) -> Response:
 
 async def save(request: Request) -> Response:
     """Keep the grid and its sound in the model's edits, under a name."""
-    name, path = _model(request)
+    name, path = library_model(request)
     home = request.app.state.settings.home
     try:
         body = await _grid_request(request)

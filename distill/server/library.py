@@ -37,6 +37,7 @@ from distill.server.inputs import (
 from distill.server.packs import pack_choices
 from distill.server.responses import (
     confined_file,
+    library_model,
     path_for,
     render,
     run_error_status,
@@ -68,11 +69,7 @@ async def _known_runs(request: Request, entries: list[dict[str, Any]]) -> set[st
 async def model_page(request: Request, error: str | None = None, status: int = 200) -> Response:
     """One model: its card, its prior (train one, see its runs) and what it generated."""
     home = request.app.state.settings.home
-    name = request.path_params["name"]
-    try:
-        path = library_file(home, name)
-    except FileRefused:
-        raise HTTPException(404, f"no model named {name!r}") from None
+    name, path = library_model(request)
     entry = await asyncio.to_thread(lambda: _entry(library.listed(path)))
     await request.app.state.core.settle()
     runs = await request.app.state.core.store.runs(model_name=name, run_type="prior", limit=20)
@@ -116,12 +113,8 @@ def _entry(listed: Listed) -> dict[str, Any]:
 
 async def train_prior(request: Request) -> Response:
     """The train-prior form: checked, queued on the core, then off to the run's page."""
-    name = request.path_params["name"]
+    name, _ = library_model(request)
     form = dict(await request.form())
-    try:
-        library_file(request.app.state.settings.home, name)
-    except FileRefused:
-        raise HTTPException(404, f"no model named {name!r}") from None
     try:
         settings, overrides = prior_options(form)
         run_id = await request.app.state.core.submit(
@@ -188,21 +181,14 @@ async def generated_file(request: Request) -> Response:
 
 
 async def download_model(request: Request) -> Response:
-    try:
-        path = library_file(request.app.state.settings.home, request.path_params["name"])
-    except FileRefused:
-        raise HTTPException(404, "no such model") from None
+    _, path = library_model(request)
     return FileResponse(path, filename=path.name, media_type="application/octet-stream")
 
 
 async def rename_model(request: Request) -> Response:
     home = request.app.state.settings.home
-    name = request.path_params["name"]
+    name, _ = library_model(request)
     new_name = str((await request.form()).get("new_name", "")).strip()
-    try:
-        library_file(home, name)
-    except FileRefused:
-        raise HTTPException(404, "no such model") from None
     if (busy := await _in_use(request, name)) is not None:
         return await models_page(request, busy, 409)
     try:
@@ -215,17 +201,13 @@ async def rename_model(request: Request) -> Response:
 
 async def delete_model(request: Request) -> Response:
     home = request.app.state.settings.home
-    name = request.path_params["name"]
-    try:
-        library_file(home, name)
-    except FileRefused:
-        raise HTTPException(404, "no such model") from None
+    name, _ = library_model(request)
     if (busy := await _in_use(request, name)) is not None:
         return await models_page(request, busy, 409)
     try:
         await asyncio.to_thread(library.delete_model, name, home)
     except ModelFileError:
-        raise HTTPException(404, "no such model") from None
+        raise HTTPException(404, f"no model named {name!r}") from None
     await request.app.state.core.store.forget_model(name)
     return see_other(request, "models")
 

@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
@@ -27,7 +26,8 @@ from distill.inference.sample_pack import (
 )
 from distill.models.history import MANIFEST_NAME, edits_dir, generation_history
 from distill.paths import generated_dir
-from distill.server.files import FileRefused, confined, library_file
+from distill.server.files import FileRefused, confined
+from distill.server.responses import library_model
 
 
 def pack_choices(home: Path, name: str) -> list[dict[str, Any]]:
@@ -67,11 +67,7 @@ def _edit(home: Path, name: str, edit: str) -> PackSound:
 async def download_pack(request: Request) -> Response:
     """The picked sounds as one zip of WAVs at one level, with its manifest."""
     home = request.app.state.settings.home
-    name = request.path_params["name"]
-    try:
-        library_file(home, name)
-    except FileRefused:
-        raise HTTPException(404, f"no model named {name!r}") from None
+    name, _ = library_model(request)
     form = await request.form(max_fields=2 * MAX_PACK_SOUNDS + 10)
     clips = [v for v in form.getlist("clip") if isinstance(v, str)]
     edits = [v for v in form.getlist("edit") if isinstance(v, str)]

@@ -18,7 +18,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
 from distill.core.core import DiskFull, RunError
-from distill.server.files import FileRefused
+from distill.server.files import FileRefused, library_file
 
 
 def path_for(request: HTTPConnection, name: str, /, **params: Any) -> str:
@@ -58,6 +58,15 @@ def confined_file(request: Request, find: Callable[[], Path]) -> Response:
     except FileRefused:
         raise HTTPException(404, "no such file") from None
     return FileResponse(path)
+
+
+def library_model(request: Request) -> tuple[str, Path]:
+    """The model the route names ("name"): its name and its file in the library, or 404."""
+    name = request.path_params["name"]
+    try:
+        return name, library_file(request.app.state.settings.home, name)
+    except FileRefused:
+        raise HTTPException(404, f"no model named {name!r}") from None
 
 
 def run_error_status(error: RunError) -> int:
