@@ -39,7 +39,7 @@ MEASURES = ("vqvae", "prior", "generate")
 SCENARIOS = ("quiet", "1 spinner", "2 spinners", "2nd training", "helper decoding")
 GENERATE_SECONDS = 2.0  # a clip: short, since the old policy on a busy machine makes it crawl
 # what a server with one worker tells its worker and its helper to share the cores among
-SERVER_PROCESSES = torch_processes(1, helper=True)
+SERVER_PROCESSES = torch_processes(1)
 
 
 # -- the child: one measure (or one competitor) in its own process ---------------------

@@ -25,6 +25,11 @@ Emit = Callable[[Payload], None]
 ShouldStop = Callable[[], bool]
 
 
+def never() -> bool:
+    """The stop check of a run nobody can cancel (a direct call, a benchmark)."""
+    return False
+
+
 class RunRefused(ValueError):
     """A request its run type will not plan: a missing model, a taken name, a dataset
     gone. The message is for the user; the core answers it as a refusal (400 or 409)."""

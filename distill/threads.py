@@ -53,11 +53,11 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def torch_processes(concurrency: int, helper: bool) -> int:
+def torch_processes(concurrency: int) -> int:
     """How many torch processes the cores are shared among: the pool's workers, which
     compute for as long as they hold a run.
 
-    A server's helpers (`helper`: scans, generate, the editor) are not counted: they idle
+    A server's helpers (scans, the editor) are not counted: they idle
     between requests. Counted, they kept a server's training worker on one core of two for
     the whole run, to spare a core for a helper that was idle nearly all of it (4.2 prior
     steps/s instead of 5.9 on a quiet 2-core machine). Not counted, a helper at work and

@@ -32,9 +32,9 @@ from distill.models.magnitude import render, stage_magnitude
 from distill.models.model_file import FORMAT_VERSION
 from distill.models.rvqvae import ConvVQVAE
 from distill.paths import KEEP_BEST_FILE
+from distill.run_types import never
 from distill.server.inputs import InputError, train_options
 from distill.server.views import progress_of, run_context
-from distill.training.lifecycle import never
 from distill.training.stage import train_stage
 from distill.training.vqvae import prepare_data, train_vqvae
 

@@ -39,8 +39,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 
 def test_the_share_divides_the_cores_among_the_torch_processes() -> None:
-    assert torch_processes(1, helper=False) == 1  # a CLI run in its own process
-    assert torch_processes(2, helper=True) == 2  # a server: two workers; its idle helpers not
+    assert torch_processes(1) == 1  # a CLI run in its own process, or a server's one worker
+    assert torch_processes(2) == 2  # a server: two workers; its idle helpers are not counted
     assert share(3, cores=8) == 2
     assert share(3, cores=2) == 1  # never none
     assert decide(2, {}) == ThreadFit(share(2), "PASSIVE", "share")
@@ -82,7 +82,7 @@ def _in_worker(runner: JobRunner) -> ThreadFit:
 def test_a_spawned_worker_gets_its_share_and_the_passive_policy(
     clean_env: pytest.MonkeyPatch,
 ) -> None:
-    runner = JobRunner(lambda batch: None, lambda run_id: None, concurrency=1, helper=True)
+    runner = JobRunner(lambda batch: None, lambda run_id: None, concurrency=1)
     assert runner.torch_processes == 1  # the helper idles between requests: not counted
     got = _in_worker(runner)
     assert got.threads == share(1) == available_cores()
@@ -93,7 +93,7 @@ def test_the_helper_takes_threads_over_its_share(clean_env: pytest.MonkeyPatch) 
     clean_env.setenv(THREADS_ENV, "3")  # what `distill serve --threads 3` sets
 
     async def ask() -> ThreadFit:
-        helper = Helper(torch_processes(4, helper=True))
+        helper = Helper(torch_processes(4))
         try:
             return await helper.call(fitted)
         finally:

@@ -88,17 +88,13 @@ class Core:
         concurrency: int = 1,
         run_types: Mapping[str, RunType] | None = None,
         cluster: ClusterConfig | None = None,
-        helper: bool = False,
     ) -> None:
         """`run_types`: what this core can run (name -> RunType, as in
         distill.training.jobs.RUN_TYPES); handed in, so the core imports nothing above it.
         A core built without them still follows, lists and cancels runs.
 
         `cluster`: run the jobs on that Dask cluster (core/cluster.py) instead of a local
-        process pool of `concurrency` workers; only then is Dask imported.
-
-        `helper`: a server's helper process runs torch beside the pool, and the workers
-        leave it its share of the cores (distill/threads.py)."""
+        process pool of `concurrency` workers; only then is Dask imported."""
         self.home = home or data_home()
         self.run_types = dict(run_types or {})
         lanes = {kind.lane: 1 for kind in self.run_types.values()}
@@ -110,7 +106,7 @@ class Core:
         self.cluster_runner: ClusterRunner | None = None
         if cluster is None:
             self.runner = JobRunner(
-                self._on_worker_messages, self._cancelled_while_queued, concurrency, helper, lanes
+                self._on_worker_messages, self._cancelled_while_queued, concurrency, lanes
             )
         else:
             from distill.core.cluster import ClusterRunner

@@ -124,19 +124,16 @@ class JobRunner:
         on_messages: OnMessages,
         on_cancelled_while_queued: OnQueuedCancel,
         concurrency: int = 1,
-        helper: bool = False,
         lanes: Iterable[str] = (),
     ) -> None:
-        """`helper`: a server's helper process runs torch beside the pool's workers, and
-        shares the cores with them (distill/threads.py). `lanes`: the lanes of the run
-        types this runner will be given."""
+        """`lanes`: the lanes of the run types this runner will be given."""
         self.on_messages = on_messages
         self.on_cancelled_while_queued = on_cancelled_while_queued
         self.concurrency = concurrency
         self.lanes = {TRAINING_LANE: concurrency} | {
             lane: 1 for lane in lanes if lane != TRAINING_LANE
         }
-        self.torch_processes = torch_processes(concurrency, helper)
+        self.torch_processes = torch_processes(concurrency)
         self.waiting: deque[Job] = deque()
         self.running: dict[str, Future] = {}
         self._jobs: dict[str, Job] = {}  # the running jobs, by run id

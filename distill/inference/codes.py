@@ -234,18 +234,25 @@ def seconds_to_steps(grid: CodeGrid, start: float, end: float) -> tuple[int, int
 
 def levels_mel(vqvae: ConvVQVAE, grid: CodeGrid, muted: set[int]) -> torch.Tensor:
     """(m, t) log-mel the grid decodes to with the `muted` levels (0-based) left out."""
-    if not muted <= set(range(grid.codes.shape[0])):
-        raise CodesError(f"muted levels are 0 to {grid.codes.shape[0] - 1}, not {sorted(muted)}")
+    _check_muted(grid, muted)
     codes = torch.from_numpy(grid.codes.T.copy())  # (steps, levels)
     if not muted:
         return vqvae.decode_sound(codes)
-    with torch.no_grad():
-        vectors = vqvae.quantizer.get_codes_from_indices(
-            codes.unsqueeze(0)
-        )  # (levels, 1, steps, dim)
-        keep = [i for i in range(vectors.shape[0]) if i not in muted]
-        summed = vectors[keep].sum(dim=0) if keep else torch.zeros_like(vectors[0])
-        return vqvae.decode(vqvae.quantizer.project_out(summed))[0]
+    return _mel_without(vqvae, codes.unsqueeze(0), muted)
+
+
+def _check_muted(grid: CodeGrid, muted: set[int]) -> None:
+    if not muted <= set(range(grid.codes.shape[0])):
+        raise CodesError(f"muted levels are 0 to {grid.codes.shape[0] - 1}, not {sorted(muted)}")
+
+
+@torch.no_grad()
+def _mel_without(vqvae: ConvVQVAE, codes: torch.Tensor, muted: set[int]) -> torch.Tensor:
+    """(1, steps, levels) codes -> (m, t) log-mel of the levels not in `muted`."""
+    vectors = vqvae.quantizer.get_codes_from_indices(codes)  # (levels, 1, steps, dim)
+    keep = [i for i in range(vectors.shape[0]) if i not in muted]
+    summed = vectors[keep].sum(dim=0) if keep else torch.zeros_like(vectors[0])
+    return vqvae.decode(vqvae.quantizer.project_out(summed))[0]
 
 
 def decode_levels(vqvae: ConvVQVAE, grid: CodeGrid, muted: set[int], seed: int = 0) -> np.ndarray:
@@ -277,8 +284,7 @@ def decode_chunk(
     decoded from its steps and enough steps each side to cover those reaches, and those
     extra steps' sound is cut off again. Long work can stop or yield between pieces.
     """
-    if not muted <= set(range(grid.codes.shape[0])):
-        raise CodesError(f"muted levels are 0 to {grid.codes.shape[0] - 1}, not {sorted(muted)}")
+    _check_muted(grid, muted)
     size, down = _chunk_steps(vqvae), vqvae.config.downsample
     if not 0 <= chunk < decode_chunks(vqvae, grid):
         raise CodesError(f"the grid has {decode_chunks(vqvae, grid)} pieces, not piece {chunk}")
@@ -286,10 +292,7 @@ def decode_chunk(
     first, last = chunk * size, min(grid.steps, (chunk + 1) * size)
     start, end = max(0, first - margin), min(grid.steps, last + margin)
     codes = torch.from_numpy(grid.codes.T[start:end].copy()).unsqueeze(0)  # (1, steps, levels)
-    vectors = vqvae.quantizer.get_codes_from_indices(codes)  # (levels, 1, steps, dim)
-    keep = [i for i in range(vectors.shape[0]) if i not in muted]
-    summed = vectors[keep].sum(dim=0) if keep else torch.zeros_like(vectors[0])
-    mel = vqvae.decode(vqvae.quantizer.project_out(summed))[0]
+    mel = _mel_without(vqvae, codes, muted)
     per_step = grid.samples_per_step
     audio = render(vqvae, mel, (end - start) * per_step, seed, first_frame=start * down).numpy()
     return audio[(first - start) * per_step : (last - start) * per_step]

@@ -50,6 +50,7 @@ from distill.models.library import ModelWithPrior, load_with_prior
 from distill.models.magnitude import render
 from distill.models.rvqvae import silence_codes
 from distill.models.sampling import CLIPS_PER_BATCH, generate_codes
+from distill.run_types import never
 from distill.threads import one_torch_thread
 
 
@@ -68,14 +69,10 @@ def _ignore(payload: Payload) -> None:
     pass
 
 
-def _never() -> bool:
-    return False
-
-
 def generate_clips(
     spec: GenerateSpec,
     emit: Callable[[ClipGenerated], None] = _ignore,
-    should_stop: Callable[[], bool] = _never,
+    should_stop: Callable[[], bool] = never,
 ) -> GenerationResult:
     """Write `spec.count` clips to `spec.out_dir`; stops early (keeping what is written)
     when `should_stop()` turns true. A model without a prior raises ModelFileError.

@@ -47,12 +47,6 @@ class GenerateOptions:
     def sampling(self) -> Sampling:
         return Sampling(self.temperature, self.top_k, self.top_p)
 
-    @property
-    def mode(self) -> str:
-        """In words, for lists and file names."""
-        shape = {None: "auto", True: "one-shot", False: "continuous"}[self.one_shot]
-        return f"{shape} variation" if self.variation else shape
-
 
 @dataclass(frozen=True)
 class GenerateSpec(GenerateOptions):

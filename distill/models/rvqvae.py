@@ -227,6 +227,7 @@ def latent_mask(audible: Tensor, downsample: int) -> Tensor:
     return padded.reshape(audible.shape[0], -1, downsample).amax(dim=-1) > 0
 
 
+@torch.no_grad()
 def silence_codes(vqvae: ConvVQVAE) -> Tensor:
     """(n, q) codes of one window of pure silence (the padding value everywhere)."""
     vqvae.eval()

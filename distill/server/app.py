@@ -69,11 +69,10 @@ def create_app(settings: ServerSettings) -> Starlette:
             settings.concurrency,
             run_types=RUN_TYPES,
             cluster=settings.cluster,
-            helper=True,
         )
         await core.start()
         app.state.core = core
-        processes = torch_processes(settings.concurrency, helper=True)
+        processes = torch_processes(settings.concurrency)
         app.state.helper = Helper(processes)  # dataset scans
         app.state.editor_helper = EditorLane(Helper(processes))  # never behind those
         app.state.streams = Streams(core, lambda name, ctx: tpl.get_template(name).render(ctx))

@@ -38,6 +38,7 @@ from distill.training.bounds import (
     check_section,
 )
 from distill.training.settings import MAX_GENERATION_CLIPS, PriorSettings, TrainSettings
+from distill.training.specs import GenerateRequest
 
 MAX_PAGE_SECONDS = 60.0  # a generate request from a page: seconds per clip
 # The largest whole number a request may carry anywhere: JSON's exact integers, well
@@ -293,10 +294,7 @@ def prior_api_request(body: Any) -> dict[str, Any]:
     return body
 
 
-GENERATE_FIELDS = frozenset(
-    {"model", "seconds", "count", "temperature", "top_k", "top_p", "seed", "one_shot",
-     "variation", "griffin_lim_iters", "out"}
-)  # fmt: skip
+GENERATE_FIELDS = frozenset(f.name for f in dataclasses.fields(GenerateRequest))
 MAX_GRIFFIN_LIM_ITERS = 256
 
 
@@ -322,9 +320,8 @@ def generate_api_request(body: Any) -> dict[str, Any]:
         raise InputError(str(error)) from None
     if "seconds" in body:
         body["seconds"] = json_number(body["seconds"], "seconds", 0.01, MAX_PAGE_SECONDS)
-    for flag in ("variation",):
-        if not isinstance(body.get(flag, False), bool):
-            raise InputError(f"{flag} must be true or false, not {body[flag]!r}")
+    if not isinstance(body.get("variation", False), bool):
+        raise InputError(f"variation must be true or false, not {body['variation']!r}")
     if body.get("one_shot") not in (None, True, False):
         raise InputError(f"one_shot must be true, false or null, not {body['one_shot']!r}")
     return body

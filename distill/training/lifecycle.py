@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -36,21 +36,15 @@ from distill.events import (
 from distill.files import DiskFullError
 from distill.models.config import PriorConfig, VQVAEConfig
 from distill.paths import CHECKPOINT_NAME, KEEP_BEST_FILE
+from distill.run_types import Emit
 from distill.training.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from distill.training.settings import PriorSettings, TrainSettings
-
-Emit = Callable[[Payload], None]
 
 
 class RunResult(NamedTuple):
     status: str  # "completed" or "cancelled"
     model_path: Path | None
     history: list[dict[str, Any]]
-
-
-def never() -> bool:
-    """The stop check of a run nobody can cancel (a direct call, a benchmark)."""
-    return False
 
 
 class RunStart(NamedTuple):

@@ -44,8 +44,9 @@ from distill.models.config import PriorConfig, VQVAEConfig
 from distill.models.library import load_vqvae, save_prior
 from distill.models.prior import CodePrior, token_mask
 from distill.models.rvqvae import ConvVQVAE
+from distill.run_types import Emit, never
 from distill.training.generation_report import measure_prior
-from distill.training.lifecycle import Emit, RunLifecycle, RunResult, never, training_run
+from distill.training.lifecycle import RunLifecycle, RunResult, training_run
 from distill.training.memorization import (
     copy_share_warning,
     gap_warning,

@@ -77,7 +77,6 @@ def _file_codes(vqvae: ConvVQVAE, sound: SoundFile, mel: np.ndarray) -> FileCode
     return FileCodes(sound, codes, audible)
 
 
-@torch.no_grad()
 def _window(item: FileCodes, start: int, steps: int) -> tuple[Tensor, Tensor, Tensor]:
     """`steps` steps of one file from `start`, padded past its end with code 0."""
     piece = item.codes[start : start + steps]

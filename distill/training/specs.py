@@ -19,11 +19,6 @@ from distill.inference.spec import GenerateOptions
 from distill.run_types import PathRole, fields_of
 from distill.training.settings import PriorSettings, TrainSettings
 
-
-def _plain(value: Any) -> Any:
-    return str(value) if isinstance(value, Path) else value
-
-
 # -- the VQ-VAE --------------------------------------------------------------------------
 
 

@@ -54,7 +54,8 @@ from distill.models.health import (
 )
 from distill.models.library import save_vqvae
 from distill.models.rvqvae import ConvVQVAE, latent_mask, multiscale_mel_loss
-from distill.training.lifecycle import Emit, RunLifecycle, RunResult, never, training_run
+from distill.run_types import Emit, never
+from distill.training.lifecycle import RunLifecycle, RunResult, training_run
 from distill.training.previews import preview_sources, write_previews
 from distill.training.settings import TrainSettings, steps_per_epoch, training_device
 from distill.training.stage import train_stage
