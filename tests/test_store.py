@@ -499,3 +499,14 @@ def test_a_closed_store_says_so_and_closes_twice(db_path: Path) -> None:
             await store.append(stamp("r1", [step(0)]))
 
     asyncio.run(main())
+
+
+def test_known_runs_are_the_ids_the_store_holds(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with await Store.open(tmp_path / "db.sqlite") as store:
+            await store.create_run("r1", "vqvae", "/sounds", {"dataset": "/sounds"}, "kicks")
+            await store.create_run("r2", "vqvae", "/sounds", {"dataset": "/sounds"}, "snares")
+            assert await store.known_runs(["r1", "elsewhere", "r2", "r1"]) == {"r1", "r2"}
+            assert await store.known_runs([]) == set()
+
+    asyncio.run(main())

@@ -62,8 +62,7 @@ async def _known_runs(request: Request, entries: list[dict[str, Any]]) -> set[st
         card = entry.get("card")
         if card is not None:
             named |= {card.run_id, card.prior.run_id if card.prior else None}
-    store = request.app.state.core.store
-    return {run_id for run_id in named if run_id and await store.run(run_id) is not None}
+    return await request.app.state.core.store.known_runs(run_id for run_id in named if run_id)
 
 
 async def model_page(request: Request, error: str | None = None, status: int = 200) -> Response:

@@ -16,7 +16,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -266,6 +266,15 @@ class Store:
     async def run(self, run_id: str) -> dict[str, Any] | None:
         rows = await self._read("SELECT * FROM runs WHERE run_id = ?", (run_id,))
         return _run_row(rows[0]) if rows else None
+
+    async def known_runs(self, run_ids: Iterable[str]) -> set[str]:
+        """Which of these run ids this store holds, in one query."""
+        wanted = sorted(set(run_ids))
+        if not wanted:
+            return set()
+        marks = ", ".join("?" * len(wanted))
+        rows = await self._read(f"SELECT run_id FROM runs WHERE run_id IN ({marks})", wanted)
+        return {row["run_id"] for row in rows}
 
     async def runs(
         self,
